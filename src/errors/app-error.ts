@@ -1,0 +1,96 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+
+/**
+ * The closed set of failures the server reports to callers (SPEC S7). Inner layers throw `AppError` with
+ * one of these codes; `toConnectError` is the one place that turns them into what goes on the wire.
+ */
+export const errorTable = {
+  unauthenticated: { code: Code.Unauthenticated, http: 401, message: "Unauthorized" },
+  forbidden: { code: Code.PermissionDenied, http: 403, message: "Forbidden" },
+  product_not_found: { code: Code.NotFound, http: 404, message: "Product not found" },
+  model_not_supported: { code: Code.InvalidArgument, http: 400, message: "Model not supported" },
+  streaming_not_supported: { code: Code.InvalidArgument, http: 400, message: "Streaming not supported" },
+  /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
+  invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
+  request_too_large: { code: Code.ResourceExhausted, http: 413, message: "Request too large" },
+  rate_limited: { code: Code.ResourceExhausted, http: 429, message: "Rate limit exceeded" },
+  upstream_error: { code: Code.Unavailable, http: 502, message: "Upstream service error" },
+  /** The provider rejected the request itself; the AppError's message is the provider's, scrubbed. */
+  upstream_rejected: { code: Code.InvalidArgument, http: 400, message: "Upstream rejected the request" },
+  upstream_timeout: { code: Code.DeadlineExceeded, http: 504, message: "Upstream timeout" },
+  not_ready: { code: Code.Unavailable, http: 503, message: "Service not ready" },
+  internal: { code: Code.Internal, http: 500, message: "Internal server error" },
+} as const satisfies Record<string, { code: Code; http: number; message: string }>;
+
+export type AppErrorCode = keyof typeof errorTable;
+
+/** Domain used in the google.rpc.ErrorInfo detail attached to every error we raise. */
+export const errorDomain = "api-key-server";
+
+export interface AppErrorOptions {
+  /** Public message; defaults to the table's. Only for codes whose message varies (invalid_argument, upstream_rejected). */
+  readonly message?: string;
+  /** For the log only; never sent to the caller. */
+  readonly cause?: unknown;
+  /** For rate_limited: how long the caller should wait. */
+  readonly retryAfterMs?: number;
+  /** Extra response headers (rate-limit headers); REST sends them as headers, gRPC/Connect as metadata. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** A failure with a stable code. Its message is safe to show to callers; `cause` is for logs only. */
+export class AppError extends Error {
+  override readonly name = "AppError";
+  readonly code: AppErrorCode;
+  readonly retryAfterMs: number | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+
+  constructor(code: AppErrorCode, options: AppErrorOptions = {}) {
+    super(options.message ?? errorTable[code].message, { cause: options.cause });
+    this.code = code;
+    this.retryAfterMs = options.retryAfterMs;
+    this.headers = options.headers;
+  }
+}
+
+/**
+ * Turns anything thrown into the ConnectError that goes on the wire. AppErrors keep their code and public
+ * message and carry a google.rpc.ErrorInfo detail whose `reason` is the AppErrorCode (the REST writer maps
+ * it back to the HTTP status of SPEC S7, e.g. 502 versus 503 for the same UNAVAILABLE). ConnectErrors pass
+ * through. Anything else becomes INTERNAL "Internal server error" with no trace of its text.
+ */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const app = err instanceof AppError ? err : new AppError("internal", { cause: err });
+  const row = errorTable[app.code];
+  const details = [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: app.code, domain: errorDomain }) },
+  ];
+  if (app.retryAfterMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(app.retryAfterMs));
+    details.push({
+      desc: RetryInfoSchema,
+      value: create(RetryInfoSchema, {
+        retryDelay: create(DurationSchema, {
+          seconds: BigInt(Math.floor(ms / 1000)),
+          nanos: (ms % 1000) * 1_000_000,
+        }),
+      }),
+    } as never);
+  }
+  const metadata = new Headers(app.headers ?? {});
+  return new ConnectError(app.message, row.code, metadata, details, app);
+}
+
+/** The HTTP status for an AppErrorCode, for the REST writer. */
+export function httpStatusOf(code: AppErrorCode): number {
+  return errorTable[code].http;
+}
+
+/** Whether a string is one of the AppErrorCodes (for reading ErrorInfo.reason back). */
+export function isAppErrorCode(value: string): value is AppErrorCode {
+  return Object.hasOwn(errorTable, value);
+}

@@ -1,0 +1,11 @@
+export {
+  AppError,
+  errorTable,
+  errorDomain,
+  toConnectError,
+  httpStatusOf,
+  isAppErrorCode,
+  type AppErrorCode,
+  type AppErrorOptions,
+} from "./app-error.js";
+export { scrubSecrets } from "./scrub.js";

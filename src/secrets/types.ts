@@ -1,0 +1,79 @@
+import type { JSONWebKeySet } from "jose";
+
+/** Provider kinds (SPEC S14). A provider entry's kind is its `kind` field, or else its key in `providers`. */
+export const providerKinds = [
+  "openai",
+  "azure-openai",
+  "anthropic",
+  "gemini",
+  "openai-compatible",
+  "echo",
+] as const;
+export type ProviderKind = (typeof providerKinds)[number];
+
+/** One provider of a product, as validated from the product secret. */
+export interface ProviderConfig {
+  /** The key under `providers` (also the kind unless `kind` is given). */
+  readonly name: string;
+  readonly kind: ProviderKind;
+  /** The provider API key; absent only for kinds that need none (echo). Never log or return it. */
+  readonly apiKey: string | undefined;
+  /** Base URL override (`base_url`), without a trailing slash. */
+  readonly baseUrl: string | undefined;
+  readonly models: readonly string[];
+}
+
+/** Per-product rate limit (`rate_limit` in the product secret). */
+export interface ProductRateLimit {
+  readonly requestsPerMinute: number | undefined;
+  readonly tokensPerMinute: number | undefined;
+}
+
+/** One product, as validated from the product secret. */
+export interface ProductConfig {
+  readonly name: string;
+  readonly providers: readonly ProviderConfig[];
+  /** Every model of the product to the one provider that serves it. */
+  readonly models: ReadonlyMap<string, ProviderConfig>;
+  readonly rateLimit: ProductRateLimit | undefined;
+  /** A product cap on output tokens, lower than the global one (`max_tokens`). */
+  readonly maxTokens: number | undefined;
+}
+
+/** The `hmac-secrets` entry of one key id. */
+export interface HmacKey {
+  readonly keyId: string;
+  /** The shared secret, as UTF-8 bytes of the configured string. Never log or return it. */
+  readonly secret: Uint8Array;
+  /** Products this key may use; "*" for all. */
+  readonly products: readonly string[] | "*";
+}
+
+/**
+ * One consistent set of secrets. A refresh builds a whole new `Secrets` and swaps it in at once, so a
+ * request that reads `store.current()` once sees either the old or the new set, never a mix.
+ */
+export interface Secrets {
+  readonly products: ReadonlyMap<string, ProductConfig>;
+  /**
+   * The JWT verification keys normalised to a JWKS (PEM entries converted, each with `kid` and `alg`);
+   * undefined when the secret is missing (JWT auth disabled).
+   */
+  readonly jwtKeys: JSONWebKeySet | undefined;
+  /** HMAC keys by key id; undefined when the secret is missing (HMAC auth disabled). */
+  readonly hmacKeys: ReadonlyMap<string, HmacKey> | undefined;
+  /** When this set was assembled (ms since the epoch). */
+  readonly loadedAt: number;
+}
+
+/** Holds the current secrets and keeps them fresh. */
+export interface SecretStore {
+  /** The current set, or undefined before the first successful load (the server is then not ready). */
+  current(): Secrets | undefined;
+  /** Loads once (throwing a clear error if the product secret cannot be loaded) and starts refreshing. */
+  start(): Promise<void>;
+  /** Stops refreshing. */
+  stop(): Promise<void>;
+  /** Subscribes to swaps (a new set became current); returns an unsubscribe function. */
+  onChange(listener: (secrets: Secrets) => void): () => void;
+}
