@@ -1,0 +1,148 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { errorTable, isAppErrorCode, toConnectError } from "../errors/index.js";
+import type { Logger } from "../log/index.js";
+import { accessRecordKey, type AccessRecord } from "./access-record.js";
+
+export interface AccessLogOptions {
+  readonly logger: Logger;
+  /** GCP project for `logging.googleapis.com/trace` ("projects/P/traces/T"); trace fields are left out without it. */
+  readonly gcpProjectId: string | undefined;
+}
+
+/** Canonical gRPC code → HTTP status (used when an error carries no AppErrorCode). */
+const canonicalHttp: Readonly<Record<Code, number>> = {
+  [Code.Canceled]: 499,
+  [Code.Unknown]: 500,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 400,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Internal]: 500,
+  [Code.Unavailable]: 503,
+  [Code.DataLoss]: 500,
+  [Code.Unauthenticated]: 401,
+};
+
+/** The HTTP status SPEC S7 gives an error (502 vs 503 for UNAVAILABLE is told apart by ErrorInfo.reason). */
+export function httpStatusOfError(err: ConnectError): number {
+  const reason = err.findDetails(ErrorInfoSchema)[0]?.reason;
+  if (reason !== undefined && isAppErrorCode(reason)) return errorTable[reason].http;
+  return canonicalHttp[err.code];
+}
+
+/**
+ * The outermost interceptor: turns anything a handler throws into its wire error (the only place that
+ * does, through toConnectError) and writes one access line per call with product, model, caller, status,
+ * latency, upstream latency and token usage (SPEC S10). Causes are logged; they never reach the caller.
+ */
+export function createAccessLogInterceptor(options: AccessLogOptions): Interceptor {
+  const { logger, gcpProjectId } = options;
+
+  function write(
+    req: { service: { typeName: string }; method: { name: string }; header: Headers; url: string; requestMethod: string },
+    record: AccessRecord,
+    started: number,
+    err: ConnectError | undefined,
+  ): void {
+    const latency = (performance.now() - started) / 1000;
+    const status = err ? httpStatusOfError(err) : 200;
+    const line: Record<string, unknown> = {
+      httpRequest: {
+        requestMethod: req.requestMethod,
+        requestUrl: req.url,
+        status,
+        latency: `${latency.toFixed(6)}s`,
+        userAgent: req.header.get("user-agent") ?? undefined,
+      },
+      rpc: `${req.service.typeName}/${req.method.name}`,
+      code: err ? Code[err.code] : "OK",
+      ...record,
+      ...traceFields(req.header, gcpProjectId),
+    };
+    if (err) {
+      line["error"] = err.rawMessage;
+      if (err.cause !== undefined) line["cause"] = describeCause(err.cause);
+    }
+    const message = `${req.service.typeName}/${req.method.name} ${status}`;
+    if (status >= 500) logger.error(line, message);
+    else if (status >= 400) logger.warn(line, message);
+    else logger.info(line, message);
+  }
+
+  return (next) => async (req) => {
+    const record: AccessRecord = {};
+    req.contextValues.set(accessRecordKey, record);
+    const started = performance.now();
+    let res;
+    try {
+      res = await next(req);
+    } catch (thrown) {
+      const err = toConnectError(thrown);
+      write(req, record, started, err);
+      throw err;
+    }
+    if (!res.stream) {
+      write(req, record, started, undefined);
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (thrown) {
+          const err = toConnectError(thrown);
+          write(req, record, started, err);
+          throw err;
+        }
+        write(req, record, started, undefined);
+      })(),
+    };
+  };
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const inner = cause.cause instanceof Error ? `: ${cause.cause.message}` : "";
+    return `${cause.name}: ${cause.message}${inner}`;
+  }
+  return String(cause);
+}
+
+/** Cloud Logging trace correlation from X-Cloud-Trace-Context ("T/S;o=1") or W3C traceparent ("00-T-S-01"). */
+function traceFields(header: Headers, projectId: string | undefined): Record<string, unknown> {
+  if (projectId === undefined) return {};
+  let trace: string | undefined;
+  let span: string | undefined;
+  let sampled: boolean | undefined;
+  const cloud = header.get("x-cloud-trace-context");
+  const w3c = header.get("traceparent");
+  if (cloud) {
+    const m = /^([0-9a-fA-F]{32})(?:\/(\d+))?(?:;o=([01]))?/.exec(cloud);
+    if (m) {
+      trace = m[1];
+      span = m[2];
+      sampled = m[3] === undefined ? undefined : m[3] === "1";
+    }
+  } else if (w3c) {
+    const m = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(w3c);
+    if (m) {
+      trace = m[1];
+      span = m[2];
+      sampled = m[3] === "01";
+    }
+  }
+  if (trace === undefined) return {};
+  const fields: Record<string, unknown> = { "logging.googleapis.com/trace": `projects/${projectId}/traces/${trace}` };
+  if (span !== undefined) fields["logging.googleapis.com/spanId"] = span;
+  if (sampled !== undefined) fields["logging.googleapis.com/trace_sampled"] = sampled;
+  return fields;
+}

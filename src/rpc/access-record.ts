@@ -1,0 +1,19 @@
+import { createContextKey } from "@connectrpc/connect";
+
+/**
+ * Facts about one call that only the service learns (product, model, caller, upstream latency, usage),
+ * filled in as it goes and written by the access-log interceptor as one line per request (SPEC S10).
+ */
+export interface AccessRecord {
+  product?: string;
+  model?: string;
+  caller?: string;
+  upstreamLatencyMs?: number;
+  promptTokens?: number;
+  completionTokens?: number;
+  totalTokens?: number;
+}
+
+export const accessRecordKey = createContextKey<AccessRecord | undefined>(undefined, {
+  description: "per-call access log facts",
+});

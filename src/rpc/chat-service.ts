@@ -1,0 +1,189 @@
+import { fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  ChatCompletionChunkSchema,
+  ChatCompletionSchema,
+  type ChatCompletionRequest,
+  type ChatService,
+  ListModelsResponseSchema,
+  ModelSchema,
+} from "../../gen/apikeyserver/v1/chat_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { AppError } from "../errors/index.js";
+import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
+import { accessRecordKey } from "./access-record.js";
+import type { CallerRef, ChatLimiter, ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
+
+/** The authenticated caller as the chat service needs it: its limit/log identity and its product grant. */
+export interface ChatCaller extends CallerRef {
+  canUse(product: string): boolean;
+}
+
+export interface ChatServiceOptions {
+  readonly secrets: SecretsView;
+  /** Reads the authenticated caller from the call's context (set by the auth interceptor). */
+  readonly caller: (ctx: HandlerContext) => ChatCaller | undefined;
+  readonly upstream: ChatUpstream;
+  readonly limiter: ChatLimiter;
+  /** Renders the request as the OpenAI JSON body (the REST JSON writer: nulls, omissions, numbers). */
+  readonly toUpstreamJson: (request: ChatCompletionRequest) => JsonObject;
+  /** Global cap on output tokens per request (API_KEY_SERVER_MAX_TOKENS). */
+  readonly maxTokens: number;
+}
+
+const parseOptions = { ignoreUnknownFields: true } as const;
+
+/**
+ * ChatService (SPEC S4, S7). Each call runs the S7 steps in order: the caller (authenticated by the
+ * interceptor) → the product exists → the caller may use it → the model is one of the product's →
+ * no `stream: true` on the unary RPC → max tokens within the cap → rate limit → forward → map the answer.
+ */
+export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
+  if (!Number.isInteger(options.maxTokens) || options.maxTokens <= 0) {
+    throw new Error("createChatService: maxTokens must be a positive integer");
+  }
+
+  /** Steps shared by both chat RPCs, up to and including the rate limit. */
+  async function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
+    const { product, caller } = resolveProduct(request.product, ctx);
+    const record = ctx.values.get(accessRecordKey);
+    if (record) record.model = request.model;
+    const provider = product.models.get(request.model);
+    if (!provider) throw new AppError("model_not_supported");
+    return { product, caller, provider };
+  }
+
+  function resolveProduct(name: string, ctx: HandlerContext): { product: ProductConfig; caller: ChatCaller } {
+    const secrets = options.secrets();
+    if (!secrets) throw new AppError("not_ready");
+    const caller = options.caller(ctx);
+    // The auth interceptor guarantees a caller on chat RPCs; its absence is a wiring fault, not the caller's.
+    if (!caller) throw new AppError("unauthenticated", { cause: new Error("no caller in context") });
+    const record = ctx.values.get(accessRecordKey);
+    if (record) {
+      record.product = name;
+      record.caller = `${caller.kind}:${caller.id}`;
+    }
+    const product = secrets.products.get(name);
+    if (!product) throw new AppError("product_not_found");
+    if (!caller.canUse(name)) throw new AppError("forbidden", { cause: new Error(`caller may not use ${name}`) });
+    return { product, caller };
+  }
+
+  /** The cap for this request; throws when the caller asked for more. Returns the cap to send when it asked nothing. */
+  function checkMaxTokens(request: ChatCompletionRequest, product: ProductConfig): number | undefined {
+    const cap = Math.min(options.maxTokens, product.maxTokens ?? options.maxTokens);
+    for (const [field, value] of [
+      ["max_completion_tokens", request.maxCompletionTokens],
+      ["max_tokens", request.maxTokens],
+    ] as const) {
+      if (value === undefined) continue;
+      if (value <= 0) throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
+      if (value > cap) {
+        throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
+      }
+    }
+    return request.maxCompletionTokens === undefined && request.maxTokens === undefined ? cap : undefined;
+  }
+
+  function validateMessages(request: ChatCompletionRequest): void {
+    if (request.messages.length === 0) {
+      throw new AppError("invalid_argument", { message: "messages: must contain at least one message" });
+    }
+    request.messages.forEach((message, i) => {
+      if (message.role === "") {
+        throw new AppError("invalid_argument", { message: `messages[${i}].role: is required` });
+      }
+    });
+  }
+
+  function callOptions(ctx: HandlerContext, maxTokensCap: number | undefined) {
+    const timeoutMs = ctx.timeoutMs();
+    return {
+      signal: ctx.signal,
+      deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+      maxTokensCap,
+    };
+  }
+
+  function recordUsage(ctx: HandlerContext, usage: TokenUsage | undefined, upstreamLatencyMs?: number): void {
+    const record = ctx.values.get(accessRecordKey);
+    if (!record) return;
+    if (upstreamLatencyMs !== undefined) record.upstreamLatencyMs = upstreamLatencyMs;
+    if (usage) {
+      record.promptTokens = usage.promptTokens;
+      record.completionTokens = usage.completionTokens;
+      record.totalTokens = usage.totalTokens;
+    }
+  }
+
+  return {
+    async createChatCompletion(request, ctx) {
+      const { product, caller, provider } = await admit(request, ctx);
+      if (request.stream === true) throw new AppError("streaming_not_supported");
+      const cap = checkMaxTokens(request, product);
+      validateMessages(request);
+      await options.limiter.admit(product, caller);
+
+      const result = await options.upstream.complete(provider, options.toUpstreamJson(request), callOptions(ctx, cap));
+      recordUsage(ctx, result.usage, result.upstreamLatencyMs);
+      if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
+      return parseProviderJson(ChatCompletionSchema, result.body, provider);
+    },
+
+    async *streamChatCompletion(request, ctx) {
+      const { product, caller, provider } = await admit(request, ctx);
+      const cap = checkMaxTokens(request, product);
+      validateMessages(request);
+      await options.limiter.admit(product, caller);
+
+      const started = performance.now();
+      let first = true;
+      let usage: TokenUsage | undefined;
+      for await (const chunk of options.upstream.stream(provider, options.toUpstreamJson(request), callOptions(ctx, cap))) {
+        if (first) {
+          recordUsage(ctx, undefined, performance.now() - started);
+          first = false;
+        }
+        const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider);
+        if (message.usage) {
+          usage = {
+            promptTokens: message.usage.promptTokens,
+            completionTokens: message.usage.completionTokens,
+            totalTokens: message.usage.totalTokens,
+          };
+        }
+        yield message;
+      }
+      recordUsage(ctx, usage);
+      if (usage) await options.limiter.charge(product, caller, usage.totalTokens);
+    },
+
+    listModels(request, ctx) {
+      const { product } = resolveProduct(request.product, ctx);
+      return create(ListModelsResponseSchema, {
+        object: "list",
+        data: [...product.models].map(([id, provider]) =>
+          create(ModelSchema, { id, object: "model", created: 0n, ownedBy: provider.kind }),
+        ),
+      });
+    },
+  };
+}
+
+/** A provider answer that does not fit the OpenAI shape is the provider's fault: 502, cause logged. */
+function parseProviderJson<S extends typeof ChatCompletionSchema | typeof ChatCompletionChunkSchema>(
+  schema: S,
+  body: JsonObject,
+  provider: ProviderConfig,
+) {
+  try {
+    return fromJson(schema, body as PbJsonValue, parseOptions);
+  } catch (cause) {
+    throw new AppError("upstream_error", {
+      cause: new Error(`provider ${provider.name} (${provider.kind}) answered JSON that is not a chat completion`, {
+        cause,
+      }),
+    });
+  }
+}

@@ -1,0 +1,49 @@
+import type { ProductConfig, ProviderConfig, Secrets } from "../secrets/types.js";
+
+/** A JSON object as exchanged with providers (the OpenAI wire format). */
+export type JsonObject = { [key: string]: JsonValue };
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+
+/** Token usage reported by a provider. */
+export interface TokenUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly totalTokens: number;
+}
+
+/** Per-call options for the upstream. */
+export interface UpstreamCallOptions {
+  /** Aborted when the caller cancels, disconnects or its deadline passes. */
+  readonly signal: AbortSignal;
+  /** The caller's absolute deadline (ms since the epoch), if it sent one. */
+  readonly deadlineMs: number | undefined;
+  /** When the caller set no max tokens: the cap the provider adapter must send in its own field. */
+  readonly maxTokensCap: number | undefined;
+}
+
+/** What the chat service needs from the upstream forwarder. */
+export interface ChatUpstream {
+  complete(
+    provider: ProviderConfig,
+    body: JsonObject,
+    options: UpstreamCallOptions,
+  ): Promise<{ readonly body: JsonObject; readonly usage?: TokenUsage | undefined; readonly upstreamLatencyMs: number }>;
+  stream(provider: ProviderConfig, body: JsonObject, options: UpstreamCallOptions): AsyncIterable<JsonObject>;
+}
+
+/** Who is calling, as far as limits and logs are concerned. */
+export interface CallerRef {
+  readonly kind: "jwt" | "hmac";
+  readonly id: string;
+}
+
+/** What the chat service needs from rate limiting (SPEC S8). */
+export interface ChatLimiter {
+  /** Throws AppError("rate_limited") when the caller is over a limit of the product; otherwise counts the request. */
+  admit(product: ProductConfig, caller: CallerRef): Promise<void>;
+  /** Charges reported token usage against the product's tokens-per-minute limit, if any. Never throws. */
+  charge(product: ProductConfig, caller: CallerRef, tokens: number): Promise<void>;
+}
+
+/** Where the chat service reads the current secrets. */
+export type SecretsView = () => Secrets | undefined;
