@@ -9,3 +9,4 @@ export {
   type AppErrorOptions,
 } from "./app-error.js";
 export { scrubSecrets } from "./scrub.js";
+export { codeTable, httpStatusOfError } from "./http-status.js";
