@@ -21,6 +21,8 @@ export interface ProviderConfig {
   /** Base URL override (`base_url`), without a trailing slash. */
   readonly baseUrl: string | undefined;
   readonly models: readonly string[];
+  /** `api_version` (Azure OpenAI's `api-version`, Anthropic's version header); absent when not configured. */
+  readonly apiVersion?: string;
 }
 
 /** Per-product rate limit (`rate_limit` in the product secret). */

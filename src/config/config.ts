@@ -1,0 +1,264 @@
+/** Levels the logger accepts (`API_KEY_SERVER_LOG_LEVEL`). */
+export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** Where the three secrets come from. */
+export type SecretSourceConfig =
+  | { readonly kind: "files"; readonly dir: string }
+  | { readonly kind: "secret-manager"; readonly projectId: string };
+
+/** The names of the three secrets (Secret Manager names; files use `_` for `-`). */
+export interface SecretNames {
+  readonly products: string;
+  readonly jwtKeys: string;
+  readonly hmacSecrets: string;
+}
+
+/** Every setting of the server, read once from the environment by {@link loadConfig}. Deeply frozen. */
+export interface Config {
+  /** `PORT` (default 8000). */
+  readonly port: number;
+  /** `API_KEY_SERVER_HOST` (default `0.0.0.0`). */
+  readonly host: string;
+  /** `API_KEY_SERVER_MAX_TOKENS` (default 8192): global cap on output tokens per request. */
+  readonly maxTokens: number;
+  /** `API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS` (default 90) in milliseconds. */
+  readonly requestTimeoutMs: number;
+  /** `REDIS_URL` (default unset = in-memory rate limits and nonces). */
+  readonly redisUrl: string | undefined;
+  readonly secrets: {
+    /** `USE_SECRET_MANAGER` + `API_KEY_SERVER_GCP_PROJECT_ID`, else `API_KEY_SERVER_CONFIG_DIR` (`./config`). */
+    readonly source: SecretSourceConfig;
+    /** `API_KEY_SERVER_SECRET_NAME_PRODUCTS` / `_JWT` / `_HMAC` (the seed's names by default). */
+    readonly names: SecretNames;
+    /** `API_KEY_SERVER_SECRET_REFRESH_SECONDS` (default 60) in milliseconds. */
+    readonly refreshIntervalMs: number;
+  };
+  readonly jwt: {
+    /** `API_KEY_SERVER_JWT_ISSUER` (default unset = not checked). */
+    readonly issuer: string | undefined;
+    /** `API_KEY_SERVER_JWT_AUDIENCE` (default unset = not checked). */
+    readonly audience: string | undefined;
+    /** `API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS` (default 30). */
+    readonly clockToleranceSeconds: number;
+    /** `API_KEY_SERVER_JWT_MAX_AGE_SECONDS` (default 86400). */
+    readonly maxAgeSeconds: number;
+  };
+  /** `API_KEY_SERVER_HMAC_WINDOW_SECONDS` (default 300): allowed clock skew of a signed request. */
+  readonly hmacWindowSeconds: number;
+  /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
+  readonly maxBodyBytes: number;
+  /** `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins; default none). */
+  readonly corsOrigins: readonly string[];
+  /** `API_KEY_SERVER_LOG_LEVEL` (default `info`). */
+  readonly logLevel: LogLevel;
+  /** `API_KEY_SERVER_METRICS_PORT` (default unset = no metrics listener). */
+  readonly metricsPort: number | undefined;
+  /** Default limits per caller and product, for products whose secret sets no `rate_limit`. */
+  readonly rateLimit: {
+    /** `API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE` (default 600). */
+    readonly requestsPerMinute: number;
+    /** `API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE` (default unset = no token limit). */
+    readonly tokensPerMinute: number | undefined;
+  };
+  /** `API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS` (default 8) in milliseconds. */
+  readonly shutdownGraceMs: number;
+  /** `API_KEY_SERVER_IDLE_TIMEOUT_SECONDS` (default 65) in milliseconds: keep-alive idle timeout. */
+  readonly idleTimeoutMs: number;
+}
+
+/** A bad environment variable. The message is one line: `NAME: expected ..., got "value"`. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  /** The variable at fault. */
+  readonly variable: string;
+
+  constructor(variable: string, expected: string, got: string | undefined) {
+    super(`${variable}: expected ${expected}${got === undefined ? "" : `, got ${JSON.stringify(got)}`}`);
+    this.variable = variable;
+  }
+}
+
+/** Variables this module reads; anything else starting with `API_KEY_SERVER_` is reported by `unknownSettings`. */
+const knownVariables = [
+  "PORT",
+  "USE_SECRET_MANAGER",
+  "REDIS_URL",
+  "API_KEY_SERVER_GCP_PROJECT_ID",
+  "API_KEY_SERVER_MAX_TOKENS",
+  "API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS",
+  "API_KEY_SERVER_HOST",
+  "API_KEY_SERVER_CONFIG_DIR",
+  "API_KEY_SERVER_SECRET_REFRESH_SECONDS",
+  "API_KEY_SERVER_SECRET_NAME_PRODUCTS",
+  "API_KEY_SERVER_SECRET_NAME_JWT",
+  "API_KEY_SERVER_SECRET_NAME_HMAC",
+  "API_KEY_SERVER_JWT_ISSUER",
+  "API_KEY_SERVER_JWT_AUDIENCE",
+  "API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS",
+  "API_KEY_SERVER_JWT_MAX_AGE_SECONDS",
+  "API_KEY_SERVER_HMAC_WINDOW_SECONDS",
+  "API_KEY_SERVER_MAX_BODY_BYTES",
+  "API_KEY_SERVER_CORS_ORIGINS",
+  "API_KEY_SERVER_LOG_LEVEL",
+  "API_KEY_SERVER_METRICS_PORT",
+  "API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE",
+  "API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE",
+  "API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS",
+  "API_KEY_SERVER_IDLE_TIMEOUT_SECONDS",
+] as const;
+type Variable = (typeof knownVariables)[number];
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads the environment into a deeply frozen {@link Config}. Pure: it reads only `env`. An empty value
+ * counts as unset (so `--set-env-vars A=` behaves like removing A). Throws {@link ConfigError} naming the
+ * first variable at fault.
+ */
+export function loadConfig(env: Env): Config {
+  const read = (name: Variable): string | undefined => {
+    const raw = env[name]?.trim();
+    return raw === undefined || raw === "" ? undefined : raw;
+  };
+  const int = (name: Variable, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = read(name);
+    if (raw === undefined) return fallback;
+    const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new ConfigError(name, integerExpectation(min, max), raw);
+    }
+    return value;
+  };
+  const port = (name: Variable): number | undefined =>
+    read(name) === undefined ? undefined : int(name, 0, 0, 65_535);
+  const secretName = (name: Variable, fallback: string): string => {
+    const raw = read(name) ?? fallback;
+    // Secret Manager's own rule for secret ids.
+    if (!/^[A-Za-z0-9_-]{1,255}$/.test(raw)) {
+      throw new ConfigError(name, "a secret name of letters, digits, '-' and '_'", raw);
+    }
+    return raw;
+  };
+
+  const useSecretManager = readBoolean(read("USE_SECRET_MANAGER"), "USE_SECRET_MANAGER");
+  const projectId = read("API_KEY_SERVER_GCP_PROJECT_ID");
+  if (useSecretManager && projectId === undefined) {
+    throw new ConfigError(
+      "API_KEY_SERVER_GCP_PROJECT_ID",
+      "a Google Cloud project id when USE_SECRET_MANAGER=true",
+      undefined,
+    );
+  }
+  const source: SecretSourceConfig =
+    useSecretManager && projectId !== undefined
+      ? { kind: "secret-manager", projectId }
+      : { kind: "files", dir: read("API_KEY_SERVER_CONFIG_DIR") ?? "./config" };
+
+  const config: Config = {
+    port: port("PORT") ?? 8000,
+    host: read("API_KEY_SERVER_HOST") ?? "0.0.0.0",
+    maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),
+    requestTimeoutMs: int("API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS", 90, 1) * 1000,
+    redisUrl: readRedisUrl(read("REDIS_URL")),
+    secrets: {
+      source,
+      names: {
+        products: secretName("API_KEY_SERVER_SECRET_NAME_PRODUCTS", "openai-api-keys"),
+        jwtKeys: secretName("API_KEY_SERVER_SECRET_NAME_JWT", "jwt-public-keys"),
+        hmacSecrets: secretName("API_KEY_SERVER_SECRET_NAME_HMAC", "hmac-secrets"),
+      },
+      refreshIntervalMs: int("API_KEY_SERVER_SECRET_REFRESH_SECONDS", 60, 1) * 1000,
+    },
+    jwt: {
+      issuer: read("API_KEY_SERVER_JWT_ISSUER"),
+      audience: read("API_KEY_SERVER_JWT_AUDIENCE"),
+      clockToleranceSeconds: int("API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS", 30, 0),
+      maxAgeSeconds: int("API_KEY_SERVER_JWT_MAX_AGE_SECONDS", 86_400, 1),
+    },
+    hmacWindowSeconds: int("API_KEY_SERVER_HMAC_WINDOW_SECONDS", 300, 1),
+    maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1),
+    corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
+    logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
+    metricsPort: port("API_KEY_SERVER_METRICS_PORT"),
+    rateLimit: {
+      requestsPerMinute: int("API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE", 600, 1),
+      tokensPerMinute:
+        read("API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE") === undefined
+          ? undefined
+          : int("API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE", 0, 1),
+    },
+    shutdownGraceMs: int("API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS", 8, 0) * 1000,
+    idleTimeoutMs: int("API_KEY_SERVER_IDLE_TIMEOUT_SECONDS", 65, 1) * 1000,
+  };
+  return deepFreeze(config);
+}
+
+/**
+ * `API_KEY_SERVER_*` variables that are set but not read by {@link loadConfig} — most likely typos. Start-up
+ * should log them as a warning rather than fail, so an older image tolerates a newer deployment's settings.
+ */
+export function unknownSettings(env: Env): string[] {
+  const known: ReadonlySet<string> = new Set(knownVariables);
+  return Object.keys(env)
+    .filter((name) => name.startsWith("API_KEY_SERVER_") && !known.has(name))
+    .sort();
+}
+
+function integerExpectation(min: number, max: number): string {
+  if (max !== Number.MAX_SAFE_INTEGER) return `an integer from ${min} to ${max}`;
+  return min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`;
+}
+
+function readBoolean(raw: string | undefined, name: Variable): boolean {
+  if (raw === undefined) return false;
+  // Only the two spellings the runbook uses; "yes"/"1" would be guesses.
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  throw new ConfigError(name, '"true" or "false"', raw);
+}
+
+function readRedisUrl(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const url = URL.parse(raw);
+  if (url === null || (url.protocol !== "redis:" && url.protocol !== "rediss:") || url.hostname === "") {
+    // The URL may carry a password: name the variable, never echo it.
+    throw new ConfigError("REDIS_URL", "a redis:// or rediss:// URL", undefined);
+  }
+  return raw;
+}
+
+function readOrigins(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return [];
+  const origins = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const origin of origins) {
+    const url = URL.parse(origin);
+    // An origin is scheme://host[:port] exactly; "*" or a path would widen or silently miss the allow-list.
+    if (url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== origin) {
+      throw new ConfigError(
+        "API_KEY_SERVER_CORS_ORIGINS",
+        "comma-separated origins like https://app.example.com",
+        origin,
+      );
+    }
+  }
+  return origins;
+}
+
+function readLogLevel(raw: string | undefined): LogLevel {
+  if (raw === undefined) return "info";
+  const level = logLevels.find((l) => l === raw);
+  if (level === undefined)
+    throw new ConfigError("API_KEY_SERVER_LOG_LEVEL", `one of ${logLevels.join(", ")}`, raw);
+  return level;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,10 @@
+export {
+  loadConfig,
+  unknownSettings,
+  ConfigError,
+  logLevels,
+  type Config,
+  type LogLevel,
+  type SecretNames,
+  type SecretSourceConfig,
+} from "./config.js";

@@ -1,0 +1,105 @@
+import { decodeUtf8, SecretSourceError, type SecretSource, type SecretVersion } from "./source.js";
+
+/**
+ * The part of `SecretManagerServiceClient` (from `@google-cloud/secret-manager`) this source uses; pass the
+ * real client. Typed structurally so this module does not load the client library itself.
+ */
+export interface SecretManagerClient {
+  accessSecretVersion(
+    request: { name: string },
+    options: { timeout: number },
+  ): Promise<
+    readonly [
+      {
+        name?: string | null;
+        payload?: { data?: Uint8Array | string | null } | null;
+      },
+      ...unknown[],
+    ]
+  >;
+}
+
+export interface SecretManagerSourceOptions {
+  /** `API_KEY_SERVER_GCP_PROJECT_ID`. */
+  readonly projectId: string;
+  readonly client: SecretManagerClient;
+  /**
+   * Upper bound on one read including the client's own retries of UNAVAILABLE / RESOURCE_EXHAUSTED.
+   * Default 30 000 ms (the library's own default is 10 minutes, far longer than a start-up should hang).
+   */
+  readonly timeoutMs?: number;
+}
+
+/** gRPC status code names by number, for messages and `SecretSourceError.reason`. */
+const grpcCodeNames = [
+  "OK",
+  "CANCELLED",
+  "UNKNOWN",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "FAILED_PRECONDITION",
+  "ABORTED",
+  "OUT_OF_RANGE",
+  "UNIMPLEMENTED",
+  "INTERNAL",
+  "UNAVAILABLE",
+  "DATA_LOSS",
+  "UNAUTHENTICATED",
+] as const;
+const notFound = 5;
+
+/**
+ * Reads the latest version of each secret from Google Secret Manager
+ * (`projects/<projectId>/secrets/<name>/versions/latest`). NOT_FOUND (no such secret, or no version) resolves
+ * undefined; every other failure — PERMISSION_DENIED, FAILED_PRECONDITION for a disabled latest version,
+ * UNAVAILABLE — rejects with a SecretSourceError carrying the gRPC code name. The version is the number from
+ * the resolved version name.
+ */
+export function createSecretManagerSource(options: SecretManagerSourceOptions): SecretSource {
+  const { projectId, client, timeoutMs = 30_000 } = options;
+  if (!/^[a-z0-9][a-z0-9.:-]*$/i.test(projectId)) {
+    throw new TypeError("createSecretManagerSource: projectId must be a Google Cloud project id");
+  }
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new TypeError("createSecretManagerSource: timeoutMs must be a positive integer");
+  }
+  const describe = (name: string): string => `projects/${projectId}/secrets/${name}`;
+  return {
+    kind: "secret-manager",
+    describe,
+    async read(name: string): Promise<SecretVersion | undefined> {
+      const where = describe(name);
+      let response;
+      try {
+        [response] = await client.accessSecretVersion(
+          { name: `${where}/versions/latest` },
+          { timeout: timeoutMs },
+        );
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code === notFound) return undefined;
+        const reason = (typeof code === "number" ? grpcCodeNames[code] : undefined) ?? "UNKNOWN";
+        throw new SecretSourceError(`${where}: ${reason}: ${describeCause(err)}`, reason, { cause: err });
+      }
+      const data = response.payload?.data;
+      if (data === undefined || data === null) {
+        throw new SecretSourceError(`${where}: the latest version has no payload`, "DATA_LOSS");
+      }
+      const version = response.name?.split("/").at(-1) ?? "latest";
+      const text = typeof data === "string" ? data : decodeUtf8(data, where);
+      return { data: text, version };
+    },
+  };
+}
+
+/** The server's own explanation, on one line. Secret Manager errors never carry the payload. */
+function describeCause(err: unknown): string {
+  const details = (err as { details?: unknown }).details;
+  const text =
+    typeof details === "string" && details !== "" ? details : err instanceof Error ? err.message : "";
+  return text.replace(/\s+/g, " ").trim() || "no details";
+}

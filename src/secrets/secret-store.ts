@@ -1,0 +1,296 @@
+import { createHash } from "node:crypto";
+import type { JSONWebKeySet } from "jose";
+import type { Logger } from "../log/index.js";
+import { parseHmacSecrets } from "./parse-hmac-secrets.js";
+import { parseJwtKeys } from "./parse-jwt-keys.js";
+import { parseProducts } from "./parse-products.js";
+import type { SecretSource } from "./source.js";
+import type { HmacKey, ProductConfig, Secrets, SecretStore } from "./types.js";
+
+/** The names of the three secrets (Secret Manager names; the file source maps `-` to `_`). */
+export interface SecretNames {
+  readonly products: string;
+  readonly jwtKeys: string;
+  readonly hmacSecrets: string;
+}
+
+export interface SecretStoreOptions {
+  readonly source: SecretSource;
+  readonly names: SecretNames;
+  /** How often every secret is re-read after start (`API_KEY_SERVER_SECRET_REFRESH_SECONDS`). */
+  readonly refreshIntervalMs: number;
+  readonly logger: Logger;
+  /** Stamps `Secrets.loadedAt`; `Date.now` by default. */
+  readonly clock?: () => number;
+}
+
+/** A SecretStore whose refresh can also be triggered directly (tests, an admin signal). */
+export interface RefreshingSecretStore extends SecretStore {
+  /**
+   * Re-reads every secret now; resolves true when a new set was swapped in. Never rejects: failures are
+   * logged and the last good set stays. Concurrent calls share one refresh.
+   */
+  refresh(): Promise<boolean>;
+}
+
+/**
+ * start() could not load a required secret. The message starts with the runbook's words —
+ * `Failed to load secrets from Secret Manager` (or `from local files`) — then names the secret and the cause;
+ * it never contains a secret value.
+ */
+export class SecretLoadError extends Error {
+  override readonly name = "SecretLoadError";
+  /** `Failed to load secrets from Secret Manager` or `Failed to load secrets from local files`. */
+  readonly summary: string;
+  /** The secret at fault. */
+  readonly secret: string;
+  /** Why, safe to log. */
+  readonly reason: string;
+
+  constructor(summary: string, secret: string, reason: string, options?: { cause?: unknown }) {
+    super(`${summary}: secret ${JSON.stringify(secret)}: ${reason}`, options);
+    this.summary = summary;
+    this.secret = secret;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Logs a start-up failure in the runbook's words: message `Failed to load secrets from Secret Manager`, with
+ * `secret` and `error` fields (never values). The composition root calls this and then exits 1.
+ */
+export function logSecretLoadFailure(logger: Logger, err: unknown): void {
+  if (err instanceof SecretLoadError) {
+    logger.error({ secret: err.secret, error: err.reason }, err.summary);
+  } else {
+    logger.error({ error: err instanceof Error ? err.message : String(err) }, "Failed to load secrets");
+  }
+}
+
+type Kind = "products" | "jwtKeys" | "hmacSecrets";
+
+/** One secret's last good state. `version` undefined = the secret does not exist. */
+interface Slot<T> {
+  readonly version: string | undefined;
+  readonly digest: string | undefined;
+  readonly value: T | undefined;
+}
+
+interface Slots {
+  readonly products: Slot<ReadonlyMap<string, ProductConfig>>;
+  readonly jwtKeys: Slot<JSONWebKeySet>;
+  readonly hmacSecrets: Slot<ReadonlyMap<string, HmacKey>>;
+}
+
+const parsers = {
+  products: parseProducts,
+  jwtKeys: parseJwtKeys,
+  hmacSecrets: parseHmacSecrets,
+} as const satisfies Record<Kind, (text: string) => unknown>;
+
+const disabledMethod = { jwtKeys: "JWT", hmacSecrets: "HMAC" } as const;
+
+/**
+ * Holds the three secrets and keeps them fresh (SPEC S9).
+ *
+ * start() reads all three. The product secret is required: missing, unreadable or invalid rejects with a
+ * {@link SecretLoadError}. The JWT and HMAC secrets may be missing (that method is then disabled, with a
+ * warning), but if present they must be readable and valid. Then every `refreshIntervalMs` (unref'd timer)
+ * each secret is re-read; a new valid version replaces that secret's value and a whole new `Secrets` is
+ * swapped in at once; an unreadable or invalid version keeps the last good value and logs an error on every
+ * attempt. A deleted JWT/HMAC secret disables its method (warning); a deleted product secret is an error.
+ * onChange listeners see every set that becomes current, the first one included.
+ */
+export function createSecretStore(options: SecretStoreOptions): RefreshingSecretStore {
+  const { source, names, logger, refreshIntervalMs, clock = Date.now } = options;
+  if (!Number.isSafeInteger(refreshIntervalMs) || refreshIntervalMs <= 0) {
+    throw new TypeError("createSecretStore: refreshIntervalMs must be a positive integer");
+  }
+  for (const kind of ["products", "jwtKeys", "hmacSecrets"] as const) {
+    if (typeof names[kind] !== "string" || names[kind] === "") {
+      throw new TypeError(`createSecretStore: names.${kind} must be a non-empty string`);
+    }
+  }
+  const summary =
+    source.kind === "secret-manager"
+      ? "Failed to load secrets from Secret Manager"
+      : "Failed to load secrets from local files";
+
+  let slots: Slots | undefined;
+  let current: Secrets | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<boolean> | undefined;
+  let state: "new" | "starting" | "running" | "stopped" = "new";
+  const listeners = new Set<(secrets: Secrets) => void>();
+
+  /** Reads one secret; resolves the new slot, or the same slot object when nothing changed. */
+  async function load<K extends Kind>(kind: K, previous: Slots[K] | undefined): Promise<Slots[K]> {
+    const read = await source.read(names[kind]);
+    if (read === undefined) return { version: undefined, digest: undefined, value: undefined } as Slots[K];
+    if (previous !== undefined && previous.version === read.version) return previous;
+    const digest = createHash("sha256").update(read.data).digest("hex");
+    // A new version with the same bytes (re-uploaded file, touched mtime) is not a change.
+    if (previous !== undefined && previous.digest === digest) return { ...previous, version: read.version };
+    const value = (await parsers[kind](read.data)) as Slots[K]["value"];
+    return { version: read.version, digest, value } as Slots[K];
+  }
+
+  function publish(next: Slots): void {
+    const secrets: Secrets = Object.freeze({
+      products: next.products.value ?? new Map<string, ProductConfig>(),
+      jwtKeys: next.jwtKeys.value,
+      hmacKeys: next.hmacSecrets.value,
+      loadedAt: clock(),
+    });
+    slots = next;
+    current = secrets;
+    logger.info(
+      {
+        secretVersions: {
+          [names.products]: next.products.version,
+          [names.jwtKeys]: next.jwtKeys.version ?? "missing",
+          [names.hmacSecrets]: next.hmacSecrets.version ?? "missing",
+        },
+      },
+      "Secrets loaded",
+    );
+    for (const listener of listeners) {
+      try {
+        listener(secrets);
+      } catch (err) {
+        logger.error(
+          { error: err instanceof Error ? err.message : String(err) },
+          "Secret change listener failed",
+        );
+      }
+    }
+  }
+
+  async function refreshOnce(): Promise<boolean> {
+    const previous = slots;
+    if (previous === undefined) return false;
+    const results = await Promise.allSettled([
+      load("products", previous.products),
+      load("jwtKeys", previous.jwtKeys),
+      load("hmacSecrets", previous.hmacSecrets),
+    ]);
+    const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
+    const next = { ...previous } as { -readonly [K in Kind]: Slots[K] };
+    let changed = false;
+    kinds.forEach((kind, i) => {
+      const result = results[i];
+      if (result === undefined) return;
+      const name = names[kind];
+      const where = source.describe(name);
+      if (result.status === "rejected") {
+        logger.error(
+          {
+            secret: name,
+            source: where,
+            keptVersion: previous[kind].version ?? "missing",
+            error: reasonOf(result.reason),
+          },
+          "Failed to refresh secret; keeping the last good version",
+        );
+        return;
+      }
+      const slot = result.value;
+      if (slot === previous[kind]) return;
+      if (slot.version === undefined && kind === "products") {
+        logger.error(
+          { secret: name, source: where, keptVersion: previous.products.version, error: "secret not found" },
+          "Failed to refresh secret; keeping the last good version",
+        );
+        return;
+      }
+      if (slot.version === undefined && previous[kind].version === undefined) return;
+      if (slot.version === undefined && kind !== "products") {
+        logger.warn(
+          { secret: name, source: where },
+          `Secret not found; ${disabledMethod[kind]} authentication disabled`,
+        );
+      }
+      next[kind] = slot as never;
+      // Only a new value needs a new set; a new version with identical content just records the version.
+      if (slot.value !== previous[kind].value) changed = true;
+    });
+    if (!changed) {
+      slots = next;
+      return false;
+    }
+    publish(next);
+    return true;
+  }
+
+  const store: RefreshingSecretStore = {
+    current: () => current,
+
+    async start(): Promise<void> {
+      if (state !== "new") throw new Error("SecretStore.start() may be called once");
+      state = "starting";
+      const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
+      const results = await Promise.allSettled(kinds.map((kind) => load(kind, undefined)));
+      const loaded: Partial<{ -readonly [K in Kind]: Slots[K] }> = {};
+      kinds.forEach((kind, i) => {
+        const result = results[i];
+        if (result === undefined) return;
+        const name = names[kind];
+        if (result.status === "rejected") {
+          state = "stopped";
+          throw new SecretLoadError(summary, name, reasonOf(result.reason), { cause: result.reason });
+        }
+        if (result.value.version === undefined) {
+          if (kind === "products") {
+            state = "stopped";
+            throw new SecretLoadError(summary, name, `not found (${source.describe(name)})`);
+          }
+          logger.warn(
+            { secret: name, source: source.describe(name) },
+            `Secret not found; ${disabledMethod[kind]} authentication disabled`,
+          );
+        }
+        loaded[kind] = result.value as never;
+      });
+      const first = loaded as Slots;
+      if (first.jwtKeys.value === undefined && first.hmacSecrets.value === undefined) {
+        logger.warn("No JWT keys and no HMAC secrets: every chat request will be rejected as Unauthorized");
+      }
+      publish(first);
+      state = "running";
+      timer = setInterval(() => void store.refresh(), refreshIntervalMs);
+      // A pending refresh must not keep a stopping process alive.
+      timer.unref();
+    },
+
+    refresh(): Promise<boolean> {
+      if (state !== "running") return Promise.resolve(false);
+      inFlight ??= refreshOnce()
+        .catch((err: unknown) => {
+          logger.error({ error: reasonOf(err) }, "Secret refresh failed");
+          return false;
+        })
+        .finally(() => {
+          inFlight = undefined;
+        });
+      return inFlight;
+    },
+
+    async stop(): Promise<void> {
+      state = "stopped";
+      clearInterval(timer);
+      timer = undefined;
+      await inFlight;
+    },
+
+    onChange(listener: (secrets: Secrets) => void): () => void {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+  };
+  return store;
+}
+
+/** A failure's message, which our sources and parsers keep free of secret values. */
+function reasonOf(err: unknown): string {
+  return err instanceof Error ? err.message : "unknown error";
+}

@@ -1,0 +1,187 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, unknownSettings } from "../../src/config/index.js";
+
+describe("loadConfig", () => {
+  it("applies the seed's defaults to an empty environment", () => {
+    const config = loadConfig({});
+    expect(config).toEqual({
+      port: 8000,
+      host: "0.0.0.0",
+      maxTokens: 8192,
+      requestTimeoutMs: 90_000,
+      redisUrl: undefined,
+      secrets: {
+        source: { kind: "files", dir: "./config" },
+        names: { products: "openai-api-keys", jwtKeys: "jwt-public-keys", hmacSecrets: "hmac-secrets" },
+        refreshIntervalMs: 60_000,
+      },
+      jwt: { issuer: undefined, audience: undefined, clockToleranceSeconds: 30, maxAgeSeconds: 86_400 },
+      hmacWindowSeconds: 300,
+      maxBodyBytes: 1_048_576,
+      corsOrigins: [],
+      logLevel: "info",
+      metricsPort: undefined,
+      rateLimit: { requestsPerMinute: 600, tokensPerMinute: undefined },
+      shutdownGraceMs: 8000,
+      idleTimeoutMs: 65_000,
+    });
+  });
+
+  it("reads the runbook's production environment", () => {
+    const config = loadConfig({
+      USE_SECRET_MANAGER: "true",
+      API_KEY_SERVER_GCP_PROJECT_ID: "my-project",
+      API_KEY_SERVER_MAX_TOKENS: "8192",
+      API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "240",
+      PORT: "8080",
+    });
+    expect(config.secrets.source).toEqual({ kind: "secret-manager", projectId: "my-project" });
+    expect(config.requestTimeoutMs).toBe(240_000);
+    expect(config.port).toBe(8080);
+  });
+
+  it("reads every project setting", () => {
+    const config = loadConfig({
+      USE_SECRET_MANAGER: "false",
+      API_KEY_SERVER_HOST: "127.0.0.1",
+      REDIS_URL: "redis://:pw@redis:6379/0",
+      API_KEY_SERVER_CONFIG_DIR: "/etc/aks",
+      API_KEY_SERVER_SECRET_REFRESH_SECONDS: "5",
+      API_KEY_SERVER_SECRET_NAME_PRODUCTS: "products-v2",
+      API_KEY_SERVER_SECRET_NAME_JWT: "jwks",
+      API_KEY_SERVER_SECRET_NAME_HMAC: "hmac_keys",
+      API_KEY_SERVER_JWT_ISSUER: "https://issuer.example",
+      API_KEY_SERVER_JWT_AUDIENCE: "api-key-server",
+      API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS: "0",
+      API_KEY_SERVER_JWT_MAX_AGE_SECONDS: "3600",
+      API_KEY_SERVER_HMAC_WINDOW_SECONDS: "60",
+      API_KEY_SERVER_MAX_BODY_BYTES: "2048",
+      API_KEY_SERVER_CORS_ORIGINS: "https://a.example, http://localhost:5173",
+      API_KEY_SERVER_LOG_LEVEL: "debug",
+      API_KEY_SERVER_METRICS_PORT: "9090",
+      API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "60",
+      API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE: "50000",
+      API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: "0",
+      API_KEY_SERVER_IDLE_TIMEOUT_SECONDS: "120",
+    });
+    expect(config).toMatchObject({
+      host: "127.0.0.1",
+      redisUrl: "redis://:pw@redis:6379/0",
+      secrets: {
+        source: { kind: "files", dir: "/etc/aks" },
+        names: { products: "products-v2", jwtKeys: "jwks", hmacSecrets: "hmac_keys" },
+        refreshIntervalMs: 5000,
+      },
+      jwt: {
+        issuer: "https://issuer.example",
+        audience: "api-key-server",
+        clockToleranceSeconds: 0,
+        maxAgeSeconds: 3600,
+      },
+      hmacWindowSeconds: 60,
+      maxBodyBytes: 2048,
+      corsOrigins: ["https://a.example", "http://localhost:5173"],
+      logLevel: "debug",
+      metricsPort: 9090,
+      rateLimit: { requestsPerMinute: 60, tokensPerMinute: 50000 },
+      shutdownGraceMs: 0,
+      idleTimeoutMs: 120_000,
+    });
+  });
+
+  it("treats an empty value as unset", () => {
+    expect(loadConfig({ PORT: "", USE_SECRET_MANAGER: " ", REDIS_URL: "" })).toMatchObject({
+      port: 8000,
+      redisUrl: undefined,
+      secrets: { source: { kind: "files" } },
+    });
+  });
+
+  it("returns a deeply frozen object", () => {
+    const config = loadConfig({ API_KEY_SERVER_CORS_ORIGINS: "https://a.example" });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.secrets.source)).toBe(true);
+    expect(Object.isFrozen(config.corsOrigins)).toBe(true);
+    expect(() => (config.corsOrigins as string[]).push("x")).toThrow(TypeError);
+  });
+
+  it.each([
+    [
+      { API_KEY_SERVER_MAX_TOKENS: "abc" },
+      'API_KEY_SERVER_MAX_TOKENS: expected a positive integer, got "abc"',
+    ],
+    [{ API_KEY_SERVER_MAX_TOKENS: "-5" }, 'API_KEY_SERVER_MAX_TOKENS: expected a positive integer, got "-5"'],
+    [{ API_KEY_SERVER_MAX_TOKENS: "0" }, 'API_KEY_SERVER_MAX_TOKENS: expected a positive integer, got "0"'],
+    [
+      { API_KEY_SERVER_MAX_TOKENS: "1.5" },
+      'API_KEY_SERVER_MAX_TOKENS: expected a positive integer, got "1.5"',
+    ],
+    [
+      { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "90s" },
+      'API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: expected a positive integer, got "90s"',
+    ],
+    [{ PORT: "70000" }, 'PORT: expected an integer from 0 to 65535, got "70000"'],
+    [{ PORT: "http" }, 'PORT: expected an integer from 0 to 65535, got "http"'],
+    [
+      { API_KEY_SERVER_METRICS_PORT: "-1" },
+      'API_KEY_SERVER_METRICS_PORT: expected an integer from 0 to 65535, got "-1"',
+    ],
+    [
+      { API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: "-1" },
+      'API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: expected a non-negative integer, got "-1"',
+    ],
+    [{ USE_SECRET_MANAGER: "yes" }, 'USE_SECRET_MANAGER: expected "true" or "false", got "yes"'],
+    [{ USE_SECRET_MANAGER: "TRUE" }, 'USE_SECRET_MANAGER: expected "true" or "false", got "TRUE"'],
+    [
+      { USE_SECRET_MANAGER: "true" },
+      "API_KEY_SERVER_GCP_PROJECT_ID: expected a Google Cloud project id when USE_SECRET_MANAGER=true",
+    ],
+    [{ REDIS_URL: "http://secret@redis" }, "REDIS_URL: expected a redis:// or rediss:// URL"],
+    [
+      { API_KEY_SERVER_CORS_ORIGINS: "https://a.example,*" },
+      'API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com, got "*"',
+    ],
+    [
+      { API_KEY_SERVER_CORS_ORIGINS: "https://a.example/app" },
+      'API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com, got "https://a.example/app"',
+    ],
+    [
+      { API_KEY_SERVER_LOG_LEVEL: "verbose" },
+      'API_KEY_SERVER_LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "verbose"',
+    ],
+    [
+      { API_KEY_SERVER_SECRET_NAME_JWT: "jwt keys" },
+      "API_KEY_SERVER_SECRET_NAME_JWT: expected a secret name of letters, digits, '-' and '_', got \"jwt keys\"",
+    ],
+  ])("rejects %j with one line naming the variable", (env, message) => {
+    let caught: unknown;
+    try {
+      loadConfig(env);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).message).toBe(message);
+    expect((caught as ConfigError).message).not.toContain("\n");
+    expect((caught as ConfigError).variable).toBe(message.slice(0, message.indexOf(":")));
+  });
+
+  it("never echoes a REDIS_URL, which may hold a password", () => {
+    expect(() => loadConfig({ REDIS_URL: "mysql://user:hunter2@db" })).toThrow(
+      /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL$/,
+    );
+  });
+});
+
+describe("unknownSettings", () => {
+  it("lists API_KEY_SERVER_* variables that nothing reads, sorted", () => {
+    expect(
+      unknownSettings({
+        API_KEY_SERVER_MAX_TOKEN: "1",
+        API_KEY_SERVER_MAX_TOKENS: "1",
+        API_KEY_SERVER_A: "x",
+        HOME: "/root",
+      }),
+    ).toEqual(["API_KEY_SERVER_A", "API_KEY_SERVER_MAX_TOKEN"]);
+  });
+});

@@ -1,0 +1,204 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  createFileSecretSource,
+  createSecretStore,
+  logSecretLoadFailure,
+  SecretLoadError,
+  SecretSourceError,
+  type RefreshingSecretStore,
+  type SecretSource,
+} from "../../src/secrets/index.js";
+import { captureLog, type CapturedLog } from "../support/log-capture.js";
+
+const names = { products: "openai-api-keys", jwtKeys: "jwt-public-keys", hmacSecrets: "hmac-secrets" };
+const apiKey = "sk-file-SECRET-VALUE-0000000000";
+const productsDoc = (models: string[]): string =>
+  JSON.stringify({ "product-dev": { providers: { openai: { api_key: apiKey, models } } } });
+
+describe("file secret source", () => {
+  let root: string;
+  let dir: string;
+  let source: SecretSource;
+  let log: CapturedLog;
+  let store: RefreshingSecretStore | undefined;
+  let caseNumber = 0;
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), "aks-secrets-"));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    dir = join(root, String(caseNumber++));
+    await mkdir(dir);
+    source = createFileSecretSource({ dir });
+    log = captureLog();
+  });
+  afterEach(async () => {
+    await store?.stop();
+    store = undefined;
+    expect(log.text()).not.toContain(apiKey);
+  });
+
+  const newStore = (refreshIntervalMs = 3_600_000): RefreshingSecretStore => {
+    store = createSecretStore({ source, names, refreshIntervalMs, logger: log.logger });
+    return store;
+  };
+
+  it("maps a secret name to <dir>/<name with _ for ->.json and versions it by content", async () => {
+    expect(source.describe("openai-api-keys")).toBe(join(dir, "openai_api_keys.json"));
+    await writeFile(join(dir, "openai_api_keys.json"), "one");
+    const first = await source.read("openai-api-keys");
+    expect(first?.data).toBe("one");
+    expect(first?.version).toMatch(/^sha256:[0-9a-f]{16}$/);
+    await expect(source.read("openai-api-keys")).resolves.toEqual(first);
+    await writeFile(join(dir, "openai_api_keys.json"), "two");
+    const second = await source.read("openai-api-keys");
+    expect(second?.data).toBe("two");
+    expect(second?.version).not.toBe(first?.version);
+  });
+
+  it("resolves undefined for a missing file", async () => {
+    await expect(source.read("jwt-public-keys")).resolves.toBeUndefined();
+  });
+
+  it("rejects a file it cannot read, naming the file and the errno code", async () => {
+    await mkdir(join(dir, "hmac_secrets.json"));
+    const err = await source.read("hmac-secrets").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(SecretSourceError);
+    expect((err as Error).message).toBe(`${join(dir, "hmac_secrets.json")}: cannot read (EISDIR)`);
+  });
+
+  it("rejects invalid UTF-8", async () => {
+    await writeFile(join(dir, "x.json"), Buffer.from([0xc3, 0x28]));
+    await expect(source.read("x")).rejects.toThrow(`${join(dir, "x.json")}: not valid UTF-8`);
+  });
+
+  it("validates its options", () => {
+    expect(() => createFileSecretSource({ dir: "" })).toThrow(
+      "createFileSecretSource: dir must be a non-empty string",
+    );
+  });
+
+  it("runs the runbook's local setup: only openai_api_keys.json, JWT and HMAC disabled", async () => {
+    await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o", "gpt-4o-mini"]));
+    const s = newStore();
+    await s.start();
+    expect([...(s.current()?.products.get("product-dev")?.models.keys() ?? [])]).toEqual([
+      "gpt-4o",
+      "gpt-4o-mini",
+    ]);
+    expect(s.current()?.jwtKeys).toBeUndefined();
+    expect(s.current()?.hmacKeys).toBeUndefined();
+  });
+
+  it.each([
+    [
+      "a missing product file",
+      () => Promise.resolve(),
+      (d: string) =>
+        `Failed to load secrets from local files: secret "openai-api-keys": not found (${join(d, "openai_api_keys.json")})`,
+    ],
+    [
+      "a broken product file",
+      (d: string) =>
+        writeFile(
+          join(d, "openai_api_keys.json"),
+          `{"product-dev": {"providers": {"openai": {"api_key": "${apiKey}"`,
+        ),
+      () => 'Failed to load secrets from local files: secret "openai-api-keys": $: not valid JSON',
+    ],
+  ])("fails start on %s with a clear message", async (_case, arrange, expected) => {
+    await arrange(dir);
+    const s = newStore();
+    const err = await s.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(SecretLoadError);
+    expect((err as Error).message).toBe(expected(dir));
+    logSecretLoadFailure(log.logger, err);
+    expect(log.records().at(-1)).toMatchObject({
+      severity: "ERROR",
+      message: "Failed to load secrets from local files",
+      secret: "openai-api-keys",
+    });
+  });
+
+  it("picks up an edited file and ignores a half-written one", async () => {
+    const file = join(dir, "openai_api_keys.json");
+    await writeFile(file, productsDoc(["a"]));
+    const s = newStore();
+    await s.start();
+    await writeFile(file, productsDoc(["a", "b"]));
+    await expect(s.refresh()).resolves.toBe(true);
+    const good = s.current();
+    expect(good?.products.get("product-dev")?.models.has("b")).toBe(true);
+    await writeFile(file, productsDoc(["a", "b", "c"]).slice(0, 40));
+    await expect(s.refresh()).resolves.toBe(false);
+    expect(s.current()).toBe(good);
+    expect(log.records().filter((r) => r.severity === "ERROR")).toHaveLength(1);
+  });
+
+  it("shares one refresh between concurrent callers and refreshes nothing after stop", async () => {
+    const file = join(dir, "openai_api_keys.json");
+    await writeFile(file, productsDoc(["a"]));
+    const s = newStore();
+    await s.start();
+    await writeFile(file, productsDoc(["b"]));
+    const first = s.refresh();
+    expect(s.refresh()).toBe(first);
+    await expect(first).resolves.toBe(true);
+    await s.stop();
+    await writeFile(file, productsDoc(["c"]));
+    await expect(s.refresh()).resolves.toBe(false);
+    expect(s.current()?.products.get("product-dev")?.models.has("b")).toBe(true);
+  });
+
+  it("keeps notifying other listeners when one throws, and stops notifying after unsubscribe", async () => {
+    const file = join(dir, "openai_api_keys.json");
+    await writeFile(file, productsDoc(["a"]));
+    const s = newStore();
+    const calls: string[] = [];
+    s.onChange(() => {
+      throw new Error("listener broke");
+    });
+    const off = s.onChange(() => calls.push("second"));
+    await s.start();
+    off();
+    await writeFile(file, productsDoc(["b"]));
+    await s.refresh();
+    expect(calls).toEqual(["second"]);
+    expect(
+      log
+        .records()
+        .filter((r) => r.message === "Secret change listener failed")
+        .map((r) => r.error),
+    ).toEqual(["listener broke", "listener broke"]);
+  });
+
+  it("may be started only once, and validates its options", async () => {
+    await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["a"]));
+    const s = newStore();
+    await s.start();
+    await expect(s.start()).rejects.toThrow("SecretStore.start() may be called once");
+    expect(() => createSecretStore({ source, names, refreshIntervalMs: 0, logger: log.logger })).toThrow(
+      "createSecretStore: refreshIntervalMs must be a positive integer",
+    );
+    expect(() =>
+      createSecretStore({
+        source,
+        names: { ...names, jwtKeys: "" },
+        refreshIntervalMs: 1,
+        logger: log.logger,
+      }),
+    ).toThrow("createSecretStore: names.jwtKeys must be a non-empty string");
+  });
+});
