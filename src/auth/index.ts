@@ -1,0 +1,23 @@
+export {
+  principalKey,
+  canUseProduct,
+  assertCanUseProduct,
+  type Principal,
+  type ProductGrant,
+} from "./principal.js";
+export { createAuthInterceptor, defaultPublicServices, type AuthInterceptorOptions } from "./interceptor.js";
+export { createMemoryNonceStore, type MemoryNonceStoreOptions } from "./memory-nonce-store.js";
+export {
+  signRequest,
+  signGrpcRequest,
+  stringToSign,
+  canonicalQuery,
+  sha256Hex,
+  hmacHeaders,
+  hmacSchemeTag,
+  type SignRequestOptions,
+  type SignGrpcRequestOptions,
+  type SignedParts,
+} from "./hmac-signing.js";
+export { allowedJwtAlgorithms, maxJwtLength } from "./jwt-verifier.js";
+export { authFailureReasons, type AuthFailureReason } from "./auth-failure.js";
