@@ -1,0 +1,3 @@
+export { createForwarder, type Forwarder, type ForwarderOptions, type ForwardOptions } from "./forwarder.js";
+export type { JsonObject, JsonValue, TokenUsage, UpstreamResult, Clock } from "./types.js";
+export { UpstreamFailure } from "./failure.js";

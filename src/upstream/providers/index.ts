@@ -1,0 +1,1 @@
+export { adapterRegistry, type AdapterDeps, type AdapterFactory } from "./registry.js";

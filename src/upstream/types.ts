@@ -1,0 +1,55 @@
+import type { ProviderConfig, ProviderKind } from "../secrets/types.js";
+
+/** A JSON value exactly as exchanged with providers (the OpenAI wire format keeps its nulls and zeros). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+/** A JSON object as exchanged with providers. */
+export type JsonObject = { [key: string]: JsonValue };
+
+/** Token usage reported by a provider (OpenAI's `usage`). */
+export interface TokenUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly totalTokens: number;
+}
+
+/** One call to a provider, as the forwarder hands it to an adapter. */
+export interface UpstreamCall {
+  readonly provider: ProviderConfig;
+  /** The OpenAI request body, without our `product` field. Adapters never mutate it. */
+  readonly body: JsonObject;
+  /**
+   * The cap to send when the caller gave neither `max_tokens` nor `max_completion_tokens`; the adapter puts it
+   * in the field its provider expects. Undefined: send nothing.
+   */
+  readonly maxTokensCap: number | undefined;
+  /** Already combines caller cancellation, the caller's deadline and our timeout. */
+  readonly signal: AbortSignal;
+}
+
+/** A provider's successful unary answer. */
+export interface UpstreamResult {
+  /** The provider's JSON, field for field (nulls and zeros kept). */
+  readonly body: JsonObject;
+  readonly usage?: TokenUsage | undefined;
+  /** Wall time of the provider call, from sending the request to the end of the body. */
+  readonly upstreamLatencyMs: number;
+  /** The provider's HTTP status (200 for providers without a network, like echo). */
+  readonly status: number;
+}
+
+/**
+ * Turns the OpenAI-shaped chat request into one provider's wire format and back. Adapters throw only
+ * `AppError` (SPEC S7 codes) for provider failures; the forwarder owns timeouts, cancellation and logging.
+ */
+export interface ProviderAdapter {
+  readonly kind: ProviderKind;
+  complete(call: UpstreamCall): Promise<UpstreamResult>;
+  /** Yields OpenAI `chat.completion.chunk` objects; ends after the provider's end-of-stream marker. */
+  stream(call: UpstreamCall): AsyncIterable<JsonObject>;
+}
+
+/** A source of wall-clock time, injectable for tests. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}

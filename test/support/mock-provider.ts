@@ -1,0 +1,341 @@
+import { once } from "node:events";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+
+/**
+ * What the mock provider does with each request, until changed. Each variant is one way a real provider
+ * answers or misbehaves; build them with the `behaviors` helpers below.
+ */
+export type Behavior =
+  /** A status with a JSON body (any value, serialised) and extra headers. */
+  | { readonly kind: "json"; readonly status: number; readonly body: unknown; readonly headers?: Headers }
+  /** A status with a body sent byte for byte (invalid JSON, an HTML error page, ...). */
+  | {
+      readonly kind: "raw";
+      readonly status: number;
+      readonly body: string;
+      readonly contentType: string;
+      readonly headers?: Headers;
+    }
+  /** Waits before sending any header, then behaves as `then`. */
+  | { readonly kind: "delay"; readonly ms: number; readonly then: Behavior }
+  /** Sends the headers and the start of a body, then never another byte. */
+  | {
+      readonly kind: "stall";
+      readonly status: number;
+      readonly partialBody: string;
+      readonly contentType: string;
+    }
+  /** Destroys the connection, optionally after the headers and part of a body. */
+  | { readonly kind: "reset"; readonly partialBody: string | undefined }
+  /** A 3xx with a Location (must never be followed). */
+  | { readonly kind: "redirect"; readonly status: number; readonly location: string }
+  /** A 200 JSON body of `bytes` bytes, with or without a Content-Length announcing it. */
+  | { readonly kind: "oversized"; readonly bytes: number; readonly declareLength: boolean }
+  /** A 200 `text/event-stream`: each event's `data:` (objects serialised, strings raw), then how it ends. */
+  | {
+      readonly kind: "sse";
+      readonly events: readonly unknown[];
+      readonly end: "done" | "truncate" | "reset" | "stall";
+      /** Writes every event in two halves, to exercise parsers that get partial lines. */
+      readonly splitWrites: boolean;
+    }
+  /** Anything else: full control of the response. */
+  | {
+      readonly kind: "handler";
+      readonly handle: (req: RecordedRequest, res: ServerResponse) => void;
+    };
+
+type Headers = Readonly<Record<string, string>>;
+
+export const behaviors = {
+  json: (status: number, body: unknown, headers?: Headers): Behavior =>
+    headers === undefined ? { kind: "json", status, body } : { kind: "json", status, body, headers },
+  raw: (status: number, body: string, contentType = "text/plain"): Behavior => ({
+    kind: "raw",
+    status,
+    body,
+    contentType,
+  }),
+  invalidJson: (status = 200): Behavior => ({
+    kind: "raw",
+    status,
+    body: '{"id": "chatcmpl-1", "choices": [',
+    contentType: "application/json",
+  }),
+  html: (status = 200): Behavior => ({
+    kind: "raw",
+    status,
+    body: "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>",
+    contentType: "text/html; charset=utf-8",
+  }),
+  delay: (ms: number, then: Behavior): Behavior => ({ kind: "delay", ms, then }),
+  stall: (partialBody = '{"id": "chatcmpl-1", ', contentType = "application/json"): Behavior => ({
+    kind: "stall",
+    status: 200,
+    partialBody,
+    contentType,
+  }),
+  reset: (partialBody?: string): Behavior => ({ kind: "reset", partialBody }),
+  redirect: (location: string, status = 302): Behavior => ({ kind: "redirect", status, location }),
+  oversized: (bytes: number, declareLength = false): Behavior => ({
+    kind: "oversized",
+    bytes,
+    declareLength,
+  }),
+  sse: (
+    events: readonly unknown[],
+    end: "done" | "truncate" | "reset" | "stall" = "done",
+    splitWrites = false,
+  ): Behavior => ({
+    kind: "sse",
+    events,
+    end,
+    splitWrites,
+  }),
+  handler: (handle: (req: RecordedRequest, res: ServerResponse) => void): Behavior => ({
+    kind: "handler",
+    handle,
+  }),
+};
+
+/** One request as the mock received it. */
+export interface RecordedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  /** The raw body text. */
+  readonly rawBody: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  readonly body: unknown;
+}
+
+export interface MockProvider {
+  /** Base URL, e.g. `http://127.0.0.1:PORT` (append `/v1` or not: every path is answered). */
+  readonly url: string;
+  setBehavior(behavior: Behavior): void;
+  /** Every request received, in order. */
+  readonly requests: RecordedRequest[];
+  /** Distinct TCP connections accepted so far (for connection reuse tests). */
+  readonly connectionsSeen: number;
+  /** Requests whose client went away before the response was complete. */
+  readonly aborted: number;
+  /** Resolves once `aborted` reaches `count` (no polling, no sleeps). */
+  whenAborted(count: number): Promise<void>;
+  /** Resolves once `requests.length` reaches `count`. */
+  whenRequested(count: number): Promise<void>;
+  /** Destroys every connection (stalled ones too) and stops listening. */
+  close(): Promise<void>;
+}
+
+/** A minimal valid OpenAI chat completion, the default answer. */
+export const defaultCompletion = {
+  id: "chatcmpl-mock",
+  object: "chat.completion",
+  created: 1_700_000_000,
+  model: "gpt-4o-mini",
+  choices: [
+    {
+      index: 0,
+      message: { role: "assistant", content: "Hello!", refusal: null, annotations: [] },
+      logprobs: null,
+      finish_reason: "stop",
+    },
+  ],
+  usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 },
+  service_tier: "default",
+  system_fingerprint: null,
+};
+
+/**
+ * Starts an HTTP/1.1 provider on 127.0.0.1, port 0, that answers every request with the current behavior
+ * (default: 200 with `defaultCompletion`) and records what it received.
+ */
+export async function startMockProvider(
+  initial: Behavior = behaviors.json(200, defaultCompletion),
+): Promise<MockProvider> {
+  let behavior = initial;
+  let connectionsSeen = 0;
+  let aborted = 0;
+  const requests: RecordedRequest[] = [];
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of waiters) w();
+  };
+  const waitFor = (test: () => boolean) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (test()) {
+          waiters.delete(check);
+          resolve();
+        }
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    let killed = false;
+    res.on("close", () => {
+      if (!res.writableFinished && !killed) {
+        aborted++;
+        notify();
+      }
+    });
+    // Writes after the client left raise EPIPE/ECONNRESET here; that is the point of many tests.
+    res.on("error", () => undefined);
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const rawBody = Buffer.concat(chunks).toString("utf8");
+      let body: unknown;
+      try {
+        body = JSON.parse(rawBody);
+      } catch {
+        body = undefined;
+      }
+      const recorded = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, rawBody, body };
+      requests.push(recorded);
+      notify();
+      respond(behavior, recorded, req, res, () => (killed = true));
+    });
+  });
+  server.on("connection", (socket: Socket) => {
+    connectionsSeen++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+
+  function later(ms: number, fn: () => void) {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  }
+
+  function respond(
+    b: Behavior,
+    recorded: RecordedRequest,
+    req: IncomingMessage,
+    res: ServerResponse,
+    kill: () => void,
+  ) {
+    switch (b.kind) {
+      case "json":
+        res.writeHead(b.status, { "content-type": "application/json", ...b.headers });
+        res.end(JSON.stringify(b.body));
+        return;
+      case "raw":
+        res.writeHead(b.status, { "content-type": b.contentType, ...b.headers });
+        res.end(b.body);
+        return;
+      case "delay":
+        later(b.ms, () => {
+          if (!res.destroyed) respond(b.then, recorded, req, res, kill);
+        });
+        return;
+      case "stall":
+        res.writeHead(b.status, { "content-type": b.contentType });
+        res.write(b.partialBody);
+        return;
+      case "reset":
+        kill();
+        if (b.partialBody === undefined) {
+          req.socket.destroy();
+          return;
+        }
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(b.partialBody, () => req.socket.destroy());
+        return;
+      case "redirect":
+        res.writeHead(b.status, { location: b.location, "content-type": "text/plain" });
+        res.end(`Redirecting to ${b.location}`);
+        return;
+      case "oversized": {
+        const prefix = '{"padding": "';
+        const suffix = '"}';
+        const fill = Math.max(0, b.bytes - prefix.length - suffix.length);
+        res.writeHead(200, {
+          "content-type": "application/json",
+          ...(b.declareLength ? { "content-length": String(prefix.length + fill + suffix.length) } : {}),
+        });
+        res.write(prefix);
+        let left = fill;
+        const pump = () => {
+          while (left > 0 && !res.destroyed) {
+            const n = Math.min(left, 64 * 1024);
+            left -= n;
+            if (!res.write("x".repeat(n))) {
+              res.once("drain", pump);
+              return;
+            }
+          }
+          if (!res.destroyed) res.end(suffix);
+        };
+        pump();
+        return;
+      }
+      case "sse": {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+        const frames = b.events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`);
+        if (b.end === "done") frames.push("data: [DONE]\n\n");
+        const pieces = b.splitWrites
+          ? frames.flatMap((f) => [f.slice(0, f.length >> 1), f.slice(f.length >> 1)])
+          : frames;
+        const next = (i: number) => {
+          if (res.destroyed) return;
+          if (i < pieces.length) {
+            res.write(pieces[i]);
+            setImmediate(() => next(i + 1));
+            return;
+          }
+          if (b.end === "reset") {
+            kill();
+            req.socket.destroy();
+          } else if (b.end !== "stall") {
+            res.end();
+          }
+        };
+        next(0);
+        return;
+      }
+      case "handler":
+        b.handle(recorded, res);
+        return;
+      default: {
+        const _never: never = b;
+        throw new Error(`unknown behavior ${String(_never)}`);
+      }
+    }
+  }
+
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    setBehavior: (b) => {
+      behavior = b;
+    },
+    requests,
+    get connectionsSeen() {
+      return connectionsSeen;
+    },
+    get aborted() {
+      return aborted;
+    },
+    whenAborted: (count) => waitFor(() => aborted >= count),
+    whenRequested: (count) => waitFor(() => requests.length >= count),
+    async close() {
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    },
+  };
+}

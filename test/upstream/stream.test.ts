@@ -1,0 +1,159 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AppError } from "../../src/errors/index.js";
+import { parseSse } from "../../src/upstream/sse.js";
+import { createForwarder, type Forwarder, type JsonObject } from "../../src/upstream/index.js";
+import { captureLog } from "../support/log-capture.js";
+import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
+import { collect, fixture, openAiProvider, plainRequest } from "./helpers.js";
+
+let mock: MockProvider;
+let forwarder: Forwarder;
+const log = captureLog();
+const chunks = fixture<JsonObject[]>("chat-completion-chunks.json");
+
+beforeAll(async () => {
+  mock = await startMockProvider();
+  forwarder = createForwarder({ timeoutMs: 2000, maxResponseBytes: 64 * 1024, logger: log.logger });
+});
+
+afterAll(async () => {
+  await forwarder.close();
+  await mock.close();
+});
+
+describe("OpenAI SSE streaming", () => {
+  it.each([false, true])(
+    "yields every chunk as sent, ending at [DONE] (events split across writes: %s)",
+    async (split) => {
+      mock.setBehavior(behaviors.sse(chunks, "done", split));
+      const before = mock.requests.length;
+      const request = { ...plainRequest, stream_options: { include_usage: true } };
+      const result = await collect(forwarder.stream(openAiProvider(mock.url), request, { maxTokensCap: 64 }));
+      expect(result.error).toBeUndefined();
+      expect(result.chunks).toStrictEqual(chunks);
+      const received = mock.requests[before];
+      expect(received?.body).toStrictEqual({ ...request, max_completion_tokens: 64, stream: true });
+      expect(received?.headers["accept"]).toBe("text/event-stream");
+    },
+  );
+
+  it.each([
+    ["a stream cut before [DONE]", behaviors.sse(chunks.slice(0, 2), "truncate"), 2, "ended before [DONE]"],
+    ["a reset mid-stream", behaviors.sse(chunks.slice(0, 2), "reset"), 2, "transport error"],
+    ["an event with invalid JSON", behaviors.sse([chunks[0], "{not json"]), 1, "invalid JSON"],
+    ["an event that is not an object", behaviors.sse([chunks[0], "[1,2]"]), 1, "not a JSON object"],
+    [
+      "an error event after the first chunk",
+      behaviors.sse([chunks[0], { error: { message: "The server had an error", type: "server_error" } }]),
+      1,
+      "The server had an error",
+    ],
+    [
+      "a 200 that is JSON, not an event stream",
+      behaviors.json(200, fixture("chat-completion-plain.json")),
+      0,
+      "expected an event stream",
+    ],
+    ["an event larger than the cap", behaviors.sse([{ big: "x".repeat(100 * 1024) }]), 0, "larger than"],
+    ["a 500 before the first event", behaviors.json(500, { error: { message: "boom" } }), 0, "HTTP 500"],
+  ])("%s is upstream_error (502)", async (_name, behavior, delivered, detail) => {
+    mock.setBehavior(behavior);
+    const result = await collect(forwarder.stream(openAiProvider(mock.url), plainRequest));
+    expect(result.chunks).toStrictEqual(chunks.slice(0, delivered));
+    expect(result.error).toBeInstanceOf(AppError);
+    expect((result.error as AppError).code).toBe("upstream_error");
+    const line = log.records().findLast((r) => r["message"] === "Upstream call failed");
+    expect(String(line?.["detail"])).toContain(detail);
+  });
+
+  it.each([
+    [400, "upstream_rejected", "Invalid 'stream_options'"],
+    [429, "rate_limited", "Rate limit exceeded"],
+  ] as const)("a %i before the first event is %s", async (status, code, message) => {
+    mock.setBehavior(behaviors.json(status, { error: { message: "Invalid 'stream_options'" } }));
+    const result = await collect(forwarder.stream(openAiProvider(mock.url), plainRequest));
+    expect((result.error as AppError).code).toBe(code);
+    expect((result.error as AppError).message).toBe(message);
+  });
+
+  it("a stream that stalls is an upstream timeout and the provider sees the abort", async () => {
+    const short = createForwarder({ timeoutMs: 200, logger: log.logger });
+    try {
+      mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "stall"));
+      const aborted = mock.aborted;
+      const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
+      expect(result.chunks).toStrictEqual(chunks.slice(0, 1));
+      expect((result.error as AppError).code).toBe("upstream_timeout");
+      await mock.whenAborted(aborted + 1);
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("the caller cancelling mid-stream aborts the provider stream and reports Canceled", async () => {
+    mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "stall"));
+    const aborted = mock.aborted;
+    const controller = new AbortController();
+    const received: JsonObject[] = [];
+    let error: unknown;
+    try {
+      for await (const chunk of forwarder.stream(openAiProvider(mock.url), plainRequest, {
+        signal: controller.signal,
+      })) {
+        received.push(chunk);
+        controller.abort();
+      }
+    } catch (err) {
+      error = err;
+    }
+    expect(received).toStrictEqual(chunks.slice(0, 1));
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.Canceled);
+    await mock.whenAborted(aborted + 1);
+  });
+
+  it("a consumer that stops reading closes the provider stream", async () => {
+    mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "stall"));
+    const aborted = mock.aborted;
+    for await (const _chunk of forwarder.stream(openAiProvider(mock.url), plainRequest)) break;
+    await mock.whenAborted(aborted + 1);
+  });
+});
+
+describe("parseSse", () => {
+  async function* bytes(...parts: (string | Uint8Array)[]) {
+    await Promise.resolve();
+    for (const p of parts) yield typeof p === "string" ? new TextEncoder().encode(p) : p;
+  }
+  async function events(...parts: (string | Uint8Array)[]) {
+    const out: { event: string | undefined; data: string }[] = [];
+    for await (const e of parseSse(bytes(...parts), 1024)) out.push({ ...e });
+    return out;
+  }
+
+  it("handles CRLF, CR, comments, event names, multi-line data and a missing space", async () => {
+    expect(
+      await events(
+        ": keep-alive\r\n\r\n",
+        "event: message\r\ndata: a\r",
+        "\ndata:b\r\n\r\n",
+        "data: c\r\rdata: tail",
+      ),
+    ).toStrictEqual([
+      { event: "message", data: "a\nb" },
+      { event: undefined, data: "c" },
+    ]);
+  });
+
+  it("joins a UTF-8 character split across chunks", async () => {
+    const encoded = new TextEncoder().encode('data: {"t":"こんにちは"}\n\n');
+    expect(await events(encoded.slice(0, 12), encoded.slice(12))).toStrictEqual([
+      { event: undefined, data: '{"t":"こんにちは"}' },
+    ]);
+  });
+
+  it("refuses an event that grows past the limit", async () => {
+    await expect(events(`data: ${"x".repeat(2000)}`)).rejects.toThrow(/exceeded 1024 bytes/);
+  });
+});
