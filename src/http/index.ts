@@ -1,0 +1,10 @@
+export {
+  createRestHandler,
+  type RestHandler,
+  type RestHandlerOptions,
+  type NodeServerRequest,
+  type NodeServerResponse,
+} from "./rest-handler.js";
+export { restCaptureInterceptor, restResponseSlotKey, type RestResponseSlot } from "./rest-capture.js";
+export { toRestJson, fromRestJson } from "./rest-json.js";
+export { restErrorBody, restErrorFromConnect, type RestError } from "./rest-error.js";
