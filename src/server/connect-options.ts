@@ -1,0 +1,64 @@
+import type { ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
+
+/** Default largest request message: 10 MiB, room for a few base64 images in a chat request. */
+export const defaultBodyLimitBytes = 10 * 1024 * 1024;
+/** Default largest response message: 16 MiB. */
+export const defaultWriteMaxBytes = 16 * 1024 * 1024;
+/** Default largest deadline a caller may ask for: 300 s, Cloud Run's request timeout (`--timeout=300`). */
+export const defaultMaxTimeoutMs = 300_000;
+
+export interface ConnectOptionsInput {
+  /**
+   * Largest request message in bytes (after decompression). Larger ones are refused with
+   * RESOURCE_EXHAUSTED before they are parsed. Default {@link defaultBodyLimitBytes}.
+   */
+  readonly bodyLimitBytes?: number;
+  /** Largest response message in bytes. Default {@link defaultWriteMaxBytes}. */
+  readonly writeMaxBytes?: number;
+  /**
+   * Largest deadline (grpc-timeout / connect-timeout-ms) a caller may set; a larger one is refused with
+   * INVALID_ARGUMENT. Default {@link defaultMaxTimeoutMs}.
+   */
+  readonly maxTimeoutMs?: number;
+  /** Interceptors in call order (outermost first); their order is decided in main.ts. */
+  readonly interceptors?: readonly Interceptor[];
+  /** Aborting it aborts the context signal of every running call (last step of a shutdown). */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+/**
+ * The Connect router options, set on purpose instead of left at library defaults (which allow ~4 GiB
+ * messages and unbounded deadlines):
+ * - `readMaxBytes` / `writeMaxBytes` from the limits above;
+ * - `maxTimeoutMs`;
+ * - JSON: unknown fields are an error (SPEC S4: never silently dropped) and responses use the proto
+ *   field names, i.e. OpenAI's snake_case (`finish_reason`, not `finishReason`);
+ * - `requireConnectProtocolHeader: false`, so a plain `curl -H 'content-type: application/json'` works;
+ * - all three protocols (gRPC, gRPC-Web, Connect) on.
+ * Throws when an option is not a positive integer, naming it.
+ */
+export function createConnectOptions(input: ConnectOptionsInput = {}): ConnectRouterOptions {
+  const options: ConnectRouterOptions = {
+    grpc: true,
+    grpcWeb: true,
+    connect: true,
+    readMaxBytes: positiveInt(input.bodyLimitBytes ?? defaultBodyLimitBytes, "bodyLimitBytes"),
+    writeMaxBytes: positiveInt(input.writeMaxBytes ?? defaultWriteMaxBytes, "writeMaxBytes"),
+    maxTimeoutMs: positiveInt(input.maxTimeoutMs ?? defaultMaxTimeoutMs, "maxTimeoutMs"),
+    jsonOptions: { ignoreUnknownFields: false, useProtoFieldName: true },
+    requireConnectProtocolHeader: false,
+    interceptors: [...(input.interceptors ?? [])],
+  };
+  if (input.shutdownSignal !== undefined) options.shutdownSignal = input.shutdownSignal;
+  return options;
+}
+
+function positiveInt(value: number, name: string): number {
+  // Connect's own ceiling for message sizes is 0xffffffff.
+  if (!Number.isSafeInteger(value) || value <= 0 || value > 0xffffffff) {
+    throw new Error(
+      `createConnectOptions: ${name} must be a positive integer up to 4294967295, got ${value}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,16 @@
+export {
+  createOnePortServer,
+  type OnePortServer,
+  type OnePortServerOptions,
+  type NodeHandler,
+} from "./one-port.js";
+export {
+  createConnectOptions,
+  defaultBodyLimitBytes,
+  defaultMaxTimeoutMs,
+  defaultWriteMaxBytes,
+  type ConnectOptionsInput,
+} from "./connect-options.js";
+export { registerHealth, type HealthOptions, type Readiness } from "./health.js";
+export { registerReflection } from "./reflection.js";
+export { unimplementedChatService } from "./unimplemented-chat.js";

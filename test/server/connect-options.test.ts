@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
+import {
+  createConnectOptions,
+  defaultBodyLimitBytes,
+  defaultMaxTimeoutMs,
+  defaultWriteMaxBytes,
+} from "../../src/server/index.js";
+import { startTestServer, type TestServer } from "../support/server-harness.js";
+import { curl } from "../support/server-clients.js";
+
+// Until the REST transcoder is mounted, the body rules are asserted through the Connect protocol, which
+// shares readMaxBytes and the JSON options with it: malformed JSON → 400 invalid_argument, a wrong
+// content type → 415, a message over readMaxBytes → resource_exhausted (Connect's HTTP 429; the REST writer
+// turns request_too_large into 413), an unknown field → 400 naming it.
+let server: TestServer;
+const bodyLimitBytes = 1_024;
+beforeAll(async () => {
+  server = await startTestServer({ connect: { bodyLimitBytes, maxTimeoutMs: 5_000 } });
+});
+afterAll(async () => {
+  await server.close();
+});
+
+const listModels = () => `${server.baseUrl}/apikeyserver.v1.ChatService/ListModels`;
+
+describe.each([["--http1.1"], ["--http2-prior-knowledge"]])("bad requests over %s", (flag) => {
+  it.each([
+    {
+      name: "malformed JSON",
+      args: ["-H", "content-type: application/json", "-d", '{"product": '],
+      status: 400,
+      code: "invalid_argument",
+      message: /cannot decode message apikeyserver.v1.ListModelsRequest from JSON/,
+    },
+    {
+      name: "an unknown field",
+      args: ["-H", "content-type: application/json", "-d", '{"product":"p","surprise":1}'],
+      status: 400,
+      code: "invalid_argument",
+      message: /surprise/,
+    },
+    {
+      name: "a body over the limit",
+      args: [
+        "-H",
+        "content-type: application/json",
+        "-d",
+        JSON.stringify({ product: "x".repeat(bodyLimitBytes) }),
+      ],
+      status: 429,
+      code: "resource_exhausted",
+      message: /message size \d+ is larger than configured readMaxBytes 1024/,
+    },
+    {
+      name: "a deadline above maxTimeoutMs",
+      args: ["-H", "content-type: application/json", "-H", "connect-timeout-ms: 60000", "-d", "{}"],
+      status: 400,
+      code: "invalid_argument",
+      message: /timeout 60000ms must be <= 5000/,
+    },
+  ])("$name → $status $code", async ({ args, status, code, message }) => {
+    const res = await curl([flag, ...args, listModels()]);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status, stderr: "" });
+    const body = JSON.parse(res.body) as { code: string; message: string };
+    expect(body.code).toBe(code);
+    expect(body.message).toMatch(message);
+  });
+
+  it("a wrong content type → 415", async () => {
+    const res = await curl([flag, "-H", "content-type: text/plain", "-d", "hello", listModels()]);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 415, stderr: "" });
+  });
+
+  it("a body just under the limit reaches the service", async () => {
+    const body = JSON.stringify({ product: "x".repeat(bodyLimitBytes - 20) });
+    const res = await curl([flag, "-H", "content-type: application/json", "-d", body, listModels()]);
+    expect(res.status).toBe(501);
+    expect(JSON.parse(res.body)).toEqual({ code: "unimplemented", message: "ListModels is not implemented" });
+  });
+});
+
+it("refuses a gRPC deadline above maxTimeoutMs with INVALID_ARGUMENT", async () => {
+  const client = createClient(HealthService, createGrpcTransport({ baseUrl: server.baseUrl }));
+  const err = await client.check({}, { timeoutMs: 60_000 }).catch((e: unknown) => ConnectError.from(e));
+  expect(err).toBeInstanceOf(ConnectError);
+  expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+});
+
+describe("createConnectOptions", () => {
+  it("sets every limit on purpose", () => {
+    expect(createConnectOptions()).toMatchObject({
+      readMaxBytes: defaultBodyLimitBytes,
+      writeMaxBytes: defaultWriteMaxBytes,
+      maxTimeoutMs: defaultMaxTimeoutMs,
+      jsonOptions: { ignoreUnknownFields: false, useProtoFieldName: true },
+      requireConnectProtocolHeader: false,
+      grpc: true,
+      grpcWeb: true,
+      connect: true,
+    });
+    expect(defaultBodyLimitBytes).toBe(10 * 1024 * 1024);
+  });
+
+  it.each([
+    [{ bodyLimitBytes: 0 }, "bodyLimitBytes"],
+    [{ writeMaxBytes: 2 ** 32 }, "writeMaxBytes"],
+    [{ maxTimeoutMs: Number.NaN }, "maxTimeoutMs"],
+  ])("rejects %o naming the option", (input, name) => {
+    expect(() => createConnectOptions(input)).toThrow(name);
+  });
+
+  it("passes the shutdown signal and interceptors through", () => {
+    const signal = new AbortController().signal;
+    const interceptor: Interceptor = (next) => next;
+    const options = createConnectOptions({ shutdownSignal: signal, interceptors: [interceptor] });
+    expect(options.shutdownSignal).toBe(signal);
+    expect(options.interceptors).toEqual([interceptor]);
+  });
+});

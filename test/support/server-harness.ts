@@ -1,0 +1,87 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
+import {
+  createConnectOptions,
+  createOnePortServer,
+  registerHealth,
+  registerReflection,
+  unimplementedChatService,
+  type ConnectOptionsInput,
+  type OnePortServer,
+  type OnePortServerOptions,
+  type Readiness,
+} from "../../src/server/index.js";
+import { captureLog, type CapturedLog } from "./log-capture.js";
+
+export interface TestServer {
+  readonly port: number;
+  readonly baseUrl: string;
+  readonly server: OnePortServer;
+  readonly log: CapturedLog;
+  /** Mutable readiness the health services read; call `notify()` after changing it. */
+  readonly readiness: { current: Readiness };
+  notify(): void;
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface TestServerOptions {
+  readonly connect?: ConnectOptionsInput;
+  readonly server?: Omit<OnePortServerOptions, "handler" | "logger">;
+  /** Overrides of the UNIMPLEMENTED chat service (tests that need a slow or custom RPC). */
+  readonly chat?: Partial<ServiceImpl<typeof ChatService>>;
+  /** Use Watch polling instead of subscribe. */
+  readonly pollHealth?: boolean;
+}
+
+export const readyState: Readiness = {
+  ready: true,
+  products: 2,
+  authMethods: ["jwt", "hmac"],
+  secretsAgeSeconds: 12,
+};
+
+/**
+ * The server as main.ts will compose it, minus the real chat service and REST transcoder: Connect routes
+ * (health, reflection, the UNIMPLEMENTED chat service) behind the one-port server on 127.0.0.1, port 0.
+ * The fallback answers 404 for any non-RPC path.
+ */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const log = captureLog();
+  const readiness = { current: readyState };
+  const listeners = new Set<() => void>();
+  const handler = connectNodeAdapter({
+    ...createConnectOptions(options.connect),
+    routes(router) {
+      router.service(ChatService, { ...unimplementedChatService, ...options.chat });
+      registerHealth(router, {
+        readiness: () => readiness.current,
+        version: "0.1.0-test",
+        ...(options.pollHealth
+          ? { pollIntervalMs: 20 }
+          : {
+              subscribe: (l: () => void) => {
+                listeners.add(l);
+                return () => listeners.delete(l);
+              },
+            }),
+      });
+      registerReflection(router);
+    },
+    fallback(_req, res) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: 404, status: "NOT_FOUND", message: "Not found" } }));
+    },
+  });
+  const server = createOnePortServer({ handler, logger: log.logger, ...options.server });
+  const { port } = await server.listen(0, "127.0.0.1");
+  return {
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    server,
+    log,
+    readiness,
+    notify: () => listeners.forEach((l) => l()),
+    close: (graceMs = 1_000) => server.close(graceMs),
+  };
+}
