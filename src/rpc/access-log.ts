@@ -1,40 +1,19 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { errorTable, isAppErrorCode, toConnectError } from "../errors/index.js";
+import type { ConnectError } from "@connectrpc/connect";
+import { Code, type Interceptor, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
+import { httpStatusOfError, toConnectError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
+import { httpRequestInfoKey } from "../lib/request-context.js";
 import { accessRecordKey, type AccessRecord } from "./access-record.js";
 
 export interface AccessLogOptions {
   readonly logger: Logger;
   /** GCP project for `logging.googleapis.com/trace` ("projects/P/traces/T"); trace fields are left out without it. */
   readonly gcpProjectId: string | undefined;
-}
-
-/** Canonical gRPC code → HTTP status (used when an error carries no AppErrorCode). */
-const canonicalHttp: Readonly<Record<Code, number>> = {
-  [Code.Canceled]: 499,
-  [Code.Unknown]: 500,
-  [Code.InvalidArgument]: 400,
-  [Code.DeadlineExceeded]: 504,
-  [Code.NotFound]: 404,
-  [Code.AlreadyExists]: 409,
-  [Code.PermissionDenied]: 403,
-  [Code.ResourceExhausted]: 429,
-  [Code.FailedPrecondition]: 400,
-  [Code.Aborted]: 409,
-  [Code.OutOfRange]: 400,
-  [Code.Unimplemented]: 501,
-  [Code.Internal]: 500,
-  [Code.Unavailable]: 503,
-  [Code.DataLoss]: 500,
-  [Code.Unauthenticated]: 401,
-};
-
-/** The HTTP status SPEC S7 gives an error (502 vs 503 for UNAVAILABLE is told apart by ErrorInfo.reason). */
-export function httpStatusOfError(err: ConnectError): number {
-  const reason = err.findDetails(ErrorInfoSchema)[0]?.reason;
-  if (reason !== undefined && isAppErrorCode(reason)) return errorTable[reason].http;
-  return canonicalHttp[err.code];
+  /**
+   * Services whose successful calls are logged at DEBUG rather than INFO (health probes and reflection
+   * would otherwise drown the access log). Failures are always logged at WARNING or ERROR.
+   */
+  readonly quietServices?: readonly string[];
 }
 
 /**
@@ -44,19 +23,22 @@ export function httpStatusOfError(err: ConnectError): number {
  */
 export function createAccessLogInterceptor(options: AccessLogOptions): Interceptor {
   const { logger, gcpProjectId } = options;
+  const quiet: ReadonlySet<string> = new Set(options.quietServices ?? []);
 
   function write(
-    req: { service: { typeName: string }; method: { name: string }; header: Headers; url: string; requestMethod: string },
+    req: UnaryRequest | StreamRequest,
     record: AccessRecord,
     started: number,
     err: ConnectError | undefined,
   ): void {
     const latency = (performance.now() - started) / 1000;
     const status = err ? httpStatusOfError(err) : 200;
+    // A REST call reaches the handler as an in-process Connect call: log the caller's own method and path.
+    const http = req.contextValues.get(httpRequestInfoKey);
     const line: Record<string, unknown> = {
       httpRequest: {
-        requestMethod: req.requestMethod,
-        requestUrl: req.url,
+        requestMethod: http?.method ?? req.requestMethod,
+        requestUrl: http ? http.path + (http.query ? `?${http.query}` : "") : new URL(req.url).pathname,
         status,
         latency: `${latency.toFixed(6)}s`,
         userAgent: req.header.get("user-agent") ?? undefined,
@@ -73,6 +55,7 @@ export function createAccessLogInterceptor(options: AccessLogOptions): Intercept
     const message = `${req.service.typeName}/${req.method.name} ${status}`;
     if (status >= 500) logger.error(line, message);
     else if (status >= 400) logger.warn(line, message);
+    else if (quiet.has(req.service.typeName)) logger.debug(line, message);
     else logger.info(line, message);
   }
 
@@ -141,7 +124,9 @@ function traceFields(header: Headers, projectId: string | undefined): Record<str
     }
   }
   if (trace === undefined) return {};
-  const fields: Record<string, unknown> = { "logging.googleapis.com/trace": `projects/${projectId}/traces/${trace}` };
+  const fields: Record<string, unknown> = {
+    "logging.googleapis.com/trace": `projects/${projectId}/traces/${trace}`,
+  };
   if (span !== undefined) fields["logging.googleapis.com/spanId"] = span;
   if (sampled !== undefined) fields["logging.googleapis.com/trace_sampled"] = sampled;
   return fields;

@@ -44,7 +44,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   }
 
   /** Steps shared by both chat RPCs, up to and including the rate limit. */
-  async function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
+  function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
     const { product, caller } = resolveProduct(request.product, ctx);
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = request.model;
@@ -66,7 +66,8 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     }
     const product = secrets.products.get(name);
     if (!product) throw new AppError("product_not_found");
-    if (!caller.canUse(name)) throw new AppError("forbidden", { cause: new Error(`caller may not use ${name}`) });
+    if (!caller.canUse(name))
+      throw new AppError("forbidden", { cause: new Error(`caller may not use ${name}`) });
     return { product, caller };
   }
 
@@ -78,7 +79,8 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       ["max_tokens", request.maxTokens],
     ] as const) {
       if (value === undefined) continue;
-      if (value <= 0) throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
+      if (value <= 0)
+        throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
       if (value > cap) {
         throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
       }
@@ -119,20 +121,24 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
 
   return {
     async createChatCompletion(request, ctx) {
-      const { product, caller, provider } = await admit(request, ctx);
+      const { product, caller, provider } = admit(request, ctx);
       if (request.stream === true) throw new AppError("streaming_not_supported");
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
 
-      const result = await options.upstream.complete(provider, options.toUpstreamJson(request), callOptions(ctx, cap));
+      const result = await options.upstream.complete(
+        provider,
+        options.toUpstreamJson(request),
+        callOptions(ctx, cap),
+      );
       recordUsage(ctx, result.usage, result.upstreamLatencyMs);
       if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
       return parseProviderJson(ChatCompletionSchema, result.body, provider);
     },
 
     async *streamChatCompletion(request, ctx) {
-      const { product, caller, provider } = await admit(request, ctx);
+      const { product, caller, provider } = admit(request, ctx);
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
@@ -140,7 +146,11 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       const started = performance.now();
       let first = true;
       let usage: TokenUsage | undefined;
-      for await (const chunk of options.upstream.stream(provider, options.toUpstreamJson(request), callOptions(ctx, cap))) {
+      for await (const chunk of options.upstream.stream(
+        provider,
+        options.toUpstreamJson(request),
+        callOptions(ctx, cap),
+      )) {
         if (first) {
           recordUsage(ctx, undefined, performance.now() - started);
           first = false;
@@ -181,9 +191,12 @@ function parseProviderJson<S extends typeof ChatCompletionSchema | typeof ChatCo
     return fromJson(schema, body as PbJsonValue, parseOptions);
   } catch (cause) {
     throw new AppError("upstream_error", {
-      cause: new Error(`provider ${provider.name} (${provider.kind}) answered JSON that is not a chat completion`, {
-        cause,
-      }),
+      cause: new Error(
+        `provider ${provider.name} (${provider.kind}) answered JSON that is not a chat completion`,
+        {
+          cause,
+        },
+      ),
     });
   }
 }

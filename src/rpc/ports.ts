@@ -27,7 +27,11 @@ export interface ChatUpstream {
     provider: ProviderConfig,
     body: JsonObject,
     options: UpstreamCallOptions,
-  ): Promise<{ readonly body: JsonObject; readonly usage?: TokenUsage | undefined; readonly upstreamLatencyMs: number }>;
+  ): Promise<{
+    readonly body: JsonObject;
+    readonly usage?: TokenUsage | undefined;
+    readonly upstreamLatencyMs: number;
+  }>;
   stream(provider: ProviderConfig, body: JsonObject, options: UpstreamCallOptions): AsyncIterable<JsonObject>;
 }
 

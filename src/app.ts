@@ -1,0 +1,180 @@
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Redis } from "ioredis";
+import type { Dispatcher } from "undici";
+import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
+import {
+  canUseProduct,
+  createAuthInterceptor,
+  createMemoryNonceStore,
+  defaultPublicServices,
+  principalKey,
+} from "./auth/index.js";
+import type { Config } from "./config/index.js";
+import { createRestHandler, restCaptureInterceptor, toRestJson } from "./http/index.js";
+import type { Logger } from "./log/index.js";
+import {
+  createChatLimiter,
+  createMemoryLimiter,
+  createRedisLimiter,
+  createRedisNonceStore,
+} from "./ratelimit/index.js";
+import { createAccessLogInterceptor } from "./rpc/access-log.js";
+import { createChatService } from "./rpc/chat-service.js";
+import type { JsonObject } from "./rpc/ports.js";
+import type { SecretStore } from "./secrets/index.js";
+import {
+  createConnectOptions,
+  createOnePortServer,
+  registerHealth,
+  registerReflection,
+} from "./server/index.js";
+import type { Readiness } from "./server/index.js";
+import { createForwarder } from "./upstream/index.js";
+
+export interface AppOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly secrets: SecretStore;
+  /** Reported by /health. */
+  readonly version: string;
+  /** A fail-fast client (createRedisClient) when REDIS_URL is set: limits and nonces are then shared. */
+  readonly redis?: Redis | undefined;
+  /** The upstream HTTP dispatcher; by default the forwarder creates its own keep-alive pool. */
+  readonly upstreamDispatcher?: Dispatcher;
+}
+
+export interface App {
+  /** Starts listening on the one port; resolves with the bound port. */
+  listen(port: number, host?: string): Promise<{ port: number }>;
+  /** Drains in-flight calls for up to `graceMs`, then closes everything the app created (not `secrets`/`redis`). */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * The whole server, wired from typed options: ChatService, health and reflection on one Connect router;
+ * the REST transcoder as the router's fallback; the one-port server in front. Reads no environment, so
+ * tests build it in-process with their own config, secrets and upstream.
+ */
+export function createApp(options: AppOptions): App {
+  const { config, logger, secrets, redis } = options;
+
+  const forwarder = createForwarder({
+    timeoutMs: config.requestTimeoutMs,
+    logger,
+    ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
+  });
+
+  const memoryNonces = createMemoryNonceStore({});
+  const nonceStore = redis
+    ? createRedisNonceStore({ client: redis, fallback: memoryNonces, logger })
+    : memoryNonces;
+  const limiter = redis
+    ? createRedisLimiter({ client: redis, fallback: createMemoryLimiter({ source: "fallback" }), logger })
+    : createMemoryLimiter({});
+  const chatLimiter = createChatLimiter({
+    limiter,
+    defaults: config.rateLimit,
+    logger,
+  });
+
+  const chat = createChatService({
+    secrets: () => secrets.current(),
+    caller: (ctx) => {
+      const principal = ctx.values.get(principalKey);
+      return (
+        principal && { kind: principal.kind, id: principal.id, canUse: (p) => canUseProduct(principal, p) }
+      );
+    },
+    upstream: forwarder,
+    limiter: chatLimiter,
+    toUpstreamJson: (request) => {
+      const json = toRestJson(ChatCompletionRequestSchema, request) as JsonObject;
+      delete json["product"];
+      return json;
+    },
+    maxTokens: config.maxTokens,
+  });
+
+  const readiness = (): Readiness => {
+    const current = secrets.current();
+    if (!current) return { ready: false, products: 0, authMethods: [], secretsAgeSeconds: 0 };
+    const authMethods: string[] = [];
+    if (current.jwtKeys) authMethods.push("jwt");
+    if (current.hmacKeys) authMethods.push("hmac");
+    return {
+      ready: true,
+      products: current.products.size,
+      authMethods,
+      secretsAgeSeconds: Math.floor((Date.now() - current.loadedAt) / 1000),
+    };
+  };
+
+  // Interceptor order, outermost first: the REST capture sees the final message; the access log sees every
+  // outcome (401s included) and is the one place errors become wire errors; auth guards the handlers.
+  const interceptors = [
+    restCaptureInterceptor,
+    createAccessLogInterceptor({
+      logger,
+      gcpProjectId: gcpProjectOf(config),
+      quietServices: defaultPublicServices,
+    }),
+    createAuthInterceptor({
+      secrets: () => secrets.current(),
+      jwt: {
+        issuer: config.jwt.issuer,
+        audience: config.jwt.audience,
+        clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+        maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
+      },
+      hmac: { windowSeconds: config.hmacWindowSeconds, nonceStore },
+      publicServices: defaultPublicServices,
+      logger,
+    }),
+  ];
+
+  const shutdown = new AbortController();
+  let handlers: readonly UniversalHandler[] = [];
+  const connectHandler = connectNodeAdapter({
+    ...createConnectOptions({
+      bodyLimitBytes: config.maxBodyBytes,
+      interceptors,
+      shutdownSignal: shutdown.signal,
+    }),
+    routes(router) {
+      router.service(ChatService, chat);
+      registerHealth(router, {
+        readiness,
+        version: options.version,
+        subscribe: (listener) => secrets.onChange(() => listener()),
+      });
+      registerReflection(router);
+      handlers = router.handlers;
+    },
+    fallback: (req, res) => rest(req, res),
+  });
+  const rest = createRestHandler({ handlers, maxBodyBytes: config.maxBodyBytes, logger });
+
+  const server = createOnePortServer({
+    handler: connectHandler,
+    logger,
+    idleTimeoutMs: config.idleTimeoutMs,
+  });
+
+  return {
+    listen: (port, host) => server.listen(port, host),
+    async close(graceMs) {
+      const timer = setTimeout(() => shutdown.abort(), graceMs);
+      try {
+        await server.close(graceMs);
+      } finally {
+        clearTimeout(timer);
+        await forwarder.close();
+      }
+    },
+  };
+}
+
+function gcpProjectOf(config: Config): string | undefined {
+  return config.secrets.source.kind === "secret-manager" ? config.secrets.source.projectId : undefined;
+}
