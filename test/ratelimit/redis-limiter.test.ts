@@ -146,7 +146,7 @@ describe.skipIf(!redisUp)("Redis limiter on the shared Redis", () => {
 
   it("two processes sharing one Redis admit one limit in total, not two", async () => {
     const worker = fileURLToPath(new URL("./fixtures/limiter-worker.ts", import.meta.url));
-    const hooks = new URL("./fixtures/ts-hooks.mjs", import.meta.url).href;
+    const hooks = new URL("../support/ts-hooks.mjs", import.meta.url).href;
     const env = {
       ...process.env,
       REDIS_URL: sharedRedisUrl,
