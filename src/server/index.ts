@@ -13,4 +13,3 @@ export {
 } from "./connect-options.js";
 export { registerHealth, type HealthOptions, type Readiness } from "./health.js";
 export { registerReflection } from "./reflection.js";
-export { unimplementedChatService } from "./unimplemented-chat.js";

@@ -6,13 +6,13 @@ import {
   createOnePortServer,
   registerHealth,
   registerReflection,
-  unimplementedChatService,
   type ConnectOptionsInput,
   type OnePortServer,
   type OnePortServerOptions,
   type Readiness,
 } from "../../src/server/index.js";
 import { captureLog, type CapturedLog } from "./log-capture.js";
+import { unimplementedChatService } from "./unimplemented-chat.js";
 
 export interface TestServer {
   readonly port: number;

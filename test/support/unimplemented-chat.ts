@@ -2,8 +2,8 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 
 /**
- * A placeholder ChatService whose RPCs all answer UNIMPLEMENTED, so the routes exist (for reflection,
- * clients and tests) before the real service is wired in main.ts, which replaces it.
+ * A ChatService whose RPCs all answer UNIMPLEMENTED: the transport-level tests register it so the chat
+ * routes exist (for reflection and clients) without the real service's dependencies.
  */
 export const unimplementedChatService: ServiceImpl<typeof ChatService> = {
   createChatCompletion() {
