@@ -1,0 +1,126 @@
+// Mock OpenAI provider for the benchmark. Runs in its own process (forked by run.mjs) so its CPU is
+// not charged to the process under test. It answers POST .../chat/completions with one fixed body;
+// the path may start with /delay/<ms>/ so that one mock serves both the fast and the slow scenarios
+// (the server reaches it through a product whose base_url carries the prefix, the forwarder by
+// forwarding the path unchanged). A request with "stream": true gets an OpenAI-style SSE answer.
+import { Buffer } from "node:buffer";
+import http from "node:http";
+import process from "node:process";
+import { setTimeout } from "node:timers";
+
+const COMPLETION = JSON.stringify({
+  id: "chatcmpl-bench",
+  object: "chat.completion",
+  created: 1_700_000_000,
+  model: "gpt-4o-mini",
+  choices: [
+    {
+      index: 0,
+      message: { role: "assistant", content: "Hello! How can I help you today?", refusal: null },
+      logprobs: null,
+      finish_reason: "stop",
+    },
+  ],
+  usage: { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 },
+  system_fingerprint: "fp_bench",
+});
+const COMPLETION_BYTES = Buffer.from(COMPLETION);
+
+/** Words of the streamed answer; one SSE chunk each, then a usage chunk and [DONE]. */
+const STREAM_WORDS = ["Hello!", " How", " can", " I", " help?"];
+
+function chunk(delta, finishReason) {
+  return `data: ${JSON.stringify({
+    id: "chatcmpl-bench",
+    object: "chat.completion.chunk",
+    created: 1_700_000_000,
+    model: "gpt-4o-mini",
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+  })}\n\n`;
+}
+
+const STREAM_EVENTS = [
+  chunk({ role: "assistant", content: "" }, null),
+  ...STREAM_WORDS.map((word) => chunk({ content: word }, null)),
+  chunk({}, "stop"),
+  `data: ${JSON.stringify({
+    id: "chatcmpl-bench",
+    object: "chat.completion.chunk",
+    created: 1_700_000_000,
+    model: "gpt-4o-mini",
+    choices: [],
+    usage: { prompt_tokens: 9, completion_tokens: 5, total_tokens: 14 },
+  })}\n\n`,
+  "data: [DONE]\n\n",
+];
+
+const DELAY_PREFIX = /^\/delay\/(\d+)(\/.*)$/;
+
+function sendJson(res, status, body) {
+  const bytes = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { "content-type": "application/json", "content-length": bytes.length });
+  res.end(bytes);
+}
+
+/** Sends the SSE events spread over `delayMs` (the first one right away), like a model that types. */
+function sendStream(res, delayMs) {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  const gap = delayMs / STREAM_EVENTS.length;
+  let next = 0;
+  const tick = () => {
+    const event = STREAM_EVENTS[next++];
+    if (event === undefined) {
+      res.end();
+      return;
+    }
+    res.write(event);
+    if (gap > 0) setTimeout(tick, gap);
+    else tick();
+  };
+  tick();
+}
+
+const server = http.createServer((req, res) => {
+  let path = req.url ?? "/";
+  let delayMs = 0;
+  const prefixed = DELAY_PREFIX.exec(path);
+  if (prefixed !== null) {
+    delayMs = Number(prefixed[1]);
+    path = prefixed[2] ?? "/";
+  }
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    if (req.method !== "POST" || path !== "/v1/chat/completions") {
+      sendJson(res, 404, {
+        error: { message: `no route ${req.method} ${path}`, type: "invalid_request_error" },
+      });
+      return;
+    }
+    // Only look for the stream flag: parsing the whole body would make the mock slower than needed
+    // without changing what the proxies see.
+    const streaming = /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString("utf8"));
+    if (streaming) {
+      sendStream(res, delayMs);
+      return;
+    }
+    const answer = () => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": COMPLETION_BYTES.length });
+      res.end(COMPLETION_BYTES);
+    };
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
+  });
+});
+// Proxies keep pooled connections open between rounds; never let the mock be the one that drops them.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 130_000;
+server.requestTimeout = 0;
+server.maxRequestsPerSocket = 0;
+
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address();
+  process.send?.({ ready: true, port: typeof address === "object" && address !== null ? address.port : 0 });
+});
+process.on("disconnect", () => process.exit(0));
+process.on("SIGTERM", () => process.exit(0));
