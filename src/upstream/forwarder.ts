@@ -15,7 +15,7 @@ export interface ForwarderOptions {
   readonly maxResponseBytes?: number;
   /**
    * The HTTP dispatcher for every provider call. Default: one keep-alive undici `Agent` created here
-   * (pipelining 1, up to 256 connections per origin) and closed by `close()`. An injected one is not closed.
+   * (pipelining 1, up to 2048 connections per origin) and closed by `close()`. An injected one is not closed.
    */
   readonly dispatcher?: Dispatcher;
   readonly logger: Logger;
@@ -66,7 +66,9 @@ const logLevels = {
 /** The pool used when none is injected: keep-alive, no pipelining (a slow answer must not block others). */
 function createDefaultAgent(timeoutMs: number): Agent {
   return new Agent({
-    connections: 256,
+    // Enough for many slow LLM calls in flight at once (the benchmark holds 512); still bounded, so a
+    // flood cannot exhaust file descriptors.
+    connections: 2048,
     pipelining: 1,
     keepAliveTimeout: 30_000,
     // undici's own timers are a safety net only; the per-call timer is always sooner.
@@ -117,15 +119,27 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   function begin(provider: ProviderConfig, body: JsonObject, opts: ForwardOptions) {
     const budgetMs =
       opts.deadlineMs === undefined ? timeoutMs : Math.min(timeoutMs, opts.deadlineMs - clock.now());
-    const timer = new AbortController();
+    // One controller per call, fed by the timer and by the caller's signal through a listener removed at
+    // the end: AbortSignal.any would leave a dependent signal per call for the collector (the benchmark's
+    // profile showed abort bookkeeping among the top costs). Its reason is whichever fired first.
+    const controller = new AbortController();
     const handle = setTimeout(
-      () => timer.abort(new UpstreamTimeoutReason(`no answer within ${budgetMs} ms`)),
+      () => controller.abort(new UpstreamTimeoutReason(`no answer within ${budgetMs} ms`)),
       Math.max(0, budgetMs),
     );
-    const signal = opts.signal === undefined ? timer.signal : AbortSignal.any([opts.signal, timer.signal]);
-    if (budgetMs <= 0) timer.abort(new UpstreamTimeoutReason("the caller's deadline had already passed"));
-    const call: UpstreamCall = { provider, body, maxTokensCap: opts.maxTokensCap, signal };
-    return { call, end: () => clearTimeout(handle) };
+    const callerSignal = opts.signal;
+    const onCallerAbort = () => controller.abort(callerSignal?.reason);
+    if (callerSignal?.aborted) controller.abort(callerSignal.reason);
+    else callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+    if (budgetMs <= 0) controller.abort(new UpstreamTimeoutReason("the caller's deadline had already passed"));
+    const call: UpstreamCall = { provider, body, maxTokensCap: opts.maxTokensCap, signal: controller.signal };
+    return {
+      call,
+      end: () => {
+        clearTimeout(handle);
+        callerSignal?.removeEventListener("abort", onCallerAbort);
+      },
+    };
   }
 
   /** Turns whatever a call threw into what the caller gets, and logs it once. */
