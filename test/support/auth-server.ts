@@ -2,7 +2,15 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createServiceImplSpec,
+  type ConnectRouter,
+  type Interceptor,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -15,6 +23,7 @@ import {
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { assertCanUseProduct, principalKey, signRequest, type Principal } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
+import { createRestHandler, type RestHandler } from "../../src/http/index.js";
 import type { Secrets } from "../../src/secrets/types.js";
 
 /** How a test call authenticates. */
@@ -160,19 +169,58 @@ function routes(secrets: () => Secrets | undefined): (router: ConnectRouter) => 
 }
 
 export interface AuthTestServer {
-  /** h2c URL (gRPC, Connect over HTTP/2). */
+  /** h2c URL (gRPC, Connect over HTTP/2, REST over HTTP/2). */
   readonly h2Url: string;
-  /** HTTP/1.1 URL (Connect). */
+  /** HTTP/1.1 URL (Connect, REST). */
   readonly h1Url: string;
   close(): Promise<void>;
 }
 
-/** Starts h2c and HTTP/1.1 servers on 127.0.0.1 port 0 with the given interceptor in front of the test services. */
+/** Largest REST request body the test server reads (as API_KEY_SERVER_MAX_BODY_BYTES would set it). */
+const restMaxBodyBytes = 1024 * 1024;
+
+/**
+ * Starts h2c and HTTP/1.1 servers on 127.0.0.1 port 0 with the given interceptor in front of the test
+ * services. Requests that are not RPCs go to the real REST transcoder (src/http) over the same router
+ * handlers, as in src/app.ts, so REST calls run through the same interceptor.
+ */
 export async function startAuthTestServer(
   interceptor: Interceptor,
   secrets: () => Secrets | undefined,
 ): Promise<AuthTestServer> {
-  const handler = connectNodeAdapter({ routes: routes(secrets), interceptors: [interceptor] });
+  let rest: RestHandler | undefined;
+  const handler = connectNodeAdapter({
+    routes(router) {
+      const services: ServiceImplSpec[] = [];
+      // Records each service's implementation for the REST transcoder, which invokes it in-process.
+      routes(secrets)({
+        handlers: router.handlers,
+        service(service, implementation, options) {
+          services.push(createServiceImplSpec(service, implementation));
+          router.service(service, implementation, options);
+          return this;
+        },
+        rpc(method, implementation, options) {
+          router.rpc(method, implementation, options);
+          return this;
+        },
+      });
+      // Both shapes of RestHandlerOptions while the transcoder moves from the router's handlers to service
+      // specs plus interceptors (a variable, not a literal, so either shape type-checks).
+      const restOptions = {
+        handlers: router.handlers,
+        services,
+        interceptors: [interceptor],
+        maxBodyBytes: restMaxBodyBytes,
+      };
+      rest = createRestHandler(restOptions);
+    },
+    interceptors: [interceptor],
+    fallback: (req, res) => {
+      if (rest === undefined) throw new Error("the REST handler is built with the routes");
+      rest(req, res);
+    },
+  });
   // Large header limits so the oversized-token case reaches the interceptor instead of Node's own 431.
   const h2 = http2.createServer(
     { maxSessionMemory: 64, settings: { maxHeaderListSize: 256 * 1024 } },
@@ -255,6 +303,82 @@ export function connectFetchClient(server: AuthTestServer): ProtocolClient {
     },
     close() {},
   };
+}
+
+const codeOfStatusName: Readonly<Record<string, Code>> = Object.fromEntries(
+  Object.entries(Code)
+    .filter((e): e is [string, Code] => typeof e[1] === "number")
+    .map(([name, code]) => [
+      name.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? "" : "_") + c).toUpperCase(),
+      code,
+    ]),
+);
+
+/** The REST request of each RPC (google.api.http in the .proto files), with its body. */
+function restRequest(rpc: AuthRpc, product: string): { method: string; path: string; body: string } {
+  switch (rpc) {
+    case "ListModels":
+      return { method: "GET", path: `/v1/chat/${product}/models`, body: "" };
+    case "StreamChatCompletion":
+      return {
+        method: "POST",
+        path: `/v1/chat/${product}:stream`,
+        body: JSON.stringify({ model: "echo-1" }),
+      };
+    case "HealthCheck":
+      return { method: "GET", path: "/health", body: "" };
+  }
+}
+
+/**
+ * REST over HTTP/1.1 with fetch, on the real routes: `GET /v1/chat/{product}/models`, the streaming
+ * `POST /v1/chat/{product}:stream` (Server-Sent Events) and `GET /health`. HMAC signs exactly the method,
+ * path, query and body bytes that are sent.
+ */
+export function restClient(server: AuthTestServer): ProtocolClient {
+  return {
+    name: "REST (HTTP/1.1, fetch)",
+    async call(rpc, product, credentials) {
+      const request = restRequest(rpc, product);
+      const headers = credentialHeaders(credentials, { ...request, query: "" });
+      const res = await fetch(`${server.h1Url}${request.path}`, {
+        method: request.method,
+        headers: request.body === "" ? headers : { ...headers, "content-type": "application/json" },
+        ...(request.body === "" ? {} : { body: request.body }),
+      });
+      const text = await res.text();
+      if (!res.ok) {
+        const body = JSON.parse(text) as { error?: { status?: string; message?: string } };
+        return {
+          status: res.status,
+          code: codeOfStatusName[body.error?.status ?? ""] ?? Code.Unknown,
+          message: body.error?.message ?? "",
+        };
+      }
+      if (rpc === "StreamChatCompletion") {
+        expect200EventStream(res);
+        const events = text.split("\n\n").filter((e) => e.trim() !== "");
+        const ids = events.map((e) => {
+          if (!e.startsWith("data: ")) throw new Error(`unexpected SSE event: ${e}`);
+          return (JSON.parse(e.slice("data: ".length)) as { id: string }).id;
+        });
+        return { status: res.status, code: 0, message: ids.join(",") };
+      }
+      const body = JSON.parse(text) as { data?: { owned_by?: string }[]; status?: string };
+      return {
+        status: res.status,
+        code: 0,
+        message: rpc === "ListModels" ? (body.data?.[0]?.owned_by ?? "") : (body.status ?? ""),
+      };
+    },
+    close() {},
+  };
+}
+
+function expect200EventStream(res: Response): void {
+  const type = res.headers.get("content-type") ?? "";
+  if (!type.startsWith("text/event-stream"))
+    throw new Error(`stream answered ${type}, not text/event-stream`);
 }
 
 /** The Connect-ES client over HTTP/2 (binary), unary and server streaming. */
