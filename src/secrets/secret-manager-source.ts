@@ -1,3 +1,5 @@
+import { Code } from "@connectrpc/connect";
+import { codeTable } from "../errors/index.js";
 import { decodeUtf8, SecretSourceError, type SecretSource, type SecretVersion } from "./source.js";
 
 /**
@@ -30,27 +32,12 @@ export interface SecretManagerSourceOptions {
   readonly timeoutMs?: number;
 }
 
-/** gRPC status code names by number, for messages and `SecretSourceError.reason`. */
-const grpcCodeNames = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
-const notFound = 5;
+/** The gRPC code name of a failed call (codeTable spells them as google/rpc/code.proto does). */
+function codeName(code: unknown): string {
+  return typeof code === "number" && Object.hasOwn(codeTable, code)
+    ? codeTable[code as Code].name
+    : "UNKNOWN";
+}
 
 /**
  * Reads the latest version of each secret from Google Secret Manager
@@ -81,8 +68,8 @@ export function createSecretManagerSource(options: SecretManagerSourceOptions): 
         );
       } catch (err) {
         const code = (err as { code?: unknown }).code;
-        if (code === notFound) return undefined;
-        const reason = (typeof code === "number" ? grpcCodeNames[code] : undefined) ?? "UNKNOWN";
+        if (code === Code.NotFound) return undefined;
+        const reason = codeName(code);
         throw new SecretSourceError(`${where}: ${reason}: ${describeCause(err)}`, reason, { cause: err });
       }
       const data = response.payload?.data;
