@@ -3,8 +3,15 @@
  * Nothing else in the server reads process.env.
  */
 import { readFileSync } from "node:fs";
+import type { ChannelCredentials } from "google-gax";
 import { createApp } from "./app.js";
-import { ConfigError, loadConfig, unknownSettings, type Config } from "./config/index.js";
+import {
+  ConfigError,
+  loadConfig,
+  unknownSettings,
+  type Config,
+  type SecretManagerEndpoint,
+} from "./config/index.js";
 import { createRedisClient } from "./lib/redis.js";
 import { createLogger, type Logger } from "./log/index.js";
 import {
@@ -58,9 +65,25 @@ async function main(): Promise<void> {
   let stopping = false;
   async function stop(exitCode: number): Promise<never> {
     stopping = true;
-    await app.close(config.shutdownGraceMs);
-    await secrets.stop();
-    await closeSource();
+    // Every step runs whatever the previous one did, and the process always ends with `exitCode`: a failing
+    // cleanup (the Secret Manager client rejects close() when it never got credentials) must not turn a
+    // clean SIGTERM into an unhandled rejection with a stack trace and exit code 1.
+    const steps: readonly (readonly [string, () => Promise<unknown>])[] = [
+      ["server", () => app.close(config.shutdownGraceMs)],
+      ["secret store", () => secrets.stop()],
+      ["secret source", closeSource],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        logger.warn(
+          { error: err instanceof Error ? err.message : String(err) },
+          `Shutdown: closing the ${what} failed`,
+        );
+      }
+    }
+    // Quitting fails when Redis is down, which is no news at this point.
     await redis?.quit().catch(() => undefined);
     logger.flush();
     process.exit(exitCode);
@@ -91,7 +114,7 @@ async function createSource(
   if (from.kind === "secret-manager") {
     // Loaded only here: the client library is heavy and unused when running from local files.
     const { SecretManagerServiceClient } = await import("@google-cloud/secret-manager");
-    const client = new SecretManagerServiceClient();
+    const client = new SecretManagerServiceClient(await secretManagerClientOptions(from.endpoint));
     return {
       source: createSecretManagerSource({ projectId: from.projectId, client }),
       close: () => client.close(),
@@ -119,14 +142,38 @@ async function createSource(
   return { source, close: () => Promise.resolve() };
 }
 
+/**
+ * Client options for `API_KEY_SERVER_SECRET_MANAGER_ENDPOINT`. TLS endpoints keep Google credentials;
+ * plaintext ones pass insecure `sslCreds`, which also makes the library skip the credential lookup (there
+ * is nothing to authenticate to on a local fake).
+ */
+async function secretManagerClientOptions(
+  endpoint: SecretManagerEndpoint | undefined,
+): Promise<{ apiEndpoint?: string; port?: number; sslCreds?: ChannelCredentials }> {
+  if (endpoint === undefined) return {};
+  const options = { apiEndpoint: endpoint.host, port: endpoint.port };
+  if (endpoint.tls) return options;
+  // google-gax's own grpc-js: credentials from another copy would fail its instanceof checks.
+  const { grpc } = await import("google-gax");
+  return { ...options, sslCreds: grpc.credentials.createInsecure() };
+}
+
+/**
+ * The version of the package.json named api-key-server, found by walking up from this file: the same code
+ * runs as dist/src/main.js (two levels down) and, in development and process tests, as src/main.ts (one).
+ */
 function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-      version?: string;
-    };
-    return pkg.version ?? "unknown";
-  } catch {
-    return "unknown";
+  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === "api-key-server") return pkg.version ?? "unknown";
+    } catch {
+      // No (readable) package.json here: keep walking up.
+    }
+    if (new URL("..", dir).href === dir.href) return "unknown";
   }
 }
 

@@ -5,7 +5,24 @@ export type LogLevel = (typeof logLevels)[number];
 /** Where the three secrets come from. */
 export type SecretSourceConfig =
   | { readonly kind: "files"; readonly dir: string }
-  | { readonly kind: "secret-manager"; readonly projectId: string };
+  | {
+      readonly kind: "secret-manager";
+      readonly projectId: string;
+      /** `API_KEY_SERVER_SECRET_MANAGER_ENDPOINT`; undefined = the client library's default endpoint. */
+      readonly endpoint: SecretManagerEndpoint | undefined;
+    };
+
+/**
+ * Where the Secret Manager client connects instead of Google's default endpoint: over TLS with Google
+ * credentials (a regional or Private Service Connect endpoint), or in plaintext without credentials (local
+ * fakes and emulators only).
+ */
+export interface SecretManagerEndpoint {
+  /** Host name or IP address (an IPv6 address keeps its brackets). */
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+}
 
 /** The names of the three secrets (Secret Manager names; files use `_` for `-`). */
 export interface SecretNames {
@@ -85,6 +102,7 @@ const knownVariables = [
   "USE_SECRET_MANAGER",
   "REDIS_URL",
   "API_KEY_SERVER_GCP_PROJECT_ID",
+  "API_KEY_SERVER_SECRET_MANAGER_ENDPOINT",
   "API_KEY_SERVER_MAX_TOKENS",
   "API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS",
   "API_KEY_SERVER_HOST",
@@ -149,9 +167,11 @@ export function loadConfig(env: Env): Config {
       undefined,
     );
   }
+  // Checked even when reading files, so a typo fails the first deploy, not the switch to Secret Manager.
+  const endpoint = readSecretManagerEndpoint(read("API_KEY_SERVER_SECRET_MANAGER_ENDPOINT"));
   const source: SecretSourceConfig =
     useSecretManager && projectId !== undefined
-      ? { kind: "secret-manager", projectId }
+      ? { kind: "secret-manager", projectId, endpoint }
       : { kind: "files", dir: read("API_KEY_SERVER_CONFIG_DIR") ?? "./config" };
 
   const config: Config = {
@@ -225,6 +245,22 @@ function readRedisUrl(raw: string | undefined): string | undefined {
     throw new ConfigError("REDIS_URL", "a redis:// or rediss:// URL", undefined);
   }
   return raw;
+}
+
+function readSecretManagerEndpoint(raw: string | undefined): SecretManagerEndpoint | undefined {
+  if (raw === undefined) return undefined;
+  // Exactly host:port, optionally behind http://. No path (a gRPC channel would silently drop it), no
+  // credentials, no https:// (TLS is spelled without a scheme), no default port (say which one you mean).
+  const match = /^(http:\/\/)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(raw);
+  const port = Number(match?.[3]);
+  if (match === null || match[2] === undefined || port < 1 || port > 65_535) {
+    throw new ConfigError(
+      "API_KEY_SERVER_SECRET_MANAGER_ENDPOINT",
+      "host:port (TLS) or http://host:port (plaintext, for local fakes only)",
+      raw,
+    );
+  }
+  return { host: match[2], port, tls: match[1] === undefined };
 }
 
 function readOrigins(raw: string | undefined): readonly string[] {

@@ -6,5 +6,6 @@ export {
   type Config,
   type LogLevel,
   type SecretNames,
+  type SecretManagerEndpoint,
   type SecretSourceConfig,
 } from "./config.js";

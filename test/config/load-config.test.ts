@@ -35,7 +35,11 @@ describe("loadConfig", () => {
       API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "240",
       PORT: "8080",
     });
-    expect(config.secrets.source).toEqual({ kind: "secret-manager", projectId: "my-project" });
+    expect(config.secrets.source).toStrictEqual({
+      kind: "secret-manager",
+      projectId: "my-project",
+      endpoint: undefined,
+    });
     expect(config.requestTimeoutMs).toBe(240_000);
     expect(config.port).toBe(8080);
   });
@@ -170,6 +174,67 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ REDIS_URL: "mysql://user:hunter2@db" })).toThrow(
       /^REDIS_URL: expected a redis:\/\/ or rediss:\/\/ URL$/,
     );
+  });
+});
+
+describe("API_KEY_SERVER_SECRET_MANAGER_ENDPOINT", () => {
+  const withSecretManager = { USE_SECRET_MANAGER: "true", API_KEY_SERVER_GCP_PROJECT_ID: "p" };
+
+  it.each([
+    [
+      "secretmanager.europe-west1.rep.googleapis.com:443",
+      "secretmanager.europe-west1.rep.googleapis.com",
+      443,
+      true,
+    ],
+    ["10.0.0.5:8443", "10.0.0.5", 8443, true],
+    ["[fd00::5]:443", "[fd00::5]", 443, true],
+    ["http://127.0.0.1:8085", "127.0.0.1", 8085, false],
+    ["http://localhost:65535", "localhost", 65_535, false],
+  ])("reads %j as host %j, port %j, TLS %j", (value, host, port, tls) => {
+    const config = loadConfig({ ...withSecretManager, API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: value });
+    expect(config.secrets.source).toStrictEqual({
+      kind: "secret-manager",
+      projectId: "p",
+      endpoint: { host, port, tls },
+    });
+  });
+
+  it("is unset (the library's default endpoint) when empty", () => {
+    const config = loadConfig({ ...withSecretManager, API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: " " });
+    expect(config.secrets.source).toStrictEqual({
+      kind: "secret-manager",
+      projectId: "p",
+      endpoint: undefined,
+    });
+  });
+
+  it.each([
+    "secretmanager.googleapis.com",
+    "https://secretmanager.googleapis.com:443",
+    "grpc://127.0.0.1:8085",
+    "http://127.0.0.1",
+    "http://127.0.0.1:8085/",
+    "http://127.0.0.1:8085/v1",
+    "http://user:pw@127.0.0.1:8085",
+    "127.0.0.1:0",
+    "127.0.0.1:65536",
+    "host name:443",
+  ])("rejects %j with one line naming the variable", (value) => {
+    // Checked with files too, so a typo fails the first deploy rather than the switch to Secret Manager.
+    for (const env of [withSecretManager, {}]) {
+      expect(() => loadConfig({ ...env, API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: value })).toThrow(
+        new ConfigError(
+          "API_KEY_SERVER_SECRET_MANAGER_ENDPOINT",
+          "host:port (TLS) or http://host:port (plaintext, for local fakes only)",
+          value,
+        ),
+      );
+    }
+  });
+
+  it("is a known setting, not reported as a typo", () => {
+    expect(unknownSettings({ API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: "http://127.0.0.1:1" })).toEqual([]);
   });
 });
 

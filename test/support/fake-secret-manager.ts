@@ -23,6 +23,14 @@ export interface FakeSecretManager {
   deleteSecret(secret: string): void;
   /** Makes every access of `secret` fail with `code` until called with undefined. */
   failWith(secret: string, code: grpc.status | undefined, details?: string): void;
+  /**
+   * Holds every AccessSecretVersion answer (requests are still recorded) until the returned function is
+   * called; then the held calls are answered from the state at that moment. Lets a test observe a client
+   * that is waiting for its first load, with no timing involved.
+   */
+  hold(): () => void;
+  /** Resolves once `count` AccessSecretVersion requests have been received in total. */
+  whenRequested(count: number): Promise<void>;
   /** Resource names of every AccessSecretVersion request received, in order. */
   readonly requests: string[];
   /** Stops listening and drops connections, so clients see the service as unreachable. */
@@ -64,10 +72,18 @@ export async function startFakeSecretManager(projectId = "test-project"): Promis
   const secrets = new Map<string, Version[]>();
   const failures = new Map<string, { code: grpc.status; details: string }>();
   const requests: string[] = [];
+  const requestWaiters = new Set<() => void>();
+  let held: (() => void)[] | undefined;
 
   const accessSecretVersion: grpc.handleUnaryCall<AccessRequest, unknown> = (call, callback) => {
+    requests.push(call.request.name);
+    for (const wake of requestWaiters) wake();
+    if (held !== undefined) held.push(() => answer(call, callback));
+    else answer(call, callback);
+  };
+
+  const answer: grpc.handleUnaryCall<AccessRequest, unknown> = (call, callback) => {
     const name = call.request.name;
-    requests.push(name);
     const match = /^projects\/([^/]+)\/secrets\/([^/]+)\/versions\/([^/]+)$/.exec(name);
     if (match === null) {
       callback({
@@ -152,6 +168,25 @@ export async function startFakeSecretManager(projectId = "test-project"): Promis
     },
     deleteSecret(secret) {
       secrets.delete(secret);
+    },
+    hold() {
+      const queue: (() => void)[] = [];
+      held = queue;
+      return () => {
+        if (held === queue) held = undefined;
+        for (const release of queue.splice(0)) release();
+      };
+    },
+    whenRequested(count) {
+      return new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (requests.length < count) return;
+          requestWaiters.delete(check);
+          resolve();
+        };
+        requestWaiters.add(check);
+        check();
+      });
     },
     failWith(secret, code, details = "injected failure") {
       if (code === undefined) failures.delete(secret);
