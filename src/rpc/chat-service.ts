@@ -99,6 +99,19 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     });
   }
 
+  /**
+   * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a
+   * google.protobuf.Value with no kind set; that is the caller's malformed field (400), not our fault.
+   */
+  function upstreamBody(request: ChatCompletionRequest): JsonObject {
+    try {
+      return options.toUpstreamJson(request);
+    } catch (cause) {
+      const detail = cause instanceof Error ? cause.message : String(cause);
+      throw new AppError("invalid_argument", { message: `Invalid request: ${detail}`, cause });
+    }
+  }
+
   function callOptions(ctx: HandlerContext, maxTokensCap: number | undefined) {
     const timeoutMs = ctx.timeoutMs();
     return {
@@ -127,11 +140,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       validateMessages(request);
       await options.limiter.admit(product, caller);
 
-      const result = await options.upstream.complete(
-        provider,
-        options.toUpstreamJson(request),
-        callOptions(ctx, cap),
-      );
+      const result = await options.upstream.complete(provider, upstreamBody(request), callOptions(ctx, cap));
       recordUsage(ctx, result.usage, result.upstreamLatencyMs);
       if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
       return parseProviderJson(ChatCompletionSchema, result.body, provider);
@@ -148,7 +157,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       let usage: TokenUsage | undefined;
       for await (const chunk of options.upstream.stream(
         provider,
-        options.toUpstreamJson(request),
+        upstreamBody(request),
         callOptions(ctx, cap),
       )) {
         if (first) {
