@@ -25,8 +25,12 @@ import {
 /**
  * The product secret used when running from local files and `openai_api_keys.json` does not exist: one
  * product served by the built-in echo provider, so a fresh clone answers chat requests with no keys at all.
+ * Echo also answers to the model names of the seed runbook's example (`gpt-4o`, `gpt-4o-mini`), so that
+ * request works exactly as written; the start-up warning says the answers come from echo.
  */
-const embeddedProducts = { "product-dev": { providers: { echo: { models: ["echo-1"] } } } };
+const embeddedProducts = {
+  "product-dev": { providers: { echo: { models: ["echo-1", "gpt-4o", "gpt-4o-mini"] } } },
+};
 
 async function main(): Promise<void> {
   let config: Config;
@@ -133,7 +137,7 @@ async function createSource(
         warned = true;
         logger.warn(
           { file: files.describe(name) },
-          "No product file: serving the embedded default (product-dev with the echo provider)",
+          "No product file: serving the embedded default (product-dev: echo-1, gpt-4o and gpt-4o-mini all answered by the echo provider)",
         );
       }
       return { data: JSON.stringify(embeddedProducts), version: "embedded-default" };

@@ -165,7 +165,7 @@ describe("an empty config folder: the embedded default product (issue 2)", () =>
 
   it("starts, saying why every chat call will be refused", async () => {
     expect(messages(server, "WARNING")).toStrictEqual([
-      "No product file: serving the embedded default (product-dev with the echo provider)",
+      "No product file: serving the embedded default (product-dev: echo-1, gpt-4o and gpt-4o-mini all answered by the echo provider)",
       "Secret not found; JWT authentication disabled",
       "Secret not found; HMAC authentication disabled",
       "No JWT keys and no HMAC secrets: every chat request will be rejected as Unauthorized",
@@ -200,7 +200,11 @@ describe("an empty config folder: the embedded default product (issue 2)", () =>
     expect(models.status).toBe(200);
     expect(JSON.parse(models.body)).toMatchObject({
       object: "list",
-      data: [{ id: "echo-1", object: "model" }],
+      data: [
+        { id: "echo-1", object: "model", owned_by: "echo" },
+        { id: "gpt-4o", object: "model", owned_by: "echo" },
+        { id: "gpt-4o-mini", object: "model", owned_by: "echo" },
+      ],
     });
 
     const chat = await curl([
@@ -214,6 +218,25 @@ describe("an empty config folder: the embedded default product (issue 2)", () =>
     ]);
     expect(chat.status).toBe(200);
     expect(JSON.parse(chat.body)).toMatchObject({ object: "chat.completion", model: "echo-1" });
+
+    // The seed runbook's request, exactly as written there (model gpt-4o), given a token.
+    const runbook = await curl([
+      "-X",
+      "POST",
+      `${server.url}/v1/chat/product-dev`,
+      "-H",
+      "Content-Type: application/json",
+      "-H",
+      `Authorization: Bearer ${token}`,
+      "-d",
+      '{\n    "model": "gpt-4o",\n    "messages": [{"role": "user", "content": "Hello"}]\n  }',
+    ]);
+    expect(runbook.status).toBe(200);
+    expect(JSON.parse(runbook.body)).toMatchObject({
+      object: "chat.completion",
+      model: "gpt-4o",
+      choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }],
+    });
     expect(server.lines.join("\n")).not.toContain(token);
   });
 });
