@@ -13,3 +13,4 @@ export {
 } from "./connect-options.js";
 export { registerHealth, type HealthOptions, type Readiness } from "./health.js";
 export { registerReflection } from "./reflection.js";
+export { withSpecGrpcMessage } from "./grpc-message.js";
