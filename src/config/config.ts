@@ -43,6 +43,11 @@ export interface Config {
   readonly requestTimeoutMs: number;
   /** `REDIS_URL` (default unset = in-memory rate limits and nonces). */
   readonly redisUrl: string | undefined;
+  /**
+   * `API_KEY_SERVER_REDIS_KEY_PREFIX` (default empty): put before every Redis key, so several environments
+   * (or services) can share one Redis without sharing limits or nonces.
+   */
+  readonly redisKeyPrefix: string;
   readonly secrets: {
     /** `USE_SECRET_MANAGER` + `API_KEY_SERVER_GCP_PROJECT_ID`, else `API_KEY_SERVER_CONFIG_DIR` (`./config`). */
     readonly source: SecretSourceConfig;
@@ -120,6 +125,7 @@ const knownVariables = [
   "API_KEY_SERVER_CORS_ORIGINS",
   "API_KEY_SERVER_LOG_LEVEL",
   "API_KEY_SERVER_METRICS_PORT",
+  "API_KEY_SERVER_REDIS_KEY_PREFIX",
   "API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE",
   "API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE",
   "API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS",
@@ -180,6 +186,7 @@ export function loadConfig(env: Env): Config {
     maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),
     requestTimeoutMs: int("API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS", 90, 1) * 1000,
     redisUrl: readRedisUrl(read("REDIS_URL")),
+    redisKeyPrefix: readKeyPrefix(read("API_KEY_SERVER_REDIS_KEY_PREFIX")),
     secrets: {
       source,
       names: {
@@ -235,6 +242,18 @@ function readBoolean(raw: string | undefined, name: Variable): boolean {
   if (raw === "true") return true;
   if (raw === "false") return false;
   throw new ConfigError(name, '"true" or "false"', raw);
+}
+
+function readKeyPrefix(raw: string | undefined): string {
+  if (raw === undefined) return "";
+  if (!/^[A-Za-z0-9:._-]{1,64}$/.test(raw)) {
+    throw new ConfigError(
+      "API_KEY_SERVER_REDIS_KEY_PREFIX",
+      "up to 64 letters, digits, ':', '.', '_' or '-'",
+      raw,
+    );
+  }
+  return raw;
 }
 
 function readRedisUrl(raw: string | undefined): string | undefined {

@@ -10,6 +10,7 @@ describe("loadConfig", () => {
       maxTokens: 8192,
       requestTimeoutMs: 90_000,
       redisUrl: undefined,
+      redisKeyPrefix: "",
       secrets: {
         source: { kind: "files", dir: "./config" },
         names: { products: "openai-api-keys", jwtKeys: "jwt-public-keys", hmacSecrets: "hmac-secrets" },
@@ -65,12 +66,14 @@ describe("loadConfig", () => {
       API_KEY_SERVER_METRICS_PORT: "9090",
       API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "60",
       API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE: "50000",
+      API_KEY_SERVER_REDIS_KEY_PREFIX: "staging:",
       API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: "0",
       API_KEY_SERVER_IDLE_TIMEOUT_SECONDS: "120",
     });
     expect(config).toMatchObject({
       host: "127.0.0.1",
       redisUrl: "redis://:pw@redis:6379/0",
+      redisKeyPrefix: "staging:",
       secrets: {
         source: { kind: "files", dir: "/etc/aks" },
         names: { products: "products-v2", jwtKeys: "jwks", hmacSecrets: "hmac_keys" },
@@ -141,6 +144,10 @@ describe("loadConfig", () => {
       "API_KEY_SERVER_GCP_PROJECT_ID: expected a Google Cloud project id when USE_SECRET_MANAGER=true",
     ],
     [{ REDIS_URL: "http://secret@redis" }, "REDIS_URL: expected a redis:// or rediss:// URL"],
+    [
+      { API_KEY_SERVER_REDIS_KEY_PREFIX: "has space" },
+      `API_KEY_SERVER_REDIS_KEY_PREFIX: expected up to 64 letters, digits, ':', '.', '_' or '-', got "has space"`,
+    ],
     [
       { API_KEY_SERVER_CORS_ORIGINS: "https://a.example,*" },
       'API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com, got "*"',
