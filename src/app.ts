@@ -1,4 +1,4 @@
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { ServiceImplSpec } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
@@ -11,7 +11,7 @@ import {
   principalKey,
 } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { createRestHandler, restCaptureInterceptor, toRestJson } from "./http/index.js";
+import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
@@ -28,6 +28,7 @@ import {
   createOnePortServer,
   registerHealth,
   registerReflection,
+  withSpecGrpcMessage,
 } from "./server/index.js";
 import type { Readiness } from "./server/index.js";
 import { createForwarder } from "./upstream/index.js";
@@ -67,10 +68,20 @@ export function createApp(options: AppOptions): App {
 
   const memoryNonces = createMemoryNonceStore({});
   const nonceStore = redis
-    ? createRedisNonceStore({ client: redis, fallback: memoryNonces, logger })
+    ? createRedisNonceStore({
+        client: redis,
+        fallback: memoryNonces,
+        logger,
+        keyPrefix: config.redisKeyPrefix,
+      })
     : memoryNonces;
   const limiter = redis
-    ? createRedisLimiter({ client: redis, fallback: createMemoryLimiter({ source: "fallback" }), logger })
+    ? createRedisLimiter({
+        client: redis,
+        fallback: createMemoryLimiter({ source: "fallback" }),
+        logger,
+        keyPrefix: config.redisKeyPrefix,
+      })
     : createMemoryLimiter({});
   const chatLimiter = createChatLimiter({
     limiter,
@@ -110,10 +121,9 @@ export function createApp(options: AppOptions): App {
     };
   };
 
-  // Interceptor order, outermost first: the REST capture sees the final message; the access log sees every
-  // outcome (401s included) and is the one place errors become wire errors; auth guards the handlers.
+  // Interceptor order, outermost first: the access log sees every outcome (401s included) and is the one
+  // place errors become wire errors; auth guards the handlers. REST calls run the same list in-process.
   const interceptors = [
-    restCaptureInterceptor,
     createAccessLogInterceptor({
       logger,
       gcpProjectId: gcpProjectOf(config),
@@ -134,14 +144,18 @@ export function createApp(options: AppOptions): App {
   ];
 
   const shutdown = new AbortController();
-  let handlers: readonly UniversalHandler[] = [];
+  // Every service registered on the router is recorded for the REST transcoder, which invokes the same
+  // implementations in-process through the same interceptors.
+  const services: ServiceImplSpec[] = [];
+  const connectOptions = createConnectOptions({
+    bodyLimitBytes: config.maxBodyBytes,
+    interceptors,
+    shutdownSignal: shutdown.signal,
+  });
   const connectHandler = connectNodeAdapter({
-    ...createConnectOptions({
-      bodyLimitBytes: config.maxBodyBytes,
-      interceptors,
-      shutdownSignal: shutdown.signal,
-    }),
-    routes(router) {
+    ...connectOptions,
+    routes(connectRouter) {
+      const router = recordServices(connectRouter, services);
       router.service(ChatService, chat);
       registerHealth(router, {
         readiness,
@@ -149,14 +163,20 @@ export function createApp(options: AppOptions): App {
         subscribe: (listener) => secrets.onChange(() => listener()),
       });
       registerReflection(router);
-      handlers = router.handlers;
     },
     fallback: (req, res) => rest(req, res),
   });
-  const rest = createRestHandler({ handlers, maxBodyBytes: config.maxBodyBytes, logger });
+  const rest = createRestHandler({
+    services,
+    interceptors,
+    maxBodyBytes: config.maxBodyBytes,
+    ...(connectOptions.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: connectOptions.maxTimeoutMs }),
+    shutdownSignal: shutdown.signal,
+    logger,
+  });
 
   const server = createOnePortServer({
-    handler: connectHandler,
+    handler: withSpecGrpcMessage(connectHandler),
     logger,
     idleTimeoutMs: config.idleTimeoutMs,
   });

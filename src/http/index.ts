@@ -5,6 +5,6 @@ export {
   type NodeServerRequest,
   type NodeServerResponse,
 } from "./rest-handler.js";
-export { restCaptureInterceptor, restResponseSlotKey, type RestResponseSlot } from "./rest-capture.js";
+export { recordServices } from "./rest-services.js";
 export { toRestJson, fromRestJson } from "./rest-json.js";
 export { restErrorBody, restErrorFromConnect, type RestError } from "./rest-error.js";

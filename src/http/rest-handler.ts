@@ -1,36 +1,28 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { once } from "node:events";
 import type { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import {
-  fromBinary,
-  toBinary,
-  type DescMessage,
-  type JsonObject,
-  type JsonValue,
-  type Message,
-} from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
 import {
   createAsyncIterable,
-  encodeEnvelope,
-  pipe,
-  readAllBytes,
-  transformSplitEnvelope,
-  type UniversalHandler,
-  type UniversalServerRequest,
+  invokeUnaryImplementation,
+  transformInvokeImplementation,
 } from "@connectrpc/connect/protocol";
-import {
-  codeFromHttpStatus,
-  endStreamFlag,
-  endStreamFromJson,
-  errorFromJsonBytes,
-} from "@connectrpc/connect/protocol-connect";
+import { parseTimeout } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { AppError, errorTable, httpStatusOf, scrubSecrets } from "../errors/index.js";
-import { httpRequestInfoKey } from "../lib/request-context.js";
+import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
-import { restResponseSlotKey, type RestResponseSlot } from "./rest-capture.js";
 import { isProtocolHeader, restError, restErrorFromConnect, type RestError } from "./rest-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
@@ -42,10 +34,22 @@ export type NodeServerRequest = Parameters<NodeHandlerFn>[0];
 export type NodeServerResponse = Parameters<NodeHandlerFn>[1];
 
 export interface RestHandlerOptions {
-  /** The router's universal handlers (`router.handlers`); every method with google.api.http gets routes. */
-  readonly handlers: readonly UniversalHandler[];
+  /**
+   * The services whose methods get routes from their google.api.http options: the very specs registered
+   * on the Connect router (see recordServices), invoked in-process.
+   */
+  readonly services: readonly ServiceImplSpec[];
+  /** The router's interceptors, outermost first; they run for every REST call as for gRPC and Connect. */
+  readonly interceptors: readonly Interceptor[];
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /**
+   * Largest deadline (connect-timeout-ms / grpc-timeout) a caller may set, as the router's option of the
+   * same name; a larger one is refused with INVALID_ARGUMENT. Default: unlimited, like Connect.
+   */
+  readonly maxTimeoutMs?: number;
+  /** Aborting it aborts the context signal of every running REST call (last step of a shutdown). */
+  readonly shutdownSignal?: AbortSignal;
   /** For failures of the transcoder itself (not for caller errors). */
   readonly logger?: Logger;
   /** Extra context values per request, like connectNodeAdapter's option of the same name. */
@@ -54,13 +58,6 @@ export interface RestHandlerOptions {
 
 /** A Node request listener for HTTP/1.1 and HTTP/2 compat requests; fits connectNodeAdapter's `fallback`. */
 export type RestHandler = (req: NodeServerRequest, res: NodeServerResponse) => void;
-
-// The transcoder talks to the handlers in binary protobuf: the request is validated once by fromRestJson
-// and the handler's own decoding of bytes is cheap.
-const contentTypeUnary = "application/proto";
-const contentTypeStream = "application/connect+proto";
-// Handler responses come from our own code in-process; the request limit is enforced before the call.
-const maxHandlerBytes = 0xffffffff;
 
 /** Caller headers an interceptor may need; everything else stays behind. */
 function passesThrough(name: string): boolean {
@@ -71,7 +68,7 @@ function passesThrough(name: string): boolean {
     name === "x-cloud-trace-context" ||
     name === "user-agent" ||
     name === "connect-timeout-ms" ||
-    name.startsWith("x-")
+    (name.charCodeAt(0) === 120 /* x */ && name.charCodeAt(1) === 45) /* - */
   );
 }
 
@@ -82,31 +79,32 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
-function handlerHeaders(req: NodeServerRequest, contentType: string): Headers {
-  const header = new Headers();
-  for (const [name, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
-    const v = headerValue(value);
-    if (v !== undefined && !name.startsWith(":") && passesThrough(name)) header.set(name, v);
+/**
+ * The request headers interceptors see: the caller's that pass through, and a gRPC-style deadline as the
+ * Connect one (`connect-timeout-ms`), which is also the deadline of the call.
+ */
+function requestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    if (!passesThrough(name)) continue;
+    const v = headerValue(headers[name]);
+    if (v !== undefined) out[name] = v;
   }
-  // A gRPC-style deadline becomes the Connect one the handler enforces (maxTimeoutMs applies).
-  const grpcTimeout = grpcTimeoutRe.exec(headerValue(req.headers["grpc-timeout"]) ?? "");
-  if (grpcTimeout !== null && !header.has("connect-timeout-ms")) {
-    const ms = Math.ceil(
-      Number(grpcTimeout[1]) * grpcTimeoutUnitMs[grpcTimeout[2] as keyof typeof grpcTimeoutUnitMs],
-    );
-    header.set("connect-timeout-ms", String(ms));
+  const grpcTimeout = headers["grpc-timeout"];
+  if (grpcTimeout !== undefined && out["connect-timeout-ms"] === undefined) {
+    const m = grpcTimeoutRe.exec(headerValue(grpcTimeout) ?? "");
+    if (m !== null) {
+      const ms = Math.ceil(Number(m[1]) * grpcTimeoutUnitMs[m[2] as keyof typeof grpcTimeoutUnitMs]);
+      out["connect-timeout-ms"] = String(ms);
+    }
   }
-  header.set("content-type", contentType);
-  header.set("connect-protocol-version", "1");
-  return header;
+  return out;
 }
 
 function sendJson(res: NodeServerResponse, status: number, body: string, headers: OutgoingHttpHeaders): void {
-  res.writeHead(status, {
-    ...headers,
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(body),
-  });
+  headers["content-type"] = "application/json";
+  headers["content-length"] = Buffer.byteLength(body);
+  res.writeHead(status, headers);
   res.end(body);
 }
 
@@ -126,34 +124,113 @@ function fromAppError(err: AppError): RestError {
   return restError(httpStatusOf(err.code), errorTable[err.code].code, err.message, { ...err.headers });
 }
 
-function responseHeaders(header: Headers | undefined): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  header?.forEach((value, name) => {
-    // Unary Connect answers carry trailers as "trailer-" headers.
-    const plain = name.startsWith("trailer-") ? name.slice("trailer-".length) : name;
-    if (!isProtocolHeader(plain)) out[plain] = value;
+/** Copies the non-protocol entries of call metadata into REST response headers. */
+function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  from.forEach((value, name) => {
+    if (!isProtocolHeader(name)) to[name] = value;
   });
-  return out;
+  return to;
 }
 
-interface ReadBody {
-  readonly bytes: Buffer;
-  readonly sha256: string;
+/** What a Connect handler makes of anything a call throws: a ConnectError, "internal error" if it is not one. */
+function asConnectError(thrown: unknown): ConnectError {
+  return thrown instanceof ConnectError
+    ? thrown
+    : new ConnectError("internal error", Code.Internal, undefined, undefined, thrown);
 }
 
-async function readBody(req: NodeServerRequest, maxBytes: number): Promise<ReadBody | undefined> {
-  const declared = Number(headerValue(req.headers["content-length"]) ?? "0");
-  if (declared > maxBytes) return undefined;
-  const hash = createHash("sha256");
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > maxBytes) return undefined;
-    hash.update(chunk);
-    chunks.push(chunk);
+/**
+ * The REST answer of a failed call: the S7 status and body; as headers, the call's response headers (unary
+ * only) and trailers, then the error's metadata, as a Connect handler would send them.
+ */
+function callError(err: ConnectError, context: HandlerContext, unary: boolean): RestError {
+  const answer = restErrorFromConnect(err);
+  const headers: OutgoingHttpHeaders = {};
+  if (unary) copyHeaders(context.responseHeader, headers);
+  copyHeaders(context.responseTrailer, headers);
+  return {
+    status: answer.status,
+    body: answer.body,
+    headers: Object.assign(headers, answer.headers),
+  };
+}
+
+const emptyBody = Buffer.alloc(0);
+const emptySha256 = hash("sha256", emptyBody, "hex");
+
+/**
+ * The REST request info for interceptors. The body's SHA-256 is computed on first read: only HMAC
+ * verification needs it, a JWT caller's call never pays for it.
+ */
+function requestInfo(method: string, path: string, query: string, body: Buffer): HttpRequestInfo {
+  let sha256: string | undefined = body.length === 0 ? emptySha256 : undefined;
+  return {
+    method,
+    path,
+    query,
+    get bodySha256(): string {
+      return (sha256 ??= hash("sha256", body, "hex"));
+    },
+  };
+}
+
+/** The abort reason of a call's context when the call has ended (the default one, made once). */
+const callEnded = new DOMException("This operation was aborted", "AbortError");
+
+class BodyClosedError extends Error {
+  constructor() {
+    super("the request body ended early");
+    this.name = "BodyClosedError";
   }
-  return { bytes: Buffer.concat(chunks, total), sha256: hash.digest("hex") };
+}
+
+/** Reads the whole body (undefined when it is larger than maxBytes: the rest is left unread). */
+function readBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer | undefined> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > maxBytes) return Promise.resolve(undefined);
+  if (req.readableEnded) return Promise.resolve(emptyBody);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const stream = req as unknown as EventEmitter;
+    const cleanup = (): void => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
+      stream.off("close", onClose);
+    };
+    function onData(chunk: Buffer): void {
+      total += chunk.length;
+      if (total > maxBytes) {
+        cleanup();
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    }
+    function onEnd(): void {
+      cleanup();
+      if (total === 0) {
+        resolve(emptyBody);
+        return;
+      }
+      const first = chunks[0];
+      resolve(chunks.length === 1 && first !== undefined ? first : Buffer.concat(chunks, total));
+    }
+    function onError(err: unknown): void {
+      cleanup();
+      reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    function onClose(): void {
+      cleanup();
+      reject(new BodyClosedError());
+    }
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("error", onError);
+    stream.on("close", onClose);
+  });
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -200,15 +277,6 @@ function requestJson(
   return { json };
 }
 
-function connectErrorFromBytes(status: number, bytes: Uint8Array, header: Headers | undefined): ConnectError {
-  const fallback = new ConnectError("Internal server error", codeFromHttpStatus(status));
-  try {
-    return errorFromJsonBytes(bytes, header, fallback);
-  } catch (err) {
-    return err instanceof ConnectError ? err : fallback;
-  }
-}
-
 /** The REST JSON of a response message, or of its `response_body` field. */
 function answerJson(route: RestRoute, output: DescMessage, message: Message): string {
   const json = toRestJson(output, message);
@@ -232,16 +300,20 @@ async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal
   }
 }
 
+/** Caller-side failures found before the call: 404/405, 413, 415, 400; undefined when the call may go on. */
+type Built = { readonly route: RestRoute; readonly request: Message; readonly body: Buffer } | undefined;
+
 /**
- * Creates the REST transcoder: routes from the google.api.http options of the handlers' methods, compiled
+ * Creates the REST transcoder: routes from the google.api.http options of the services' methods, compiled
  * once (throws on an invalid rule). Per request it matches the route (404 unknown path, 405 with `Allow`
  * for a known path with another method), reads the body up to `maxBodyBytes` (413), requires
  * `application/json` for a non-empty body (415), builds the request from body, query and path (400 naming
- * the field), and calls the method's own handler, so every router interceptor runs exactly as for gRPC
- * and Connect. Interceptors see `httpRequestInfoKey` (method, raw path and query, body SHA-256) and the
- * caller's authorization, `x-*` and trace headers. Answers use the REST JSON writer; server streams are
- * Server-Sent Events (`data: <json>` per message, a failure as `event: error` with the S7 body); errors
- * use the S7 body and status.
+ * the field), and invokes the method's implementation in-process through the given interceptors, exactly
+ * as the Connect router does for gRPC and Connect (same context, deadline and error handling), without
+ * serializing the messages. Interceptors see `httpRequestInfoKey` (method, raw path and query, body
+ * SHA-256) and the caller's authorization, `x-*` and trace headers. Answers use the REST JSON writer;
+ * server streams are Server-Sent Events (`data: <json>` per message, a failure as `event: error` with the
+ * S7 body); errors use the S7 body and status.
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   if (!Number.isSafeInteger(options.maxBodyBytes) || options.maxBodyBytes < 0) {
@@ -249,24 +321,27 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       `createRestHandler: maxBodyBytes must be a non-negative integer, got ${String(options.maxBodyBytes)}`,
     );
   }
-  const routes = compileRoutes(options.handlers);
-  const { maxBodyBytes, logger } = options;
+  const routes = compileRoutes(options.services);
+  const { maxBodyBytes, logger, shutdownSignal } = options;
+  const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
+  const interceptors = [...options.interceptors];
 
-  async function handle(req: NodeServerRequest, res: NodeServerResponse, signal: AbortSignal): Promise<void> {
-    const url = req.url ?? "/";
-    const q = url.indexOf("?");
-    const path = q < 0 ? url : url.slice(0, q);
-    const rawQuery = q < 0 ? "" : url.slice(q + 1);
-    const method = (req.method ?? "GET").toUpperCase();
-
+  /** Matches the route and builds the request message; answers the caller itself when it cannot. */
+  async function build(
+    req: NodeServerRequest,
+    res: NodeServerResponse,
+    method: string,
+    path: string,
+    rawQuery: string,
+  ): Promise<Built> {
     let route: RestRoute | undefined;
     let pathValues: string[] | undefined;
-    const allowed = new Set<string>();
+    let allowed: Set<string> | undefined;
     for (const candidate of routes) {
       const values = candidate.template.match(path);
       if (values === undefined) continue;
       if (candidate.httpMethod !== method) {
-        allowed.add(candidate.httpMethod);
+        (allowed ??= new Set()).add(candidate.httpMethod);
         continue;
       }
       route = candidate;
@@ -274,7 +349,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       break;
     }
     if (route === undefined || pathValues === undefined) {
-      if (allowed.size > 0) {
+      if (allowed !== undefined) {
         sendError(
           req,
           res,
@@ -283,110 +358,154 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       } else {
         sendError(req, res, restError(404, Code.NotFound, "Not found"));
       }
-      return;
+      return undefined;
     }
 
     const body = await readBody(req, maxBodyBytes);
     if (body === undefined) {
       const row = errorTable.request_too_large;
       sendError(req, res, restError(row.http, row.code, row.message), true);
-      return;
+      return undefined;
     }
-    const input = route.handler.method.input;
-    let request: Message;
     try {
       const built = requestJson(
         route,
         pathValues,
         rawQuery,
-        body.bytes,
+        body,
         headerValue(req.headers["content-type"]),
         headerValue(req.headers["content-encoding"]),
       );
       if ("error" in built) {
         sendError(req, res, built.error);
-        return;
+        return undefined;
       }
-      request = fromRestJson(input, built.json);
+      return { route, request: fromRestJson(route.spec.method.input, built.json), body };
     } catch (err) {
       if (err instanceof AppError) {
         sendError(req, res, fromAppError(err));
-        return;
+        return undefined;
       }
       throw err;
     }
+  }
 
-    const slot: RestResponseSlot = { message: undefined };
-    const contextValues = (options.contextValues?.(req) ?? createContextValues())
-      .set(httpRequestInfoKey, { method, path, query: rawQuery, bodySha256: body.sha256 })
-      .set(restResponseSlotKey, slot);
-    const payload = toBinary(input, request);
-    const uReq: UniversalServerRequest = {
-      httpVersion: req.httpVersion,
-      url: `http://localhost${route.handler.requestPath}`,
-      method: "POST",
-      header: handlerHeaders(req, route.serverStreaming ? contentTypeStream : contentTypeUnary),
-      body: createAsyncIterable([route.serverStreaming ? encodeEnvelope(0, payload) : payload]),
-      signal,
+  async function handle(req: NodeServerRequest, res: NodeServerResponse, signal: AbortSignal): Promise<void> {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    const rawQuery = q < 0 ? "" : url.slice(q + 1);
+    const method = (req.method ?? "GET").toUpperCase();
+
+    const built = await build(req, res, method, path, rawQuery);
+    if (built === undefined) return;
+    const { route, request, body } = built;
+
+    const requestHeader = requestHeaders(req.headers);
+    const timeout = parseTimeout(requestHeader["connect-timeout-ms"] ?? null, maxTimeoutMs);
+    if (timeout.error !== undefined) {
+      // Refused before the call, as the Connect handler does (no interceptor runs).
+      sendError(req, res, restErrorFromConnect(timeout.error));
+      return;
+    }
+    const contextValues = (options.contextValues?.(req) ?? createContextValues()).set(
+      httpRequestInfoKey,
+      requestInfo(method, path, rawQuery, body),
+    );
+    const spec = route.spec;
+    const init: Parameters<typeof createHandlerContext>[0] = {
+      service: spec.method.parent,
+      method: spec.method,
+      protocolName: "rest",
+      requestMethod: "POST",
+      url: route.url,
+      requestSignal: signal,
+      requestHeader,
       contextValues,
     };
-    const output = route.handler.method.output;
-    const uRes = await route.handler(uReq);
+    // The shutdown signal reaches the call through `signal` (see restHandler), not as a listener per call.
+    if (timeout.timeoutMs !== undefined) init.timeoutMs = timeout.timeoutMs;
+    const context = createHandlerContext(init);
+    const output = spec.method.output;
 
-    if (!route.serverStreaming) {
-      const bytes =
-        uRes.body === undefined ? new Uint8Array(0) : await readAllBytes(uRes.body, maxHandlerBytes);
-      if (uRes.status !== 200) {
-        sendError(req, res, restErrorFromConnect(connectErrorFromBytes(uRes.status, bytes, uRes.header)));
+    if (spec.kind === "unary") {
+      let message: Message;
+      try {
+        message = await invokeUnaryImplementation(spec, context, request, interceptors);
+      } catch (thrown) {
+        const err = asConnectError(thrown);
+        context.abort(err);
+        sendError(req, res, callError(err, context, true));
         return;
       }
-      const message = slot.message ?? fromBinary(output, bytes);
-      sendJson(res, 200, answerJson(route, output, message), responseHeaders(uRes.header));
+      // Connect aborts the context after every call. Its signal is linked only to this request's own
+      // signals, which nothing else holds: an abort is needed only to stop the deadline timer (an abort
+      // costs a DOMException and an event to every signal derived from it, AbortSignal.any included).
+      if (timeout.timeoutMs !== undefined) context.abort(callEnded);
+      const headers = copyHeaders(context.responseTrailer, copyHeaders(context.responseHeader, {}));
+      sendJson(res, 200, answerJson(route, output, message), headers);
       return;
     }
 
-    if (uRes.status !== 200 || uRes.body === undefined) {
-      throw new Error(`stream handler answered HTTP ${String(uRes.status)}`);
-    }
-    const envelopes = pipe(uRes.body, transformSplitEnvelope(maxHandlerBytes))[Symbol.asyncIterator]();
-    let first = await envelopes.next();
-    // An error before the first message (authentication, limits) is an ordinary REST error, not a stream.
-    if (!first.done && (first.value.flags & endStreamFlag) === endStreamFlag) {
-      const end = endStreamFromJson(first.value.data);
-      if (end.error !== undefined) {
-        sendError(req, res, restErrorFromConnect(end.error));
-        return;
-      }
-    }
-    res.writeHead(200, {
-      ...responseHeaders(uRes.header),
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-    });
+    const messages = transformInvokeImplementation(
+      spec,
+      context,
+      interceptors,
+    )(createAsyncIterable([request]))[Symbol.asyncIterator]();
+    let next: IteratorResult<Message>;
     try {
-      for (; !first.done; first = await envelopes.next()) {
-        const { flags, data } = first.value;
-        if ((flags & endStreamFlag) === endStreamFlag) {
-          const end = endStreamFromJson(data);
-          if (end.error !== undefined) {
-            if (!signal.aborted)
-              await write(res, sseEvent(restErrorFromConnect(end.error).body, "error"), signal);
-          }
+      next = await messages.next();
+    } catch (thrown) {
+      // An error before the first message (authentication, limits) is an ordinary REST error, not a stream.
+      const err = asConnectError(thrown);
+      context.abort(err);
+      sendError(req, res, callError(err, context, false));
+      return;
+    }
+    const headers = copyHeaders(context.responseHeader, {});
+    headers["content-type"] = "text/event-stream; charset=utf-8";
+    headers["cache-control"] = "no-cache";
+    res.writeHead(200, headers);
+    try {
+      while (next.done !== true) {
+        if (!(await write(res, sseEvent(answerJson(route, output, next.value)), signal))) break;
+        try {
+          next = await messages.next();
+        } catch (thrown) {
+          const err = asConnectError(thrown);
+          context.abort(err);
+          if (!signal.aborted) await write(res, sseEvent(restErrorFromConnect(err).body, "error"), signal);
           break;
         }
-        const json = answerJson(route, output, fromBinary(output, data));
-        if (!(await write(res, sseEvent(json), signal))) break;
       }
     } finally {
-      await envelopes.return?.();
+      if (next.done !== true) await messages.return?.();
+      context.abort();
     }
     res.end();
   }
 
+  // Requests in flight, aborted together with the shutdown signal's reason (as Connect links each call's
+  // context to it), through one listener instead of one per call.
+  const live = new Set<AbortController>();
+  shutdownSignal?.addEventListener(
+    "abort",
+    () => {
+      for (const controller of live) controller.abort(shutdownSignal.reason);
+    },
+    { once: true },
+  );
+
   return function restHandler(req, res) {
     const abort = new AbortController();
-    // Abort the call (and the upstream request behind it) when the caller goes away before the answer.
-    (res as unknown as EventEmitter).once("close", () => abort.abort());
+    if (shutdownSignal?.aborted === true) abort.abort(shutdownSignal.reason);
+    live.add(abort);
+    // Abort the call (and the upstream request behind it) when the caller goes away before the answer;
+    // a response that finished needs no abort.
+    (res as unknown as EventEmitter).once("close", () => {
+      live.delete(abort);
+      if (!res.writableFinished) abort.abort();
+    });
     handle(req, res, abort.signal).catch((err: unknown) => {
       // Only a scrubbed message: the cause of an unexpected failure may quote anything.
       const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));

@@ -6,7 +6,7 @@ import {
   type JsonObject,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import type { HttpRule } from "../../gen/google/api/http_pb.js";
 import { AppError } from "../errors/index.js";
@@ -17,7 +17,10 @@ export interface RestRoute {
   /** Upper-case HTTP method ("GET", "POST", or a custom verb's kind). */
   readonly httpMethod: string;
   readonly template: PathTemplate;
-  readonly handler: UniversalHandler;
+  /** The method's implementation, invoked in-process with the router's interceptors. */
+  readonly spec: MethodImplSpec;
+  /** What interceptors see as the call's URL: the method's RPC path, as for a Connect call. */
+  readonly url: string;
   /** For each template variable, the field chain it sets. */
   readonly pathFields: readonly (readonly DescField[])[];
   /** `body: "*"` → "*"; `body: "field"` → that field; no body → undefined. */
@@ -71,8 +74,8 @@ function rulePattern(rule: HttpRule): { method: string; path: string } | undefin
   }
 }
 
-function compileRule(handler: UniversalHandler, rule: HttpRule): RestRoute | undefined {
-  const method = handler.method;
+function compileRule(spec: MethodImplSpec, rule: HttpRule): RestRoute | undefined {
+  const method = spec.method;
   const where = `google.api.http of ${method.parent.typeName}.${method.name}`;
   const pattern = rulePattern(rule);
   if (pattern === undefined) return undefined;
@@ -106,7 +109,8 @@ function compileRule(handler: UniversalHandler, rule: HttpRule): RestRoute | und
   return {
     httpMethod: pattern.method,
     template,
-    handler,
+    spec,
+    url: `http://localhost/${method.parent.typeName}/${method.name}`,
     pathFields,
     body,
     responseBody,
@@ -115,17 +119,19 @@ function compileRule(handler: UniversalHandler, rule: HttpRule): RestRoute | und
 }
 
 /**
- * Compiles the REST routes of all handlers from their google.api.http options (main rule and
+ * Compiles the REST routes of all methods of the services from their google.api.http options (main rule and
  * additional_bindings), most specific first: routes with a custom verb, then by literal segment count, then
  * in declaration order. Throws at start-up on an invalid rule.
  */
-export function compileRoutes(handlers: readonly UniversalHandler[]): RestRoute[] {
+export function compileRoutes(services: readonly ServiceImplSpec[]): RestRoute[] {
   const routes: RestRoute[] = [];
-  for (const handler of handlers) {
-    const rule = getOption(handler.method, http);
-    for (const r of [rule, ...rule.additionalBindings]) {
-      const route = compileRule(handler, r);
-      if (route !== undefined) routes.push(route);
+  for (const service of services) {
+    for (const spec of Object.values(service.methods)) {
+      const rule = getOption(spec.method, http);
+      for (const r of [rule, ...rule.additionalBindings]) {
+        const route = compileRule(spec, r);
+        if (route !== undefined) routes.push(route);
+      }
     }
   }
   const score = (r: RestRoute): number =>
@@ -182,7 +188,7 @@ export function setPathValue(target: JsonObject, fields: readonly DescField[], r
  */
 export function applyQuery(route: RestRoute, target: JsonObject, query: URLSearchParams): void {
   for (const [key, raw] of query) {
-    const fields = resolveFieldPath(route.handler.method.input, key.split("."), true);
+    const fields = resolveFieldPath(route.spec.method.input, key.split("."), true);
     const leaf = fields?.[fields.length - 1];
     if (fields === undefined || leaf === undefined || !isLeaf(leaf, true)) {
       throw new AppError("invalid_argument", { message: `Unknown query parameter "${key}"` });

@@ -38,7 +38,7 @@ export function createAccessLogInterceptor(options: AccessLogOptions): Intercept
     const line: Record<string, unknown> = {
       httpRequest: {
         requestMethod: http?.method ?? req.requestMethod,
-        requestUrl: http ? http.path + (http.query ? `?${http.query}` : "") : new URL(req.url).pathname,
+        requestUrl: http ? http.path + (http.query ? `?${http.query}` : "") : pathnameOf(req.url),
         status,
         latency: `${latency.toFixed(6)}s`,
         userAgent: req.header.get("user-agent") ?? undefined,
@@ -46,8 +46,8 @@ export function createAccessLogInterceptor(options: AccessLogOptions): Intercept
       rpc: `${req.service.typeName}/${req.method.name}`,
       code: err ? Code[err.code] : "OK",
       ...record,
-      ...traceFields(req.header, gcpProjectId),
     };
+    if (gcpProjectId !== undefined) Object.assign(line, traceFields(req.header, gcpProjectId));
     if (err) {
       line["error"] = err.rawMessage;
       if (err.cause !== undefined) line["cause"] = describeCause(err.cause);
@@ -92,6 +92,20 @@ export function createAccessLogInterceptor(options: AccessLogOptions): Intercept
   };
 }
 
+/**
+ * The path of an absolute request URL ("http://host/pkg.Service/Method?x" → "/pkg.Service/Method"), without
+ * a URL parser: the router only reaches a handler for a URL whose path is a method's exact path.
+ */
+function pathnameOf(url: string): string {
+  const scheme = url.indexOf("://");
+  const start = url.indexOf("/", scheme < 0 ? 0 : scheme + 3);
+  if (start < 0) return "/";
+  let end = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  if (end < 0 || (hash >= 0 && hash < end)) end = hash;
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}
+
 function describeCause(cause: unknown): string {
   if (cause instanceof Error) {
     const inner = cause.cause instanceof Error ? `: ${cause.cause.message}` : "";
@@ -101,8 +115,7 @@ function describeCause(cause: unknown): string {
 }
 
 /** Cloud Logging trace correlation from X-Cloud-Trace-Context ("T/S;o=1") or W3C traceparent ("00-T-S-01"). */
-function traceFields(header: Headers, projectId: string | undefined): Record<string, unknown> {
-  if (projectId === undefined) return {};
+function traceFields(header: Headers, projectId: string): Record<string, unknown> {
   let trace: string | undefined;
   let span: string | undefined;
   let sampled: boolean | undefined;

@@ -1,43 +1,57 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { create, toBinary, type DescMethod } from "@bufbuild/protobuf";
-import { createContextValues } from "@connectrpc/connect";
-import { encodeEnvelope, type UniversalHandler } from "@connectrpc/connect/protocol";
+import { create, type DescMethod, type Message } from "@bufbuild/protobuf";
+import {
+  createMethodImplSpec,
+  createServiceImplSpec,
+  type Interceptor,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookSchema, BrokenService, LibraryService } from "../../gen/testing/transcode/v1/transcode_pb.js";
-import { createRestHandler, restCaptureInterceptor, restResponseSlotKey } from "../../src/http/index.js";
+import { createRestHandler } from "../../src/http/index.js";
 import { captureLog } from "../support/log-capture.js";
-
-// Handlers that break the protocol contract on purpose, to reach the transcoder's own failure paths.
-function fakeHandler(method: DescMethod, fn: () => Promise<unknown>): UniversalHandler {
-  return Object.assign(fn, {
-    protocolNames: ["connect"],
-    service: method.parent,
-    method,
-    requestPath: `/${method.parent.typeName}/${method.name}`,
-    allowedMethods: ["POST"],
-    supportedContentType: () => true,
-  }) as unknown as UniversalHandler;
-}
 
 const log = captureLog();
 const secret = "sk-proj-abcdefghijklmnop";
+
+/** A message whose `name` cannot be read: the REST writer fails on it, after the call succeeded. */
+function broken<T extends Message>(message: T): T {
+  return new Proxy(message, {
+    get(target, prop, receiver) {
+      if (prop === "name") throw new Error(`boom ${secret}`);
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
+}
+
+// An interceptor that breaks the contract on purpose (answers with unreadable messages), to reach the
+// transcoder's own failure paths.
+const breaking: Interceptor = (next) => async (req) => {
+  const res = await next(req);
+  if (!res.stream) return { ...res, message: broken(res.message) };
+  const messages = res.message;
+  return {
+    ...res,
+    message: (async function* () {
+      let i = 0;
+      for await (const m of messages) yield i++ === 0 ? m : broken(m);
+    })(),
+  };
+};
+
 const rest = createRestHandler({
   maxBodyBytes: 1024,
   logger: log.logger,
-  handlers: [
-    fakeHandler(LibraryService.method.getBook, () => Promise.reject(new Error(`boom ${secret}`))),
-    fakeHandler(LibraryService.method.watchShelf, () =>
-      Promise.resolve({
-        status: 200,
-        header: new Headers(),
-        body: (async function* () {
-          yield encodeEnvelope(0, toBinary(BookSchema, create(BookSchema, { name: "b0" })));
-          await Promise.resolve();
-          throw new Error(`stream broke ${secret}`);
-        })(),
-      }),
-    ),
+  interceptors: [breaking],
+  services: [
+    createServiceImplSpec<typeof LibraryService>(LibraryService, {
+      getBook: (req) => req,
+      async *watchShelf() {
+        yield create(BookSchema, { name: "b0" });
+        yield await Promise.resolve(create(BookSchema, { name: "b1" }));
+      },
+    }),
   ],
 });
 const server = http.createServer(rest);
@@ -117,32 +131,21 @@ describe("REST transcoder failures", () => {
       error: 'invalid google.api.http path template "/v1/**/{kind}": "**" must be the last segment',
     },
   ])("refuses the rule of $method.name at construction", ({ method, error }) => {
-    const handler = fakeHandler(method, () => Promise.resolve({}));
-    expect(() => createRestHandler({ handlers: [handler], maxBodyBytes: 1 })).toThrow(error);
+    expect(() => createRestHandler({ services: [only(method)], interceptors: [], maxBodyBytes: 1 })).toThrow(
+      error,
+    );
   });
 
   it("ignores a method without a google.api.http rule", () => {
-    const handler = fakeHandler(LibraryService.method.hidden, () => Promise.resolve({}));
-    expect(() => createRestHandler({ handlers: [handler], maxBodyBytes: 1 })).not.toThrow();
+    const services = [only(LibraryService.method.hidden)];
+    expect(() => createRestHandler({ services, interceptors: [], maxBodyBytes: 1 })).not.toThrow();
   });
 });
 
-describe("restCaptureInterceptor", () => {
-  it("leaves a unary response message in the slot and returns the response unchanged", async () => {
-    const slot = { message: undefined as unknown };
-    const response = { stream: false, message: create(BookSchema, { name: "b" }) };
-    const next = () => Promise.resolve(response);
-    const req = { contextValues: createContextValues().set(restResponseSlotKey, slot as never) };
-    const out = await restCaptureInterceptor(next as never)(req as never);
-    expect(out).toBe(response);
-    expect(slot.message).toBe(response.message);
-  });
-
-  it("does nothing for calls that are not REST", async () => {
-    const response = { stream: false, message: create(BookSchema) };
-    const out = await restCaptureInterceptor((() => Promise.resolve(response)) as never)({
-      contextValues: createContextValues(),
-    } as never);
-    expect(out).toBe(response);
-  });
-});
+/** A service spec with one method only (its implementation is never called). */
+function only(method: DescMethod): ServiceImplSpec {
+  return {
+    service: method.parent,
+    methods: { [method.localName]: createMethodImplSpec(method, (() => ({})) as never) },
+  };
+}

@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type ServiceImplSpec } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -13,7 +13,7 @@ import {
   type WatchShelfRequest,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError, isAppErrorCode, toConnectError } from "../../src/errors/index.js";
-import { createRestHandler, restCaptureInterceptor, type RestHandler } from "../../src/http/index.js";
+import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../../src/lib/request-context.js";
 import { captureLog } from "../support/log-capture.js";
 
@@ -78,9 +78,12 @@ async function* watchShelf(req: WatchShelfRequest, signal: AbortSignal): AsyncGe
 
 const log = captureLog();
 let rest: RestHandler | undefined;
+const interceptors = [recordingInterceptor];
 const adapter = connectNodeAdapter({
-  interceptors: [restCaptureInterceptor, recordingInterceptor],
-  routes: (router) => {
+  interceptors,
+  routes: (connectRouter) => {
+    const services: ServiceImplSpec[] = [];
+    const router = recordServices(connectRouter, services);
     router.service(LibraryService, {
       getBook: (req, ctx) => {
         ctx.responseHeader.set("x-served-by", "library");
@@ -117,7 +120,7 @@ const adapter = connectNodeAdapter({
         throw new Error("boom with sk-secretsecretsecret");
       },
     });
-    rest = createRestHandler({ handlers: router.handlers, maxBodyBytes: 1024, logger: log.logger });
+    rest = createRestHandler({ services, interceptors, maxBodyBytes: 1024, logger: log.logger });
   },
   fallback: (req, res) => rest?.(req, res),
 });
@@ -677,7 +680,7 @@ describe("REST transcoder over HTTP/2 (h2c)", () => {
 
 describe("createRestHandler options", () => {
   it.each([-1, 1.5, Number.NaN])("rejects maxBodyBytes %s", (maxBodyBytes) => {
-    expect(() => createRestHandler({ handlers: [], maxBodyBytes })).toThrow(
+    expect(() => createRestHandler({ services: [], interceptors: [], maxBodyBytes })).toThrow(
       `createRestHandler: maxBodyBytes must be a non-negative integer, got ${String(maxBodyBytes)}`,
     );
   });
