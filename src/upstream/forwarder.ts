@@ -131,7 +131,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const onCallerAbort = () => controller.abort(callerSignal?.reason);
     if (callerSignal?.aborted) controller.abort(callerSignal.reason);
     else callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
-    if (budgetMs <= 0) controller.abort(new UpstreamTimeoutReason("the caller's deadline had already passed"));
+    if (budgetMs <= 0)
+      controller.abort(new UpstreamTimeoutReason("the caller's deadline had already passed"));
     const call: UpstreamCall = { provider, body, maxTokensCap: opts.maxTokensCap, signal: controller.signal };
     return {
       call,
