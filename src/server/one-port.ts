@@ -116,6 +116,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
         res.end("Request Header Fields Too Large");
         return;
       }
+      if (isUnaryBody(req.headers["content-type"])) drainWhenAnswered(req, res);
       handler(req, res);
     },
   );
@@ -260,4 +261,38 @@ function nonNegativeInt(value: number, name: string): number {
     throw new Error(`createOnePortServer: ${name} must be a non-negative integer, got ${value}`);
   }
   return value;
+}
+
+/**
+ * Request content types whose body is one message (REST JSON, Connect unary). For them an answer means the
+ * handler is done with the body; streaming protocols (gRPC, Connect streaming) may still be reading.
+ */
+function isUnaryBody(contentType: string | undefined): boolean {
+  return contentType === undefined || !/^application\/(grpc|connect\+)/i.test(contentType);
+}
+
+/**
+ * An answer sent before the request body was read (413, 415, 405, ...) leaves the client's upload stalled
+ * on flow control, and the stream is reset under it: clients such as curl then lose the answer ("stream
+ * was not closed cleanly"). So when the handler writes its answer's head, the rest of the body is read and
+ * dropped (at most `maxDrainBytes`), which lets the upload finish.
+ */
+function drainWhenAnswered(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => http2.Http2ServerResponse;
+  res.writeHead = (...args: unknown[]) => {
+    if (!req.readableEnded) drainRequest(req);
+    return writeHead(...args);
+  };
+}
+
+/** Most bytes of an unread request body read and dropped after the answer; beyond it the stream is reset. */
+const maxDrainBytes = 16 * 1024 * 1024;
+
+function drainRequest(req: http2.Http2ServerRequest): void {
+  let seen = 0;
+  req.on("data", (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > maxDrainBytes) req.destroy();
+  });
+  req.resume();
 }
