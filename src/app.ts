@@ -4,7 +4,6 @@ import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
 import {
-  canUseProduct,
   createAuthInterceptor,
   createMemoryNonceStore,
   defaultPublicServices,
@@ -91,12 +90,7 @@ export function createApp(options: AppOptions): App {
 
   const chat = createChatService({
     secrets: () => secrets.current(),
-    caller: (ctx) => {
-      const principal = ctx.values.get(principalKey);
-      return (
-        principal && { kind: principal.kind, id: principal.id, canUse: (p) => canUseProduct(principal, p) }
-      );
-    },
+    caller: (ctx) => ctx.values.get(principalKey),
     upstream: forwarder,
     limiter: chatLimiter,
     toUpstreamJson: (request) => {

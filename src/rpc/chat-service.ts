@@ -9,20 +9,16 @@ import {
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { create } from "@bufbuild/protobuf";
+import { canUseProduct, type Principal } from "../auth/index.js";
 import { AppError } from "../errors/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { accessRecordKey } from "./access-record.js";
-import type { CallerRef, ChatLimiter, ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
-
-/** The authenticated caller as the chat service needs it: its limit/log identity and its product grant. */
-export interface ChatCaller extends CallerRef {
-  canUse(product: string): boolean;
-}
+import type { ChatLimiter, ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
 
 export interface ChatServiceOptions {
   readonly secrets: SecretsView;
   /** Reads the authenticated caller from the call's context (set by the auth interceptor). */
-  readonly caller: (ctx: HandlerContext) => ChatCaller | undefined;
+  readonly caller: (ctx: HandlerContext) => Principal | undefined;
   readonly upstream: ChatUpstream;
   readonly limiter: ChatLimiter;
   /** Renders the request as the OpenAI JSON body (the REST JSON writer: nulls, omissions, numbers). */
@@ -53,7 +49,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     return { product, caller, provider };
   }
 
-  function resolveProduct(name: string, ctx: HandlerContext): { product: ProductConfig; caller: ChatCaller } {
+  function resolveProduct(name: string, ctx: HandlerContext): { product: ProductConfig; caller: Principal } {
     const secrets = options.secrets();
     if (!secrets) throw new AppError("not_ready");
     const caller = options.caller(ctx);
@@ -66,7 +62,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     }
     const product = secrets.products.get(name);
     if (!product) throw new AppError("product_not_found");
-    if (!caller.canUse(name))
+    if (!canUseProduct(caller, name))
       throw new AppError("forbidden", { cause: new Error(`caller may not use ${name}`) });
     return { product, caller };
   }

@@ -1,15 +1,8 @@
 import type { ProductConfig, ProviderConfig, Secrets } from "../secrets/types.js";
 
-/** A JSON object as exchanged with providers (the OpenAI wire format). */
-export type JsonObject = { [key: string]: JsonValue };
-export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
+import type { JsonObject, TokenUsage } from "../upstream/index.js";
 
-/** Token usage reported by a provider. */
-export interface TokenUsage {
-  readonly promptTokens: number;
-  readonly completionTokens: number;
-  readonly totalTokens: number;
-}
+export type { JsonObject, TokenUsage };
 
 /** Per-call options for the upstream. */
 export interface UpstreamCallOptions {
