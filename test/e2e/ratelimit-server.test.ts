@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type MessageShape } from "@bufbuild/protobuf";
 import { AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -14,6 +14,7 @@ import {
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
+import { grpcMethod } from "../support/auth-server.js";
 import {
   behaviors,
   defaultCompletion,
@@ -222,23 +223,6 @@ function connectProtocol(): Protocol {
       }
     },
     close() {},
-  };
-}
-
-function grpcMethod<I extends DescMessage, O extends DescMessage>(
-  path: string,
-  input: I,
-  output: O,
-  responseStream: boolean,
-): grpc.MethodDefinition<MessageShape<I>, MessageShape<O>> {
-  return {
-    path,
-    requestStream: false,
-    responseStream,
-    requestSerialize: (m) => Buffer.from(toBinary(input, m)),
-    requestDeserialize: (b) => fromBinary(input, b),
-    responseSerialize: (m) => Buffer.from(toBinary(output, m)),
-    responseDeserialize: (b) => fromBinary(output, b),
   };
 }
 

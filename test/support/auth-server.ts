@@ -423,7 +423,8 @@ export function connectClient(server: AuthTestServer): ProtocolClient {
   };
 }
 
-function grpcMethod<I extends DescMessage, O extends DescMessage>(
+/** A grpc-js method definition serialised with protobuf-es (no proto-loader). */
+export function grpcMethod<I extends DescMessage, O extends DescMessage>(
   path: string,
   input: I,
   output: O,
