@@ -1,5 +1,6 @@
 import type { ServiceImplSpec } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
@@ -24,7 +25,10 @@ import type { JsonObject } from "./rpc/ports.js";
 import type { SecretStore } from "./secrets/index.js";
 import {
   createConnectOptions,
+  createGrpcUnaryHandler,
   createOnePortServer,
+  defaultMaxTimeoutMs,
+  defaultWriteMaxBytes,
   registerHealth,
   registerReflection,
   withSpecGrpcMessage,
@@ -169,8 +173,25 @@ export function createApp(options: AppOptions): App {
     logger,
   });
 
+  // Unary gRPC over HTTP/2 skips connect-node's streaming pipeline (same context, interceptors, limits
+  // and trailers); everything else goes to the Connect router, whose fallback is the REST transcoder.
+  const grpcUnary = createGrpcUnaryHandler({
+    services,
+    interceptors,
+    readMaxBytes: connectOptions.readMaxBytes ?? config.maxBodyBytes,
+    writeMaxBytes: connectOptions.writeMaxBytes ?? defaultWriteMaxBytes,
+    maxTimeoutMs: connectOptions.maxTimeoutMs ?? defaultMaxTimeoutMs,
+    acceptCompression: [compressionGzip, compressionBrotli],
+    shutdownSignal: shutdown.signal,
+  });
+  const connectWithSpecMessages = withSpecGrpcMessage(connectHandler);
   const server = createOnePortServer({
-    handler: withSpecGrpcMessage(connectHandler),
+    handler: (req, res) => {
+      if (req.httpVersionMajor === 2 && grpcUnary(req as Http2ServerRequest, res as Http2ServerResponse)) {
+        return;
+      }
+      connectWithSpecMessages(req, res);
+    },
     logger,
     idleTimeoutMs: config.idleTimeoutMs,
   });

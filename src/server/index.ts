@@ -14,3 +14,4 @@ export {
 export { registerHealth, type HealthOptions, type Readiness } from "./health.js";
 export { registerReflection } from "./reflection.js";
 export { withSpecGrpcMessage } from "./grpc-message.js";
+export { createGrpcUnaryHandler, type GrpcUnaryHandler, type GrpcUnaryOptions } from "./grpc-unary.js";

@@ -1,0 +1,359 @@
+import type * as http2 from "node:http2";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
+import {
+  compressionNegotiate,
+  createMethodSerializationLookup,
+  invokeUnaryImplementation,
+  type Compression,
+  type Serialization,
+} from "@connectrpc/connect/protocol";
+import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { Message } from "@bufbuild/protobuf";
+import { toSpecEncoding } from "./grpc-message.js";
+
+type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
+
+interface UnaryRoute {
+  readonly spec: UnarySpec;
+  readonly parse: Serialization<Message>["parse"];
+  readonly serialize: Serialization<Message>["serialize"];
+}
+
+export interface GrpcUnaryOptions {
+  /** The services registered on the Connect router (see recordServices); their unary methods are served. */
+  readonly services: readonly ServiceImplSpec[];
+  /** The router's interceptors, outermost first. */
+  readonly interceptors: readonly Interceptor[];
+  /** As the router's options of the same names. */
+  readonly readMaxBytes: number;
+  readonly writeMaxBytes: number;
+  readonly maxTimeoutMs: number;
+  /** Request and response compressions, as connect-node's `acceptCompression` (gzip and br by default). */
+  readonly acceptCompression: readonly Compression[];
+  /** Responses at least this large are compressed when the caller accepts it (connect's default 1024). */
+  readonly compressMinBytes?: number;
+  /** Aborting it aborts the context signal of every running call (last step of a shutdown). */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+/**
+ * Takes the request when it can serve it, and says so; the caller hands every other request on.
+ * Never throws.
+ */
+export type GrpcUnaryHandler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => boolean;
+
+const contentTypeProto = "application/grpc+proto";
+const headerEncoding = "grpc-encoding";
+const headerAcceptEncoding = "grpc-accept-encoding";
+/** gRPC binary content types (`application/grpc+json` stays with connect). */
+const binaryContentType = /^application\/grpc(?:\+proto)?$/i;
+const compressedFlag = 0b0000_0001;
+
+/** HTTP/2 RST_STREAM codes a client may cancel with (RFC 9113 §7), as connect-node maps them. */
+function resetReason(rstCode: number): ConnectError | undefined {
+  const text = `http/2 stream closed with error code 0x${rstCode.toString(16)}`;
+  switch (rstCode) {
+    case 0x8: // CANCEL
+      return new ConnectError(text, Code.Canceled);
+    case 0x7: // REFUSED_STREAM
+      return new ConnectError(text, Code.Unavailable);
+    case 0xb: // ENHANCE_YOUR_CALM
+      return new ConnectError(text, Code.ResourceExhausted);
+    case 0xc: // INADEQUATE_SECURITY
+    case 0xd: // HTTP_1_1_REQUIRED
+      return new ConnectError(text, Code.PermissionDenied);
+    case 0x1:
+    case 0x2:
+    case 0x3:
+    case 0x4:
+    case 0x6:
+    case 0x9:
+    case 0xa:
+      return new ConnectError(text, Code.Internal);
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Unary gRPC (binary) over HTTP/2, served without connect-node's streaming pipeline, which costs several
+ * times more per call than the call itself (async generators for body, envelope, compression,
+ * serialization and the response). It keeps connect's semantics: the same handler context (deadline from
+ * `grpc-timeout`, shutdown and cancellation signals, headers and trailers), the same interceptors, the same
+ * limits and error texts for framing faults (raised before the interceptors run, as in connect), the same
+ * compression negotiation, and the same trailers (`grpc-status`, `grpc-message` with the gRPC spec's
+ * encoding, `grpc-status-details-bin`). Anything else (gRPC-Web, `application/grpc+json`, streaming methods,
+ * HTTP/1.1, another method than POST) is not taken.
+ */
+export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
+  const { interceptors, readMaxBytes, acceptCompression } = options;
+  const compressMinBytes = options.compressMinBytes ?? 1024;
+  const interceptorList = [...interceptors];
+  const limits = { readMaxBytes, writeMaxBytes: options.writeMaxBytes, compressMinBytes };
+  const routes = new Map<string, UnaryRoute>();
+  for (const service of options.services) {
+    for (const spec of Object.values(service.methods)) {
+      if (spec.kind !== "unary") continue;
+      const lookup = createMethodSerializationLookup(spec.method, undefined, undefined, limits);
+      const input = lookup.getI(true);
+      const output = lookup.getO(true);
+      routes.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
+        spec,
+        parse: (data) => input.parse(data),
+        serialize: (message) => output.serialize(message),
+      });
+    }
+  }
+
+  // Calls in flight, aborted together with the shutdown signal's reason through one listener.
+  const live = new Set<AbortController>();
+  const { shutdownSignal } = options;
+  shutdownSignal?.addEventListener(
+    "abort",
+    () => {
+      for (const controller of live) controller.abort(shutdownSignal.reason);
+    },
+    { once: true },
+  );
+
+  return function grpcUnary(req, res) {
+    if (req.method !== "POST") return false;
+    const contentType = req.headers["content-type"];
+    if (contentType === undefined || !binaryContentType.test(contentType)) return false;
+    const route = routes.get(req.url);
+    if (route === undefined) return false;
+    serve(route, req, res).catch(() => {
+      // serve() answers every failure itself; a throw here means the stream is already gone.
+      if (!res.writableEnded) res.stream.close();
+    });
+    return true;
+  };
+
+  async function serve(
+    route: UnaryRoute,
+    req: http2.Http2ServerRequest,
+    res: http2.Http2ServerResponse,
+  ): Promise<void> {
+    const abort = new AbortController();
+    if (shutdownSignal?.aborted === true) abort.abort(shutdownSignal.reason);
+    live.add(abort);
+    // A client's RST_STREAM also leaves the compat response "finished", so the answer says whether we ended it.
+    let answered = false;
+    res.once("close", () => {
+      live.delete(abort);
+      if (!answered) abort.abort(resetReason(req.stream.rstCode));
+    });
+
+    const header = requestHeaders(req.headers);
+    const timeout = parseTimeout(header.get("grpc-timeout"), options.maxTimeoutMs);
+    const { spec } = route;
+    const context = createHandlerContext({
+      service: spec.method.parent,
+      method: spec.method,
+      protocolName: "grpc",
+      requestMethod: "POST",
+      url: `http://${req.authority}${req.url}`,
+      requestSignal: abort.signal,
+      requestHeader: header,
+      responseHeader: { "content-type": contentTypeProto },
+      responseTrailer: { "grpc-status": "0" },
+      contextValues: createContextValues(),
+      ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
+    });
+    const compression = compressionNegotiate(
+      acceptCompression as Compression[],
+      header.get(headerEncoding),
+      header.get(headerAcceptEncoding),
+      headerAcceptEncoding,
+    );
+    if (compression.response) context.responseHeader.set(headerEncoding, compression.response.name);
+
+    let body: Uint8Array;
+    try {
+      // Refusals before the call, in connect's order: compression, deadline, framing, parsing.
+      if (compression.error) throw compression.error;
+      if (timeout.error) throw timeout.error;
+      const input = await readUnaryEnvelope(req, readMaxBytes);
+      const bytes =
+        (input.flags & compressedFlag) === 0
+          ? input.data
+          : await decompress(compression.request, input.data, readMaxBytes);
+      const request = route.parse(bytes);
+      const message = await invokeUnaryImplementation(spec, context, request, interceptorList);
+      body = await envelope(route.serialize(message), compression.response, compressMinBytes);
+    } catch (thrown) {
+      const err =
+        thrown instanceof ConnectError
+          ? thrown
+          : new ConnectError("internal error", Code.Internal, undefined, undefined, thrown);
+      context.abort(err);
+      setTrailerStatus(context.responseTrailer, err);
+      const message = context.responseTrailer.get("grpc-message");
+      if (message !== null) context.responseTrailer.set("grpc-message", toSpecEncoding(message));
+      if (res.writableEnded || res.stream.destroyed) return;
+      answered = true;
+      res.writeHead(200, nodeHeaders(context.responseHeader));
+      res.addTrailers(nodeHeaders(context.responseTrailer));
+      res.end();
+      return;
+    }
+    // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
+    if (timeout.timeoutMs !== undefined) context.abort(callEnded);
+    if (res.writableEnded || res.stream.destroyed) return;
+    answered = true;
+    res.writeHead(200, nodeHeaders(context.responseHeader));
+    res.addTrailers(nodeHeaders(context.responseTrailer));
+    res.end(body);
+  }
+}
+
+/** The abort reason of a call's context when the call has ended (made once). */
+const callEnded = new DOMException("This operation was aborted", "AbortError");
+
+/** The request metadata as connect-node gives it to handlers: every field but the pseudo-headers. */
+function requestHeaders(headers: http2.IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (typeof value === "string") out.append(name, value);
+    else for (const v of value) out.append(name, v);
+  }
+  return out;
+}
+
+function nodeHeaders(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
+}
+
+/**
+ * Reads the body of a unary call: exactly one enveloped message. The errors are connect's, word for word,
+ * so a caller sees the same whichever path served it.
+ */
+function readUnaryEnvelope(
+  req: http2.Http2ServerRequest,
+  readMaxBytes: number,
+): Promise<{ flags: number; data: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let declared = -1;
+    const cleanup = (): void => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    function onData(chunk: Buffer): void {
+      chunks.push(chunk);
+      total += chunk.length;
+      if (declared < 0 && total >= 5) {
+        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
+        declared = head.readUInt32BE(1);
+        if (declared > readMaxBytes) {
+          cleanup();
+          reject(
+            new ConnectError(
+              `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
+              Code.ResourceExhausted,
+            ),
+          );
+          return;
+        }
+      }
+      // More bytes than one message and the header of a second one: connect reads no further either.
+      if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) {
+        cleanup();
+        reject(
+          new ConnectError(
+            "protocol error: received extra input message for unary method",
+            Code.Unimplemented,
+          ),
+        );
+      }
+    }
+    function onEnd(): void {
+      cleanup();
+      if (total === 0) {
+        reject(
+          new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented),
+        );
+        return;
+      }
+      const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
+      if (total < 5 || total < 5 + declared) {
+        reject(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
+        return;
+      }
+      const end = 5 + declared;
+      if (total > end) {
+        const rest = all.subarray(end);
+        const complete = rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1);
+        reject(
+          complete
+            ? new ConnectError(
+                "protocol error: received extra input message for unary method",
+                Code.Unimplemented,
+              )
+            : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument),
+        );
+        return;
+      }
+      resolve({ flags: all[0] as number, data: all.subarray(5, end) });
+    }
+    function onError(err: Error): void {
+      cleanup();
+      reject(err);
+    }
+    function onClose(): void {
+      cleanup();
+      reject(new ConnectError("the request body ended early", Code.Canceled));
+    }
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
+}
+
+async function decompress(
+  compression: Compression | null,
+  data: Uint8Array,
+  readMaxBytes: number,
+): Promise<Uint8Array> {
+  if (compression === null) {
+    throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  }
+  return compression.decompress(data, readMaxBytes);
+}
+
+/** One gRPC envelope (flag byte, big-endian length, message), compressed when worth it and accepted. */
+async function envelope(
+  message: Uint8Array,
+  compression: Compression | null,
+  compressMinBytes: number,
+): Promise<Buffer> {
+  let flags = 0;
+  let data = message;
+  if (compression !== null && message.byteLength >= compressMinBytes) {
+    data = await compression.compress(message);
+    flags = compressedFlag;
+  }
+  const out = Buffer.allocUnsafe(5 + data.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(data.byteLength, 1);
+  out.set(data, 5);
+  return out;
+}
