@@ -505,7 +505,8 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     // a response that finished needs no abort.
     (res as unknown as EventEmitter).once("close", () => {
       live.delete(abort);
-      if (!res.writableFinished) abort.abort();
+      // Over HTTP/2 a client's RST_STREAM also marks the compat response finished: its code tells.
+      if (!res.writableFinished || ("stream" in req && req.stream.rstCode !== 0)) abort.abort();
     });
     handle(req, res, abort.signal).catch((err: unknown) => {
       // Only a scrubbed message: the cause of an unexpected failure may quote anything.

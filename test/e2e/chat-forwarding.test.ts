@@ -1,4 +1,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import * as http2 from "node:http2";
+import { fromJson, toBinary } from "@bufbuild/protobuf";
+import { ChatCompletionRequestSchema } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,6 +26,13 @@ import { fixture } from "../upstream/helpers.js";
 
 // Issue 5 on the composed server: S7 order up to the provider, the forwarded request and the answer as
 // OpenAI sends them, ListModels, and the upstream call's pooling, deadline, cancellation and limits.
+
+function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
+}
 
 const hello = { model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] };
 const responseFixtures = [
@@ -218,6 +228,51 @@ describe("chat forwarding end to end (issue 5)", () => {
       // fetch rejects with the abort; Connect and grpc-js report CANCELLED locally.
       if (protocol === "rest") expect(outcome).toBeInstanceOf(Error);
       else expect(outcome).toMatchObject({ code: "CANCELLED" });
+    },
+  );
+
+  // Over HTTP/2 a client cancels with RST_STREAM(CANCEL), which Node's compat layer also reports as a
+  // "finished" response: the server must still tell a cancelled call from an answered one.
+  it.each([
+    { kind: "REST over h2c", path: "/v1/chat/product-dev", contentType: "application/json" },
+    {
+      kind: "raw gRPC frame",
+      path: "/apikeyserver.v1.ChatService/CreateChatCompletion",
+      contentType: "application/grpc",
+    },
+  ])(
+    "$kind: RST_STREAM(CANCEL) from the client aborts the upstream request",
+    async ({ path, contentType }) => {
+      mock.setBehavior(behaviors.delay(60_000, behaviors.json(200, defaultCompletion)));
+      const abortedBefore = mock.aborted;
+      const requested = mock.requests.length;
+      const session = http2.connect(app.url);
+      session.on("error", () => {});
+      try {
+        const body =
+          contentType === "application/json"
+            ? Buffer.from(JSON.stringify(hello))
+            : grpcFrame(
+                toBinary(
+                  ChatCompletionRequestSchema,
+                  fromJson(ChatCompletionRequestSchema, { product: "product-dev", ...hello }),
+                ),
+              );
+        const stream = session.request({
+          ":method": "POST",
+          ":path": path,
+          "content-type": contentType,
+          authorization: auth,
+        });
+        stream.on("error", () => {});
+        stream.end(body);
+        await mock.whenRequested(requested + 1);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        await mock.whenAborted(abortedBefore + 1);
+        expect(mock.aborted).toBe(abortedBefore + 1);
+      } finally {
+        session.destroy();
+      }
     },
   );
 
