@@ -395,6 +395,14 @@ async function stopChild(child, timeoutMs = 15_000) {
   children.delete(child);
 }
 
+/** CPU time (user + system) a process has used so far, in ms (Linux clock ticks of 10 ms). */
+async function cpuMs(pid) {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function rssBytes(pid) {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
@@ -616,6 +624,7 @@ function summarise(runs) {
     p50Ms: median(runs.map((r) => r.p50Ms)),
     p99Ms: median(runs.map((r) => r.p99Ms)),
     rssMb: median(runs.map((r) => r.rss / 2 ** 20)),
+    cpuUs: median(runs.map((r) => r.cpuUs)),
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     requests: runs.reduce((sum, r) => sum + r.requests, 0),
   };
@@ -646,8 +655,8 @@ const fmt = {
 
 function table(plan, results, skipped) {
   const lines = [
-    "| scenario | floor req/s | proxy req/s | proxy/floor | floor p50 ms | proxy p50 ms | added p50 ms | floor p99 ms | proxy p99 ms | floor RSS MB | proxy RSS MB | errors floor/proxy |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | floor req/s | proxy req/s | proxy/floor | floor p50 ms | proxy p50 ms | added p50 ms | floor p99 ms | proxy p99 ms | floor RSS MB | proxy RSS MB | floor CPU µs/req | proxy CPU µs/req | errors floor/proxy |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const scenario of plan) {
     const floor = summarise(results.get(`floor:${scenario.floor}`));
@@ -658,7 +667,8 @@ function table(plan, results, skipped) {
     lines.push(
       `| ${scenario.title}${floorLabel}${note === undefined ? "" : ` — ${note}`} | ${fmt.rps(floor?.rps)} | ${fmt.rps(proxy?.rps)} | ${fmt.pct(pair.ratio)} | ` +
         `${fmt.ms(floor?.p50Ms)} | ${fmt.ms(proxy?.p50Ms)} | ${fmt.ms(pair.addedP50Ms)} | ${fmt.ms(floor?.p99Ms)} | ${fmt.ms(proxy?.p99Ms)} | ` +
-        `${scenario.floor === scenario.id ? fmt.mb(floor?.rssMb) : "–"} | ${fmt.mb(proxy?.rssMb)} | ${floor?.errors ?? "–"}/${proxy?.errors ?? "–"} |`,
+        `${scenario.floor === scenario.id ? fmt.mb(floor?.rssMb) : "–"} | ${fmt.mb(proxy?.rssMb)} | ` +
+        `${fmt.rps(floor?.cpuUs)} | ${fmt.rps(proxy?.cpuUs)} | ${floor?.errors ?? "–"}/${proxy?.errors ?? "–"} |`,
     );
   }
   return lines.join("\n");
@@ -810,6 +820,7 @@ async function main() {
       for (const t of active) {
         const key = `${t.target}:${t.scenario.id}`;
         if (t.target === "server" && serverDead()) continue;
+        const cpuBefore = await cpuMs(t.pid);
         const r = await load(
           t.port,
           t.scenario,
@@ -824,10 +835,14 @@ async function main() {
           continue;
         }
         const mem = await rssBytes(t.pid);
-        results.set(key, [...(results.get(key) ?? []), { ...r, rss: mem.rss }]);
+        // CPU per answered request of the process under test: the cost the ratios come from, less skewed
+        // than req/s by the load tools and the mock sharing the cores.
+        const cpuUsPerRequest =
+          r.requests > 0 ? (((await cpuMs(t.pid)) - cpuBefore) * 1000) / r.requests : NaN;
+        results.set(key, [...(results.get(key) ?? []), { ...r, rss: mem.rss, cpuUs: cpuUsPerRequest }]);
         log(
           `round ${round}/${options.rounds} ${t.target.padEnd(6)} ${t.scenario.id.padEnd(11)} ${fmt.rps(r.rps).padStart(7)} req/s` +
-            `  p50 ${fmt.ms(r.p50Ms)} ms  p99 ${fmt.ms(r.p99Ms)} ms  rss ${fmt.mb(mem.rss / 2 ** 20)} MB  errors ${r.errors}` +
+            `  p50 ${fmt.ms(r.p50Ms)} ms  p99 ${fmt.ms(r.p99Ms)} ms  rss ${fmt.mb(mem.rss / 2 ** 20)} MB  cpu ${fmt.rps(cpuUsPerRequest)} µs/req  errors ${r.errors}` +
             (r.errors > 0 ? ` (${r.errorDetail})` : ""),
         );
         if (r.errors > 0) failures.push(`${key} round ${round}: ${r.errors} errors (${r.errorDetail})`);

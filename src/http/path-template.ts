@@ -104,6 +104,16 @@ export function parsePathTemplate(source: string): PathTemplate {
   const multiAt = segments.findIndex((s) => s.kind === "multi");
   if (multiAt >= 0 && multiAt !== segments.length - 1) fail('"**" must be the last segment');
   const variableCount = variables.length;
+  // The literal segments before the first variable, as a prefix every matching path starts with: most
+  // templates are ruled out by it without splitting the path.
+  let prefix = "/";
+  for (const seg of segments) {
+    if (seg.kind !== "literal" || seg.variable !== undefined) break;
+    prefix += `${seg.value}/`;
+  }
+  const exact = segments.every((seg) => seg.kind === "literal" && seg.variable === undefined);
+  const exactPath = exact ? `/${body}${verb === undefined ? "" : `:${verb}`}` : undefined;
+  const verbSuffix = verb === undefined ? undefined : `:${verb}`;
 
   return {
     source,
@@ -111,14 +121,16 @@ export function parsePathTemplate(source: string): PathTemplate {
     verb,
     literalCount,
     match(path) {
-      let rest = path.startsWith("/") ? path.slice(1) : undefined;
-      if (rest === undefined) return undefined;
-      if (verb !== undefined) {
-        if (!rest.endsWith(`:${verb}`)) return undefined;
-        rest = rest.slice(0, rest.length - verb.length - 1);
+      if (exactPath !== undefined) return path === exactPath ? [] : undefined;
+      if (!path.startsWith(prefix)) return undefined;
+      let rest = path.slice(1);
+      if (verbSuffix !== undefined) {
+        if (!rest.endsWith(verbSuffix)) return undefined;
+        rest = rest.slice(0, rest.length - verbSuffix.length);
       }
       const parts = rest.split("/");
-      const captured: string[][] = Array.from({ length: variableCount }, () => []);
+      const captured: string[][] = [];
+      for (let v = 0; v < variableCount; v++) captured.push([]);
       let i = 0;
       for (const seg of segments) {
         if (seg.kind === "multi") {

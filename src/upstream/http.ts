@@ -8,7 +8,9 @@ import type { Clock, JsonObject } from "./types.js";
 /** One POST of a JSON body to a provider. */
 export interface HttpPost {
   readonly provider: ProviderConfig;
-  readonly url: URL;
+  /** The provider's origin ("https://api.openai.com") and the path to post to. */
+  readonly origin: string;
+  readonly path: string;
   /** Provider headers (auth, version); content-type and accept are added here. */
   readonly headers: Readonly<Record<string, string>>;
   readonly body: JsonObject;
@@ -42,8 +44,8 @@ export function createUpstreamHttp(options: UpstreamHttpOptions): UpstreamHttp {
   async function send(post: HttpPost, accept: string): Promise<Dispatcher.ResponseData> {
     try {
       return await dispatcher.request({
-        origin: post.url.origin,
-        path: post.url.pathname + post.url.search,
+        origin: post.origin,
+        path: post.path,
         method: "POST",
         headers: { ...post.headers, "content-type": "application/json", accept },
         body: JSON.stringify(post.body),
@@ -55,27 +57,32 @@ export function createUpstreamHttp(options: UpstreamHttpOptions): UpstreamHttp {
   }
 
   /** Reads the whole body, destroying the response as soon as it passes the cap. */
-  async function readCapped(post: HttpPost, body: BodyReadable, contentLength: unknown): Promise<string> {
+  function readCapped(post: HttpPost, body: BodyReadable, contentLength: unknown): Promise<string> {
     if (Number(contentLength) > maxResponseBytes) {
       body.destroy();
-      throw tooLarge(post);
+      return Promise.reject(tooLarge(post));
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+    // Plain events rather than `for await`: no iterator and no promise per chunk on every call.
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      body.on("data", (chunk: Buffer) => {
         size += chunk.length;
         if (size > maxResponseBytes) {
+          reject(tooLarge(post));
           body.destroy();
-          throw tooLarge(post);
+          return;
         }
         chunks.push(chunk);
-      }
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw fromTransportError(post, err);
-    }
-    return Buffer.concat(chunks).toString("utf8");
+      });
+      body.once("end", () => {
+        const only = chunks.length === 1 ? chunks[0] : undefined;
+        resolve((only ?? Buffer.concat(chunks, size)).toString("utf8"));
+      });
+      body.once("error", (err) => reject(fromTransportError(post, err)));
+      // A body torn down without an error (nor an end) must not leave the call waiting forever.
+      body.once("close", () => reject(fromTransportError(post, new Error("response body closed early"))));
+    });
   }
 
   function tooLarge(post: HttpPost): AppError {

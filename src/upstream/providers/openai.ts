@@ -1,6 +1,7 @@
 import { AppError } from "../../errors/index.js";
 import { UpstreamFailure } from "../failure.js";
 import type { HttpPost, UpstreamHttp } from "../http.js";
+import type { ProviderConfig } from "../../secrets/types.js";
 import type { Clock, JsonObject, ProviderAdapter, UpstreamCall } from "../types.js";
 import { toTokenUsage } from "../usage.js";
 
@@ -31,19 +32,35 @@ export function createOpenAiAdapter(
 ): ProviderAdapter {
   const { http, clock } = deps;
 
+  /**
+   * Where and how a provider is called, worked out once per provider object: a secrets refresh builds new
+   * objects, so a rotated key or URL is picked up, and the old ones are collected with their snapshot.
+   */
+  const targets = new WeakMap<
+    ProviderConfig,
+    { origin: string; path: string; headers: Readonly<Record<string, string>> }
+  >();
+
   function post(call: UpstreamCall, body: JsonObject): HttpPost {
     const { provider } = call;
-    const base = provider.baseUrl ?? (options.allowDefaultBaseUrl ? openAiDefaultBaseUrl : undefined);
-    if (base === undefined) throw misconfigured(call, "base_url is required");
-    if (provider.apiKey === undefined && options.requireApiKey)
-      throw misconfigured(call, "api_key is missing");
-    return {
-      provider,
-      url: new URL(`${base.replace(/\/+$/, "")}/chat/completions`),
-      headers: provider.apiKey === undefined ? {} : { authorization: `Bearer ${provider.apiKey}` },
-      body,
-      signal: call.signal,
-    };
+    let target = targets.get(provider);
+    if (target === undefined) {
+      const base = provider.baseUrl ?? (options.allowDefaultBaseUrl ? openAiDefaultBaseUrl : undefined);
+      if (base === undefined) throw misconfigured(call, "base_url is required");
+      if (provider.apiKey === undefined && options.requireApiKey)
+        throw misconfigured(call, "api_key is missing");
+      const url = new URL(`${base.replace(/\/+$/, "")}/chat/completions`);
+      target = {
+        origin: url.origin,
+        path: url.pathname,
+        headers: Object.freeze(
+          provider.apiKey === undefined ? {} : { authorization: `Bearer ${provider.apiKey}` },
+        ),
+      };
+      targets.set(provider, target);
+    }
+    const { origin, path, headers } = target;
+    return { provider, origin, path, headers, body, signal: call.signal };
   }
 
   function withCap(call: UpstreamCall): JsonObject {
