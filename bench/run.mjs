@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { fork, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, openSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
 import net from "node:net";
 import os from "node:os";
@@ -43,6 +43,9 @@ const USAGE = `usage: npm run bench -- [options]
   --server-log <file>   write the server's stdout there instead of /dev/null (debugging)
   --server-env <K=V>    extra environment for the server (repeatable)
   --server-entry <file> the server's entry file (default dist/src/main.js)
+  --memory-limit <MiB>  run the server and the floor in a memory cgroup of this size (default 512, Cloud Run's
+                        default instance, whose limit Node sizes its heap by); 0: unconstrained. Needs root and a
+                        writable cgroup memory controller, else the run says it was unconstrained
   --nice=<n>            run the harness and every process it starts at this nice value (e.g. --nice=-10, needs
                         root): on a shared host it keeps other work from skewing the numbers
   --out <file>          also write the markdown report there (default bench/out/last-run.md)`;
@@ -67,6 +70,7 @@ function readOptions() {
         "server-log": { type: "string" },
         "server-env": { type: "string", multiple: true, default: [] },
         "server-entry": { type: "string", default: SERVER_ENTRY },
+        "memory-limit": { type: "string", default: "512" },
         out: { type: "string", default: path.join(OUT_DIR, "last-run.md") },
         nice: { type: "string" },
         help: { type: "boolean", default: false },
@@ -108,6 +112,8 @@ function readOptions() {
     serverLog: values["server-log"],
     serverEnv,
     serverEntry: path.resolve(values["server-entry"]),
+    memoryLimitMib:
+      values["memory-limit"] === "0" ? 0 : Math.round(positive("memory-limit", values["memory-limit"], 512)),
     out: values.out,
     nice: values.nice === undefined ? undefined : Number(values.nice),
   };
@@ -279,9 +285,76 @@ function grpcFrame(message) {
 
 const children = new Set();
 
-async function forkHelper(file, args) {
+/**
+ * A memory cgroup for the processes under test, so that Node sizes its heap as it does on a Cloud Run
+ * instance of that size (V8 derives its heap limits from the constrained memory it finds at start-up).
+ * Returns the cgroup.procs file to join, or undefined (with the reason) when cgroups cannot be used here.
+ */
+async function memoryCgroup(limitMib) {
+  if (limitMib === 0) return { procs: undefined, why: "unconstrained (--memory-limit 0)" };
+  const bytes = String(limitMib * 2 ** 20);
+  const name = `api-key-server-bench-${process.pid}`;
+  const candidates = [
+    // cgroup v2: a child of the root with the memory controller enabled.
+    {
+      dir: path.join("/sys/fs/cgroup", name),
+      limitFile: "memory.max",
+      probe: "/sys/fs/cgroup/cgroup.controllers",
+    },
+    // cgroup v1 memory hierarchy.
+    {
+      dir: path.join("/sys/fs/cgroup/memory", name),
+      limitFile: "memory.limit_in_bytes",
+      probe: "/sys/fs/cgroup/memory/cgroup.procs",
+    },
+  ];
+  let why = "no writable cgroup memory controller";
+  for (const c of candidates) {
+    if (!existsSync(c.probe)) continue;
+    try {
+      await mkdir(c.dir, { recursive: true });
+      await writeFile(path.join(c.dir, c.limitFile), bytes);
+      cgroupDirs.push(c.dir);
+      return { procs: path.join(c.dir, "cgroup.procs"), why: `a ${limitMib} MiB memory cgroup` };
+    } catch (error) {
+      why = `cannot use ${c.dir}: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  return { procs: undefined, why: `unconstrained (${why})` };
+}
+
+const cgroupDirs = [];
+
+/** Removes the benchmark's cgroups once their processes are gone (rmdir fails while one is still inside). */
+async function removeCgroups() {
+  for (const dir of cgroupDirs.splice(0)) {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await rmdir(dir);
+        break;
+      } catch {
+        await sleep(100);
+      }
+    }
+  }
+}
+
+/** The command line that starts `argv` inside the cgroup (before Node starts, so V8 sees the limit). */
+function inCgroup(procs, argv) {
+  if (procs === undefined) return argv;
+  return ["/bin/sh", "-c", `echo $$ > '${procs}' && exec "$@"`, "sh", ...argv];
+}
+
+async function forkHelper(file, args, procs) {
+  // In a cgroup: sh joins it, then execs Node with the IPC channel fork() set up.
   const child = fork(path.join(BENCH_DIR, "lib", file), args, {
     stdio: ["ignore", "ignore", "inherit", "ipc"],
+    ...(procs === undefined
+      ? {}
+      : {
+          execPath: "/bin/sh",
+          execArgv: ["-c", `echo $$ > '${procs}' && exec "$0" "$@"`, process.execPath],
+        }),
   });
   children.add(child);
   const [message] = await Promise.race([
@@ -324,7 +397,16 @@ async function writeServerConfig(dir, mockPort) {
     .sign(privateKey);
 }
 
-async function startServer(options, configDir) {
+/**
+ * The NODE_OPTIONS the production image sets (the Dockerfile's `ENV ... NODE_OPTIONS="..."`), so the
+ * server runs with the heap settings it has on Cloud Run; "" when the Dockerfile sets none.
+ */
+async function productionNodeOptions() {
+  const dockerfile = await readFile(path.join(ROOT, "Dockerfile"), "utf8").catch(() => "");
+  return /^\s*NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)?.[1] ?? "";
+}
+
+async function startServer(options, configDir, procs) {
   const port = await freePort();
   const profileDir = path.join(OUT_DIR, "profiles");
   if (options.cpuProf) await mkdir(profileDir, { recursive: true });
@@ -338,11 +420,13 @@ async function startServer(options, configDir) {
     API_KEY_SERVER_CONFIG_DIR: configDir,
     API_KEY_SERVER_LOG_LEVEL: options.logLevel,
     API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "100000000",
+    NODE_OPTIONS: await productionNodeOptions(),
     ...options.serverEnv,
   };
   const nodeArgs = options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   const stdout = options.serverLog === undefined ? "ignore" : openForAppend(options.serverLog);
-  const child = spawn(process.execPath, [...nodeArgs, options.serverEntry], {
+  const [command, ...args] = inCgroup(procs, [process.execPath, ...nodeArgs, options.serverEntry]);
+  const child = spawn(command, args, {
     env,
     stdio: ["ignore", stdout, "pipe"],
   });
@@ -377,7 +461,7 @@ async function startServer(options, configDir) {
     if (Date.now() > deadline) throw new Error("the server did not answer GET /health with 200 within 30 s");
     await sleep(100);
   }
-  return { child, port, profileDir, describeExit };
+  return { child, port, profileDir, describeExit, nodeOptions: env.NODE_OPTIONS };
 }
 
 function openForAppend(file) {
@@ -761,10 +845,14 @@ async function main() {
   const started = Date.now();
   const loadBefore = os.loadavg()[0];
   try {
+    // The floor and the server each get a cgroup of the same size; the mock stands for the outside world.
+    const floorCgroup = await memoryCgroup(options.memoryLimitMib);
+    const serverCgroup = await memoryCgroup(options.memoryLimitMib);
+    log(`floor and server memory: ${serverCgroup.why}`);
     const mock = await forkHelper("mock-provider.mjs", []);
-    const floor = await forkHelper("raw-forwarder.mjs", [String(mock.port)]);
+    const floor = await forkHelper("raw-forwarder.mjs", [String(mock.port)], floorCgroup.procs);
     const token = await writeServerConfig(configDir, mock.port);
-    const server = options.floorOnly ? undefined : await startServer(options, configDir);
+    const server = options.floorOnly ? undefined : await startServer(options, configDir, serverCgroup.procs);
     log(
       `mock :${mock.port}, raw forwarder :${floor.port}` +
         (server === undefined
@@ -869,6 +957,11 @@ async function main() {
       "",
       `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}; ` +
         `wrk and h2load on the same host. Rounds: ${options.rounds} × ${options.duration} s (warm-up ${options.warmup} s), medians shown${options.nice === undefined ? "" : `, every process at nice ${options.nice}`}. ` +
+        `The floor and the server each ran in ${serverCgroup.why}` +
+        (server === undefined
+          ? ""
+          : `; the server with NODE_OPTIONS="${server.nodeOptions}" (from the Dockerfile)`) +
+        ". " +
         `1-minute load average ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (other work on the host skews absolute numbers; the paired ratios less so).`,
       "",
       `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\``,
@@ -914,6 +1007,7 @@ async function main() {
   } finally {
     for (const child of children) child.kill("SIGKILL");
     await rm(scratch, { recursive: true, force: true });
+    await removeCgroups();
   }
 }
 
