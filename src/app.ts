@@ -98,8 +98,9 @@ export function createApp(options: AppOptions): App {
     upstream: forwarder,
     limiter: chatLimiter,
     toUpstreamJson: (request) => {
-      const json = toRestJson(ChatCompletionRequestSchema, request) as JsonObject;
-      delete json["product"];
+      // A rest copy rather than `delete`, which would leave the object in V8's slow dictionary mode for
+      // the JSON.stringify that follows.
+      const { product: _product, ...json } = toRestJson(ChatCompletionRequestSchema, request) as JsonObject;
       return json;
     },
     maxTokens: config.maxTokens,

@@ -66,9 +66,11 @@ export function createUpstreamHttp(options: UpstreamHttpOptions): UpstreamHttp {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      let settled = false;
       body.on("data", (chunk: Buffer) => {
         size += chunk.length;
         if (size > maxResponseBytes) {
+          settled = true;
           reject(tooLarge(post));
           body.destroy();
           return;
@@ -76,12 +78,19 @@ export function createUpstreamHttp(options: UpstreamHttpOptions): UpstreamHttp {
         chunks.push(chunk);
       });
       body.once("end", () => {
+        settled = true;
         const only = chunks.length === 1 ? chunks[0] : undefined;
         resolve((only ?? Buffer.concat(chunks, size)).toString("utf8"));
       });
-      body.once("error", (err) => reject(fromTransportError(post, err)));
-      // A body torn down without an error (nor an end) must not leave the call waiting forever.
-      body.once("close", () => reject(fromTransportError(post, new Error("response body closed early"))));
+      body.once("error", (err) => {
+        settled = true;
+        reject(fromTransportError(post, err));
+      });
+      // A body torn down without an error (nor an end) must not leave the call waiting forever. "close"
+      // also follows every "end": the error is built only when nothing settled the read.
+      body.once("close", () => {
+        if (!settled) reject(fromTransportError(post, new Error("response body closed early")));
+      });
     });
   }
 
