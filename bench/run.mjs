@@ -43,6 +43,9 @@ const USAGE = `usage: npm run bench -- [options]
   --server-log <file>   write the server's stdout there instead of /dev/null (debugging)
   --server-env <K=V>    extra environment for the server (repeatable)
   --server-entry <file> the server's entry file (default dist/src/main.js)
+  --pin <on|off>        on (with 2+ CPUs and taskset): the floor and the server run alone on the last CPU, the mock,
+                        the load tools and the harness on the others; the ratio is then the floor's CPU per request
+                        over the server's. off (default, as the targets were set): all share the CPUs
   --memory-limit <MiB>  run the server and the floor in a memory cgroup of this size (default 512, Cloud Run's
                         default instance, whose limit Node sizes its heap by); 0: unconstrained. Needs root and a
                         writable cgroup memory controller, else the run says it was unconstrained
@@ -71,6 +74,7 @@ function readOptions() {
         "server-env": { type: "string", multiple: true, default: [] },
         "server-entry": { type: "string", default: SERVER_ENTRY },
         "memory-limit": { type: "string", default: "512" },
+        pin: { type: "string", default: "off" },
         out: { type: "string", default: path.join(OUT_DIR, "last-run.md") },
         nice: { type: "string" },
         help: { type: "boolean", default: false },
@@ -112,6 +116,12 @@ function readOptions() {
     serverLog: values["server-log"],
     serverEnv,
     serverEntry: path.resolve(values["server-entry"]),
+    pin:
+      values.pin === "on"
+        ? true
+        : values.pin === "off"
+          ? false
+          : fail(`--pin takes on or off, got "${values.pin}"`),
     memoryLimitMib:
       values["memory-limit"] === "0" ? 0 : Math.round(positive("memory-limit", values["memory-limit"], 512)),
     out: values.out,
@@ -315,7 +325,7 @@ async function memoryCgroup(limitMib) {
       await mkdir(c.dir, { recursive: true });
       await writeFile(path.join(c.dir, c.limitFile), bytes);
       cgroupDirs.push(c.dir);
-      return { procs: path.join(c.dir, "cgroup.procs"), why: `a ${limitMib} MiB memory cgroup` };
+      return { procs: path.join(c.dir, "cgroup.procs"), why: `each in a ${limitMib} MiB memory cgroup` };
     } catch (error) {
       why = `cannot use ${c.dir}: ${error instanceof Error ? error.message : String(error)}`;
     }
@@ -324,6 +334,26 @@ async function memoryCgroup(limitMib) {
 }
 
 const cgroupDirs = [];
+
+/** CPU sets for --pin: the process under test alone on the last CPU, everything else on the others. */
+const cpuCount = os.cpus().length;
+const pinning = {
+  enabled: false,
+  testCpu: String(cpuCount - 1),
+  otherCpus: cpuCount > 2 ? `0-${cpuCount - 2}` : "0",
+};
+
+/** Pins every thread of a running process to `cpus` (no-op when pinning is off). */
+async function pin(pid, cpus) {
+  if (!pinning.enabled) return;
+  const result = await run("taskset", ["-a", "-p", "-c", cpus, String(pid)], {});
+  if (result.code !== 0) throw new Error(`taskset failed for pid ${pid}: ${result.stderr}`);
+}
+
+/** The command and arguments of a load tool, pinned to the load CPUs when pinning is on. */
+function loadCommand(command, args) {
+  return pinning.enabled ? ["taskset", ["-c", pinning.otherCpus, command, ...args]] : [command, args];
+}
 
 /** Removes the benchmark's cgroups once their processes are gone (rmdir fails while one is still inside). */
 async function removeCgroups() {
@@ -602,7 +632,7 @@ async function wrk(port, request, connections, seconds, scratch) {
     "-s",
     path.join(BENCH_DIR, "lib", "wrk-post.lua"),
   ];
-  const result = await run("wrk", [...args, `http://127.0.0.1:${port}${request.path}`], env);
+  const result = await run(...loadCommand("wrk", [...args, `http://127.0.0.1:${port}${request.path}`]), env);
   const line = /^BENCH_RESULT (\{.*\})$/m.exec(result.stdout);
   if (result.code !== 0 || line === null)
     throw new Error(`wrk failed (${result.code}): ${result.stderr}${result.stdout}`);
@@ -633,7 +663,10 @@ async function h2load(port, request, connections, streams, seconds, scratch, exp
     `--log-file=${logFile}`,
     ...headerArgs,
   ];
-  const result = await run("h2load", [...args, `http://127.0.0.1:${port}${request.path}`], {});
+  const result = await run(
+    ...loadCommand("h2load", [...args, `http://127.0.0.1:${port}${request.path}`]),
+    {},
+  );
   const out = result.stdout;
   const counts =
     /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
@@ -849,10 +882,26 @@ async function main() {
     const floorCgroup = await memoryCgroup(options.memoryLimitMib);
     const serverCgroup = await memoryCgroup(options.memoryLimitMib);
     log(`floor and server memory: ${serverCgroup.why}`);
+    if (
+      options.pin &&
+      cpuCount >= 2 &&
+      (await run("taskset", ["-V"], {}).catch(() => undefined)) !== undefined
+    ) {
+      pinning.enabled = true;
+      await pin(process.pid, pinning.otherCpus);
+    }
+    log(
+      pinning.enabled
+        ? `pinned: floor and server on CPU ${pinning.testCpu}, mock and load tools on CPU ${pinning.otherCpus}`
+        : "not pinned",
+    );
     const mock = await forkHelper("mock-provider.mjs", []);
+    await pin(mock.child.pid, pinning.otherCpus);
     const floor = await forkHelper("raw-forwarder.mjs", [String(mock.port)], floorCgroup.procs);
+    await pin(floor.child.pid, pinning.testCpu);
     const token = await writeServerConfig(configDir, mock.port);
     const server = options.floorOnly ? undefined : await startServer(options, configDir, serverCgroup.procs);
+    if (server !== undefined) await pin(server.child.pid, pinning.testCpu);
     log(
       `mock :${mock.port}, raw forwarder :${floor.port}` +
         (server === undefined
@@ -957,7 +1006,10 @@ async function main() {
       "",
       `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}; ` +
         `wrk and h2load on the same host. Rounds: ${options.rounds} × ${options.duration} s (warm-up ${options.warmup} s), medians shown${options.nice === undefined ? "" : `, every process at nice ${options.nice}`}. ` +
-        `The floor and the server each ran in ${serverCgroup.why}` +
+        (pinning.enabled
+          ? `The floor and the server ran alone on CPU ${pinning.testCpu}; the mock, wrk/h2load and the harness on CPU ${pinning.otherCpus}. `
+          : "Processes were not pinned to CPUs. ") +
+        `Memory of the floor and the server: ${serverCgroup.why}` +
         (server === undefined
           ? ""
           : `; the server with NODE_OPTIONS="${server.nodeOptions}" (from the Dockerfile)`) +
