@@ -21,6 +21,7 @@ import {
 import { parseTimeout } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { AppError, errorTable, httpStatusOf, scrubSecrets } from "../errors/index.js";
+import { createCallSignals } from "../lib/call-signals.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import { isProtocolHeader, restError, restErrorFromConnect, type RestError } from "./rest-error.js";
@@ -486,25 +487,14 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     res.end();
   }
 
-  // Requests in flight, aborted together with the shutdown signal's reason (as Connect links each call's
-  // context to it), through one listener instead of one per call.
-  const live = new Set<AbortController>();
-  shutdownSignal?.addEventListener(
-    "abort",
-    () => {
-      for (const controller of live) controller.abort(shutdownSignal.reason);
-    },
-    { once: true },
-  );
+  const calls = createCallSignals(shutdownSignal);
 
   return function restHandler(req, res) {
-    const abort = new AbortController();
-    if (shutdownSignal?.aborted === true) abort.abort(shutdownSignal.reason);
-    live.add(abort);
+    const abort = calls.open();
     // Abort the call (and the upstream request behind it) when the caller goes away before the answer;
     // a response that finished needs no abort.
     (res as unknown as EventEmitter).once("close", () => {
-      live.delete(abort);
+      calls.close(abort);
       // Over HTTP/2 a client's RST_STREAM also marks the compat response finished: its code tells.
       if (!res.writableFinished || ("stream" in req && req.stream.rstCode !== 0)) abort.abort();
     });

@@ -16,6 +16,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Message } from "@bufbuild/protobuf";
+import { createCallSignals } from "../lib/call-signals.js";
 import { toSpecEncoding } from "./grpc-message.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
@@ -112,16 +113,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     }
   }
 
-  // Calls in flight, aborted together with the shutdown signal's reason through one listener.
-  const live = new Set<AbortController>();
-  const { shutdownSignal } = options;
-  shutdownSignal?.addEventListener(
-    "abort",
-    () => {
-      for (const controller of live) controller.abort(shutdownSignal.reason);
-    },
-    { once: true },
-  );
+  const calls = createCallSignals(options.shutdownSignal);
 
   return function grpcUnary(req, res) {
     if (req.method !== "POST") return false;
@@ -141,13 +133,11 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     req: http2.Http2ServerRequest,
     res: http2.Http2ServerResponse,
   ): Promise<void> {
-    const abort = new AbortController();
-    if (shutdownSignal?.aborted === true) abort.abort(shutdownSignal.reason);
-    live.add(abort);
+    const abort = calls.open();
     // A client's RST_STREAM also leaves the compat response "finished", so the answer says whether we ended it.
     let answered = false;
     res.once("close", () => {
-      live.delete(abort);
+      calls.close(abort);
       if (!answered) abort.abort(resetReason(req.stream.rstCode));
     });
 
