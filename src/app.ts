@@ -27,8 +27,6 @@ import {
   createConnectOptions,
   createGrpcUnaryHandler,
   createOnePortServer,
-  defaultMaxTimeoutMs,
-  defaultWriteMaxBytes,
   registerHealth,
   registerReflection,
   withSpecGrpcMessage,
@@ -151,8 +149,11 @@ export function createApp(options: AppOptions): App {
     interceptors,
     shutdownSignal: shutdown.signal,
   });
+  // connect-node's own default, named so the gRPC fast path negotiates from the same list.
+  const acceptCompression = [compressionGzip, compressionBrotli];
   const connectHandler = connectNodeAdapter({
     ...connectOptions,
+    acceptCompression,
     routes(connectRouter) {
       const router = recordServices(connectRouter, services);
       router.service(ChatService, chat);
@@ -169,7 +170,7 @@ export function createApp(options: AppOptions): App {
     services,
     interceptors,
     maxBodyBytes: config.maxBodyBytes,
-    ...(connectOptions.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: connectOptions.maxTimeoutMs }),
+    maxTimeoutMs: connectOptions.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
     logger,
   });
@@ -179,10 +180,10 @@ export function createApp(options: AppOptions): App {
   const grpcUnary = createGrpcUnaryHandler({
     services,
     interceptors,
-    readMaxBytes: connectOptions.readMaxBytes ?? config.maxBodyBytes,
-    writeMaxBytes: connectOptions.writeMaxBytes ?? defaultWriteMaxBytes,
-    maxTimeoutMs: connectOptions.maxTimeoutMs ?? defaultMaxTimeoutMs,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    readMaxBytes: connectOptions.readMaxBytes,
+    writeMaxBytes: connectOptions.writeMaxBytes,
+    maxTimeoutMs: connectOptions.maxTimeoutMs,
+    acceptCompression,
     shutdownSignal: shutdown.signal,
   });
   const connectWithSpecMessages = withSpecGrpcMessage(connectHandler);

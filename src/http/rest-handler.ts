@@ -21,7 +21,7 @@ import {
 import { parseTimeout } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { AppError, errorTable, httpStatusOf, scrubSecrets } from "../errors/index.js";
-import { createCallSignals } from "../lib/call-signals.js";
+import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import { isProtocolHeader, restError, restErrorFromConnect, type RestError } from "./rest-error.js";
@@ -175,9 +175,6 @@ function requestInfo(method: string, path: string, query: string, body: Buffer):
     },
   };
 }
-
-/** The abort reason of a call's context when the call has ended (the default one, made once). */
-const callEnded = new DOMException("This operation was aborted", "AbortError");
 
 class BodyClosedError extends Error {
   constructor() {

@@ -30,3 +30,9 @@ export function createCallSignals(shutdownSignal: AbortSignal | undefined): Call
     },
   };
 }
+
+/**
+ * The abort reason of a call's context once the call has ended normally (made once: an abort without a
+ * reason builds a DOMException and captures a stack on every call).
+ */
+export const callEnded = new DOMException("This operation was aborted", "AbortError");

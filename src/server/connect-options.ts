@@ -37,8 +37,12 @@ export interface ConnectOptionsInput {
  * - all three protocols (gRPC, gRPC-Web, Connect) on.
  * Throws when an option is not a positive integer, naming it.
  */
-export function createConnectOptions(input: ConnectOptionsInput = {}): ConnectRouterOptions {
-  const options: ConnectRouterOptions = {
+/** Router options whose limits are always set, so the paths that serve calls outside the router share them. */
+export type ConnectOptions = ConnectRouterOptions &
+  Required<Pick<ConnectRouterOptions, "readMaxBytes" | "writeMaxBytes" | "maxTimeoutMs">>;
+
+export function createConnectOptions(input: ConnectOptionsInput = {}): ConnectOptions {
+  const options: ConnectOptions = {
     grpc: true,
     grpcWeb: true,
     connect: true,

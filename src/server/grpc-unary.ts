@@ -16,15 +16,15 @@ import {
 } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Message } from "@bufbuild/protobuf";
-import { createCallSignals } from "../lib/call-signals.js";
+import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { toSpecEncoding } from "./grpc-message.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
 
 interface UnaryRoute {
   readonly spec: UnarySpec;
-  readonly parse: Serialization<Message>["parse"];
-  readonly serialize: Serialization<Message>["serialize"];
+  readonly input: Serialization<Message>;
+  readonly output: Serialization<Message>;
 }
 
 export interface GrpcUnaryOptions {
@@ -94,7 +94,8 @@ function resetReason(rstCode: number): ConnectError | undefined {
  * HTTP/1.1, another method than POST) is not taken.
  */
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
-  const { interceptors, readMaxBytes, acceptCompression } = options;
+  const { interceptors, readMaxBytes } = options;
+  const acceptCompression = [...options.acceptCompression];
   const compressMinBytes = options.compressMinBytes ?? 1024;
   const interceptorList = [...interceptors];
   const limits = { readMaxBytes, writeMaxBytes: options.writeMaxBytes, compressMinBytes };
@@ -103,12 +104,10 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     for (const spec of Object.values(service.methods)) {
       if (spec.kind !== "unary") continue;
       const lookup = createMethodSerializationLookup(spec.method, undefined, undefined, limits);
-      const input = lookup.getI(true);
-      const output = lookup.getO(true);
       routes.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
         spec,
-        parse: (data) => input.parse(data),
-        serialize: (message) => output.serialize(message),
+        input: lookup.getI(true),
+        output: lookup.getO(true),
       });
     }
   }
@@ -158,14 +157,14 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
     });
     const compression = compressionNegotiate(
-      acceptCompression as Compression[],
+      acceptCompression,
       header.get(headerEncoding),
       header.get(headerAcceptEncoding),
       headerAcceptEncoding,
     );
     if (compression.response) context.responseHeader.set(headerEncoding, compression.response.name);
 
-    let body: Uint8Array;
+    let body: Uint8Array | undefined;
     try {
       // Refusals before the call, in connect's order: compression, deadline, framing, parsing.
       if (compression.error) throw compression.error;
@@ -175,9 +174,11 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         (input.flags & compressedFlag) === 0
           ? input.data
           : await decompress(compression.request, input.data, readMaxBytes);
-      const request = route.parse(bytes);
+      const request = route.input.parse(bytes);
       const message = await invokeUnaryImplementation(spec, context, request, interceptorList);
-      body = await envelope(route.serialize(message), compression.response, compressMinBytes);
+      body = await envelope(route.output.serialize(message), compression.response, compressMinBytes);
+      // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
+      if (timeout.timeoutMs !== undefined) context.abort(callEnded);
     } catch (thrown) {
       const err =
         thrown instanceof ConnectError
@@ -187,25 +188,15 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       setTrailerStatus(context.responseTrailer, err);
       const message = context.responseTrailer.get("grpc-message");
       if (message !== null) context.responseTrailer.set("grpc-message", toSpecEncoding(message));
-      if (res.writableEnded || res.stream.destroyed) return;
-      answered = true;
-      res.writeHead(200, nodeHeaders(context.responseHeader));
-      res.addTrailers(nodeHeaders(context.responseTrailer));
-      res.end();
-      return;
     }
-    // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
-    if (timeout.timeoutMs !== undefined) context.abort(callEnded);
     if (res.writableEnded || res.stream.destroyed) return;
     answered = true;
     res.writeHead(200, nodeHeaders(context.responseHeader));
     res.addTrailers(nodeHeaders(context.responseTrailer));
-    res.end(body);
+    if (body === undefined) res.end();
+    else res.end(body);
   }
 }
-
-/** The abort reason of a call's context when the call has ended (made once). */
-const callEnded = new DOMException("This operation was aborted", "AbortError");
 
 /** The request metadata as connect-node gives it to handlers: every field but the pseudo-headers. */
 function requestHeaders(headers: http2.IncomingHttpHeaders): Headers {

@@ -9,6 +9,7 @@ export {
   defaultBodyLimitBytes,
   defaultMaxTimeoutMs,
   defaultWriteMaxBytes,
+  type ConnectOptions,
   type ConnectOptionsInput,
 } from "./connect-options.js";
 export { registerHealth, type HealthOptions, type Readiness } from "./health.js";

@@ -6,7 +6,6 @@ import {
   Code,
   ConnectError,
   createClient,
-  createServiceImplSpec,
   type ConnectRouter,
   type Interceptor,
   type ServiceImplSpec,
@@ -23,7 +22,7 @@ import {
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { assertCanUseProduct, principalKey, signRequest, type Principal } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
-import { createRestHandler, type RestHandler } from "../../src/http/index.js";
+import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
 import type { Secrets } from "../../src/secrets/types.js";
 
 /** How a test call authenticates. */
@@ -193,26 +192,8 @@ export async function startAuthTestServer(
     routes(router) {
       const services: ServiceImplSpec[] = [];
       // Records each service's implementation for the REST transcoder, which invokes it in-process.
-      routes(secrets)({
-        handlers: router.handlers,
-        service(service, implementation, options) {
-          services.push(createServiceImplSpec(service, implementation));
-          router.service(service, implementation, options);
-          return this;
-        },
-        rpc(method, implementation, options) {
-          router.rpc(method, implementation, options);
-          return this;
-        },
-      });
-      // Both shapes of RestHandlerOptions while the transcoder moves from the router's handlers to service
-      // specs plus interceptors (a variable, not a literal, so either shape type-checks).
-      const restOptions = {
-        handlers: router.handlers,
-        services,
-        interceptors: [interceptor],
-        maxBodyBytes: restMaxBodyBytes,
-      };
+      routes(secrets)(recordServices(router, services));
+      const restOptions = { services, interceptors: [interceptor], maxBodyBytes: restMaxBodyBytes };
       rest = createRestHandler(restOptions);
     },
     interceptors: [interceptor],
