@@ -300,10 +300,10 @@ const children = new Set();
  * instance of that size (V8 derives its heap limits from the constrained memory it finds at start-up).
  * Returns the cgroup.procs file to join, or undefined (with the reason) when cgroups cannot be used here.
  */
-async function memoryCgroup(limitMib) {
+async function memoryCgroup(limitMib, role) {
   if (limitMib === 0) return { procs: undefined, why: "unconstrained (--memory-limit 0)" };
   const bytes = String(limitMib * 2 ** 20);
-  const name = `api-key-server-bench-${process.pid}`;
+  const name = `api-key-server-bench-${process.pid}-${role}`;
   const candidates = [
     // cgroup v2: a child of the root with the memory controller enabled.
     {
@@ -369,22 +369,26 @@ async function removeCgroups() {
   }
 }
 
-/** The command line that starts `argv` inside the cgroup (before Node starts, so V8 sees the limit). */
+/**
+ * `sh` arguments that join the cgroup and then exec the command that follows them, so the process is in
+ * the cgroup before Node starts (V8 reads the limit once, at start-up).
+ */
+function joinCgroup(procs) {
+  return ["-c", `echo $$ > '${procs}' && exec "$@"`, "sh"];
+}
+
+/** The command line that starts `argv` inside the cgroup (unchanged without one). */
 function inCgroup(procs, argv) {
-  if (procs === undefined) return argv;
-  return ["/bin/sh", "-c", `echo $$ > '${procs}' && exec "$@"`, "sh", ...argv];
+  return procs === undefined ? argv : ["/bin/sh", ...joinCgroup(procs), ...argv];
 }
 
 async function forkHelper(file, args, procs) {
-  // In a cgroup: sh joins it, then execs Node with the IPC channel fork() set up.
+  // In a cgroup: sh joins it, then execs Node (with the IPC channel fork() set up) and the helper.
   const child = fork(path.join(BENCH_DIR, "lib", file), args, {
     stdio: ["ignore", "ignore", "inherit", "ipc"],
     ...(procs === undefined
       ? {}
-      : {
-          execPath: "/bin/sh",
-          execArgv: ["-c", `echo $$ > '${procs}' && exec "$0" "$@"`, process.execPath],
-        }),
+      : { execPath: "/bin/sh", execArgv: [...joinCgroup(procs), process.execPath] }),
   });
   children.add(child);
   const [message] = await Promise.race([
@@ -879,8 +883,8 @@ async function main() {
   const loadBefore = os.loadavg()[0];
   try {
     // The floor and the server each get a cgroup of the same size; the mock stands for the outside world.
-    const floorCgroup = await memoryCgroup(options.memoryLimitMib);
-    const serverCgroup = await memoryCgroup(options.memoryLimitMib);
+    const floorCgroup = await memoryCgroup(options.memoryLimitMib, "floor");
+    const serverCgroup = await memoryCgroup(options.memoryLimitMib, "server");
     log(`floor and server memory: ${serverCgroup.why}`);
     if (
       options.pin &&

@@ -5,7 +5,7 @@
 // forwarding the path unchanged). A request with "stream": true gets an OpenAI-style SSE answer.
 import { Buffer } from "node:buffer";
 import http from "node:http";
-import process from "node:process";
+import { serveForBench } from "./serve.mjs";
 import { setTimeout } from "node:timers";
 
 const COMPLETION = JSON.stringify({
@@ -112,15 +112,5 @@ const server = http.createServer((req, res) => {
     else answer();
   });
 });
-// Proxies keep pooled connections open between rounds; never let the mock be the one that drops them.
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 130_000;
-server.requestTimeout = 0;
-server.maxRequestsPerSocket = 0;
-
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address();
-  process.send?.({ ready: true, port: typeof address === "object" && address !== null ? address.port : 0 });
-});
-process.on("disconnect", () => process.exit(0));
-process.on("SIGTERM", () => process.exit(0));
+// Proxies keep pooled connections open between rounds; never let a helper be the one that drops them.
+serveForBench(server);

@@ -3,6 +3,7 @@
 // that does real work cannot beat it, so the proxy's numbers are reported as a ratio to these.
 // Runs in its own process (forked by run.mjs); argv[2] is the mock's port.
 import http from "node:http";
+import { serveForBench } from "./serve.mjs";
 import process from "node:process";
 
 const upstreamPort = Number(process.argv[2]);
@@ -56,14 +57,4 @@ const server = http.createServer((req, res) => {
   });
   req.pipe(upstream);
 });
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 130_000;
-server.requestTimeout = 0;
-server.maxRequestsPerSocket = 0;
-
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address();
-  process.send?.({ ready: true, port: typeof address === "object" && address !== null ? address.port : 0 });
-});
-process.on("disconnect", () => process.exit(0));
-process.on("SIGTERM", () => process.exit(0));
+serveForBench(server);
