@@ -70,17 +70,8 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   /** The cap for this request; throws when the caller asked for more. Returns the cap to send when it asked nothing. */
   function checkMaxTokens(request: ChatCompletionRequest, product: ProductConfig): number | undefined {
     const cap = Math.min(options.maxTokens, product.maxTokens ?? options.maxTokens);
-    for (const [field, value] of [
-      ["max_completion_tokens", request.maxCompletionTokens],
-      ["max_tokens", request.maxTokens],
-    ] as const) {
-      if (value === undefined) continue;
-      if (value <= 0)
-        throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
-      if (value > cap) {
-        throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
-      }
-    }
+    checkTokens("max_completion_tokens", request.maxCompletionTokens, cap);
+    checkTokens("max_tokens", request.maxTokens, cap);
     return request.maxCompletionTokens === undefined && request.maxTokens === undefined ? cap : undefined;
   }
 
@@ -184,6 +175,14 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       });
     },
   };
+}
+
+function checkTokens(field: string, value: number | undefined, cap: number): void {
+  if (value === undefined) return;
+  if (value <= 0) throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
+  if (value > cap) {
+    throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
+  }
 }
 
 /** A provider answer that does not fit the OpenAI shape is the provider's fault: 502, cause logged. */
