@@ -260,8 +260,8 @@ function requestFor(target, scenario, token) {
 // ---------------------------------------------------------------------------------------------
 // Hand-written protobuf encoding of the one request the benchmark sends, so the harness does not
 // depend on the build output. Field numbers from proto/apikeyserver/v1/chat.proto:
-// ChatCompletionRequest{product=1, messages=2, model=3}, ChatMessage{role=1, content=2 (Value)},
-// google.protobuf.Value{string_value=3}. The pre-flight call proves the server decodes it.
+// ChatCompletionRequest{product=1, messages=2, model=3}, ChatMessage{role=1, text=9 (the `content`
+// oneof's string member)}. The pre-flight call proves the server decodes it.
 
 function varint(n) {
   const bytes = [];
@@ -279,8 +279,7 @@ function lengthDelimited(field, payload) {
 }
 
 function encodeChatRequest(product, model, role, content) {
-  const value = lengthDelimited(3, content);
-  const message = Buffer.concat([lengthDelimited(1, role), lengthDelimited(2, value)]);
+  const message = Buffer.concat([lengthDelimited(1, role), lengthDelimited(9, content)]);
   return Buffer.concat([lengthDelimited(1, product), lengthDelimited(2, message), lengthDelimited(3, model)]);
 }
 

@@ -1,15 +1,19 @@
-// Copies the third-party .proto files the contract imports out of their npm packages into .proto-vendor/,
-// laid out under their canonical import paths, so `buf generate` runs offline with no Buf Schema Registry.
-import { cpSync, mkdirSync, rmSync } from "node:fs";
+// Refreshes the third-party .proto files the contract imports, copied out of the npm packages that ship
+// them into third_party/proto/ under their canonical import paths. The copies are committed, so `buf build`,
+// `buf curl` and `buf generate` work on a fresh clone with no npm step and no Buf Schema Registry; run this
+// after upgrading one of those packages (a test fails while the copies differ from the installed packages).
+import { cpSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 const pkgDir = (name) => dirname(require.resolve(`${name}/package.json`));
-const out = ".proto-vendor";
+
+/** Where the copies live (a buf module of its own, see buf.yaml). */
+const vendorDir = "third_party/proto";
 
 /** [npm package, path inside it, canonical import path] */
-const files = [
+const vendoredProtos = [
   ["google-proto-files", "google/api/annotations.proto", "google/api/annotations.proto"],
   ["google-proto-files", "google/api/http.proto", "google/api/http.proto"],
   ["google-proto-files", "google/rpc/error_details.proto", "google/rpc/error_details.proto"],
@@ -26,8 +30,9 @@ const files = [
   ],
 ];
 
-rmSync(out, { recursive: true, force: true });
-for (const [pkg, from, to] of files) {
+// `node scripts/vendor-protos.mjs [dir]`: the test copies into a temporary folder and compares.
+const out = process.argv[2] ?? vendorDir;
+for (const [pkg, from, to] of vendoredProtos) {
   mkdirSync(dirname(join(out, to)), { recursive: true });
   cpSync(join(pkgDir(pkg), from), join(out, to));
 }

@@ -1,18 +1,29 @@
 import {
   fromJson,
   getOption,
+  hasOption,
   isFieldSet,
   ScalarType,
   toJson,
   type DescField,
   type DescMessage,
+  type DescOneof,
   type JsonObject,
   type JsonValue,
   type Message,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { JsonPresence, json_presence } from "../../gen/apikeyserver/v1/json_options_pb.js";
+import {
+  JsonPresence,
+  json_list,
+  json_presence,
+  json_union,
+} from "../../gen/apikeyserver/v1/json_options_pb.js";
 import { AppError } from "../errors/index.js";
+
+// The REST JSON form is protobuf's JSON (toJson/fromJson) plus the field options of json_options.proto,
+// applied by a plan computed once per message type: the writer touches only the fields the plan names, and
+// the reader rewrites only the keys that differ from protobuf's JSON before handing the object to fromJson.
 
 /** What the writer does to one field after `toJson`; fields that need nothing have no step. */
 interface FieldStep {
@@ -26,10 +37,25 @@ interface FieldStep {
   readonly nested: Plan | undefined;
 }
 
+/** A oneof with the `json_union` option: one JSON key whose value's JSON type picks the member. */
+interface UnionStep {
+  readonly oneof: DescOneof;
+  /** The JSON key (the oneof's name). */
+  readonly key: string;
+  readonly presence: JsonPresence;
+  /** The member that reads a value of each JSON type. */
+  readonly members: ReadonlyMap<JsonType, DescField>;
+}
+
+type JsonType = "string" | "number" | "boolean" | "array" | "object";
+
 interface Plan {
   readonly steps: FieldStep[];
-  /** Every JSON key of the message in field order. */
+  readonly unions: UnionStep[];
+  /** Every JSON key of the message in declaration order, a union's key where its oneof is declared. */
   readonly order: readonly string[];
+  /** With `json_list`: the one repeated field whose array is the message's JSON, and its items' JSON type. */
+  readonly list: { readonly field: DescField; readonly item: JsonType } | undefined;
 }
 
 const int64Types: ReadonlySet<ScalarType> = new Set([
@@ -43,13 +69,27 @@ const int64Types: ReadonlySet<ScalarType> = new Set([
 // Plans are computed once per message type; a type that is still being planned (a recursive type) is
 // returned as is, so recursion terminates and the finished plan is seen by every reference.
 const plans = new WeakMap<DescMessage, Plan>();
+const planning = new Set<DescMessage>();
+
+function hasWork(plan: Plan): boolean {
+  return plan.steps.length > 0 || plan.unions.length > 0 || plan.list !== undefined;
+}
 
 function planOf(desc: DescMessage): Plan | undefined {
   // Well-known types have their own JSON form (Struct, Value, Timestamp...): never touch them.
   if (desc.file.proto.package === "google.protobuf") return undefined;
   const cached = plans.get(desc);
-  if (cached !== undefined) return cached.steps.length > 0 || planning.has(desc) ? cached : undefined;
-  const plan: Plan = { steps: [], order: desc.fields.map((f) => f.name) };
+  if (cached !== undefined) return hasWork(cached) || planning.has(desc) ? cached : undefined;
+  const unions = desc.oneofs.filter((o) => hasOption(o, json_union)).map(unionStep);
+  const unionOf = new Map(unions.map((u) => [u.oneof, u]));
+  const plan: Plan = {
+    steps: [],
+    unions,
+    order: desc.members.flatMap((m) =>
+      m.kind === "field" ? [m.name] : unionOf.has(m) ? [m.name] : m.fields.map((f) => f.name),
+    ),
+    list: getOption(desc, json_list) ? listField(desc) : undefined,
+  };
   plans.set(desc, plan);
   planning.add(desc);
   for (const field of desc.fields) {
@@ -78,9 +118,75 @@ function planOf(desc: DescMessage): Plan | undefined {
     }
   }
   planning.delete(desc);
-  return plan.steps.length > 0 ? plan : undefined;
+  return hasWork(plan) ? plan : undefined;
 }
-const planning = new Set<DescMessage>();
+
+function listField(desc: DescMessage): Plan["list"] {
+  const [field, ...rest] = desc.fields;
+  if (field?.fieldKind !== "list" || rest.length > 0) {
+    throw new Error(`${desc.typeName}: json_list needs exactly one field, a repeated one`);
+  }
+  const item: JsonType =
+    field.listKind === "message"
+      ? "object"
+      : field.listKind === "enum"
+        ? "string"
+        : scalarJsonType(field.scalar);
+  return { field, item };
+}
+
+function scalarJsonType(scalar: ScalarType): JsonType {
+  switch (scalar) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return "string";
+    case ScalarType.BOOL:
+      return "boolean";
+    default:
+      return "number";
+  }
+}
+
+function unionStep(oneof: DescOneof): UnionStep {
+  const members = new Map<JsonType, DescField>();
+  for (const field of oneof.fields) {
+    const type = jsonTypeOf(field);
+    const taken = members.get(type);
+    if (taken !== undefined) {
+      throw new Error(
+        `${oneof.parent.typeName}.${oneof.name}: json_union members ${taken.name} and ${field.name} both read a JSON ${type}`,
+      );
+    }
+    members.set(type, field);
+  }
+  return { oneof, key: oneof.name, presence: getOption(oneof, json_union).presence, members };
+}
+
+/** The JSON type of a oneof member's REST JSON (members are never lists or maps). */
+function jsonTypeOf(field: DescField): JsonType {
+  switch (field.fieldKind) {
+    case "scalar":
+      return scalarJsonType(field.scalar);
+    case "enum":
+      return "string";
+    case "message": {
+      const type = field.message;
+      if (type.typeName === "google.protobuf.ListValue" || getOption(type, json_list)) return "array";
+      if (type.typeName === "google.protobuf.Struct" || type.file.proto.package !== "google.protobuf")
+        return "object";
+      throw new Error(
+        `${field.parent.typeName}.${field.name}: ${type.typeName} cannot be a json_union member`,
+      );
+    }
+    case "list":
+    case "map":
+      throw new Error(`${field.parent.typeName}.${field.name}: a oneof member cannot be a list or map`);
+    default: {
+      const _never: never = field;
+      return _never;
+    }
+  }
+}
 
 function toJsonNumber(value: JsonValue): JsonValue {
   if (typeof value !== "string") return value;
@@ -102,19 +208,25 @@ function valueOf(message: Message, field: DescField): unknown {
   return record[field.localName];
 }
 
+/** The member set in a oneof, if any. */
+function setMember(message: Message, oneof: DescOneof): DescField | undefined {
+  const { case: name } = (message as unknown as Record<string, { case?: string }>)[oneof.localName] ?? {};
+  return name === undefined ? undefined : oneof.fields.find((f) => f.localName === name);
+}
+
 /**
- * Applies a plan to the JSON of one message. Returns the object to use: the same one, or, when a `null` had
- * to be added for a key toJson left out, a copy with the keys in field order (so the answer reads like
- * OpenAI's).
+ * Applies a plan to the JSON of one message. Returns the value to use: the same object; a copy with the
+ * keys in declaration order when a `null` was added for a key toJson left out or a union's member moved to
+ * the union's key (so the answer reads like OpenAI's); or, for a `json_list` message, its array.
  */
-function applyPlan(plan: Plan, message: Message, json: JsonObject): JsonObject {
-  let inserted = false;
+function applyPlan(plan: Plan, message: Message, json: JsonObject): JsonValue {
+  let reorder = false;
   for (const step of plan.steps) {
     const { field, key } = step;
     if (step.presence !== JsonPresence.UNSPECIFIED && isEmpty(message, field)) {
       if (step.presence === JsonPresence.OMIT_WHEN_EMPTY) delete json[key];
       else {
-        if (!(key in json)) inserted = true;
+        if (!(key in json)) reorder = true;
         json[key] = null;
       }
       continue;
@@ -147,7 +259,17 @@ function applyPlan(plan: Plan, message: Message, json: JsonObject): JsonObject {
       json[key] = applyPlan(nested, value as Message, out);
     }
   }
-  if (!inserted) return json;
+  for (const union of plan.unions) {
+    const member = setMember(message, union.oneof);
+    const value = member === undefined ? undefined : json[member.name];
+    if (member !== undefined) delete json[member.name];
+    if (value !== undefined) json[union.key] = value;
+    else if (union.presence === JsonPresence.NULL_WHEN_UNSET) json[union.key] = null;
+    else continue;
+    reorder = true;
+  }
+  if (plan.list !== undefined) return json[plan.list.field.name] ?? [];
+  if (!reorder) return json;
   const ordered: JsonObject = {};
   for (const name of plan.order) {
     const v = json[name];
@@ -160,13 +282,121 @@ function isObject(value: JsonValue | undefined): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+// The reader's work: which plans hold a union or a json_list message somewhere below them. Decided after
+// planning (a recursive type's plan is complete only then), once per plan.
+const readWork = new WeakMap<Plan, boolean>();
+
+function needsRead(plan: Plan): boolean {
+  let known = readWork.get(plan);
+  if (known === undefined) {
+    known = reaches(plan, new Set());
+    readWork.set(plan, known);
+  }
+  return known;
+}
+
+function reaches(plan: Plan, seen: Set<Plan>): boolean {
+  if (seen.has(plan)) return false;
+  seen.add(plan);
+  if (plan.unions.length > 0 || plan.list !== undefined) return true;
+  return plan.steps.some((s) => s.nested !== undefined && reaches(s.nested, seen));
+}
+
+/** REST JSON that does not fit the message's shape; names the JSON key, never the value. */
+class ShapeError extends Error {}
+
+/**
+ * Rewrites REST JSON into protobuf's JSON for one message: a union's key becomes its member's key (chosen
+ * by the value's JSON type), a `json_list` message's array becomes `{field: array}`. Objects are copied
+ * only where a key changes; the caller's JSON is never modified.
+ */
+function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
+  if (plan.list !== undefined) {
+    const { field, item } = plan.list;
+    // Checked here so that the error names the key the caller wrote, not the wrapper's hidden field.
+    if (!Array.isArray(json) || json.some((v) => jsonTypeOfValue(v) !== item)) {
+      throw new ShapeError(`Invalid value for field "${key}"`);
+    }
+    const nested = field.message === undefined ? undefined : planOf(field.message);
+    const items =
+      nested !== undefined && needsRead(nested) ? json.map((v) => toProtoJson(nested, v, key)) : json;
+    return { [field.name]: items };
+  }
+  if (!isObject(json)) return json;
+  let out = json;
+  const put = (k: string, v: JsonValue | undefined) => {
+    if (out === json) out = { ...json };
+    if (v === undefined) delete out[k];
+    else out[k] = v;
+  };
+  for (const union of plan.unions) {
+    for (const member of union.oneof.fields) {
+      const named = member.name in json ? member.name : member.jsonName in json ? member.jsonName : undefined;
+      if (named !== undefined) throw new ShapeError(`Unknown field "${named}"`);
+    }
+    const name =
+      union.key in json ? union.key : union.oneof.localName in json ? union.oneof.localName : undefined;
+    if (name === undefined) continue;
+    const value = json[name];
+    put(name, undefined);
+    if (value === null || value === undefined) continue;
+    const type = jsonTypeOfValue(value);
+    const member = type === "null" ? undefined : union.members.get(type);
+    if (member === undefined) throw new ShapeError(`Invalid value for field "${union.key}"`);
+    const nested = member.message === undefined ? undefined : planOf(member.message);
+    put(
+      member.name,
+      nested !== undefined && needsRead(nested) ? toProtoJson(nested, value, union.key) : value,
+    );
+  }
+  for (const step of plan.steps) {
+    const nested = step.nested;
+    if (nested === undefined || !needsRead(nested)) continue;
+    const { field } = step;
+    const name = field.name in json ? field.name : field.jsonName in json ? field.jsonName : undefined;
+    const value = name === undefined ? undefined : json[name];
+    if (name === undefined || value === undefined || value === null) continue;
+    if (field.fieldKind === "list" && Array.isArray(value)) {
+      put(
+        name,
+        value.map((item) => toProtoJson(nested, item, field.name)),
+      );
+    } else if (field.fieldKind === "map" && isObject(value)) {
+      const entries: JsonObject = {};
+      for (const [k, item] of Object.entries(value))
+        entries[k] = toProtoJson(nested, item ?? null, field.name);
+      put(name, entries);
+    } else if (field.fieldKind === "message") {
+      put(name, toProtoJson(nested, value, field.name));
+    }
+  }
+  return out;
+}
+
+/** The JSON type of a value; `null` has none a member or list item could take. */
+function jsonTypeOfValue(value: JsonValue): JsonType | "null" {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  switch (typeof value) {
+    case "string":
+      return "string";
+    case "number":
+      return "number";
+    case "boolean":
+      return "boolean";
+    default:
+      return "object";
+  }
+}
+
 /**
  * Writes a message as the REST JSON of SPEC S4: proto (snake_case) field names, every implicit-presence
  * field even when zero or empty (`"index": 0`), unset explicit-presence fields left out, 64-bit integers as
- * JSON numbers when they are safe integers (as strings otherwise), and the field option
- * `apikeyserver.v1.json_presence` applied: NULL_WHEN_UNSET writes `null` for an unset field (or an empty
- * list or map), OMIT_WHEN_EMPTY leaves it out. The per-type work is planned once; only annotated and
- * 64-bit fields are touched per call.
+ * JSON numbers when they are safe integers (as strings otherwise), and the options of json_options.proto
+ * applied: `json_presence` NULL_WHEN_UNSET writes `null` for an unset field (or an empty list or map),
+ * OMIT_WHEN_EMPTY leaves it out; a `json_union` oneof is written under the oneof's name as its member's
+ * value; a `json_list` message is written as its array. The per-type work is planned once; only annotated,
+ * 64-bit and union fields are touched per call.
  */
 export function toRestJson<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): JsonValue {
   const json = toJson(schema, message, { useProtoFieldName: true, alwaysEmitImplicit: true });
@@ -175,15 +405,20 @@ export function toRestJson<Desc extends DescMessage>(schema: Desc, message: Mess
 }
 
 /**
- * Builds a message from REST JSON. Accepts proto and JSON (lowerCamelCase) field names; an unknown field or
- * a value of the wrong type throws AppError `invalid_argument` with a message naming the field (never the
- * value, which may be a secret).
+ * Builds a message from REST JSON (the form toRestJson writes). Accepts proto and JSON (lowerCamelCase)
+ * field names; a `json_union` oneof is read from the oneof's name, the member chosen by the value's JSON
+ * type. An unknown field or a value of the wrong type throws AppError `invalid_argument` with a message
+ * naming the field (never the value, which may be a secret).
  */
 export function fromRestJson<Desc extends DescMessage>(schema: Desc, json: JsonValue): MessageShape<Desc> {
+  // Outside the try: a misused option is the contract's fault, not the caller's.
+  const plan = planOf(schema);
   try {
-    return fromJson(schema, json, { ignoreUnknownFields: false });
+    const protoJson = plan !== undefined && needsRead(plan) ? toProtoJson(plan, json, schema.name) : json;
+    return fromJson(schema, protoJson, { ignoreUnknownFields: false });
   } catch (err) {
-    throw new AppError("invalid_argument", { message: describeJsonError(err), cause: err });
+    const message = err instanceof ShapeError ? err.message : describeJsonError(err);
+    throw new AppError("invalid_argument", { message, cause: err });
   }
 }
 

@@ -87,8 +87,8 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   }
 
   /**
-   * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a
-   * google.protobuf.Value with no kind set; that is the caller's malformed field (400), not our fault.
+   * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a NaN
+   * number inside a google.protobuf.Struct; that is the caller's malformed field (400), not our fault.
    */
   function upstreamBody(request: ChatCompletionRequest): JsonObject {
     try {

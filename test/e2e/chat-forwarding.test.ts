@@ -1,6 +1,6 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import * as http2 from "node:http2";
-import { fromJson, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { ChatCompletionRequestSchema } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -255,7 +255,11 @@ describe("chat forwarding end to end (issue 5)", () => {
             : grpcFrame(
                 toBinary(
                   ChatCompletionRequestSchema,
-                  fromJson(ChatCompletionRequestSchema, { product: "product-dev", ...hello }),
+                  create(ChatCompletionRequestSchema, {
+                    product: "product-dev",
+                    model: hello.model,
+                    messages: [{ role: "user", content: { case: "text", value: "Hello" } }],
+                  }),
                 ),
               );
         const stream = session.request({

@@ -79,7 +79,7 @@ describe("SIGTERM on the server process (SPEC S11)", () => {
     const request = {
       product: "product-dev",
       model: "gpt-4o-mini",
-      messages: [{ role: "user", content: { stringValue: "slow" } }],
+      messages: [{ role: "user", text: "slow" }],
     };
     return new Promise((resolve) => {
       type Unary = (

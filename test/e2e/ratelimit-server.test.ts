@@ -123,7 +123,7 @@ function chatRequest(call: Call): MessageShape<typeof ChatCompletionRequestSchem
   return create(ChatCompletionRequestSchema, {
     product: call.product,
     model: call.model ?? "echo-1",
-    messages: [{ role: "user", content: { kind: { case: "stringValue", value: call.content ?? "Hello" } } }],
+    messages: [{ role: "user", content: { case: "text", value: call.content ?? "Hello" } }],
   });
 }
 

@@ -1,6 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { toSpecEncoding } from "../../src/server/grpc-message.js";
@@ -51,17 +50,18 @@ describe("a @grpc/grpc-js caller reads our error messages exactly", () => {
     expect(err.details).toBe("messages: must contain at least one message");
   });
 
-  it("a message content Value with no kind set (JSON cannot express it) is 400, not 500", async () => {
+  it("a tool's parameters holding a NaN number (JSON cannot express it) is 400, not 500", async () => {
     const err = await call(
       {
         product: "product-dev",
         model: "echo-1",
-        messages: [{ role: "user", content: create(ValueSchema, {}) }],
+        messages: [{ role: "user", content: { case: "text", value: "hi" } }],
+        tools: [{ type: "function", function: { name: "f", parameters: { x: Number.NaN } } }],
       },
       await app.token(),
     );
     expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(err.details).toMatch(/^Invalid request: .*Value must have a value/);
+    expect(err.details).toMatch(/^Invalid request: .*Value cannot be NaN or Infinity/);
   });
 
   it("plain S7 messages are unchanged", async () => {

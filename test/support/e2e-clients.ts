@@ -1,4 +1,4 @@
-import { create, fromBinary, fromJson, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -13,7 +13,7 @@ import {
   ListModelsResponseSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { toRestJson } from "../../src/http/index.js";
+import { fromRestJson, toRestJson } from "../../src/http/index.js";
 
 /** The three ways a caller reaches the chat RPCs. */
 export type Protocol = "rest" | "connect" | "grpc";
@@ -107,8 +107,9 @@ export function createE2eClients(baseUrl: string): E2eClients {
   );
   const grpcClient = new grpc.Client(new URL(baseUrl).host, grpc.credentials.createInsecure());
 
+  /** The request a protobuf client sends for an OpenAI JSON body: read as the REST layer reads it. */
   function requestOf(product: string, body: Record<string, unknown>) {
-    return fromJson(ChatCompletionRequestSchema, { ...body, product });
+    return fromRestJson(ChatCompletionRequestSchema, { ...body, product } as JsonValue);
   }
 
   function headersOf(options: CallOptions, extra: Record<string, string> = {}): Record<string, string> {

@@ -46,7 +46,7 @@ export async function curl(args: readonly string[]): Promise<RunResult & { statu
 /** grpc-js loaded from the .proto files (no codegen), the way an ordinary gRPC client is written. */
 export function loadGrpcPackage(): grpc.GrpcObject {
   const definition = protoLoader.loadSync(["grpc/health/v1/health.proto", "apikeyserver/v1/chat.proto"], {
-    includeDirs: [".proto-vendor", "proto"],
+    includeDirs: ["third_party/proto", "proto"],
     keepCase: true,
     longs: String,
     enums: String,

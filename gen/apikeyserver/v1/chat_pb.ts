@@ -6,7 +6,6 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_apikeyserver_v1_json_options } from "./json_options_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
-import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file apikeyserver/v1/chat.proto.
  */
 export const file_apikeyserver_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChphcGlrZXlzZXJ2ZXIvdjEvY2hhdC5wcm90bxIPYXBpa2V5c2VydmVyLnYxIoMNChVDaGF0Q29tcGxldGlvblJlcXVlc3QSDwoHcHJvZHVjdBgBIAEoCRI0CghtZXNzYWdlcxgCIAMoCzIcLmFwaWtleXNlcnZlci52MS5DaGF0TWVzc2FnZUIEkIIZAhINCgVtb2RlbBgDIAEoCRImCgVhdWRpbxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHgoRZnJlcXVlbmN5X3BlbmFsdHkYBSABKAFIAIgBARItCg1mdW5jdGlvbl9jYWxsGAYgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjAKCWZ1bmN0aW9ucxgHIAMoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBJCCGQISTwoKbG9naXRfYmlhcxgIIAMoCzI1LmFwaWtleXNlcnZlci52MS5DaGF0Q29tcGxldGlvblJlcXVlc3QuTG9naXRCaWFzRW50cnlCBJCCGQISFQoIbG9ncHJvYnMYCSABKAhIAYgBARIiChVtYXhfY29tcGxldGlvbl90b2tlbnMYCiABKAVIAogBARIXCgptYXhfdG9rZW5zGAsgASgFSAOIAQESTAoIbWV0YWRhdGEYDCADKAsyNC5hcGlrZXlzZXJ2ZXIudjEuQ2hhdENvbXBsZXRpb25SZXF1ZXN0Lk1ldGFkYXRhRW50cnlCBJCCGQISGAoKbW9kYWxpdGllcxgNIAMoCUIEkIIZAhIOCgFuGA4gASgFSASIAQESIAoTcGFyYWxsZWxfdG9vbF9jYWxscxgPIAEoCEgFiAEBEisKCnByZWRpY3Rpb24YECABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eh0KEHByZXNlbmNlX3BlbmFsdHkYESABKAFIBogBARIdChBwcm9tcHRfY2FjaGVfa2V5GBIgASgJSAeIAQESHQoQcmVhc29uaW5nX2VmZm9ydBgTIAEoCUgIiAEBEjgKD3Jlc3BvbnNlX2Zvcm1hdBgUIAEoCzIfLmFwaWtleXNlcnZlci52MS5SZXNwb25zZUZvcm1hdBIeChFzYWZldHlfaWRlbnRpZmllchgVIAEoCUgJiAEBEhEKBHNlZWQYFiABKANICogBARIZCgxzZXJ2aWNlX3RpZXIYFyABKAlIC4gBARIkCgRzdG9wGBggASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKBXN0b3JlGBkgASgISAyIAQESEwoGc3RyZWFtGBogASgISA2IAQESNgoOc3RyZWFtX29wdGlvbnMYGyABKAsyHi5hcGlrZXlzZXJ2ZXIudjEuU3RyZWFtT3B0aW9ucxIYCgt0ZW1wZXJhdHVyZRgcIAEoAUgOiAEBEisKC3Rvb2xfY2hvaWNlGB0gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEioKBXRvb2xzGB4gAygLMhUuYXBpa2V5c2VydmVyLnYxLlRvb2xCBJCCGQISGQoMdG9wX2xvZ3Byb2JzGB8gASgFSA+IAQESEgoFdG9wX3AYICABKAFIEIgBARIRCgR1c2VyGCEgASgJSBGIAQESFgoJdmVyYm9zaXR5GCIgASgJSBKIAQESMwoSd2ViX3NlYXJjaF9vcHRpb25zGCMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBowCg5Mb2dpdEJpYXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIUChJfZnJlcXVlbmN5X3BlbmFsdHlCCwoJX2xvZ3Byb2JzQhgKFl9tYXhfY29tcGxldGlvbl90b2tlbnNCDQoLX21heF90b2tlbnNCBAoCX25CFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHNCEwoRX3ByZXNlbmNlX3BlbmFsdHlCEwoRX3Byb21wdF9jYWNoZV9rZXlCEwoRX3JlYXNvbmluZ19lZmZvcnRCFAoSX3NhZmV0eV9pZGVudGlmaWVyQgcKBV9zZWVkQg8KDV9zZXJ2aWNlX3RpZXJCCAoGX3N0b3JlQgkKB19zdHJlYW1CDgoMX3RlbXBlcmF0dXJlQg8KDV90b3BfbG9ncHJvYnNCCAoGX3RvcF9wQgcKBV91c2VyQgwKCl92ZXJib3NpdHkiwQIKC0NoYXRNZXNzYWdlEgwKBHJvbGUYASABKAkSJwoHY29udGVudBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRuYW1lGAMgASgJSACIAQESMwoKdG9vbF9jYWxscxgEIAMoCzIZLmFwaWtleXNlcnZlci52MS5Ub29sQ2FsbEIEkIIZAhIZCgx0b29sX2NhbGxfaWQYBSABKAlIAYgBARIUCgdyZWZ1c2FsGAYgASgJSAKIAQESJgoFYXVkaW8YByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjQKDWZ1bmN0aW9uX2NhbGwYCCABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuRnVuY3Rpb25DYWxsQgcKBV9uYW1lQg8KDV90b29sX2NhbGxfaWRCCgoIX3JlZnVzYWwihgEKCFRvb2xDYWxsEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLwoIZnVuY3Rpb24YAyABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuRnVuY3Rpb25DYWxsEi8KBmN1c3RvbRgEIAEoCzIfLmFwaWtleXNlcnZlci52MS5DdXN0b21Ub29sQ2FsbCIvCgxGdW5jdGlvbkNhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkiLQoOQ3VzdG9tVG9vbENhbGwSDAoEbmFtZRgBIAEoCRINCgVpbnB1dBgCIAEoCSJ0CgRUb29sEgwKBHR5cGUYASABKAkSNQoIZnVuY3Rpb24YAiABKAsyIy5hcGlrZXlzZXJ2ZXIudjEuRnVuY3Rpb25EZWZpbml0aW9uEicKBmN1c3RvbRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QimQEKEkZ1bmN0aW9uRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEhgKC2Rlc2NyaXB0aW9uGAIgASgJSACIAQESKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoGc3RyaWN0GAQgASgISAGIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zdHJpY3QiVgoOUmVzcG9uc2VGb3JtYXQSDAoEdHlwZRgBIAEoCRI2Cgtqc29uX3NjaGVtYRgCIAEoCzIhLmFwaWtleXNlcnZlci52MS5Kc29uU2NoZW1hRm9ybWF0IpMBChBKc29uU2NoZW1hRm9ybWF0EgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARInCgZzY2hlbWEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBnN0cmljdBgEIAEoCEgBiAEBQg4KDF9kZXNjcmlwdGlvbkIJCgdfc3RyaWN0IncKDVN0cmVhbU9wdGlvbnMSGgoNaW5jbHVkZV91c2FnZRgBIAEoCEgAiAEBEiAKE2luY2x1ZGVfb2JmdXNjYXRpb24YAiABKAhIAYgBAUIQCg5faW5jbHVkZV91c2FnZUIWChRfaW5jbHVkZV9vYmZ1c2NhdGlvbiKHAgoOQ2hhdENvbXBsZXRpb24SCgoCaWQYASABKAkSDgoGb2JqZWN0GAIgASgJEg8KB2NyZWF0ZWQYAyABKAMSDQoFbW9kZWwYBCABKAkSKAoHY2hvaWNlcxgFIAMoCzIXLmFwaWtleXNlcnZlci52MS5DaG9pY2USJQoFdXNhZ2UYBiABKAsyFi5hcGlrZXlzZXJ2ZXIudjEuVXNhZ2USJQoSc3lzdGVtX2ZpbmdlcnByaW50GAcgASgJQgSQghkBSACIAQESGQoMc2VydmljZV90aWVyGAggASgJSAGIAQFCFQoTX3N5c3RlbV9maW5nZXJwcmludEIPCg1fc2VydmljZV90aWVyIpsBCgZDaG9pY2USDQoFaW5kZXgYASABKAUSMgoHbWVzc2FnZRgCIAEoCzIhLmFwaWtleXNlcnZlci52MS5Bc3Npc3RhbnRNZXNzYWdlEjcKCGxvZ3Byb2JzGAMgASgLMh8uYXBpa2V5c2VydmVyLnYxLkNob2ljZUxvZ3Byb2JzQgSQghkBEhUKDWZpbmlzaF9yZWFzb24YBCABKAkitQIKEEFzc2lzdGFudE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIaCgdjb250ZW50GAIgASgJQgSQghkBSACIAQESGgoHcmVmdXNhbBgDIAEoCUIEkIIZAUgBiAEBEjMKCnRvb2xfY2FsbHMYBCADKAsyGS5hcGlrZXlzZXJ2ZXIudjEuVG9vbENhbGxCBJCCGQISMAoLYW5ub3RhdGlvbnMYBSADKAsyGy5hcGlrZXlzZXJ2ZXIudjEuQW5ub3RhdGlvbhImCgVhdWRpbxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNAoNZnVuY3Rpb25fY2FsbBgHIAEoCzIdLmFwaWtleXNlcnZlci52MS5GdW5jdGlvbkNhbGxCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWwiTgoKQW5ub3RhdGlvbhIMCgR0eXBlGAEgASgJEjIKDHVybF9jaXRhdGlvbhgCIAEoCzIcLmFwaWtleXNlcnZlci52MS5VcmxDaXRhdGlvbiJRCgtVcmxDaXRhdGlvbhITCgtzdGFydF9pbmRleBgBIAEoBRIRCgllbmRfaW5kZXgYAiABKAUSCwoDdXJsGAMgASgJEg0KBXRpdGxlGAQgASgJInwKDkNob2ljZUxvZ3Byb2JzEjQKB2NvbnRlbnQYASADKAsyHS5hcGlrZXlzZXJ2ZXIudjEuVG9rZW5Mb2dwcm9iQgSQghkBEjQKB3JlZnVzYWwYAiADKAsyHS5hcGlrZXlzZXJ2ZXIudjEuVG9rZW5Mb2dwcm9iQgSQghkBInYKDFRva2VuTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIPCgdsb2dwcm9iGAIgASgBEhMKBWJ5dGVzGAMgAygFQgSQghkBEjEKDHRvcF9sb2dwcm9icxgEIAMoCzIbLmFwaWtleXNlcnZlci52MS5Ub3BMb2dwcm9iIkEKClRvcExvZ3Byb2ISDQoFdG9rZW4YASABKAkSDwoHbG9ncHJvYhgCIAEoARITCgVieXRlcxgDIAMoBUIEkIIZASLhAQoFVXNhZ2USFQoNcHJvbXB0X3Rva2VucxgBIAEoBRIZChFjb21wbGV0aW9uX3Rva2VucxgCIAEoBRIUCgx0b3RhbF90b2tlbnMYAyABKAUSQwoVcHJvbXB0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiQuYXBpa2V5c2VydmVyLnYxLlByb21wdFRva2Vuc0RldGFpbHMSSwoZY29tcGxldGlvbl90b2tlbnNfZGV0YWlscxgFIAEoCzIoLmFwaWtleXNlcnZlci52MS5Db21wbGV0aW9uVG9rZW5zRGV0YWlscyJvChNQcm9tcHRUb2tlbnNEZXRhaWxzEhoKDWNhY2hlZF90b2tlbnMYASABKAVIAIgBARIZCgxhdWRpb190b2tlbnMYAiABKAVIAYgBAUIQCg5fY2FjaGVkX3Rva2Vuc0IPCg1fYXVkaW9fdG9rZW5zIokCChdDb21wbGV0aW9uVG9rZW5zRGV0YWlscxIdChByZWFzb25pbmdfdG9rZW5zGAEgASgFSACIAQESGQoMYXVkaW9fdG9rZW5zGAIgASgFSAGIAQESJwoaYWNjZXB0ZWRfcHJlZGljdGlvbl90b2tlbnMYAyABKAVIAogBARInChpyZWplY3RlZF9wcmVkaWN0aW9uX3Rva2VucxgEIAEoBUgDiAEBQhMKEV9yZWFzb25pbmdfdG9rZW5zQg8KDV9hdWRpb190b2tlbnNCHQobX2FjY2VwdGVkX3ByZWRpY3Rpb25fdG9rZW5zQh0KG19yZWplY3RlZF9wcmVkaWN0aW9uX3Rva2VucyKRAgoTQ2hhdENvbXBsZXRpb25DaHVuaxIKCgJpZBgBIAEoCRIOCgZvYmplY3QYAiABKAkSDwoHY3JlYXRlZBgDIAEoAxINCgVtb2RlbBgEIAEoCRItCgdjaG9pY2VzGAUgAygLMhwuYXBpa2V5c2VydmVyLnYxLkNodW5rQ2hvaWNlEiUKBXVzYWdlGAYgASgLMhYuYXBpa2V5c2VydmVyLnYxLlVzYWdlEiUKEnN5c3RlbV9maW5nZXJwcmludBgHIAEoCUIEkIIZAUgAiAEBEhkKDHNlcnZpY2VfdGllchgIIAEoCUgBiAEBQhUKE19zeXN0ZW1fZmluZ2VycHJpbnRCDwoNX3NlcnZpY2VfdGllciK1AQoLQ2h1bmtDaG9pY2USDQoFaW5kZXgYASABKAUSKgoFZGVsdGEYAiABKAsyGy5hcGlrZXlzZXJ2ZXIudjEuQ2h1bmtEZWx0YRI3Cghsb2dwcm9icxgDIAEoCzIfLmFwaWtleXNlcnZlci52MS5DaG9pY2VMb2dwcm9ic0IEkIIZARIgCg1maW5pc2hfcmVhc29uGAQgASgJQgSQghkBSACIAQFCEAoOX2ZpbmlzaF9yZWFzb24i3AEKCkNodW5rRGVsdGESEQoEcm9sZRgBIAEoCUgAiAEBEhQKB2NvbnRlbnQYAiABKAlIAYgBARIUCgdyZWZ1c2FsGAMgASgJSAKIAQESOAoKdG9vbF9jYWxscxgEIAMoCzIeLmFwaWtleXNlcnZlci52MS5DaHVua1Rvb2xDYWxsQgSQghkCEjQKDWZ1bmN0aW9uX2NhbGwYBSABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuRnVuY3Rpb25DYWxsQgcKBV9yb2xlQgoKCF9jb250ZW50QgoKCF9yZWZ1c2FsIoQBCg1DaHVua1Rvb2xDYWxsEg0KBWluZGV4GAEgASgFEg8KAmlkGAIgASgJSACIAQESEQoEdHlwZRgDIAEoCUgBiAEBEjAKCGZ1bmN0aW9uGAQgASgLMh4uYXBpa2V5c2VydmVyLnYxLkNodW5rRnVuY3Rpb25CBQoDX2lkQgcKBV90eXBlIlEKDUNodW5rRnVuY3Rpb24SEQoEbmFtZRgBIAEoCUgAiAEBEhYKCWFyZ3VtZW50cxgCIAEoCUgBiAEBQgcKBV9uYW1lQgwKCl9hcmd1bWVudHMiJAoRTGlzdE1vZGVsc1JlcXVlc3QSDwoHcHJvZHVjdBgBIAEoCSJKChJMaXN0TW9kZWxzUmVzcG9uc2USDgoGb2JqZWN0GAEgASgJEiQKBGRhdGEYAiADKAsyFi5hcGlrZXlzZXJ2ZXIudjEuTW9kZWwiRgoFTW9kZWwSCgoCaWQYASABKAkSDgoGb2JqZWN0GAIgASgJEg8KB2NyZWF0ZWQYAyABKAMSEAoIb3duZWRfYnkYBCABKAkylgMKC0NoYXRTZXJ2aWNlEn4KFENyZWF0ZUNoYXRDb21wbGV0aW9uEiYuYXBpa2V5c2VydmVyLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBofLmFwaWtleXNlcnZlci52MS5DaGF0Q29tcGxldGlvbiIdgtPkkwIXOgEqIhIvdjEvY2hhdC97cHJvZHVjdH0SjAEKFFN0cmVhbUNoYXRDb21wbGV0aW9uEiYuYXBpa2V5c2VydmVyLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdBokLmFwaWtleXNlcnZlci52MS5DaGF0Q29tcGxldGlvbkNodW5rIiSC0+STAh46ASoiGS92MS9jaGF0L3twcm9kdWN0fTpzdHJlYW0wARJ4CgpMaXN0TW9kZWxzEiIuYXBpa2V5c2VydmVyLnYxLkxpc3RNb2RlbHNSZXF1ZXN0GiMuYXBpa2V5c2VydmVyLnYxLkxpc3RNb2RlbHNSZXNwb25zZSIhgtPkkwIbEhkvdjEvY2hhdC97cHJvZHVjdH0vbW9kZWxzYgZwcm90bzM", [file_apikeyserver_v1_json_options, file_google_api_annotations, file_google_protobuf_struct]);
+  fileDesc("ChphcGlrZXlzZXJ2ZXIvdjEvY2hhdC5wcm90bxIPYXBpa2V5c2VydmVyLnYxIssOChVDaGF0Q29tcGxldGlvblJlcXVlc3QSDwoHcHJvZHVjdBgBIAEoCRI0CghtZXNzYWdlcxgCIAMoCzIcLmFwaWtleXNlcnZlci52MS5DaGF0TWVzc2FnZUIEkIIZAhINCgVtb2RlbBgDIAEoCRImCgVhdWRpbxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHgoRZnJlcXVlbmN5X3BlbmFsdHkYBSABKAFIA4gBARIcChJmdW5jdGlvbl9jYWxsX21vZGUYJCABKAlIABI3Cg5uYW1lZF9mdW5jdGlvbhglIAEoCzIdLmFwaWtleXNlcnZlci52MS5GdW5jdGlvbk5hbWVIABIwCglmdW5jdGlvbnMYByADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgSQghkCEk8KCmxvZ2l0X2JpYXMYCCADKAsyNS5hcGlrZXlzZXJ2ZXIudjEuQ2hhdENvbXBsZXRpb25SZXF1ZXN0LkxvZ2l0Qmlhc0VudHJ5QgSQghkCEhUKCGxvZ3Byb2JzGAkgASgISASIAQESIgoVbWF4X2NvbXBsZXRpb25fdG9rZW5zGAogASgFSAWIAQESFwoKbWF4X3Rva2VucxgLIAEoBUgGiAEBEkwKCG1ldGFkYXRhGAwgAygLMjQuYXBpa2V5c2VydmVyLnYxLkNoYXRDb21wbGV0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5QgSQghkCEhgKCm1vZGFsaXRpZXMYDSADKAlCBJCCGQISDgoBbhgOIAEoBUgHiAEBEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYDyABKAhICIgBARIrCgpwcmVkaWN0aW9uGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIdChBwcmVzZW5jZV9wZW5hbHR5GBEgASgBSAmIAQESHQoQcHJvbXB0X2NhY2hlX2tleRgSIAEoCUgKiAEBEh0KEHJlYXNvbmluZ19lZmZvcnQYEyABKAlIC4gBARI4Cg9yZXNwb25zZV9mb3JtYXQYFCABKAsyHy5hcGlrZXlzZXJ2ZXIudjEuUmVzcG9uc2VGb3JtYXQSHgoRc2FmZXR5X2lkZW50aWZpZXIYFSABKAlIDIgBARIRCgRzZWVkGBYgASgDSA2IAQESGQoMc2VydmljZV90aWVyGBcgASgJSA6IAQESFwoNc3RvcF9zZXF1ZW5jZRgmIAEoCUgBEjgKDnN0b3Bfc2VxdWVuY2VzGCcgASgLMh4uYXBpa2V5c2VydmVyLnYxLlN0b3BTZXF1ZW5jZXNIARISCgVzdG9yZRgZIAEoCEgPiAEBEhMKBnN0cmVhbRgaIAEoCEgQiAEBEjYKDnN0cmVhbV9vcHRpb25zGBsgASgLMh4uYXBpa2V5c2VydmVyLnYxLlN0cmVhbU9wdGlvbnMSGAoLdGVtcGVyYXR1cmUYHCABKAFIEYgBARIaChB0b29sX2Nob2ljZV9tb2RlGCggASgJSAISNgoKbmFtZWRfdG9vbBgpIAEoCzIgLmFwaWtleXNlcnZlci52MS5OYW1lZFRvb2xDaG9pY2VIAhIqCgV0b29scxgeIAMoCzIVLmFwaWtleXNlcnZlci52MS5Ub29sQgSQghkCEhkKDHRvcF9sb2dwcm9icxgfIAEoBUgSiAEBEhIKBXRvcF9wGCAgASgBSBOIAQESEQoEdXNlchghIAEoCUgUiAEBEhYKCXZlcmJvc2l0eRgiIAEoCUgViAEBEjMKEndlYl9zZWFyY2hfb3B0aW9ucxgjIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QaMAoOTG9naXRCaWFzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCFQoNZnVuY3Rpb25fY2FsbBIEmoIZAEIMCgRzdG9wEgSaghkAQhMKC3Rvb2xfY2hvaWNlEgSaghkAQhQKEl9mcmVxdWVuY3lfcGVuYWx0eUILCglfbG9ncHJvYnNCGAoWX21heF9jb21wbGV0aW9uX3Rva2Vuc0INCgtfbWF4X3Rva2Vuc0IECgJfbkIWChRfcGFyYWxsZWxfdG9vbF9jYWxsc0ITChFfcHJlc2VuY2VfcGVuYWx0eUITChFfcHJvbXB0X2NhY2hlX2tleUITChFfcmVhc29uaW5nX2VmZm9ydEIUChJfc2FmZXR5X2lkZW50aWZpZXJCBwoFX3NlZWRCDwoNX3NlcnZpY2VfdGllckIICgZfc3RvcmVCCQoHX3N0cmVhbUIOCgxfdGVtcGVyYXR1cmVCDwoNX3RvcF9sb2dwcm9ic0IICgZfdG9wX3BCBwoFX3VzZXJCDAoKX3ZlcmJvc2l0eUoECAYQB0oECBgQGUoECB0QHiLxAgoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIOCgR0ZXh0GAkgASgJSAASLgoFcGFydHMYCiABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuQ29udGVudFBhcnRzSAASEQoEbmFtZRgDIAEoCUgBiAEBEjMKCnRvb2xfY2FsbHMYBCADKAsyGS5hcGlrZXlzZXJ2ZXIudjEuVG9vbENhbGxCBJCCGQISGQoMdG9vbF9jYWxsX2lkGAUgASgJSAKIAQESFAoHcmVmdXNhbBgGIAEoCUgDiAEBEiYKBWF1ZGlvGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI0Cg1mdW5jdGlvbl9jYWxsGAggASgLMh0uYXBpa2V5c2VydmVyLnYxLkZ1bmN0aW9uQ2FsbEIRCgdjb250ZW50EgaaghkCCAFCBwoFX25hbWVCDwoNX3Rvb2xfY2FsbF9pZEIKCghfcmVmdXNhbEoECAIQAyJBCgxDb250ZW50UGFydHMSKwoFcGFydHMYASADKAsyHC5hcGlrZXlzZXJ2ZXIudjEuQ29udGVudFBhcnQ6BKCCGQEi5QEKC0NvbnRlbnRQYXJ0EgwKBHR5cGUYASABKAkSEQoEdGV4dBgCIAEoCUgAiAEBEiwKCWltYWdlX3VybBgDIAEoCzIZLmFwaWtleXNlcnZlci52MS5JbWFnZVVybBIwCgtpbnB1dF9hdWRpbxgEIAEoCzIbLmFwaWtleXNlcnZlci52MS5JbnB1dEF1ZGlvEioKBGZpbGUYBSABKAsyHC5hcGlrZXlzZXJ2ZXIudjEuRmlsZUNvbnRlbnQSFAoHcmVmdXNhbBgGIAEoCUgBiAEBQgcKBV90ZXh0QgoKCF9yZWZ1c2FsIjcKCEltYWdlVXJsEgsKA3VybBgBIAEoCRITCgZkZXRhaWwYAiABKAlIAIgBAUIJCgdfZGV0YWlsIioKCklucHV0QXVkaW8SDAoEZGF0YRgBIAEoCRIOCgZmb3JtYXQYAiABKAkieQoLRmlsZUNvbnRlbnQSFgoJZmlsZV9kYXRhGAEgASgJSACIAQESFAoHZmlsZV9pZBgCIAEoCUgBiAEBEhUKCGZpbGVuYW1lGAMgASgJSAKIAQFCDAoKX2ZpbGVfZGF0YUIKCghfZmlsZV9pZEILCglfZmlsZW5hbWUiKAoNU3RvcFNlcXVlbmNlcxIRCglzZXF1ZW5jZXMYASADKAk6BKCCGQEitQEKD05hbWVkVG9vbENob2ljZRIMCgR0eXBlGAEgASgJEi8KCGZ1bmN0aW9uGAIgASgLMh0uYXBpa2V5c2VydmVyLnYxLkZ1bmN0aW9uTmFtZRItCgZjdXN0b20YAyABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuRnVuY3Rpb25OYW1lEjQKDWFsbG93ZWRfdG9vbHMYBCABKAsyHS5hcGlrZXlzZXJ2ZXIudjEuQWxsb3dlZFRvb2xzIhwKDEZ1bmN0aW9uTmFtZRIMCgRuYW1lGAEgASgJIkQKDEFsbG93ZWRUb29scxIMCgRtb2RlGAEgASgJEiYKBXRvb2xzGAIgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKGAQoIVG9vbENhbGwSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIvCghmdW5jdGlvbhgDIAEoCzIdLmFwaWtleXNlcnZlci52MS5GdW5jdGlvbkNhbGwSLwoGY3VzdG9tGAQgASgLMh8uYXBpa2V5c2VydmVyLnYxLkN1c3RvbVRvb2xDYWxsIi8KDEZ1bmN0aW9uQ2FsbBIMCgRuYW1lGAEgASgJEhEKCWFyZ3VtZW50cxgCIAEoCSItCg5DdXN0b21Ub29sQ2FsbBIMCgRuYW1lGAEgASgJEg0KBWlucHV0GAIgASgJInQKBFRvb2wSDAoEdHlwZRgBIAEoCRI1CghmdW5jdGlvbhgCIAEoCzIjLmFwaWtleXNlcnZlci52MS5GdW5jdGlvbkRlZmluaXRpb24SJwoGY3VzdG9tGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKZAQoSRnVuY3Rpb25EZWZpbml0aW9uEgwKBG5hbWUYASABKAkSGAoLZGVzY3JpcHRpb24YAiABKAlIAIgBARIrCgpwYXJhbWV0ZXJzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgZzdHJpY3QYBCABKAhIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCJWCg5SZXNwb25zZUZvcm1hdBIMCgR0eXBlGAEgASgJEjYKC2pzb25fc2NoZW1hGAIgASgLMiEuYXBpa2V5c2VydmVyLnYxLkpzb25TY2hlbWFGb3JtYXQikwEKEEpzb25TY2hlbWFGb3JtYXQSDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEicKBnNjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoGc3RyaWN0GAQgASgISAGIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zdHJpY3QidwoNU3RyZWFtT3B0aW9ucxIaCg1pbmNsdWRlX3VzYWdlGAEgASgISACIAQESIAoTaW5jbHVkZV9vYmZ1c2NhdGlvbhgCIAEoCEgBiAEBQhAKDl9pbmNsdWRlX3VzYWdlQhYKFF9pbmNsdWRlX29iZnVzY2F0aW9uIocCCg5DaGF0Q29tcGxldGlvbhIKCgJpZBgBIAEoCRIOCgZvYmplY3QYAiABKAkSDwoHY3JlYXRlZBgDIAEoAxINCgVtb2RlbBgEIAEoCRIoCgdjaG9pY2VzGAUgAygLMhcuYXBpa2V5c2VydmVyLnYxLkNob2ljZRIlCgV1c2FnZRgGIAEoCzIWLmFwaWtleXNlcnZlci52MS5Vc2FnZRIlChJzeXN0ZW1fZmluZ2VycHJpbnQYByABKAlCBJCCGQFIAIgBARIZCgxzZXJ2aWNlX3RpZXIYCCABKAlIAYgBAUIVChNfc3lzdGVtX2ZpbmdlcnByaW50Qg8KDV9zZXJ2aWNlX3RpZXIimwEKBkNob2ljZRINCgVpbmRleBgBIAEoBRIyCgdtZXNzYWdlGAIgASgLMiEuYXBpa2V5c2VydmVyLnYxLkFzc2lzdGFudE1lc3NhZ2USNwoIbG9ncHJvYnMYAyABKAsyHy5hcGlrZXlzZXJ2ZXIudjEuQ2hvaWNlTG9ncHJvYnNCBJCCGQESFQoNZmluaXNoX3JlYXNvbhgEIAEoCSK1AgoQQXNzaXN0YW50TWVzc2FnZRIMCgRyb2xlGAEgASgJEhoKB2NvbnRlbnQYAiABKAlCBJCCGQFIAIgBARIaCgdyZWZ1c2FsGAMgASgJQgSQghkBSAGIAQESMwoKdG9vbF9jYWxscxgEIAMoCzIZLmFwaWtleXNlcnZlci52MS5Ub29sQ2FsbEIEkIIZAhIwCgthbm5vdGF0aW9ucxgFIAMoCzIbLmFwaWtleXNlcnZlci52MS5Bbm5vdGF0aW9uEiYKBWF1ZGlvGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI0Cg1mdW5jdGlvbl9jYWxsGAcgASgLMh0uYXBpa2V5c2VydmVyLnYxLkZ1bmN0aW9uQ2FsbEIKCghfY29udGVudEIKCghfcmVmdXNhbCJOCgpBbm5vdGF0aW9uEgwKBHR5cGUYASABKAkSMgoMdXJsX2NpdGF0aW9uGAIgASgLMhwuYXBpa2V5c2VydmVyLnYxLlVybENpdGF0aW9uIlEKC1VybENpdGF0aW9uEhMKC3N0YXJ0X2luZGV4GAEgASgFEhEKCWVuZF9pbmRleBgCIAEoBRILCgN1cmwYAyABKAkSDQoFdGl0bGUYBCABKAkifAoOQ2hvaWNlTG9ncHJvYnMSNAoHY29udGVudBgBIAMoCzIdLmFwaWtleXNlcnZlci52MS5Ub2tlbkxvZ3Byb2JCBJCCGQESNAoHcmVmdXNhbBgCIAMoCzIdLmFwaWtleXNlcnZlci52MS5Ub2tlbkxvZ3Byb2JCBJCCGQEidgoMVG9rZW5Mb2dwcm9iEg0KBXRva2VuGAEgASgJEg8KB2xvZ3Byb2IYAiABKAESEwoFYnl0ZXMYAyADKAVCBJCCGQESMQoMdG9wX2xvZ3Byb2JzGAQgAygLMhsuYXBpa2V5c2VydmVyLnYxLlRvcExvZ3Byb2IiQQoKVG9wTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIPCgdsb2dwcm9iGAIgASgBEhMKBWJ5dGVzGAMgAygFQgSQghkBIuEBCgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgFEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgFEhQKDHRvdGFsX3Rva2VucxgDIAEoBRJDChVwcm9tcHRfdG9rZW5zX2RldGFpbHMYBCABKAsyJC5hcGlrZXlzZXJ2ZXIudjEuUHJvbXB0VG9rZW5zRGV0YWlscxJLChljb21wbGV0aW9uX3Rva2Vuc19kZXRhaWxzGAUgASgLMiguYXBpa2V5c2VydmVyLnYxLkNvbXBsZXRpb25Ub2tlbnNEZXRhaWxzIm8KE1Byb21wdFRva2Vuc0RldGFpbHMSGgoNY2FjaGVkX3Rva2VucxgBIAEoBUgAiAEBEhkKDGF1ZGlvX3Rva2VucxgCIAEoBUgBiAEBQhAKDl9jYWNoZWRfdG9rZW5zQg8KDV9hdWRpb190b2tlbnMiiQIKF0NvbXBsZXRpb25Ub2tlbnNEZXRhaWxzEh0KEHJlYXNvbmluZ190b2tlbnMYASABKAVIAIgBARIZCgxhdWRpb190b2tlbnMYAiABKAVIAYgBARInChphY2NlcHRlZF9wcmVkaWN0aW9uX3Rva2VucxgDIAEoBUgCiAEBEicKGnJlamVjdGVkX3ByZWRpY3Rpb25fdG9rZW5zGAQgASgFSAOIAQFCEwoRX3JlYXNvbmluZ190b2tlbnNCDwoNX2F1ZGlvX3Rva2Vuc0IdChtfYWNjZXB0ZWRfcHJlZGljdGlvbl90b2tlbnNCHQobX3JlamVjdGVkX3ByZWRpY3Rpb25fdG9rZW5zIpECChNDaGF0Q29tcGxldGlvbkNodW5rEgoKAmlkGAEgASgJEg4KBm9iamVjdBgCIAEoCRIPCgdjcmVhdGVkGAMgASgDEg0KBW1vZGVsGAQgASgJEi0KB2Nob2ljZXMYBSADKAsyHC5hcGlrZXlzZXJ2ZXIudjEuQ2h1bmtDaG9pY2USJQoFdXNhZ2UYBiABKAsyFi5hcGlrZXlzZXJ2ZXIudjEuVXNhZ2USJQoSc3lzdGVtX2ZpbmdlcnByaW50GAcgASgJQgSQghkBSACIAQESGQoMc2VydmljZV90aWVyGAggASgJSAGIAQFCFQoTX3N5c3RlbV9maW5nZXJwcmludEIPCg1fc2VydmljZV90aWVyIrUBCgtDaHVua0Nob2ljZRINCgVpbmRleBgBIAEoBRIqCgVkZWx0YRgCIAEoCzIbLmFwaWtleXNlcnZlci52MS5DaHVua0RlbHRhEjcKCGxvZ3Byb2JzGAMgASgLMh8uYXBpa2V5c2VydmVyLnYxLkNob2ljZUxvZ3Byb2JzQgSQghkBEiAKDWZpbmlzaF9yZWFzb24YBCABKAlCBJCCGQFIAIgBAUIQCg5fZmluaXNoX3JlYXNvbiLcAQoKQ2h1bmtEZWx0YRIRCgRyb2xlGAEgASgJSACIAQESFAoHY29udGVudBgCIAEoCUgBiAEBEhQKB3JlZnVzYWwYAyABKAlIAogBARI4Cgp0b29sX2NhbGxzGAQgAygLMh4uYXBpa2V5c2VydmVyLnYxLkNodW5rVG9vbENhbGxCBJCCGQISNAoNZnVuY3Rpb25fY2FsbBgFIAEoCzIdLmFwaWtleXNlcnZlci52MS5GdW5jdGlvbkNhbGxCBwoFX3JvbGVCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWwihAEKDUNodW5rVG9vbENhbGwSDQoFaW5kZXgYASABKAUSDwoCaWQYAiABKAlIAIgBARIRCgR0eXBlGAMgASgJSAGIAQESMAoIZnVuY3Rpb24YBCABKAsyHi5hcGlrZXlzZXJ2ZXIudjEuQ2h1bmtGdW5jdGlvbkIFCgNfaWRCBwoFX3R5cGUiUQoNQ2h1bmtGdW5jdGlvbhIRCgRuYW1lGAEgASgJSACIAQESFgoJYXJndW1lbnRzGAIgASgJSAGIAQFCBwoFX25hbWVCDAoKX2FyZ3VtZW50cyIkChFMaXN0TW9kZWxzUmVxdWVzdBIPCgdwcm9kdWN0GAEgASgJIkoKEkxpc3RNb2RlbHNSZXNwb25zZRIOCgZvYmplY3QYASABKAkSJAoEZGF0YRgCIAMoCzIWLmFwaWtleXNlcnZlci52MS5Nb2RlbCJGCgVNb2RlbBIKCgJpZBgBIAEoCRIOCgZvYmplY3QYAiABKAkSDwoHY3JlYXRlZBgDIAEoAxIQCghvd25lZF9ieRgEIAEoCTKWAwoLQ2hhdFNlcnZpY2USfgoUQ3JlYXRlQ2hhdENvbXBsZXRpb24SJi5hcGlrZXlzZXJ2ZXIudjEuQ2hhdENvbXBsZXRpb25SZXF1ZXN0Gh8uYXBpa2V5c2VydmVyLnYxLkNoYXRDb21wbGV0aW9uIh2C0+STAhc6ASoiEi92MS9jaGF0L3twcm9kdWN0fRKMAQoUU3RyZWFtQ2hhdENvbXBsZXRpb24SJi5hcGlrZXlzZXJ2ZXIudjEuQ2hhdENvbXBsZXRpb25SZXF1ZXN0GiQuYXBpa2V5c2VydmVyLnYxLkNoYXRDb21wbGV0aW9uQ2h1bmsiJILT5JMCHjoBKiIZL3YxL2NoYXQve3Byb2R1Y3R9OnN0cmVhbTABEngKCkxpc3RNb2RlbHMSIi5hcGlrZXlzZXJ2ZXIudjEuTGlzdE1vZGVsc1JlcXVlc3QaIy5hcGlrZXlzZXJ2ZXIudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIiGC0+STAhsSGS92MS9jaGF0L3twcm9kdWN0fS9tb2RlbHNiBnByb3RvMw", [file_apikeyserver_v1_json_options, file_google_api_annotations, file_google_protobuf_struct]);
 
 /**
  * A chat completion request: the product (from the path in REST) plus the OpenAI request body.
@@ -58,9 +57,25 @@ export type ChatCompletionRequest = Message<"apikeyserver.v1.ChatCompletionReque
   /**
    * Deprecated by OpenAI in favour of tool_choice: "none", "auto" or {"name": ...}.
    *
-   * @generated from field: google.protobuf.Value function_call = 6;
+   * @generated from oneof apikeyserver.v1.ChatCompletionRequest.function_call
    */
-  functionCall?: Value | undefined;
+  functionCall: {
+    /**
+     * "none" or "auto".
+     *
+     * @generated from field: string function_call_mode = 36;
+     */
+    value: string;
+    case: "functionCallMode";
+  } | {
+    /**
+     * The function the model must call.
+     *
+     * @generated from field: apikeyserver.v1.FunctionName named_function = 37;
+     */
+    value: FunctionName;
+    case: "namedFunction";
+  } | { case: undefined; value?: undefined };
 
   /**
    * Deprecated by OpenAI in favour of tools.
@@ -154,11 +169,27 @@ export type ChatCompletionRequest = Message<"apikeyserver.v1.ChatCompletionReque
   serviceTier?: string | undefined;
 
   /**
-   * A string or an array of up to four strings.
+   * Up to four sequences where the model stops: OpenAI's JSON takes a string or an array of strings.
    *
-   * @generated from field: google.protobuf.Value stop = 24;
+   * @generated from oneof apikeyserver.v1.ChatCompletionRequest.stop
    */
-  stop?: Value | undefined;
+  stop: {
+    /**
+     * One sequence (a JSON string).
+     *
+     * @generated from field: string stop_sequence = 38;
+     */
+    value: string;
+    case: "stopSequence";
+  } | {
+    /**
+     * Up to four sequences (a JSON array).
+     *
+     * @generated from field: apikeyserver.v1.StopSequences stop_sequences = 39;
+     */
+    value: StopSequences;
+    case: "stopSequences";
+  } | { case: undefined; value?: undefined };
 
   /**
    * @generated from field: optional bool store = 25;
@@ -183,11 +214,27 @@ export type ChatCompletionRequest = Message<"apikeyserver.v1.ChatCompletionReque
   temperature?: number | undefined;
 
   /**
-   * "none", "auto", "required" or an object naming a tool.
+   * Which tool the model calls: a mode (a JSON string) or an object naming the tool(s).
    *
-   * @generated from field: google.protobuf.Value tool_choice = 29;
+   * @generated from oneof apikeyserver.v1.ChatCompletionRequest.tool_choice
    */
-  toolChoice?: Value | undefined;
+  toolChoice: {
+    /**
+     * "none", "auto" or "required".
+     *
+     * @generated from field: string tool_choice_mode = 40;
+     */
+    value: string;
+    case: "toolChoiceMode";
+  } | {
+    /**
+     * A particular tool, or a set of allowed tools.
+     *
+     * @generated from field: apikeyserver.v1.NamedToolChoice named_tool = 41;
+     */
+    value: NamedToolChoice;
+    case: "namedTool";
+  } | { case: undefined; value?: undefined };
 
   /**
    * @generated from field: repeated apikeyserver.v1.Tool tools = 30;
@@ -239,11 +286,28 @@ export type ChatMessage = Message<"apikeyserver.v1.ChatMessage"> & {
   role: string;
 
   /**
-   * A string, an array of content parts, or null (an assistant message that only calls tools).
+   * The message's content: OpenAI's JSON takes a string, an array of content parts, or null (an assistant
+   * message that only calls tools; an unset oneof is written as `"content": null`).
    *
-   * @generated from field: google.protobuf.Value content = 2;
+   * @generated from oneof apikeyserver.v1.ChatMessage.content
    */
-  content?: Value | undefined;
+  content: {
+    /**
+     * Plain text (a JSON string).
+     *
+     * @generated from field: string text = 9;
+     */
+    value: string;
+    case: "text";
+  } | {
+    /**
+     * Text, images, audio or files (a JSON array).
+     *
+     * @generated from field: apikeyserver.v1.ContentParts parts = 10;
+     */
+    value: ContentParts;
+    case: "parts";
+  } | { case: undefined; value?: undefined };
 
   /**
    * @generated from field: optional string name = 3;
@@ -286,6 +350,255 @@ export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
   messageDesc(file_apikeyserver_v1_chat, 1);
 
 /**
+ * The parts of a message's content, written in JSON as a bare array.
+ *
+ * @generated from message apikeyserver.v1.ContentParts
+ */
+export type ContentParts = Message<"apikeyserver.v1.ContentParts"> & {
+  /**
+   * @generated from field: repeated apikeyserver.v1.ContentPart parts = 1;
+   */
+  parts: ContentPart[];
+};
+
+/**
+ * Describes the message apikeyserver.v1.ContentParts.
+ * Use `create(ContentPartsSchema)` to create a new message.
+ */
+export const ContentPartsSchema: GenMessage<ContentParts> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 2);
+
+/**
+ * One part of a message's content; `type` says which of the other fields is set.
+ *
+ * @generated from message apikeyserver.v1.ContentPart
+ */
+export type ContentPart = Message<"apikeyserver.v1.ContentPart"> & {
+  /**
+   * "text", "image_url", "input_audio", "file" or "refusal".
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: optional string text = 2;
+   */
+  text?: string | undefined;
+
+  /**
+   * @generated from field: apikeyserver.v1.ImageUrl image_url = 3;
+   */
+  imageUrl?: ImageUrl | undefined;
+
+  /**
+   * @generated from field: apikeyserver.v1.InputAudio input_audio = 4;
+   */
+  inputAudio?: InputAudio | undefined;
+
+  /**
+   * @generated from field: apikeyserver.v1.FileContent file = 5;
+   */
+  file?: FileContent | undefined;
+
+  /**
+   * @generated from field: optional string refusal = 6;
+   */
+  refusal?: string | undefined;
+};
+
+/**
+ * Describes the message apikeyserver.v1.ContentPart.
+ * Use `create(ContentPartSchema)` to create a new message.
+ */
+export const ContentPartSchema: GenMessage<ContentPart> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 3);
+
+/**
+ * An image given by URL or as a data URL.
+ *
+ * @generated from message apikeyserver.v1.ImageUrl
+ */
+export type ImageUrl = Message<"apikeyserver.v1.ImageUrl"> & {
+  /**
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * "auto", "low" or "high".
+   *
+   * @generated from field: optional string detail = 2;
+   */
+  detail?: string | undefined;
+};
+
+/**
+ * Describes the message apikeyserver.v1.ImageUrl.
+ * Use `create(ImageUrlSchema)` to create a new message.
+ */
+export const ImageUrlSchema: GenMessage<ImageUrl> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 4);
+
+/**
+ * Base64-encoded audio.
+ *
+ * @generated from message apikeyserver.v1.InputAudio
+ */
+export type InputAudio = Message<"apikeyserver.v1.InputAudio"> & {
+  /**
+   * @generated from field: string data = 1;
+   */
+  data: string;
+
+  /**
+   * "wav" or "mp3".
+   *
+   * @generated from field: string format = 2;
+   */
+  format: string;
+};
+
+/**
+ * Describes the message apikeyserver.v1.InputAudio.
+ * Use `create(InputAudioSchema)` to create a new message.
+ */
+export const InputAudioSchema: GenMessage<InputAudio> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 5);
+
+/**
+ * A file given inline (base64) or by the id of an uploaded file.
+ *
+ * @generated from message apikeyserver.v1.FileContent
+ */
+export type FileContent = Message<"apikeyserver.v1.FileContent"> & {
+  /**
+   * @generated from field: optional string file_data = 1;
+   */
+  fileData?: string | undefined;
+
+  /**
+   * @generated from field: optional string file_id = 2;
+   */
+  fileId?: string | undefined;
+
+  /**
+   * @generated from field: optional string filename = 3;
+   */
+  filename?: string | undefined;
+};
+
+/**
+ * Describes the message apikeyserver.v1.FileContent.
+ * Use `create(FileContentSchema)` to create a new message.
+ */
+export const FileContentSchema: GenMessage<FileContent> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 6);
+
+/**
+ * Stop sequences, written in JSON as a bare array of strings.
+ *
+ * @generated from message apikeyserver.v1.StopSequences
+ */
+export type StopSequences = Message<"apikeyserver.v1.StopSequences"> & {
+  /**
+   * @generated from field: repeated string sequences = 1;
+   */
+  sequences: string[];
+};
+
+/**
+ * Describes the message apikeyserver.v1.StopSequences.
+ * Use `create(StopSequencesSchema)` to create a new message.
+ */
+export const StopSequencesSchema: GenMessage<StopSequences> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 7);
+
+/**
+ * A tool choice that names the tool: {"type": "function", "function": {"name": ...}}, {"type": "custom",
+ * "custom": {"name": ...}}, or {"type": "allowed_tools", "allowed_tools": {...}}.
+ *
+ * @generated from message apikeyserver.v1.NamedToolChoice
+ */
+export type NamedToolChoice = Message<"apikeyserver.v1.NamedToolChoice"> & {
+  /**
+   * "function", "custom" or "allowed_tools".
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: apikeyserver.v1.FunctionName function = 2;
+   */
+  function?: FunctionName | undefined;
+
+  /**
+   * @generated from field: apikeyserver.v1.FunctionName custom = 3;
+   */
+  custom?: FunctionName | undefined;
+
+  /**
+   * @generated from field: apikeyserver.v1.AllowedTools allowed_tools = 4;
+   */
+  allowedTools?: AllowedTools | undefined;
+};
+
+/**
+ * Describes the message apikeyserver.v1.NamedToolChoice.
+ * Use `create(NamedToolChoiceSchema)` to create a new message.
+ */
+export const NamedToolChoiceSchema: GenMessage<NamedToolChoice> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 8);
+
+/**
+ * A function or tool, by name.
+ *
+ * @generated from message apikeyserver.v1.FunctionName
+ */
+export type FunctionName = Message<"apikeyserver.v1.FunctionName"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message apikeyserver.v1.FunctionName.
+ * Use `create(FunctionNameSchema)` to create a new message.
+ */
+export const FunctionNameSchema: GenMessage<FunctionName> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 9);
+
+/**
+ * The tools the model may choose from.
+ *
+ * @generated from message apikeyserver.v1.AllowedTools
+ */
+export type AllowedTools = Message<"apikeyserver.v1.AllowedTools"> & {
+  /**
+   * "auto" or "required".
+   *
+   * @generated from field: string mode = 1;
+   */
+  mode: string;
+
+  /**
+   * Tool definitions in OpenAI's shape ({"type": "function", "function": {"name": ...}}).
+   *
+   * @generated from field: repeated google.protobuf.Struct tools = 2;
+   */
+  tools: JsonObject[];
+};
+
+/**
+ * Describes the message apikeyserver.v1.AllowedTools.
+ * Use `create(AllowedToolsSchema)` to create a new message.
+ */
+export const AllowedToolsSchema: GenMessage<AllowedTools> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_chat, 10);
+
+/**
  * A tool call made by the model.
  *
  * @generated from message apikeyserver.v1.ToolCall
@@ -319,7 +632,7 @@ export type ToolCall = Message<"apikeyserver.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 2);
+  messageDesc(file_apikeyserver_v1_chat, 11);
 
 /**
  * A function call: the function's name and its arguments as a JSON string.
@@ -343,7 +656,7 @@ export type FunctionCall = Message<"apikeyserver.v1.FunctionCall"> & {
  * Use `create(FunctionCallSchema)` to create a new message.
  */
 export const FunctionCallSchema: GenMessage<FunctionCall> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 3);
+  messageDesc(file_apikeyserver_v1_chat, 12);
 
 /**
  * A call of a custom tool: its name and free-form input.
@@ -367,7 +680,7 @@ export type CustomToolCall = Message<"apikeyserver.v1.CustomToolCall"> & {
  * Use `create(CustomToolCallSchema)` to create a new message.
  */
 export const CustomToolCallSchema: GenMessage<CustomToolCall> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 4);
+  messageDesc(file_apikeyserver_v1_chat, 13);
 
 /**
  * A tool the model may call.
@@ -400,7 +713,7 @@ export type Tool = Message<"apikeyserver.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 5);
+  messageDesc(file_apikeyserver_v1_chat, 14);
 
 /**
  * A function the model may call.
@@ -436,7 +749,7 @@ export type FunctionDefinition = Message<"apikeyserver.v1.FunctionDefinition"> &
  * Use `create(FunctionDefinitionSchema)` to create a new message.
  */
 export const FunctionDefinitionSchema: GenMessage<FunctionDefinition> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 6);
+  messageDesc(file_apikeyserver_v1_chat, 15);
 
 /**
  * The format the model must answer in.
@@ -462,7 +775,7 @@ export type ResponseFormat = Message<"apikeyserver.v1.ResponseFormat"> & {
  * Use `create(ResponseFormatSchema)` to create a new message.
  */
 export const ResponseFormatSchema: GenMessage<ResponseFormat> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 7);
+  messageDesc(file_apikeyserver_v1_chat, 16);
 
 /**
  * A JSON Schema the answer must follow.
@@ -496,7 +809,7 @@ export type JsonSchemaFormat = Message<"apikeyserver.v1.JsonSchemaFormat"> & {
  * Use `create(JsonSchemaFormatSchema)` to create a new message.
  */
 export const JsonSchemaFormatSchema: GenMessage<JsonSchemaFormat> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 8);
+  messageDesc(file_apikeyserver_v1_chat, 17);
 
 /**
  * Options for streamed answers.
@@ -522,7 +835,7 @@ export type StreamOptions = Message<"apikeyserver.v1.StreamOptions"> & {
  * Use `create(StreamOptionsSchema)` to create a new message.
  */
 export const StreamOptionsSchema: GenMessage<StreamOptions> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 9);
+  messageDesc(file_apikeyserver_v1_chat, 18);
 
 /**
  * A chat completion ("object": "chat.completion").
@@ -578,7 +891,7 @@ export type ChatCompletion = Message<"apikeyserver.v1.ChatCompletion"> & {
  * Use `create(ChatCompletionSchema)` to create a new message.
  */
 export const ChatCompletionSchema: GenMessage<ChatCompletion> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 10);
+  messageDesc(file_apikeyserver_v1_chat, 19);
 
 /**
  * One of the answers of a chat completion.
@@ -614,7 +927,7 @@ export type Choice = Message<"apikeyserver.v1.Choice"> & {
  * Use `create(ChoiceSchema)` to create a new message.
  */
 export const ChoiceSchema: GenMessage<Choice> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 11);
+  messageDesc(file_apikeyserver_v1_chat, 20);
 
 /**
  * The message the model answered with.
@@ -665,7 +978,7 @@ export type AssistantMessage = Message<"apikeyserver.v1.AssistantMessage"> & {
  * Use `create(AssistantMessageSchema)` to create a new message.
  */
 export const AssistantMessageSchema: GenMessage<AssistantMessage> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 12);
+  messageDesc(file_apikeyserver_v1_chat, 21);
 
 /**
  * An annotation of the answer, such as a web search citation.
@@ -691,7 +1004,7 @@ export type Annotation = Message<"apikeyserver.v1.Annotation"> & {
  * Use `create(AnnotationSchema)` to create a new message.
  */
 export const AnnotationSchema: GenMessage<Annotation> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 13);
+  messageDesc(file_apikeyserver_v1_chat, 22);
 
 /**
  * A web page cited by the answer.
@@ -725,7 +1038,7 @@ export type UrlCitation = Message<"apikeyserver.v1.UrlCitation"> & {
  * Use `create(UrlCitationSchema)` to create a new message.
  */
 export const UrlCitationSchema: GenMessage<UrlCitation> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 14);
+  messageDesc(file_apikeyserver_v1_chat, 23);
 
 /**
  * Log probabilities of the answer's tokens.
@@ -749,7 +1062,7 @@ export type ChoiceLogprobs = Message<"apikeyserver.v1.ChoiceLogprobs"> & {
  * Use `create(ChoiceLogprobsSchema)` to create a new message.
  */
 export const ChoiceLogprobsSchema: GenMessage<ChoiceLogprobs> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 15);
+  messageDesc(file_apikeyserver_v1_chat, 24);
 
 /**
  * One token with its log probability and the most likely alternatives.
@@ -783,7 +1096,7 @@ export type TokenLogprob = Message<"apikeyserver.v1.TokenLogprob"> & {
  * Use `create(TokenLogprobSchema)` to create a new message.
  */
 export const TokenLogprobSchema: GenMessage<TokenLogprob> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 16);
+  messageDesc(file_apikeyserver_v1_chat, 25);
 
 /**
  * An alternative token with its log probability.
@@ -812,7 +1125,7 @@ export type TopLogprob = Message<"apikeyserver.v1.TopLogprob"> & {
  * Use `create(TopLogprobSchema)` to create a new message.
  */
 export const TopLogprobSchema: GenMessage<TopLogprob> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 17);
+  messageDesc(file_apikeyserver_v1_chat, 26);
 
 /**
  * Token usage of a request.
@@ -851,7 +1164,7 @@ export type Usage = Message<"apikeyserver.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 18);
+  messageDesc(file_apikeyserver_v1_chat, 27);
 
 /**
  * Breakdown of the prompt tokens.
@@ -875,7 +1188,7 @@ export type PromptTokensDetails = Message<"apikeyserver.v1.PromptTokensDetails">
  * Use `create(PromptTokensDetailsSchema)` to create a new message.
  */
 export const PromptTokensDetailsSchema: GenMessage<PromptTokensDetails> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 19);
+  messageDesc(file_apikeyserver_v1_chat, 28);
 
 /**
  * Breakdown of the completion tokens.
@@ -909,7 +1222,7 @@ export type CompletionTokensDetails = Message<"apikeyserver.v1.CompletionTokensD
  * Use `create(CompletionTokensDetailsSchema)` to create a new message.
  */
 export const CompletionTokensDetailsSchema: GenMessage<CompletionTokensDetails> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 20);
+  messageDesc(file_apikeyserver_v1_chat, 29);
 
 /**
  * One event of a streamed chat completion ("object": "chat.completion.chunk").
@@ -967,7 +1280,7 @@ export type ChatCompletionChunk = Message<"apikeyserver.v1.ChatCompletionChunk">
  * Use `create(ChatCompletionChunkSchema)` to create a new message.
  */
 export const ChatCompletionChunkSchema: GenMessage<ChatCompletionChunk> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 21);
+  messageDesc(file_apikeyserver_v1_chat, 30);
 
 /**
  * The change to one answer that a chunk carries.
@@ -1001,7 +1314,7 @@ export type ChunkChoice = Message<"apikeyserver.v1.ChunkChoice"> & {
  * Use `create(ChunkChoiceSchema)` to create a new message.
  */
 export const ChunkChoiceSchema: GenMessage<ChunkChoice> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 22);
+  messageDesc(file_apikeyserver_v1_chat, 31);
 
 /**
  * The part of the assistant message that a chunk adds.
@@ -1040,7 +1353,7 @@ export type ChunkDelta = Message<"apikeyserver.v1.ChunkDelta"> & {
  * Use `create(ChunkDeltaSchema)` to create a new message.
  */
 export const ChunkDeltaSchema: GenMessage<ChunkDelta> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 23);
+  messageDesc(file_apikeyserver_v1_chat, 32);
 
 /**
  * The part of a tool call that a chunk adds.
@@ -1074,7 +1387,7 @@ export type ChunkToolCall = Message<"apikeyserver.v1.ChunkToolCall"> & {
  * Use `create(ChunkToolCallSchema)` to create a new message.
  */
 export const ChunkToolCallSchema: GenMessage<ChunkToolCall> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 24);
+  messageDesc(file_apikeyserver_v1_chat, 33);
 
 /**
  * The part of a function call that a chunk adds.
@@ -1098,7 +1411,7 @@ export type ChunkFunction = Message<"apikeyserver.v1.ChunkFunction"> & {
  * Use `create(ChunkFunctionSchema)` to create a new message.
  */
 export const ChunkFunctionSchema: GenMessage<ChunkFunction> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 25);
+  messageDesc(file_apikeyserver_v1_chat, 34);
 
 /**
  * Which product's models to list.
@@ -1117,7 +1430,7 @@ export type ListModelsRequest = Message<"apikeyserver.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 26);
+  messageDesc(file_apikeyserver_v1_chat, 35);
 
 /**
  * The models of a product, in OpenAI's list shape ("object": "list").
@@ -1141,7 +1454,7 @@ export type ListModelsResponse = Message<"apikeyserver.v1.ListModelsResponse"> &
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 27);
+  messageDesc(file_apikeyserver_v1_chat, 36);
 
 /**
  * A model a caller may use.
@@ -1181,7 +1494,7 @@ export type Model = Message<"apikeyserver.v1.Model"> & {
  * Use `create(ModelSchema)` to create a new message.
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
-  messageDesc(file_apikeyserver_v1_chat, 28);
+  messageDesc(file_apikeyserver_v1_chat, 37);
 
 /**
  * Forwards OpenAI-shaped chat completion requests to the provider that serves the requested model of a
@@ -1189,8 +1502,11 @@ export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
  *
  * The messages model the OpenAI Chat Completions wire format field for field, with OpenAI's snake_case
  * names. Fields whose JSON type varies (a message's `content` is a string or an array of parts; `stop` is
- * a string or an array; `tool_choice` is a string or an object) are google.protobuf.Value; free-form JSON
- * objects (JSON schemas, tool parameters) are google.protobuf.Struct.
+ * a string or an array; `tool_choice` is a string or an object) are typed oneofs for protobuf clients; the
+ * option `(json_union)` makes the REST JSON keep OpenAI's shape (one key, a string or an array/object, see
+ * json_options.proto). Free-form JSON objects (JSON schemas, tool parameters) are google.protobuf.Struct.
+ * Protobuf's canonical JSON (Connect JSON, `buf curl`, grpcurl) names the oneof members instead, for example
+ * `{"role": "user", "text": "Hello"}`.
  *
  * @generated from service apikeyserver.v1.ChatService
  */

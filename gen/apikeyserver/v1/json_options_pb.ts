@@ -2,16 +2,46 @@
 // @generated from file apikeyserver/v1/json_options.proto (package apikeyserver.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
-import type { FieldOptions } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FieldOptions, MessageOptions, OneofOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file apikeyserver/v1/json_options.proto.
  */
 export const file_apikeyserver_v1_json_options: GenFile = /*@__PURE__*/
-  fileDesc("CiJhcGlrZXlzZXJ2ZXIvdjEvanNvbl9vcHRpb25zLnByb3RvEg9hcGlrZXlzZXJ2ZXIudjEqcwoMSnNvblByZXNlbmNlEh0KGUpTT05fUFJFU0VOQ0VfVU5TUEVDSUZJRUQQABIhCh1KU09OX1BSRVNFTkNFX05VTExfV0hFTl9VTlNFVBABEiEKHUpTT05fUFJFU0VOQ0VfT01JVF9XSEVOX0VNUFRZEAI6YwoNanNvbl9wcmVzZW5jZRIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMYopADIAEoDjIdLmFwaWtleXNlcnZlci52MS5Kc29uUHJlc2VuY2VSDGpzb25QcmVzZW5jZWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("CiJhcGlrZXlzZXJ2ZXIvdjEvanNvbl9vcHRpb25zLnByb3RvEg9hcGlrZXlzZXJ2ZXIudjEiPAoJSnNvblVuaW9uEi8KCHByZXNlbmNlGAEgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZSpzCgxKc29uUHJlc2VuY2USHQoZSlNPTl9QUkVTRU5DRV9VTlNQRUNJRklFRBAAEiEKHUpTT05fUFJFU0VOQ0VfTlVMTF9XSEVOX1VOU0VUEAESIQodSlNPTl9QUkVTRU5DRV9PTUlUX1dIRU5fRU1QVFkQAjpjCg1qc29uX3ByZXNlbmNlEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxiikAMgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZVIManNvblByZXNlbmNlOloKCmpzb25fdW5pb24SHS5nb29nbGUucHJvdG9idWYuT25lb2ZPcHRpb25zGKOQAyABKAsyGi5hcGlrZXlzZXJ2ZXIudjEuSnNvblVuaW9uUglqc29uVW5pb246PgoJanNvbl9saXN0Eh8uZ29vZ2xlLnByb3RvYnVmLk1lc3NhZ2VPcHRpb25zGKSQAyABKAhSCGpzb25MaXN0YgZwcm90bzM", [file_google_protobuf_descriptor]);
+
+/**
+ * Writes and reads a oneof as one JSON key whose value's JSON type picks the member, the way OpenAI's JSON
+ * has fields that are "a string or an array" (a message's `content`) or "a string or an object"
+ * (`tool_choice`), while protobuf clients see a typed oneof.
+ *
+ * The key is the oneof's name; its value is the set member's own REST JSON (a string member is a JSON
+ * string, a message member an object, or an array when its type is `json_list`). Reading picks the member
+ * whose JSON type (string, number, boolean, array, object) matches the value, so each JSON type may belong
+ * to at most one member; JSON `null` leaves the oneof unset. The members' own names are not accepted as keys.
+ *
+ * @generated from message apikeyserver.v1.JsonUnion
+ */
+export type JsonUnion = Message<"apikeyserver.v1.JsonUnion"> & {
+  /**
+   * What the writer does when no member is set: UNSPECIFIED and OMIT_WHEN_EMPTY leave the key out,
+   * NULL_WHEN_UNSET writes `null`.
+   *
+   * @generated from field: apikeyserver.v1.JsonPresence presence = 1;
+   */
+  presence: JsonPresence;
+};
+
+/**
+ * Describes the message apikeyserver.v1.JsonUnion.
+ * Use `create(JsonUnionSchema)` to create a new message.
+ */
+export const JsonUnionSchema: GenMessage<JsonUnion> = /*@__PURE__*/
+  messageDesc(file_apikeyserver_v1_json_options, 0);
 
 /**
  * How the REST JSON writer renders a field that is unset or empty.
@@ -60,4 +90,21 @@ export const JsonPresenceSchema: GenEnum<JsonPresence> = /*@__PURE__*/
  */
 export const json_presence: GenExtension<FieldOptions, JsonPresence> = /*@__PURE__*/
   extDesc(file_apikeyserver_v1_json_options, 0);
+
+/**
+ * See JsonUnion.
+ *
+ * @generated from extension: apikeyserver.v1.JsonUnion json_union = 51235;
+ */
+export const json_union: GenExtension<OneofOptions, JsonUnion> = /*@__PURE__*/
+  extDesc(file_apikeyserver_v1_json_options, 1);
+
+/**
+ * The message has a single repeated field and its REST JSON is that field's JSON array, as
+ * google.protobuf.ListValue is written as an array: a oneof member can then be "an array of parts".
+ *
+ * @generated from extension: bool json_list = 51236;
+ */
+export const json_list: GenExtension<MessageOptions, boolean> = /*@__PURE__*/
+  extDesc(file_apikeyserver_v1_json_options, 2);
 
