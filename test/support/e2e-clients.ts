@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -109,7 +109,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
 
   /** The request a protobuf client sends for an OpenAI JSON body: read as the REST layer reads it. */
   function requestOf(product: string, body: Record<string, unknown>) {
-    return fromRestJson(ChatCompletionRequestSchema, { ...body, product } as JsonValue);
+    return fromRestJson(ChatCompletionRequestSchema, { ...body, product });
   }
 
   function headersOf(options: CallOptions, extra: Record<string, string> = {}): Record<string, string> {
