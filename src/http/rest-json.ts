@@ -417,17 +417,19 @@ export function fromRestJson<Desc extends DescMessage>(schema: Desc, json: JsonV
     const protoJson = plan !== undefined && needsRead(plan) ? toProtoJson(plan, json, schema.name) : json;
     return fromJson(schema, protoJson, { ignoreUnknownFields: false });
   } catch (err) {
-    const message = err instanceof ShapeError ? err.message : describeJsonError(err);
+    const message = err instanceof ShapeError ? err.message : describeJsonError(err, schema);
     throw new AppError("invalid_argument", { message, cause: err });
   }
 }
 
 const unknownKey = /key "([^"]*)" is unknown/;
-// protobuf-es does not say which field an enum value was for; the enum type is the best we can name.
+// protobuf-es does not say which field an enum value or a non-object message value was for; the type is
+// the best we can name.
 const badEnum = /^cannot decode enum ([\w.]+) from JSON/;
+const badMessage = /^cannot decode message ([\w.]+) from JSON/;
 
 /** Turns protobuf-es's decode errors into a short message that names the field but never the value. */
-function describeJsonError(err: unknown): string {
+function describeJsonError(err: unknown, schema: DescMessage): string {
   const cause = err instanceof Error ? err.cause : undefined;
   if (typeof cause === "object" && cause !== null && "field" in cause && typeof cause.field === "function") {
     const field = (cause.field as () => { name: string })();
@@ -437,5 +439,9 @@ function describeJsonError(err: unknown): string {
   if (unknown !== null) return `Unknown field "${unknown[1] ?? ""}"`;
   const enumType = badEnum.exec(err instanceof Error ? err.message : "");
   if (enumType !== null) return `Invalid value for enum ${enumType[1] ?? ""}`;
+  const messageType = badMessage.exec(err instanceof Error ? err.message : "");
+  if (messageType !== null && messageType[1] !== schema.typeName) {
+    return `Invalid value for message ${messageType[1] ?? ""}`;
+  }
   return "Invalid request body";
 }

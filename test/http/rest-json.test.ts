@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatCompletionChunkSchema,
@@ -6,9 +6,16 @@ import {
   ChatCompletionSchema,
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
+import {
+  NodeSchema,
+  NodesSchema,
+  TwoStringsSchema,
+  WideListSchema,
+} from "../../gen/testing/restjson/v1/restjson_pb.js";
 import { BookSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
 import { fromRestJson, toRestJson } from "../../src/http/index.js";
+import { fixture } from "../upstream/helpers.js";
 
 const toolCallCompletion = create(ChatCompletionSchema, {
   id: "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
@@ -178,7 +185,7 @@ describe("toRestJson", () => {
     expect(toRestJson(schema, message as never)).toStrictEqual(json);
   });
 
-  it("round-trips an OpenAI request body, keeping seed as a number and the explicit nulls of Value fields", () => {
+  it("round-trips an OpenAI request body, keeping seed as a number and the explicit null of an unset content", () => {
     const body = {
       model: "gpt-4o",
       messages: [
@@ -232,5 +239,244 @@ describe("fromRestJson", () => {
     const message = fromRestJson(ChatCompletionRequestSchema, { maxTokens: 5, top_p: 0.5 });
     expect(message.maxTokens).toBe(5);
     expect(message.topP).toBe(0.5);
+  });
+});
+
+/** Freezes a JSON value all the way down, so a test proves the reader never writes to the caller's JSON. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", () => {
+  it.each(["request-plain.json", "request-tools.json"])(
+    "the request fixture %s reads into typed fields and writes back exactly",
+    (name) => {
+      const body = deepFreeze(fixture(name));
+      const message = fromRestJson(ChatCompletionRequestSchema, body);
+      expect(message.messages[0]?.content.case).toBe("text");
+      const { product, ...json } = toRestJson(ChatCompletionRequestSchema, message) as Record<
+        string,
+        unknown
+      >;
+      expect(product).toBe("");
+      expect(json).toStrictEqual(body);
+    },
+  );
+
+  it.each([
+    "chat-completion-plain.json",
+    "chat-completion-tool-calls.json",
+    "chat-completion-refusal.json",
+    "chat-completion-logprobs.json",
+    "chat-completion-n2.json",
+  ])("the response fixture %s writes back exactly", (name) => {
+    const body = fixture(name);
+    expect(toRestJson(ChatCompletionSchema, fromRestJson(ChatCompletionSchema, body))).toStrictEqual(body);
+  });
+
+  const typedRequest = {
+    model: "gpt-4o",
+    messages: [
+      { role: "user", content: "plain" },
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "look" },
+          { type: "image_url", image_url: { url: "u" } },
+        ],
+      },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }],
+      },
+      { role: "user", content: "" },
+    ],
+    stop: "END",
+    tool_choice: { type: "function", function: { name: "f" } },
+    function_call: "auto",
+  };
+
+  it("reads each variant into its oneof member, and writes it back in OpenAI's shape", () => {
+    const message = fromRestJson(ChatCompletionRequestSchema, deepFreeze(typedRequest));
+    expect(message.messages.map((m) => m.content)).toMatchObject([
+      { case: "text", value: "plain" },
+      {
+        case: "parts",
+        value: {
+          parts: [
+            { type: "text", text: "look" },
+            { type: "image_url", imageUrl: { url: "u" } },
+          ],
+        },
+      },
+      { case: undefined },
+      { case: "text", value: "" },
+    ]);
+    expect(message.stop).toStrictEqual({ case: "stopSequence", value: "END" });
+    expect(message.toolChoice).toMatchObject({
+      case: "namedTool",
+      value: { type: "function", function: { name: "f" } },
+    });
+    expect(message.functionCall).toStrictEqual({ case: "functionCallMode", value: "auto" });
+    expect(toRestJson(ChatCompletionRequestSchema, message)).toStrictEqual({ product: "", ...typedRequest });
+  });
+
+  it("an absent content is written as null (OpenAI's own form); the other unions stay absent", () => {
+    const message = fromRestJson(ChatCompletionRequestSchema, { messages: [{ role: "assistant" }] });
+    expect(toRestJson(ChatCompletionRequestSchema, message)).toStrictEqual({
+      product: "",
+      messages: [{ role: "assistant", content: null }],
+      model: "",
+    });
+  });
+
+  it("stop as an array and tool_choice as a mode, under their JSON (lowerCamelCase) names too", () => {
+    const message = fromRestJson(ChatCompletionRequestSchema, { stop: ["a", "b"], toolChoice: "required" });
+    expect(message.stop).toMatchObject({ case: "stopSequences", value: { sequences: ["a", "b"] } });
+    expect(message.toolChoice).toStrictEqual({ case: "toolChoiceMode", value: "required" });
+    expect(toRestJson(ChatCompletionRequestSchema, message)).toMatchObject({
+      stop: ["a", "b"],
+      tool_choice: "required",
+    });
+  });
+
+  it("protobuf's canonical JSON (Connect, buf curl, grpcurl) names the members instead", () => {
+    const message = fromRestJson(ChatCompletionRequestSchema, typedRequest);
+    expect(toJson(ChatCompletionRequestSchema, message, { useProtoFieldName: true })).toMatchObject({
+      messages: [
+        { role: "user", text: "plain" },
+        {
+          role: "user",
+          parts: {
+            parts: [
+              { type: "text", text: "look" },
+              { type: "image_url", image_url: { url: "u" } },
+            ],
+          },
+        },
+        { role: "assistant" },
+        { role: "user", text: "" },
+      ],
+      stop_sequence: "END",
+      named_tool: { type: "function", function: { name: "f" } },
+      function_call_mode: "auto",
+    });
+  });
+
+  it.each([
+    {
+      name: "a number for content",
+      json: { messages: [{ role: "user", content: 5 }] },
+      message: 'Invalid value for field "content"',
+    },
+    { name: "a boolean for stop", json: { stop: true }, message: 'Invalid value for field "stop"' },
+    {
+      name: "a number inside stop's array",
+      json: { stop: ["a", 1] },
+      message: 'Invalid value for field "stop"',
+    },
+    {
+      name: "a string inside content's parts",
+      json: { messages: [{ content: ["sk-secret"] }] },
+      message: 'Invalid value for field "content"',
+    },
+    {
+      name: "an array for tool_choice",
+      json: { tool_choice: ["auto"] },
+      message: 'Invalid value for field "tool_choice"',
+    },
+    {
+      name: "an unknown key in a content part",
+      json: { messages: [{ content: [{ type: "text", nope: 1 }] }] },
+      message: 'Unknown field "nope"',
+    },
+    {
+      name: "a wrong type inside a part",
+      json: { messages: [{ content: [{ type: "image_url", image_url: "u" }] }] },
+      message: "Invalid value for message apikeyserver.v1.ImageUrl",
+    },
+    {
+      name: "a member's own name (protobuf JSON, not REST)",
+      json: { messages: [{ role: "user", text: "hi" }] },
+      message: 'Unknown field "text"',
+    },
+    {
+      name: "a member's JSON name",
+      json: { toolChoiceMode: "auto" },
+      message: 'Unknown field "toolChoiceMode"',
+    },
+  ])("rejects $name with invalid_argument naming the key", ({ json, message }) => {
+    let thrown: unknown;
+    try {
+      fromRestJson(ChatCompletionRequestSchema, json);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(AppError);
+    expect((thrown as AppError).code).toBe("invalid_argument");
+    expect((thrown as AppError).message).toBe(message);
+  });
+
+  const tree = {
+    name: "root",
+    text: undefined,
+    value: "a",
+    children: [
+      { name: "n", value: 1.5, children: [], by_name: {}, size: 0 },
+      { name: "b", value: true, children: [], by_name: {}, size: 0 },
+      {
+        name: "w",
+        value: ["x", "y"],
+        children: [{ name: "deep", value: { x: 1, y: 2 }, children: [], by_name: {}, size: 3 }],
+        by_name: {},
+        size: 0,
+      },
+    ],
+    by_name: { k: { name: "m", value: [], children: [], by_name: {}, size: 7 } },
+    size: "9007199254740993",
+  };
+
+  it("every member JSON type, in lists, maps and a recursive type, round-trips", () => {
+    const { text: _text, ...json } = tree;
+    const message = fromRestJson(NodeSchema, deepFreeze(json));
+    expect(message.value).toStrictEqual({ case: "text", value: "a" });
+    expect(message.children.map((c) => c.value.case)).toStrictEqual(["number", "flag", "words"]);
+    expect(message.children[2]?.children[0]?.value).toMatchObject({ case: "point", value: { x: 1, y: 2 } });
+    expect(message.byName["k"]?.value).toMatchObject({ case: "words", value: { words: [] } });
+    // Everything comes back as it was, the unsafe 64-bit integer still a string.
+    expect(toRestJson(NodeSchema, message)).toStrictEqual(json);
+  });
+
+  it("an unset union with the default presence is left out, and null reads as unset", () => {
+    const message = fromRestJson(NodeSchema, { name: "x", value: null });
+    expect(message.value.case).toBeUndefined();
+    expect(toRestJson(NodeSchema, message)).toStrictEqual({ name: "x", children: [], by_name: {}, size: 0 });
+  });
+
+  it("a json_list message is a bare array at the top level too", () => {
+    const json = [{ name: "a", value: "t", children: [], by_name: {}, size: 0 }];
+    const message = fromRestJson(NodesSchema, json);
+    expect(message.nodes[0]?.value).toStrictEqual({ case: "text", value: "t" });
+    expect(toRestJson(NodesSchema, message)).toStrictEqual(json);
+    expect(() => fromRestJson(NodesSchema, { nodes: [] })).toThrow('Invalid value for field "Nodes"');
+  });
+
+  it.each([
+    {
+      schema: TwoStringsSchema,
+      error: "testing.restjson.v1.TwoStrings.value: json_union members a and b both read a JSON string",
+    },
+    {
+      schema: WideListSchema,
+      error: "testing.restjson.v1.WideList: json_list needs exactly one field, a repeated one",
+    },
+  ])("a misused option is a plain Error when the type is first used ($error)", ({ schema, error }) => {
+    expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
+    expect(() => fromRestJson(schema, {})).toThrow(new Error(error));
   });
 });
