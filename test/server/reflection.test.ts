@@ -60,7 +60,7 @@ describe("buf curl, with no proto files", () => {
       "grpc",
       "--http2-prior-knowledge",
       "-d",
-      '{"product":"p","model":"m","messages":[{"role":"user","content":"hi"}],"stop":["x"]}',
+      '{"product":"p","model":"m","messages":[{"role":"user","text":"hi"}],"stop_sequences":{"sequences":["x"]},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}',
       `${server.baseUrl}/apikeyserver.v1.ChatService/CreateChatCompletion`,
     ]);
     // The request was encoded (so every type was found) and the placeholder service answered.
