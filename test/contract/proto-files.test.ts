@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { cp, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -6,36 +5,16 @@ import { createFileRegistry, fromBinary, fromJson, toBinary } from "@bufbuild/pr
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
-import { bufBinary } from "../support/server-clients.js";
+import { bufBinary, run } from "../support/server-clients.js";
 import { repoRoot } from "../support/server-process.js";
 
 // Issue 12, item 5: the contract is usable with nothing but a clone and buf (the third-party protos it
 // imports are committed under third_party/proto), and `npm run descriptors` writes a descriptor set that
 // protobuf-es and Python load.
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(
-  file: string,
-  args: readonly string[],
-  cwd = repoRoot,
-  env: Record<string, string> = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      [...args],
-      { cwd, env: { PATH: process.env["PATH"] ?? "", HOME: tmpdir(), ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") reject(new Error(`${file} failed to run`, { cause: err }));
-        else resolve({ code: typeof err?.code === "number" ? err.code : 0, stdout, stderr });
-      },
-    );
-  });
+/** A child in the repository (or `cwd`) with a minimal environment plus `env`. */
+function runIn(file: string, args: readonly string[], cwd = repoRoot, env: Record<string, string> = {}) {
+  return run(file, args, 60_000, { cwd, env: { PATH: process.env["PATH"] ?? "", HOME: tmpdir(), ...env } });
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -60,7 +39,7 @@ afterAll(async () => {
 describe("the vendored third-party protos", () => {
   it("are the files the installed npm packages ship (npm run vendor-protos after an upgrade)", async () => {
     const fresh = await tempDir();
-    const copy = await run(process.execPath, ["scripts/vendor-protos.mjs", fresh]);
+    const copy = await runIn(process.execPath, ["scripts/vendor-protos.mjs", fresh]);
     expect(copy).toMatchObject({ code: 0, stderr: "" });
     const names = await filesUnder(fresh);
     expect(await filesUnder(vendored)).toStrictEqual(names);
@@ -80,7 +59,7 @@ describe("a fresh clone, with buf and no npm step", () => {
     // The files a clone has: tracked (or new and not ignored), never .gitignored output such as gen/ inputs
     // made by a script. Only what buf reads is copied.
     clone = await tempDir();
-    const listed = await run("git", ["ls-files", "--cached", "--others", "--exclude-standard"]);
+    const listed = await runIn("git", ["ls-files", "--cached", "--others", "--exclude-standard"]);
     expect(listed.code).toBe(0);
     const wanted = listed.stdout
       .split("\n")
@@ -96,11 +75,11 @@ describe("a fresh clone, with buf and no npm step", () => {
   });
 
   it("buf build compiles the whole workspace", async () => {
-    expect(await run(bufBinary, ["build"], clone)).toMatchObject({ code: 0, stderr: "" });
+    expect(await runIn(bufBinary, ["build"], clone)).toMatchObject({ code: 0, stderr: "" });
   });
 
   it("buf curl with the clone as its schema calls a chat RPC in protobuf's canonical JSON", async () => {
-    const res = await run(bufBinary, [
+    const res = await runIn(bufBinary, [
       "curl",
       "--schema",
       clone,
@@ -128,7 +107,7 @@ describe("npm run descriptors", () => {
     const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as {
       scripts: Record<string, string>;
     };
-    const res = await run("/bin/sh", ["-c", pkg.scripts["descriptors"] ?? "false"], repoRoot, {
+    const res = await runIn("/bin/sh", ["-c", pkg.scripts["descriptors"] ?? "false"], repoRoot, {
       PATH: `${join(repoRoot, "node_modules/.bin")}:${process.env["PATH"] ?? ""}`,
     });
     expect(res).toMatchObject({ code: 0, stderr: "" });
@@ -174,7 +153,7 @@ cls = message_factory.MessageFactory(pool).GetPrototype(desc)
 req = json_format.Parse('{"messages": [{"role": "user", "text": "hi"}], "stopSequence": "END"}', cls())
 print(" ".join(m.name for m in service.methods), req.messages[0].WhichOneof("content"), req.WhichOneof("stop"))
 `;
-    const res = await run("/usr/bin/python3", ["-c", script, file]);
+    const res = await runIn("/usr/bin/python3", ["-c", script, file]);
     expect(res.stderr).toBe("");
     expect(res.stdout).toBe("CreateChatCompletion StreamChatCompletion ListModels text stop_sequence\n");
   });

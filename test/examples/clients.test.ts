@@ -1,10 +1,10 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
+import { run } from "../support/server-clients.js";
 import { repoRoot } from "../support/server-process.js";
 
 // The client examples of examples/README.md, run as a user runs them (their own process, the README's
@@ -14,24 +14,9 @@ import { repoRoot } from "../support/server-process.js";
 const hooks = fileURLToPath(new URL("../support/ts-hooks.mjs", import.meta.url));
 const example = (path: string) => join(repoRoot, "examples", path);
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(file: string, args: readonly string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      [...args],
-      { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", ...env }, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") reject(new Error(`${file} failed to run`, { cause: err }));
-        else resolve({ code: typeof err?.code === "number" ? err.code : 0, stdout, stderr });
-      },
-    );
-  });
+/** A child in the repository with a minimal environment plus `env`. */
+function runIn(file: string, args: readonly string[], env: Record<string, string>) {
+  return run(file, args, 30_000, { cwd: repoRoot, env: { PATH: process.env["PATH"] ?? "", ...env } });
 }
 
 describe("client examples against the echo provider", () => {
@@ -44,7 +29,7 @@ describe("client examples against the echo provider", () => {
     token = await app.token();
     // The command of examples/README.md, into a temporary folder instead of examples/python/gen.
     pythonPath = await mkdtemp(join(tmpdir(), "aks-python-"));
-    const protoc = await run(
+    const protoc = await runIn(
       "/usr/bin/protoc",
       [
         "-I",
@@ -70,7 +55,7 @@ describe("client examples against the echo provider", () => {
     {
       name: "TypeScript, generated Connect client over gRPC",
       run: (args: string[], env: Record<string, string>) =>
-        run(
+        runIn(
           process.execPath,
           [
             "--experimental-transform-types",
@@ -88,7 +73,7 @@ describe("client examples against the echo provider", () => {
     {
       name: "Python, grpcio with protoc --python_out classes",
       run: (args: string[], env: Record<string, string>) =>
-        run("/usr/bin/python3", [example("python/chat_client.py"), ...args], {
+        runIn("/usr/bin/python3", [example("python/chat_client.py"), ...args], {
           PYTHONPATH: pythonPath,
           ...env,
         }),

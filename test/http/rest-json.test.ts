@@ -1,3 +1,4 @@
+import { readdirSync } from "node:fs";
 import { create, toJson } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
@@ -41,6 +42,27 @@ const toolCallCompletion = create(ChatCompletionSchema, {
   usage: { promptTokens: 82, completionTokens: 17, totalTokens: 99 },
   serviceTier: "default",
 });
+
+/** Runs `read` and checks it threw AppError invalid_argument with exactly `message`. */
+function expectInvalidArgument(read: () => unknown, message: string): void {
+  let thrown: unknown;
+  try {
+    read();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown).toBeInstanceOf(AppError);
+  expect((thrown as AppError).code).toBe("invalid_argument");
+  expect((thrown as AppError).message).toBe(message);
+}
+
+// Every fixture of its kind, so a new one is covered without touching this file. The stream chunks are
+// relayed one by one (test/e2e/chat-stream.test.ts), not read as a whole.
+const fixtureNames = readdirSync(new URL("../fixtures/openai/", import.meta.url));
+const requestFixtures = fixtureNames.filter((n) => n.startsWith("request-"));
+const completionFixtures = fixtureNames.filter(
+  (n) => n.startsWith("chat-completion-") && n !== "chat-completion-chunks.json",
+);
 
 describe("toRestJson", () => {
   it.each([
@@ -224,15 +246,7 @@ describe("fromRestJson", () => {
     { name: "fraction for an integer", json: { n: 1.5 }, message: 'Invalid value for field "n"' },
     { name: "not an object", json: [1, 2], message: "Invalid request body" },
   ])("rejects $name with invalid_argument naming the field", ({ json, message }) => {
-    let thrown: unknown;
-    try {
-      fromRestJson(ChatCompletionRequestSchema, json);
-    } catch (err) {
-      thrown = err;
-    }
-    expect(thrown).toBeInstanceOf(AppError);
-    expect((thrown as AppError).code).toBe("invalid_argument");
-    expect((thrown as AppError).message).toBe(message);
+    expectInvalidArgument(() => fromRestJson(ChatCompletionRequestSchema, json), message);
   });
 
   it("accepts JSON (lowerCamelCase) names as well as proto names", () => {
@@ -252,7 +266,12 @@ function deepFreeze<T>(value: T): T {
 }
 
 describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", () => {
-  it.each(["request-plain.json", "request-tools.json"])(
+  it("finds the fixtures", () => {
+    expect(requestFixtures).toContain("request-tools.json");
+    expect(completionFixtures).toContain("chat-completion-tool-calls.json");
+  });
+
+  it.each(requestFixtures)(
     "the request fixture %s reads into typed fields and writes back exactly",
     (name) => {
       const body = deepFreeze(fixture(name));
@@ -267,13 +286,7 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
     },
   );
 
-  it.each([
-    "chat-completion-plain.json",
-    "chat-completion-tool-calls.json",
-    "chat-completion-refusal.json",
-    "chat-completion-logprobs.json",
-    "chat-completion-n2.json",
-  ])("the response fixture %s writes back exactly", (name) => {
+  it.each(completionFixtures)("the response fixture %s writes back exactly", (name) => {
     const body = fixture(name);
     expect(toRestJson(ChatCompletionSchema, fromRestJson(ChatCompletionSchema, body))).toStrictEqual(body);
   });
@@ -411,15 +424,7 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
       message: 'Unknown field "toolChoiceMode"',
     },
   ])("rejects $name with invalid_argument naming the key", ({ json, message }) => {
-    let thrown: unknown;
-    try {
-      fromRestJson(ChatCompletionRequestSchema, json);
-    } catch (err) {
-      thrown = err;
-    }
-    expect(thrown).toBeInstanceOf(AppError);
-    expect((thrown as AppError).code).toBe("invalid_argument");
-    expect((thrown as AppError).message).toBe(message);
+    expectInvalidArgument(() => fromRestJson(ChatCompletionRequestSchema, json), message);
   });
 
   const tree = {

@@ -11,9 +11,21 @@ export interface RunResult {
   readonly stderr: string;
 }
 
-export function run(file: string, args: readonly string[], timeoutMs = 15_000): Promise<RunResult> {
+/** Where and with what environment `run` starts the child (default: the test's own). */
+export interface RunOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function run(
+  file: string,
+  args: readonly string[],
+  timeoutMs = 15_000,
+  options: RunOptions = {},
+): Promise<RunResult> {
+  const spawnOptions = { ...options, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 };
   return new Promise((resolve, reject) => {
-    execFile(file, [...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(file, [...args], spawnOptions, (err, stdout, stderr) => {
       if (err && typeof err.code !== "number") {
         reject(new Error(`${file} failed to run`, { cause: err }));
         return;
