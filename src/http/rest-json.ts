@@ -30,6 +30,8 @@ interface FieldStep {
   readonly field: DescField;
   /** The JSON key (the proto field name). */
   readonly key: string;
+  /** The keys the reader accepts: the proto name and the JSON (lowerCamelCase) name. */
+  readonly readKeys: readonly string[];
   readonly presence: JsonPresence;
   /** The field holds 64-bit integers (singular, list items or map values), written as strings by toJson. */
   readonly int64: boolean;
@@ -42,6 +44,10 @@ interface UnionStep {
   readonly oneof: DescOneof;
   /** The JSON key (the oneof's name). */
   readonly key: string;
+  /** The keys the reader accepts: the oneof's name and its lowerCamelCase form. */
+  readonly readKeys: readonly string[];
+  /** The members' own names, proto and JSON: not keys of the REST form. */
+  readonly memberKeys: readonly string[];
   readonly presence: JsonPresence;
   /** The member that reads a value of each JSON type. */
   readonly members: ReadonlyMap<JsonType, DescField>;
@@ -92,33 +98,44 @@ function planOf(desc: DescMessage): Plan | undefined {
   };
   plans.set(desc, plan);
   planning.add(desc);
-  for (const field of desc.fields) {
-    const presence = getOption(field, json_presence);
-    let int64 = false;
-    let nested: Plan | undefined;
-    switch (field.fieldKind) {
-      case "scalar":
-      case "list":
-      case "map":
-        if (field.scalar !== undefined) int64 = int64Types.has(field.scalar);
-        if (field.message !== undefined) nested = planOf(field.message);
-        break;
-      case "message":
-        nested = planOf(field.message);
-        break;
-      case "enum":
-        break;
-      default: {
-        const _never: never = field;
-        return _never;
-      }
+  try {
+    for (const field of desc.fields) {
+      const step = fieldStep(field);
+      if (step !== undefined) plan.steps.push(step);
     }
-    if (presence !== JsonPresence.UNSPECIFIED || int64 || nested !== undefined) {
-      plan.steps.push({ field, key: field.name, presence, int64, nested });
+  } catch (err) {
+    // A misused option below this type: forget the partial plan, so every later use throws too.
+    plans.delete(desc);
+    throw err;
+  } finally {
+    planning.delete(desc);
+  }
+  return hasWork(plan) ? plan : undefined;
+}
+
+function fieldStep(field: DescField): FieldStep | undefined {
+  const presence = getOption(field, json_presence);
+  let int64 = false;
+  let nested: Plan | undefined;
+  switch (field.fieldKind) {
+    case "scalar":
+    case "list":
+    case "map":
+      if (field.scalar !== undefined) int64 = int64Types.has(field.scalar);
+      if (field.message !== undefined) nested = planOf(field.message);
+      break;
+    case "message":
+      nested = planOf(field.message);
+      break;
+    case "enum":
+      break;
+    default: {
+      const _never: never = field;
+      return _never;
     }
   }
-  planning.delete(desc);
-  return hasWork(plan) ? plan : undefined;
+  if (presence === JsonPresence.UNSPECIFIED && !int64 && nested === undefined) return undefined;
+  return { field, key: field.name, readKeys: keysOf(field.name, field.jsonName), presence, int64, nested };
 }
 
 function listField(desc: DescMessage): Plan["list"] {
@@ -159,7 +176,24 @@ function unionStep(oneof: DescOneof): UnionStep {
     }
     members.set(type, field);
   }
-  return { oneof, key: oneof.name, presence: getOption(oneof, json_union).presence, members };
+  return {
+    oneof,
+    key: oneof.name,
+    readKeys: keysOf(oneof.name, oneof.localName),
+    memberKeys: oneof.fields.flatMap((f) => keysOf(f.name, f.jsonName)),
+    presence: getOption(oneof, json_union).presence,
+    members,
+  };
+}
+
+function keysOf(name: string, jsonName: string): readonly string[] {
+  return name === jsonName ? [name] : [name, jsonName];
+}
+
+/** The first of `keys` that `json` has as its own property. */
+function ownKey(json: JsonObject, keys: readonly string[]): string | undefined {
+  for (const key of keys) if (Object.hasOwn(json, key)) return key;
+  return undefined;
 }
 
 /** The JSON type of a oneof member's REST JSON (members are never lists or maps). */
@@ -330,12 +364,9 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     else out[k] = v;
   };
   for (const union of plan.unions) {
-    for (const member of union.oneof.fields) {
-      const named = member.name in json ? member.name : member.jsonName in json ? member.jsonName : undefined;
-      if (named !== undefined) throw new ShapeError(`Unknown field "${named}"`);
-    }
-    const name =
-      union.key in json ? union.key : union.oneof.localName in json ? union.oneof.localName : undefined;
+    const named = ownKey(json, union.memberKeys);
+    if (named !== undefined) throw new ShapeError(`Unknown field "${named}"`);
+    const name = ownKey(json, union.readKeys);
     if (name === undefined) continue;
     const value = json[name];
     put(name, undefined);
@@ -353,7 +384,7 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     const nested = step.nested;
     if (nested === undefined || !needsRead(nested)) continue;
     const { field } = step;
-    const name = field.name in json ? field.name : field.jsonName in json ? field.jsonName : undefined;
+    const name = ownKey(json, step.readKeys);
     const value = name === undefined ? undefined : json[name];
     if (name === undefined || value === undefined || value === null) continue;
     if (field.fieldKind === "list" && Array.isArray(value)) {

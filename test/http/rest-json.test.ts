@@ -8,6 +8,7 @@ import {
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
+  HoldsTwoStringsSchema,
   NodeSchema,
   NodesSchema,
   TwoStringsSchema,
@@ -477,11 +478,16 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
       error: "testing.restjson.v1.TwoStrings.value: json_union members a and b both read a JSON string",
     },
     {
+      schema: HoldsTwoStringsSchema,
+      error: "testing.restjson.v1.TwoStrings.value: json_union members a and b both read a JSON string",
+    },
+    {
       schema: WideListSchema,
       error: "testing.restjson.v1.WideList: json_list needs exactly one field, a repeated one",
     },
   ])("a misused option is a plain Error when the type is first used ($error)", ({ schema, error }) => {
     expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
     expect(() => fromRestJson(schema, {})).toThrow(new Error(error));
+    expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
   });
 });

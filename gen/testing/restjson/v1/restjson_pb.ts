@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file testing/restjson/v1/restjson.proto.
  */
 export const file_testing_restjson_v1_restjson: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBYgZwcm90bzM", [file_apikeyserver_v1_json_options]);
+  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBIkEKD0hvbGRzVHdvU3RyaW5ncxIuCgVpbm5lchgBIAEoCzIfLnRlc3RpbmcucmVzdGpzb24udjEuVHdvU3RyaW5nc2IGcHJvdG8z", [file_apikeyserver_v1_json_options]);
 
 /**
  * Test-only messages for the REST JSON options that chat.proto does not cover on its own: a union member of
@@ -199,4 +199,23 @@ export type WideList = Message<"testing.restjson.v1.WideList"> & {
  */
 export const WideListSchema: GenMessage<WideList> = /*@__PURE__*/
   messageDesc(file_testing_restjson_v1_restjson, 5);
+
+/**
+ * Misuse one level down: the containing type cannot be planned either, every time it is used.
+ *
+ * @generated from message testing.restjson.v1.HoldsTwoStrings
+ */
+export type HoldsTwoStrings = Message<"testing.restjson.v1.HoldsTwoStrings"> & {
+  /**
+   * @generated from field: testing.restjson.v1.TwoStrings inner = 1;
+   */
+  inner?: TwoStrings | undefined;
+};
+
+/**
+ * Describes the message testing.restjson.v1.HoldsTwoStrings.
+ * Use `create(HoldsTwoStringsSchema)` to create a new message.
+ */
+export const HoldsTwoStringsSchema: GenMessage<HoldsTwoStrings> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 6);
 
