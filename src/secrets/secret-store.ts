@@ -282,6 +282,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
   async function loadWithRetries(): Promise<FirstResults> {
     const started = performance.now();
     const left = (): number => startupDeadlineMs - (performance.now() - started);
+    let previous: FirstResults | undefined;
     for (let attempt = 1; ; attempt++) {
       const results = await withinDeadline(
         Promise.allSettled([
@@ -290,39 +291,53 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
           load("hmacSecrets", undefined),
         ]),
         left(),
-        attempt,
+        previous,
       );
       const index = results.findIndex(
-        (r) => r.status === "rejected" && r.reason instanceof SecretSourceError && transientReasons.has(r.reason.reason),
+        (r) =>
+          r.status === "rejected" &&
+          r.reason instanceof SecretSourceError &&
+          transientReasons.has(r.reason.reason),
       );
       const failed = results[index];
       if (failed?.status !== "rejected" || left() <= 0) return results;
       const delay = Math.min(retryDelayMs(attempt), left());
       const name = names[(["products", "jwtKeys", "hmacSecrets"] as const)[index] ?? "products"];
       logger.warn(
-        { secret: name, source: source.describe(name), error: reasonOf(failed.reason), attempt, retryInMs: Math.round(delay) },
+        {
+          secret: name,
+          source: source.describe(name),
+          error: reasonOf(failed.reason),
+          attempt,
+          retryInMs: Math.round(delay),
+        },
         `Secret read failed at start-up (attempt ${attempt}); retrying in ${(delay / 1000).toFixed(1)} s`,
       );
       await new Promise((resolve) => setTimeout(resolve, delay));
       if (left() <= 0) return results;
+      previous = results;
     }
   }
 
-  /** Resolves `attempt`'s results, or a rejection for every secret once the start-up deadline has passed. */
+  /**
+   * Resolves `attempt`'s results; once the start-up deadline has passed, the previous attempt's failure
+   * instead (its cause is what the operator needs), or a plain "no answer" when there was none.
+   */
   async function withinDeadline(
     attempt: Promise<FirstResults>,
     leftMs: number,
-    number: number,
+    previous: FirstResults | undefined,
   ): Promise<FirstResults> {
     if (startupDeadlineMs === 0) return attempt;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<FirstResults>((resolve) => {
-      timer = setTimeout(() => {
-        const reason = new Error(
-          `no answer within the start-up deadline of ${startupDeadlineMs / 1000} s (attempt ${number} still waiting)`,
-        );
-        resolve([0, 1, 2].map(() => ({ status: "rejected", reason }) as const));
-      }, Math.max(leftMs, 0));
+      timer = setTimeout(
+        () => {
+          const reason = new Error(`no answer within the start-up deadline of ${startupDeadlineMs / 1000} s`);
+          resolve(previous ?? [0, 1, 2].map(() => ({ status: "rejected", reason }) as const));
+        },
+        Math.max(leftMs, 0),
+      );
     });
     try {
       return await Promise.race([attempt, expired]);

@@ -116,10 +116,7 @@ describe("a Node.js older than the one required", () => {
     // machine the issue was found on did. The check must run before the configuration is even read, so an
     // invalid setting next to it must not be what is reported.
     const preload = join(dir, "pretend-node-20.mjs");
-    await writeFile(
-      preload,
-      'Object.defineProperty(process.versions, "node", { value: "20.20.2" });\n',
-    );
+    await writeFile(preload, 'Object.defineProperty(process.versions, "node", { value: "20.20.2" });\n');
     const result = await runServerProcess({
       env: { NODE_OPTIONS: `--import ${preload}`, API_KEY_SERVER_MAX_TOKENS: "abc" },
       timeoutMs: 30_000,

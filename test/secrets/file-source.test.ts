@@ -208,7 +208,13 @@ describe("file secret source", () => {
 
     it("requireAuth: a first set with neither JWT keys nor HMAC secrets is refused, naming both", async () => {
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
-      store = createSecretStore({ source, names, refreshIntervalMs: 60_000, logger: log.logger, requireAuth: true });
+      store = createSecretStore({
+        source,
+        names,
+        refreshIntervalMs: 60_000,
+        logger: log.logger,
+        requireAuth: true,
+      });
       const err = await store.start().then(
         () => undefined,
         (e: unknown) => e,
@@ -223,7 +229,13 @@ describe("file secret source", () => {
     it("requireAuth: one method is enough", async () => {
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
       await writeFile(join(dir, "hmac_secrets.json"), hmacDoc);
-      store = createSecretStore({ source, names, refreshIntervalMs: 60_000, logger: log.logger, requireAuth: true });
+      store = createSecretStore({
+        source,
+        names,
+        refreshIntervalMs: 60_000,
+        logger: log.logger,
+        requireAuth: true,
+      });
       await store.start();
       expect(store.current()?.hmacKeys?.has("svc-a")).toBe(true);
     });
@@ -246,7 +258,10 @@ describe("file secret source", () => {
       // A new product version still goes through while the keys are kept.
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o", "gpt-4o-mini"]));
       await expect(s.refresh()).resolves.toBe(true);
-      expect(s.current()?.products.get("product-dev")?.providers[0]?.models).toEqual(["gpt-4o", "gpt-4o-mini"]);
+      expect(s.current()?.products.get("product-dev")?.providers[0]?.models).toEqual([
+        "gpt-4o",
+        "gpt-4o-mini",
+      ]);
       expect(s.current()?.jwtKeys?.keys).toHaveLength(1);
     });
   });
