@@ -85,11 +85,14 @@ export async function keygen(options: KeygenOptions): Promise<KeygenResult> {
     await writeFile(publicKeysPath, `${JSON.stringify(updated, null, 2)}\n`);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") throw new Error(`${privateKeyPath} exists; pass --force to replace it`);
+    if (code === "EEXIST") {
+      throw new Error(`${privateKeyPath} exists; pass --force to replace it`, { cause: err });
+    }
     if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
       // Inside the image the app folder belongs to root: nothing there is writable by the server's user.
       throw new Error(
         `cannot write to ${options.configDir} (${code}); pass --config-dir with a writable folder, or --stdout to print the keys`,
+        { cause: err },
       );
     }
     throw err;
