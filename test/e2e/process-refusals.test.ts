@@ -26,19 +26,23 @@ const logLines = (result: ServerProcessResult): Record<string, unknown>[] =>
     .filter((line) => line.startsWith("{"))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 
+/** Runs the server with `env`; it must exit 1 with nothing on stderr and exactly one ERROR line, returned. */
+async function refusal(env: Record<string, string>): Promise<Record<string, unknown>[]> {
+  const result = await runServerProcess({ env, timeoutMs: 30_000 });
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe("");
+  // Nothing was served before the refusal, and no development default was announced.
+  expect(logLines(result).some((entry) => entry["message"] === "Secrets loaded, ready")).toBe(false);
+  expect(result.stdout).not.toContain("embedded default");
+  return logLines(result).filter((entry) => entry["severity"] === "ERROR");
+}
+
 describe("production without a product secret: no embedded echo default", () => {
   it.each([{ K_SERVICE: "api-key-server" }, { NODE_ENV: "production" }])(
     "%j and an empty config folder → exit 1, one ERROR naming the fix",
     async (env) => {
       const empty = await mkdtemp(join(dir, "empty-"));
-      const result = await runServerProcess({
-        env: { ...env, API_KEY_SERVER_CONFIG_DIR: empty },
-        timeoutMs: 30_000,
-      });
-      expect(result.code).toBe(1);
-      expect(result.stderr).toBe("");
-      const errors = logLines(result).filter((entry) => entry["severity"] === "ERROR");
-      expect(errors).toStrictEqual([
+      expect(await refusal({ ...env, API_KEY_SERVER_CONFIG_DIR: empty })).toStrictEqual([
         {
           severity: "ERROR",
           time: expect.any(String) as unknown,
@@ -47,8 +51,6 @@ describe("production without a product secret: no embedded echo default", () => 
           message: "Failed to load secrets from local files",
         },
       ]);
-      // The development default is not even announced.
-      expect(result.stdout).not.toContain("embedded default");
     },
   );
 });
@@ -60,14 +62,7 @@ describe("production with no JWT keys and no HMAC secrets: no service", () => {
       join(config, "openai_api_keys.json"),
       JSON.stringify({ "product-dev": { providers: { echo: { models: ["echo-1"] } } } }),
     );
-    const result = await runServerProcess({
-      env: { NODE_ENV: "production", API_KEY_SERVER_CONFIG_DIR: config },
-      timeoutMs: 30_000,
-    });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toBe("");
-    const errors = logLines(result).filter((entry) => entry["severity"] === "ERROR");
-    expect(errors).toStrictEqual([
+    expect(await refusal({ NODE_ENV: "production", API_KEY_SERVER_CONFIG_DIR: config })).toStrictEqual([
       {
         severity: "ERROR",
         time: expect.any(String) as unknown,
@@ -76,7 +71,6 @@ describe("production with no JWT keys and no HMAC secrets: no service", () => {
         message: "Failed to load secrets from local files",
       },
     ]);
-    expect(logLines(result).some((entry) => entry["message"] === "Secrets loaded, ready")).toBe(false);
   });
 });
 

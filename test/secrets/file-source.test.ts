@@ -205,16 +205,12 @@ describe("file secret source", () => {
 
   describe("authentication keys (issue 16: no silent all-401 server)", () => {
     const hmacDoc = JSON.stringify({ "svc-a": { secret: "x".repeat(32), products: "*" } });
+    const requireAuthStore = (): RefreshingSecretStore =>
+      createSecretStore({ source, names, refreshIntervalMs: 60_000, logger: log.logger, requireAuth: true });
 
     it("requireAuth: a first set with neither JWT keys nor HMAC secrets is refused, naming both", async () => {
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
-      store = createSecretStore({
-        source,
-        names,
-        refreshIntervalMs: 60_000,
-        logger: log.logger,
-        requireAuth: true,
-      });
+      store = requireAuthStore();
       const err = await store.start().then(
         () => undefined,
         (e: unknown) => e,
@@ -229,13 +225,7 @@ describe("file secret source", () => {
     it("requireAuth: one method is enough", async () => {
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
       await writeFile(join(dir, "hmac_secrets.json"), hmacDoc);
-      store = createSecretStore({
-        source,
-        names,
-        refreshIntervalMs: 60_000,
-        logger: log.logger,
-        requireAuth: true,
-      });
+      store = requireAuthStore();
       await store.start();
       expect(store.current()?.hmacKeys?.has("svc-a")).toBe(true);
     });
