@@ -210,6 +210,8 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
     const next = { ...previous } as { -readonly [K in Kind]: Slots[K] };
     let changed = false;
+    // Said only once the set is decided: a method is not disabled when it is the last one (below).
+    const disabled: ("jwtKeys" | "hmacSecrets")[] = [];
     kinds.forEach((kind, i) => {
       const result = results[i];
       if (result === undefined) return;
@@ -237,12 +239,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
         return;
       }
       if (slot.version === undefined && previous[kind].version === undefined) return;
-      if (slot.version === undefined && kind !== "products") {
-        logger.warn(
-          { secret: name, source: where },
-          `Secret not found; ${disabledMethod[kind]} authentication disabled`,
-        );
-      }
+      if (slot.version === undefined && kind !== "products") disabled.push(kind);
       next[kind] = slot as never;
       // Only a new value needs a new set; a new version with identical content just records the version.
       if (slot.value !== previous[kind].value) changed = true;
@@ -264,6 +261,13 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
         "Every authentication method would be gone after this refresh; keeping the last good JWT keys and HMAC secrets",
       );
       changed = next.products !== previous.products && next.products.value !== previous.products.value;
+    } else {
+      for (const kind of disabled) {
+        logger.warn(
+          { secret: names[kind], source: source.describe(names[kind]) },
+          `Secret not found; ${disabledMethod[kind]} authentication disabled`,
+        );
+      }
     }
     if (!changed) {
       slots = next;

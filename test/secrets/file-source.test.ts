@@ -245,6 +245,10 @@ describe("file secret source", () => {
       expect(errors.map((r) => r.message)).toEqual([
         "Every authentication method would be gone after this refresh; keeping the last good JWT keys and HMAC secrets",
       ]);
+      // Not also "JWT authentication disabled": it is not.
+      expect(log.records().map((r) => r.message)).not.toContain(
+        "Secret not found; JWT authentication disabled",
+      );
       // A new product version still goes through while the keys are kept.
       await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o", "gpt-4o-mini"]));
       await expect(s.refresh()).resolves.toBe(true);
