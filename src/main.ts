@@ -2,6 +2,8 @@
  * Composition root: reads the environment once, builds everything, starts, and handles signals.
  * Nothing else in the server reads process.env.
  */
+// First, so an older Node.js stops with one line before undici (which needs Node 24) is even loaded.
+import "./startup/require-node.js";
 import { readFileSync } from "node:fs";
 import type { ChannelCredentials } from "google-gax";
 import { createApp } from "./app.js";
@@ -19,8 +21,10 @@ import {
   createSecretManagerSource,
   createSecretStore,
   logSecretLoadFailure,
+  SecretSourceError,
   type SecretSource,
 } from "./secrets/index.js";
+import { listenProblem } from "./startup/index.js";
 
 /**
  * The product secret used when running from local files and `openai_api_keys.json` does not exist: one
@@ -54,13 +58,20 @@ async function main(): Promise<void> {
     names: config.secrets.names,
     refreshIntervalMs: config.secrets.refreshIntervalMs,
     logger,
+    requireAuth: config.production,
+    startupDeadlineMs: config.secrets.startupDeadlineMs,
   });
   const redis =
     config.redisUrl === undefined ? undefined : createRedisClient({ url: config.redisUrl, logger });
   const app = createApp({ config, logger, secrets, version, redis });
 
   // Listen first, so /health answers (503) while the first load runs.
-  const { port } = await app.listen(config.port, config.host);
+  const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
+    const problem = listenProblem(err, config.host, config.port);
+    if (problem === undefined) throw err;
+    process.stderr.write(`api-key-server: ${problem}\n`);
+    process.exit(1);
+  });
   logger.info(
     { port, version, secretSource: source.kind, redis: redis !== undefined },
     `Listening on ${config.host}:${port}`,
@@ -133,6 +144,12 @@ async function createSource(
     async read(name) {
       const found = await files.read(name);
       if (found !== undefined || name !== productsName) return found;
+      if (config.production) {
+        throw new SecretSourceError(
+          `${files.describe(name)} not found, and the embedded development product is never served in production (K_SERVICE or NODE_ENV=production is set): deploy with USE_SECRET_MANAGER=true and API_KEY_SERVER_GCP_PROJECT_ID, or provide the file`,
+          "NOT_FOUND",
+        );
+      }
       if (!warned) {
         warned = true;
         logger.warn(

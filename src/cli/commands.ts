@@ -1,7 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT, type JWK } from "jose";
+import {
+  exportJWK,
+  exportSPKI,
+  generateKeyPair as joseGenerateKeyPair,
+  importJWK,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+} from "jose";
 import { allowedJwtAlgorithms, signRequest } from "../auth/index.js";
 
 export type JwtAlgorithm = (typeof allowedJwtAlgorithms)[number];
@@ -28,6 +36,30 @@ export interface KeygenResult {
   readonly publicKeysPath: string;
 }
 
+export interface GeneratedKeyPair {
+  readonly kid: string;
+  readonly alg: JwtAlgorithm;
+  /** The private JWK (with kid, alg, use). */
+  readonly privateJwk: JWK;
+  /** A JWKS holding only the public key: a complete `jwt-public-keys` secret. */
+  readonly publicJwks: { keys: JWK[] };
+}
+
+/** A new signing key pair, in memory only (`keygen --stdout`, e.g. inside the image where nothing is writable). */
+export async function generateKeyPair(
+  options: Pick<KeygenOptions, "alg" | "kid" | "now"> = {},
+): Promise<GeneratedKeyPair & { readonly publicKey: CryptoKey }> {
+  const alg = options.alg ?? "ES256";
+  const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[-:T]/g, "").slice(0, 14);
+  const kid = options.kid ?? `dev-${stamp}`;
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(kid))
+    throw new Error("--kid must be 1-128 characters of A-Z a-z 0-9 . _ -");
+  const { privateKey, publicKey } = await joseGenerateKeyPair(alg, { extractable: true });
+  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg, use: "sig" };
+  const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
+  return { kid, alg, privateJwk, publicJwks: { keys: [publicJwk] }, publicKey };
+}
+
 /**
  * Writes a development key pair: the private JWK to `<configDir>/dev_jwt_private_key.json` (mode 0600;
  * refused if it exists unless `force`) and the public key into `<configDir>/jwt_public_keys.json`. That file
@@ -35,34 +67,36 @@ export interface KeygenResult {
  * replaced), so rotating is "keygen, then deploy"; a new file is a JWKS.
  */
 export async function keygen(options: KeygenOptions): Promise<KeygenResult> {
-  const alg = options.alg ?? "ES256";
-  const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[-:T]/g, "").slice(0, 14);
-  const kid = options.kid ?? `dev-${stamp}`;
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(kid))
-    throw new Error("--kid must be 1-128 characters of A-Z a-z 0-9 . _ -");
+  const { kid, alg, privateJwk, publicJwks, publicKey } = await generateKeyPair(options);
   const privateKeyPath = path.join(options.configDir, devPrivateKeyFile);
   const publicKeysPath = path.join(options.configDir, publicKeysFile);
-
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg, use: "sig" };
-  const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
 
   const existing = await readPublicKeys(publicKeysPath);
   const updated = Array.isArray(existing)
     ? [...existing.filter((k) => k.kid !== kid), { kid, pem: (await exportSPKI(publicKey)).trim(), alg }]
-    : { keys: [...existing.keys.filter((k) => k.kid !== kid), publicJwk] };
+    : { keys: [...existing.keys.filter((k) => k.kid !== kid), ...publicJwks.keys] };
 
-  await mkdir(options.configDir, { recursive: true });
-  await writeFile(privateKeyPath, `${JSON.stringify(privateJwk, null, 2)}\n`, {
-    mode: 0o600,
-    flag: options.force === true ? "w" : "wx",
-  }).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-      throw new Error(`${privateKeyPath} exists; pass --force to replace it`);
+  try {
+    await mkdir(options.configDir, { recursive: true });
+    await writeFile(privateKeyPath, `${JSON.stringify(privateJwk, null, 2)}\n`, {
+      mode: 0o600,
+      flag: options.force === true ? "w" : "wx",
+    });
+    await writeFile(publicKeysPath, `${JSON.stringify(updated, null, 2)}\n`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") {
+      throw new Error(`${privateKeyPath} exists; pass --force to replace it`, { cause: err });
+    }
+    if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
+      // Inside the image the app folder belongs to root: nothing there is writable by the server's user.
+      throw new Error(
+        `cannot write to ${options.configDir} (${code}); pass --config-dir with a writable folder, or --stdout to print the keys`,
+        { cause: err },
+      );
     }
     throw err;
-  });
-  await writeFile(publicKeysPath, `${JSON.stringify(updated, null, 2)}\n`);
+  }
   return { kid, alg, privateKeyPath, publicKeysPath };
 }
 

@@ -33,6 +33,12 @@ export interface SecretNames {
 
 /** Every setting of the server, read once from the environment by {@link loadConfig}. Deeply frozen. */
 export interface Config {
+  /**
+   * True on Cloud Run (`K_SERVICE` is set) or with `NODE_ENV=production` (the image sets it). Start-up then
+   * refuses what only makes sense on a developer's machine: the embedded echo product, and no JWT and no
+   * HMAC keys at all (docs/runbook.ja.md §6).
+   */
+  readonly production: boolean;
   /** `PORT` (default 8000). */
   readonly port: number;
   /** `API_KEY_SERVER_HOST` (default `0.0.0.0`). */
@@ -55,6 +61,11 @@ export interface Config {
     readonly names: SecretNames;
     /** `API_KEY_SERVER_SECRET_REFRESH_SECONDS` (default 60) in milliseconds. */
     readonly refreshIntervalMs: number;
+    /**
+     * `API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS` (default 60) in milliseconds: how long start-up keeps
+     * retrying a Secret Manager that cannot be reached before it gives up and exits 1.
+     */
+    readonly startupDeadlineMs: number;
   };
   readonly jwt: {
     /** `API_KEY_SERVER_JWT_ISSUER` (default unset = not checked). */
@@ -104,6 +115,8 @@ export class ConfigError extends Error {
 /** Variables this module reads; anything else starting with `API_KEY_SERVER_` is reported by `unknownSettings`. */
 const knownVariables = [
   "PORT",
+  "K_SERVICE",
+  "NODE_ENV",
   "USE_SECRET_MANAGER",
   "REDIS_URL",
   "API_KEY_SERVER_GCP_PROJECT_ID",
@@ -113,6 +126,7 @@ const knownVariables = [
   "API_KEY_SERVER_HOST",
   "API_KEY_SERVER_CONFIG_DIR",
   "API_KEY_SERVER_SECRET_REFRESH_SECONDS",
+  "API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS",
   "API_KEY_SERVER_SECRET_NAME_PRODUCTS",
   "API_KEY_SERVER_SECRET_NAME_JWT",
   "API_KEY_SERVER_SECRET_NAME_HMAC",
@@ -181,6 +195,7 @@ export function loadConfig(env: Env): Config {
       : { kind: "files", dir: read("API_KEY_SERVER_CONFIG_DIR") ?? "./config" };
 
   const config: Config = {
+    production: read("K_SERVICE") !== undefined || read("NODE_ENV") === "production",
     port: port("PORT") ?? 8000,
     host: read("API_KEY_SERVER_HOST") ?? "0.0.0.0",
     maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),
@@ -195,6 +210,7 @@ export function loadConfig(env: Env): Config {
         hmacSecrets: secretName("API_KEY_SERVER_SECRET_NAME_HMAC", "hmac-secrets"),
       },
       refreshIntervalMs: int("API_KEY_SERVER_SECRET_REFRESH_SECONDS", 60, 1) * 1000,
+      startupDeadlineMs: int("API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS", 60, 1) * 1000,
     },
     jwt: {
       issuer: read("API_KEY_SERVER_JWT_ISSUER"),

@@ -4,7 +4,7 @@ import type { Logger } from "../log/index.js";
 import { parseHmacSecrets } from "./parse-hmac-secrets.js";
 import { parseJwtKeys } from "./parse-jwt-keys.js";
 import { parseProducts } from "./parse-products.js";
-import type { SecretSource } from "./source.js";
+import { SecretSourceError, type SecretSource } from "./source.js";
 import type { HmacKey, ProductConfig, Secrets, SecretStore } from "./types.js";
 
 /** The names of the three secrets (Secret Manager names; the file source maps `-` to `_`). */
@@ -22,6 +22,16 @@ export interface SecretStoreOptions {
   readonly logger: Logger;
   /** Stamps `Secrets.loadedAt`; `Date.now` by default. */
   readonly clock?: () => number;
+  /**
+   * start() refuses a first set with neither JWT keys nor HMAC secrets (every chat call would be answered
+   * 401 while /health says ok). Default false; the server sets it in production.
+   */
+  readonly requireAuth?: boolean;
+  /**
+   * How long start() keeps retrying reads that failed for a transient reason (Secret Manager UNAVAILABLE,
+   * DEADLINE_EXCEEDED, ...), logging one warning per failed attempt; then it rejects. Default 0: no retry.
+   */
+  readonly startupDeadlineMs?: number;
 }
 
 /** A SecretStore whose refresh can also be triggered directly (tests, an admin signal). */
@@ -90,6 +100,18 @@ const parsers = {
 
 const disabledMethod = { jwtKeys: "JWT", hmacSecrets: "HMAC" } as const;
 
+/** Read failures worth another attempt at start-up: the service, not the request, is at fault. */
+const transientReasons: ReadonlySet<string> = new Set([
+  "UNAVAILABLE",
+  "DEADLINE_EXCEEDED",
+  "RESOURCE_EXHAUSTED",
+  "ABORTED",
+  "INTERNAL",
+]);
+
+/** Pause before start-up attempt n + 1: 1 s, 2 s, 4 s, then 5 s (within the deadline). */
+const retryDelayMs = (attempt: number): number => Math.min(1000 * 2 ** (attempt - 1), 5000);
+
 /**
  * Holds the three secrets and keeps them fresh (SPEC S9).
  *
@@ -102,7 +124,18 @@ const disabledMethod = { jwtKeys: "JWT", hmacSecrets: "HMAC" } as const;
  * onChange listeners see every set that becomes current, the first one included.
  */
 export function createSecretStore(options: SecretStoreOptions): RefreshingSecretStore {
-  const { source, names, logger, refreshIntervalMs, clock = Date.now } = options;
+  const {
+    source,
+    names,
+    logger,
+    refreshIntervalMs,
+    clock = Date.now,
+    requireAuth = false,
+    startupDeadlineMs = 0,
+  } = options;
+  if (!Number.isSafeInteger(startupDeadlineMs) || startupDeadlineMs < 0) {
+    throw new TypeError("createSecretStore: startupDeadlineMs must be a non-negative integer");
+  }
   if (!Number.isSafeInteger(refreshIntervalMs) || refreshIntervalMs <= 0) {
     throw new TypeError("createSecretStore: refreshIntervalMs must be a positive integer");
   }
@@ -177,6 +210,8 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
     const next = { ...previous } as { -readonly [K in Kind]: Slots[K] };
     let changed = false;
+    // Said only once the set is decided: a method is not disabled when it is the last one (below).
+    const disabled: ("jwtKeys" | "hmacSecrets")[] = [];
     kinds.forEach((kind, i) => {
       const result = results[i];
       if (result === undefined) return;
@@ -204,22 +239,115 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
         return;
       }
       if (slot.version === undefined && previous[kind].version === undefined) return;
-      if (slot.version === undefined && kind !== "products") {
-        logger.warn(
-          { secret: name, source: where },
-          `Secret not found; ${disabledMethod[kind]} authentication disabled`,
-        );
-      }
+      if (slot.version === undefined && kind !== "products") disabled.push(kind);
       next[kind] = slot as never;
       // Only a new value needs a new set; a new version with identical content just records the version.
       if (slot.value !== previous[kind].value) changed = true;
     });
+    const authBefore = previous.jwtKeys.value !== undefined || previous.hmacSecrets.value !== undefined;
+    if (authBefore && next.jwtKeys.value === undefined && next.hmacSecrets.value === undefined) {
+      // Deleting the last key secret would turn every call into a 401; serving the last good keys until an
+      // operator adds one back is the lesser harm, and the error says so on every refresh.
+      next.jwtKeys = previous.jwtKeys;
+      next.hmacSecrets = previous.hmacSecrets;
+      logger.error(
+        {
+          secrets: [names.jwtKeys, names.hmacSecrets],
+          keptVersions: {
+            [names.jwtKeys]: previous.jwtKeys.version ?? "missing",
+            [names.hmacSecrets]: previous.hmacSecrets.version ?? "missing",
+          },
+        },
+        "Every authentication method would be gone after this refresh; keeping the last good JWT keys and HMAC secrets",
+      );
+      changed = next.products !== previous.products && next.products.value !== previous.products.value;
+    } else {
+      for (const kind of disabled) {
+        logger.warn(
+          { secret: names[kind], source: source.describe(names[kind]) },
+          `Secret not found; ${disabledMethod[kind]} authentication disabled`,
+        );
+      }
+    }
     if (!changed) {
       slots = next;
       return false;
     }
     publish(next);
     return true;
+  }
+
+  type FirstResults = PromiseSettledResult<Slots[Kind]>[];
+
+  /**
+   * The first read of all three secrets. A transient failure (Secret Manager unreachable) is retried until
+   * `startupDeadlineMs`, one warning per failed attempt; otherwise the results are returned as they are.
+   */
+  async function loadWithRetries(): Promise<FirstResults> {
+    const started = performance.now();
+    const left = (): number => startupDeadlineMs - (performance.now() - started);
+    let previous: FirstResults | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const results = await withinDeadline(
+        Promise.allSettled([
+          load("products", undefined),
+          load("jwtKeys", undefined),
+          load("hmacSecrets", undefined),
+        ]),
+        left(),
+        previous,
+      );
+      const index = results.findIndex(
+        (r) =>
+          r.status === "rejected" &&
+          r.reason instanceof SecretSourceError &&
+          transientReasons.has(r.reason.reason),
+      );
+      const failed = results[index];
+      if (failed?.status !== "rejected" || left() <= 0) return results;
+      const delay = Math.min(retryDelayMs(attempt), left());
+      const name = names[(["products", "jwtKeys", "hmacSecrets"] as const)[index] ?? "products"];
+      logger.warn(
+        {
+          secret: name,
+          source: source.describe(name),
+          error: reasonOf(failed.reason),
+          attempt,
+          retryInMs: Math.round(delay),
+        },
+        `Secret read failed at start-up (attempt ${attempt}); retrying in ${(delay / 1000).toFixed(1)} s`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (left() <= 0) return results;
+      previous = results;
+    }
+  }
+
+  /**
+   * Resolves `attempt`'s results; once the start-up deadline has passed, the previous attempt's failure
+   * instead (its cause is what the operator needs), or a plain "no answer" when there was none.
+   */
+  async function withinDeadline(
+    attempt: Promise<FirstResults>,
+    leftMs: number,
+    previous: FirstResults | undefined,
+  ): Promise<FirstResults> {
+    if (startupDeadlineMs === 0) return attempt;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<FirstResults>((resolve) => {
+      timer = setTimeout(
+        () => {
+          const reason = new Error(`no answer within the start-up deadline of ${startupDeadlineMs / 1000} s`);
+          resolve(previous ?? [0, 1, 2].map(() => ({ status: "rejected", reason }) as const));
+        },
+        Math.max(leftMs, 0),
+      );
+    });
+    try {
+      return await Promise.race([attempt, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   const store: RefreshingSecretStore = {
@@ -229,7 +357,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       if (state !== "new") throw new Error("SecretStore.start() may be called once");
       state = "starting";
       const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
-      const results = await Promise.allSettled(kinds.map((kind) => load(kind, undefined)));
+      const results = await loadWithRetries();
       const loaded: Partial<{ -readonly [K in Kind]: Slots[K] }> = {};
       kinds.forEach((kind, i) => {
         const result = results[i];
@@ -253,6 +381,14 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       });
       const first = loaded as Slots;
       if (first.jwtKeys.value === undefined && first.hmacSecrets.value === undefined) {
+        if (requireAuth) {
+          state = "stopped";
+          throw new SecretLoadError(
+            summary,
+            `${names.jwtKeys}, ${names.hmacSecrets}`,
+            `neither ${source.describe(names.jwtKeys)} nor ${source.describe(names.hmacSecrets)} exists, so every chat call would be refused: create one of them (docs/runbook.ja.md §0)`,
+          );
+        }
         logger.warn("No JWT keys and no HMAC secrets: every chat request will be rejected as Unauthorized");
       }
       publish(first);

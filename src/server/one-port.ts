@@ -147,7 +147,6 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
     });
     sniff(socket);
   });
-  server.on("error", (err) => logger.error({ err: String(err) }, "listener error"));
 
   /** Reads until the bytes either are the HTTP/2 preface or cannot be; then hands the socket over. */
   function sniff(socket: net.Socket): void {
@@ -192,6 +191,8 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
         server.once("error", reject);
         server.listen(port, host, () => {
           server.off("error", reject);
+          // Only now: a failed listen (EADDRINUSE) is the caller's rejection to report, not a log line.
+          server.on("error", (err) => logger.error({ err: String(err) }, "listener error"));
           const address = server.address();
           if (address === null || typeof address === "string") {
             reject(new Error("listen: unexpected address"));

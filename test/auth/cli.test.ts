@@ -253,17 +253,72 @@ describe("cli sign", () => {
   });
 });
 
-describe("cli usage", () => {
-  it("rejects an unknown command with usage and exit code 2", async () => {
-    const res = await cli(["frobnicate"]);
-    expect(res.code).toBe(2);
-    expect(res.stderr).toContain('unknown command "frobnicate"');
-    expect(res.stderr).toContain("Usage: npm run cli -- <command> [options]");
+describe("cli usage (issue 16.4: --help everywhere, one-line errors with the fix)", () => {
+  it("rejects an unknown command in one line naming the fix, exit code 2", async () => {
+    expect(await cli(["frobnicate"])).toStrictEqual({
+      code: 2,
+      stdout: "",
+      stderr: 'error: unknown command "frobnicate"; run npm run cli -- --help for the commands',
+    });
   });
 
-  it("rejects an unknown option", async () => {
-    const res = await cli(["token", "--bogus"]);
-    expect(res.code).toBe(1);
-    expect(res.stderr).toMatch(/^error: Unknown option '--bogus'/);
+  it.each([
+    [
+      ["token", "--bogus"],
+      "error: token: unknown option --bogus; run npm run cli -- token --help for the options",
+    ],
+    [
+      ["keygen", "--kid"],
+      "error: keygen: option --kid needs a value; run npm run cli -- keygen --help for the options",
+    ],
+    [["sign", "extra"], "error: sign: unexpected argument; run npm run cli -- sign --help for the options"],
+  ])("%j → one line naming the command's help, exit code 2", async (argv, message) => {
+    expect(await cli(argv)).toStrictEqual({ code: 2, stdout: "", stderr: message });
+  });
+
+  it.each([["--help"], ["-h"], ["help"]])("%s prints the list of commands, exit 0", async (flag) => {
+    const res = await cli([flag]);
+    expect(res).toMatchObject({ code: 0, stderr: "" });
+    expect(res.stdout).toMatch(/^Usage: npm run cli -- <command> \[options\]/);
+    for (const command of ["keygen", "token", "sign"]) expect(res.stdout).toContain(`  ${command}  `);
+  });
+
+  it("with no command prints the usage on stderr, exit 2", async () => {
+    const res = await cli([]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/^Usage: npm run cli -- <command> \[options\]/);
+  });
+
+  it.each([["keygen"], ["token"], ["sign"]])(
+    "%s --help (anywhere among its options) prints that command's usage, exit 0, and does nothing else",
+    async (command) => {
+      for (const argv of [
+        [command, "--help"],
+        [command, "--config-dir", dir, "-h"],
+        ["help", command],
+      ]) {
+        const res = await cli(argv);
+        expect(res).toMatchObject({ code: 0, stderr: "" });
+        expect(res.stdout).toMatch(new RegExp(`^Usage: npm run cli -- ${command} `));
+      }
+      await expect(stat(path.join(dir, "dev_jwt_private_key.json"))).rejects.toThrow(/ENOENT/);
+    },
+  );
+});
+
+describe("cli keygen where nothing is writable (the container image)", () => {
+  it("--stdout prints both documents and writes nothing; the token command accepts the printed key", async () => {
+    const res = await cli(["keygen", "--stdout", "--kid", "img-1", "--config-dir", path.join(dir, "never")]);
+    expect(res).toMatchObject({ code: 0, stderr: "" });
+    const printed = JSON.parse(res.stdout) as Record<
+      string,
+      { kid?: string; keys?: { kid: string; d?: string }[] }
+    >;
+    expect(Object.keys(printed)).toEqual(["dev_jwt_private_key.json", "jwt_public_keys.json"]);
+    expect(printed["dev_jwt_private_key.json"]).toMatchObject({ kid: "img-1", alg: "ES256" });
+    expect(printed["jwt_public_keys.json"]?.keys?.map((k) => [k.kid, k.d])).toEqual([["img-1", undefined]]);
+    await expect(stat(path.join(dir, "never"))).rejects.toThrow(/ENOENT/);
+    // The printed public keys load as the server loads them.
+    await expect(parseJwtKeys(JSON.stringify(printed["jwt_public_keys.json"]))).resolves.toBeDefined();
   });
 });

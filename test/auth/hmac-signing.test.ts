@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import {
   canonicalQuery,
@@ -7,11 +8,12 @@ import {
   signRequest,
   stringToSign,
 } from "../../src/auth/index.js";
+import { minHmacSecretLength } from "../../src/secrets/index.js";
 
 /** The worked example of docs/auth.md; a change here is a breaking change for every caller. */
 const example = {
   keyId: "svc-a",
-  secret: "example-secret-do-not-use",
+  secret: "example-secret-do-not-use-in-prod",
   method: "POST",
   path: "/v1/chat/product-dev",
   query: "b=2&a=hello%20world&a=1",
@@ -21,6 +23,17 @@ const example = {
 } as const;
 
 describe("HMAC signing", () => {
+  it("docs/auth.md uses this example, and every secret it shows is long enough for the server", async () => {
+    const doc = await readFile(new URL("../../docs/auth.md", import.meta.url), "utf8");
+    expect(doc).toContain(`Secret \`${example.secret}\``);
+    expect(doc).toContain(`-hmac '${example.secret}'`);
+    const shown = [...doc.matchAll(/-hmac '([^']+)'|printf %s '([^']+)' > \/tmp\/hmac-secret/g)].map(
+      (m) => m[1] ?? m[2] ?? "",
+    );
+    expect(shown.length).toBe(2);
+    for (const secret of shown) expect(secret.length).toBeGreaterThanOrEqual(minHmacSecretLength);
+  });
+
   it("reproduces the documented worked example", () => {
     expect(sha256Hex(example.body)).toBe("3da6da474e7773516d1334115267c665022464a7d91afea642650d7a6d9fe937");
     expect(
@@ -49,7 +62,7 @@ describe("HMAC signing", () => {
       "x-api-key-id": "svc-a",
       "x-api-timestamp": "1767225600",
       "x-api-nonce": "2b7e1516-28ae-4d2a",
-      "x-api-signature": "54fa1e4a2a156bac79c62c01e13de7da98afb338bddfddf6701b2068bfea9e0f",
+      "x-api-signature": "6b6acb1fe05742f343bea45add26195be2f15adbd6b168dc59ba5f9a20f860ed",
     });
   });
 

@@ -5,6 +5,7 @@ describe("loadConfig", () => {
   it("applies the seed's defaults to an empty environment", () => {
     const config = loadConfig({});
     expect(config).toEqual({
+      production: false,
       port: 8000,
       host: "0.0.0.0",
       maxTokens: 8192,
@@ -15,6 +16,7 @@ describe("loadConfig", () => {
         source: { kind: "files", dir: "./config" },
         names: { products: "openai-api-keys", jwtKeys: "jwt-public-keys", hmacSecrets: "hmac-secrets" },
         refreshIntervalMs: 60_000,
+        startupDeadlineMs: 60_000,
       },
       jwt: { issuer: undefined, audience: undefined, clockToleranceSeconds: 30, maxAgeSeconds: 86_400 },
       hmacWindowSeconds: 300,
@@ -52,6 +54,7 @@ describe("loadConfig", () => {
       REDIS_URL: "redis://:pw@redis:6379/0",
       API_KEY_SERVER_CONFIG_DIR: "/etc/aks",
       API_KEY_SERVER_SECRET_REFRESH_SECONDS: "5",
+      API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "15",
       API_KEY_SERVER_SECRET_NAME_PRODUCTS: "products-v2",
       API_KEY_SERVER_SECRET_NAME_JWT: "jwks",
       API_KEY_SERVER_SECRET_NAME_HMAC: "hmac_keys",
@@ -78,6 +81,7 @@ describe("loadConfig", () => {
         source: { kind: "files", dir: "/etc/aks" },
         names: { products: "products-v2", jwtKeys: "jwks", hmacSecrets: "hmac_keys" },
         refreshIntervalMs: 5000,
+        startupDeadlineMs: 15_000,
       },
       jwt: {
         issuer: "https://issuer.example",
@@ -94,6 +98,17 @@ describe("loadConfig", () => {
       shutdownGraceMs: 0,
       idleTimeoutMs: 120_000,
     });
+  });
+
+  it.each([
+    [{}, false],
+    [{ NODE_ENV: "development" }, false],
+    [{ NODE_ENV: "production" }, true],
+    // Cloud Run sets K_SERVICE on every instance, whatever the image's NODE_ENV.
+    [{ K_SERVICE: "api-key-server" }, true],
+    [{ K_SERVICE: "api-key-server", NODE_ENV: "development" }, true],
+  ])("production is %j → %s", (env, production) => {
+    expect(loadConfig(env).production).toBe(production);
   });
 
   it("treats an empty value as unset", () => {
@@ -126,6 +141,10 @@ describe("loadConfig", () => {
     [
       { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "90s" },
       'API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: expected a positive integer, got "90s"',
+    ],
+    [
+      { API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "0" },
+      'API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: expected a positive integer, got "0"',
     ],
     [{ PORT: "70000" }, 'PORT: expected an integer from 0 to 65535, got "70000"'],
     [{ PORT: "http" }, 'PORT: expected an integer from 0 to 65535, got "http"'],

@@ -146,6 +146,78 @@ describe("the server process reading Secret Manager", () => {
     });
   });
 
+  describe("Secret Manager unreachable at start-up (issue 16.2): a warning per attempt, then exit 1", () => {
+    beforeEach(resetFake);
+
+    it("retries within API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS, one WARNING per failed attempt, then the runbook's error", async () => {
+      fake.addVersion("openai-api-keys", productsDoc(["echo-1"]));
+      fake.addVersion("jwt-public-keys", jwtDoc);
+      fake.failWith("openai-api-keys", grpc.status.UNAVAILABLE, "the service is down");
+      const result = await runServerProcess({
+        env: env({ API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "3" }),
+        timeoutMs: 30_000,
+      });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe("");
+      const entries = result.stdout
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const warnings = entries.filter((entry) => entry["severity"] === "WARNING");
+      // 1 s, 2 s, then what is left of the 3 s: at least two attempts were retried, each said so at once.
+      expect(warnings.length).toBeGreaterThanOrEqual(2);
+      warnings.forEach((warning, i) => {
+        expect(warning).toMatchObject({
+          secret: "openai-api-keys",
+          source: `projects/${projectId}/secrets/openai-api-keys`,
+          error: `projects/${projectId}/secrets/openai-api-keys: UNAVAILABLE: the service is down`,
+          attempt: i + 1,
+          retryInMs: expect.any(Number) as unknown,
+          message: expect.stringMatching(
+            new RegExp(`^Secret read failed at start-up \\(attempt ${i + 1}\\); retrying in \\d+\\.\\d s$`),
+          ) as unknown,
+        });
+      });
+      const errors = entries.filter((entry) => entry["severity"] === "ERROR");
+      expect(errors).toStrictEqual([
+        {
+          severity: "ERROR",
+          time: expect.any(String) as unknown,
+          secret: "openai-api-keys",
+          error: `projects/${projectId}/secrets/openai-api-keys: UNAVAILABLE: the service is down`,
+          message: "Failed to load secrets from Secret Manager",
+        },
+      ]);
+      // The error is the last line: nothing was served in between.
+      expect(entries.at(-1)).toBe(errors[0]);
+      expect(entries.some((entry) => entry["message"] === "Secrets loaded, ready")).toBe(false);
+    });
+
+    it("becomes ready once Secret Manager answers within the deadline", async () => {
+      fake.addVersion("openai-api-keys", productsDoc(["echo-1"]));
+      fake.addVersion("jwt-public-keys", jwtDoc);
+      fake.failWith("openai-api-keys", grpc.status.UNAVAILABLE, "the service is down");
+      const server = await startServerProcess({
+        env: env({ API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "60" }),
+      });
+      try {
+        const warning = await server.waitForLine((line) => line.includes('"Secret read failed at start-up'));
+        expect(JSON.parse(warning)).toMatchObject({
+          severity: "WARNING",
+          attempt: 1,
+          secret: "openai-api-keys",
+        });
+        expect((await curl([`${server.url}/health`])).status).toBe(503);
+        fake.failWith("openai-api-keys", undefined);
+        await server.waitForLine((line) => line.includes('"Secrets loaded, ready"'), 20_000);
+        expect((await curl([`${server.url}/health`])).status).toBe(200);
+      } finally {
+        server.kill();
+        await server.exited;
+      }
+    });
+  });
+
   describe("a running process", () => {
     let server: ServerProcess;
     let release: (() => void) | undefined;

@@ -11,6 +11,7 @@ import {
   type RefreshingSecretStore,
   type SecretSource,
 } from "../../src/secrets/index.js";
+import { makeTestKey } from "../support/auth-keys.js";
 import { captureLog, type CapturedLog } from "../support/log-capture.js";
 
 const names = { products: "openai-api-keys", jwtKeys: "jwt-public-keys", hmacSecrets: "hmac-secrets" };
@@ -200,5 +201,62 @@ describe("file secret source", () => {
         logger: log.logger,
       }),
     ).toThrow("createSecretStore: names.jwtKeys must be a non-empty string");
+  });
+
+  describe("authentication keys (issue 16: no silent all-401 server)", () => {
+    const hmacDoc = JSON.stringify({ "svc-a": { secret: "x".repeat(32), products: "*" } });
+    const requireAuthStore = (): RefreshingSecretStore =>
+      createSecretStore({ source, names, refreshIntervalMs: 60_000, logger: log.logger, requireAuth: true });
+
+    it("requireAuth: a first set with neither JWT keys nor HMAC secrets is refused, naming both", async () => {
+      await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
+      store = requireAuthStore();
+      const err = await store.start().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(SecretLoadError);
+      expect((err as SecretLoadError).message).toBe(
+        `Failed to load secrets from local files: secret "jwt-public-keys, hmac-secrets": neither ${join(dir, "jwt_public_keys.json")} nor ${join(dir, "hmac_secrets.json")} exists, so every chat call would be refused: create one of them (docs/runbook.ja.md §0)`,
+      );
+      expect(store.current()).toBeUndefined();
+    });
+
+    it("requireAuth: one method is enough", async () => {
+      await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
+      await writeFile(join(dir, "hmac_secrets.json"), hmacDoc);
+      store = requireAuthStore();
+      await store.start();
+      expect(store.current()?.hmacKeys?.has("svc-a")).toBe(true);
+    });
+
+    it("keeps the last good keys, saying so, when a refresh would leave no method at all", async () => {
+      const key = await makeTestKey("k1", "ES256");
+      await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o"]));
+      await writeFile(join(dir, "jwt_public_keys.json"), JSON.stringify({ keys: [key.publicJwk] }));
+      const s = newStore();
+      await s.start();
+      const before = s.current();
+      await rm(join(dir, "jwt_public_keys.json"));
+      await expect(s.refresh()).resolves.toBe(false);
+      expect(s.current()).toBe(before);
+      expect(s.current()?.jwtKeys?.keys).toHaveLength(1);
+      const errors = log.records().filter((r) => r.severity === "ERROR");
+      expect(errors.map((r) => r.message)).toEqual([
+        "Every authentication method would be gone after this refresh; keeping the last good JWT keys and HMAC secrets",
+      ]);
+      // Not also "JWT authentication disabled": it is not.
+      expect(log.records().map((r) => r.message)).not.toContain(
+        "Secret not found; JWT authentication disabled",
+      );
+      // A new product version still goes through while the keys are kept.
+      await writeFile(join(dir, "openai_api_keys.json"), productsDoc(["gpt-4o", "gpt-4o-mini"]));
+      await expect(s.refresh()).resolves.toBe(true);
+      expect(s.current()?.products.get("product-dev")?.providers[0]?.models).toEqual([
+        "gpt-4o",
+        "gpt-4o-mini",
+      ]);
+      expect(s.current()?.jwtKeys?.keys).toHaveLength(1);
+    });
   });
 });

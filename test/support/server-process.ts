@@ -31,6 +31,10 @@ export interface ServerProcessOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Working directory (default: the repository root). */
   readonly cwd?: string;
+  /** Another command line (default {@link serverCommand}), e.g. the compiled server as the image runs it. */
+  readonly command?: readonly string[];
+  /** Run the child as this user and group (the caller must be root), e.g. the image's unprivileged user. */
+  readonly user?: { readonly uid: number; readonly gid: number };
   /** How long to wait for the "Listening on" line (default 20 s); the child is killed on timeout. */
   readonly readyTimeoutMs?: number;
   /**
@@ -65,6 +69,8 @@ export interface ServerProcess {
 export interface RunServerProcessOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly cwd?: string;
+  readonly command?: readonly string[];
+  readonly user?: { readonly uid: number; readonly gid: number };
   /** The child is killed (SIGKILL) and the promise rejects when it has not exited within this time. */
   readonly timeoutMs: number;
 }
@@ -86,7 +92,7 @@ let exitHookInstalled = false;
  */
 export async function startServerProcess(options: ServerProcessOptions = {}): Promise<ServerProcess> {
   const env = childEnv(options.env);
-  const child = spawnServer(env, options.cwd);
+  const child = spawnServer(env, options);
   const lines: string[] = [];
   const stderr: string[] = [];
   const waiters = new Set<() => void>();
@@ -178,7 +184,7 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
  * secrets that fail to load). Rejects if the child is still running after `timeoutMs` (it is killed).
  */
 export async function runServerProcess(options: RunServerProcessOptions): Promise<ServerProcessResult> {
-  const child = spawnServer(childEnv(options.env), options.cwd);
+  const child = spawnServer(childEnv(options.env), options);
   let stdout = "";
   let stderr = "";
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -197,9 +203,17 @@ export async function runServerProcess(options: RunServerProcessOptions): Promis
   });
 }
 
-function spawnServer(env: NodeJS.ProcessEnv, cwd: string | undefined): ChildProcess {
-  const [command = process.execPath, ...args] = serverCommand;
-  const child = spawn(command, args, { cwd: cwd ?? repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+function spawnServer(
+  env: NodeJS.ProcessEnv,
+  options: Pick<ServerProcessOptions, "cwd" | "command" | "user">,
+): ChildProcess {
+  const [command = process.execPath, ...args] = options.command ?? serverCommand;
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? repoRoot,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.user ?? {}),
+  });
   running.add(child);
   if (!exitHookInstalled) {
     exitHookInstalled = true;

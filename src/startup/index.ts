@@ -1,0 +1,2 @@
+export { nodeVersionProblem, requiredNodeMajor } from "./node-version.js";
+export { listenProblem } from "./listen-error.js";
