@@ -1,6 +1,5 @@
 import type { ServiceImplSpec } from "@connectrpc/connect";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
@@ -11,6 +10,13 @@ import {
   principalKey,
 } from "./auth/index.js";
 import type { Config } from "./config/index.js";
+import {
+  composeEdge,
+  createAccessLogEdge,
+  createHeaderLimitEdge,
+  shutdownCutError,
+  type EdgeHandler,
+} from "./edge/index.js";
 import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
 import type { Logger } from "./log/index.js";
 import {
@@ -19,17 +25,18 @@ import {
   createRedisLimiter,
   createRedisNonceStore,
 } from "./ratelimit/index.js";
-import { createAccessLogInterceptor } from "./rpc/access-log.js";
 import { createChatService } from "./rpc/chat-service.js";
 import type { JsonObject } from "./rpc/ports.js";
+import { createWireErrorInterceptor } from "./rpc/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
 import {
+  createConnectDispatch,
   createConnectOptions,
   createGrpcUnaryHandler,
+  defaultMaxHeaderBytes,
   createOnePortServer,
   registerHealth,
   registerReflection,
-  withSpecGrpcMessage,
 } from "./server/index.js";
 import type { Readiness } from "./server/index.js";
 import { createForwarder } from "./upstream/index.js";
@@ -118,14 +125,10 @@ export function createApp(options: AppOptions): App {
     };
   };
 
-  // Interceptor order, outermost first: the access log sees every outcome (401s included) and is the one
-  // place errors become wire errors; auth guards the handlers. REST calls run the same list in-process.
+  // Interceptor order, outermost first: the one place errors become wire errors (and are recorded for the
+  // access line); auth guards the handlers. REST calls and the gRPC fast path run the same list.
   const interceptors = [
-    createAccessLogInterceptor({
-      logger,
-      gcpProjectId: gcpProjectOf(config),
-      quietServices: defaultPublicServices,
-    }),
+    createWireErrorInterceptor(),
     createAuthInterceptor({
       secrets: () => secrets.current(),
       jwt: {
@@ -151,9 +154,10 @@ export function createApp(options: AppOptions): App {
   });
   // connect-node's own default, named so the gRPC fast path negotiates from the same list.
   const acceptCompression = [compressionGzip, compressionBrotli];
-  const connectHandler = connectNodeAdapter({
+  const connect = createConnectDispatch({
     ...connectOptions,
     acceptCompression,
+    logger,
     routes(connectRouter) {
       const router = recordServices(connectRouter, services);
       router.service(ChatService, chat);
@@ -164,7 +168,6 @@ export function createApp(options: AppOptions): App {
       });
       registerReflection(router);
     },
-    fallback: (req, res) => rest(req, res),
   });
   const rest = createRestHandler({
     services,
@@ -186,22 +189,39 @@ export function createApp(options: AppOptions): App {
     acceptCompression,
     shutdownSignal: shutdown.signal,
   });
-  const connectWithSpecMessages = withSpecGrpcMessage(connectHandler);
-  const server = createOnePortServer({
-    handler: (req, res) => {
-      if (req.httpVersionMajor === 2 && grpcUnary(req as Http2ServerRequest, res as Http2ServerResponse)) {
-        return;
-      }
-      connectWithSpecMessages(req, res);
-    },
-    logger,
-    idleTimeoutMs: config.idleTimeoutMs,
+  // The innermost edge handler: unary gRPC over HTTP/2 takes the fast path, the Connect router takes its
+  // RPC paths, the REST transcoder takes the rest (and answers 404 for unknown paths).
+  const dispatch: EdgeHandler = (exchange) => {
+    if (grpcUnary(exchange) || connect(exchange)) return;
+    rest(exchange);
+  };
+  // The edge list, outermost first: every request on the port passes it (docs/architecture.md). New
+  // cross-cutting entries (CORS, metrics, the OpenAI-compatible route) go after the access log, which
+  // must stay first so it sees every answer, theirs included.
+  const edge = composeEdge({
+    entries: [
+      createAccessLogEdge({
+        logger,
+        gcpProjectId: gcpProjectOf(config),
+        quietServices: defaultPublicServices,
+      }),
+      createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
+    ],
+    dispatch,
+    cutSignal: shutdown.signal,
   });
+  const server = createOnePortServer({ handler: edge, logger, idleTimeoutMs: config.idleTimeoutMs });
 
   return {
     listen: (port, host) => server.listen(port, host),
     async close(graceMs) {
-      const timer = setTimeout(() => shutdown.abort(), graceMs);
+      // Calls still running when the grace is nearly over are cut with UNAVAILABLE (retryable) a moment
+      // before the server destroys the connections, so each gets its terminal error on the wire (the end
+      // of an SSE stream, a Connect end-of-stream error, gRPC status 14) instead of a silent truncation.
+      const timer = setTimeout(
+        () => shutdown.abort(shutdownCutError),
+        Math.max(0, graceMs - cutMarginMs(graceMs)),
+      );
       try {
         await server.close(graceMs);
       } finally {
@@ -210,6 +230,11 @@ export function createApp(options: AppOptions): App {
       }
     },
   };
+}
+
+/** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
+function cutMarginMs(graceMs: number): number {
+  return Math.min(500, Math.floor(graceMs / 2));
 }
 
 function gcpProjectOf(config: Config): string | undefined {

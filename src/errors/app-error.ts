@@ -16,6 +16,15 @@ export const errorTable = {
   /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
   invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
   request_too_large: { code: Code.ResourceExhausted, http: 413, message: "Request too large" },
+  /** No route for the path (REST). */
+  route_not_found: { code: Code.NotFound, http: 404, message: "Not found" },
+  /** A known REST path with another HTTP method; the AppError's headers carry `Allow`. */
+  method_not_allowed: { code: Code.Unimplemented, http: 405, message: "Method not allowed" },
+  unsupported_media_type: {
+    code: Code.InvalidArgument,
+    http: 415,
+    message: "Content-Type must be application/json",
+  },
   rate_limited: { code: Code.ResourceExhausted, http: 429, message: "Rate limit exceeded" },
   upstream_error: { code: Code.Unavailable, http: 502, message: "Upstream service error" },
   /** The provider rejected the request itself; the AppError's message is the provider's, scrubbed. */
@@ -59,11 +68,15 @@ export class AppError extends Error {
 /**
  * Turns anything thrown into the ConnectError that goes on the wire. AppErrors keep their code and public
  * message and carry a google.rpc.ErrorInfo detail whose `reason` is the AppErrorCode (the REST writer maps
- * it back to the HTTP status of SPEC S7, e.g. 502 versus 503 for the same UNAVAILABLE). ConnectErrors pass
- * through. Anything else becomes INTERNAL "Internal server error" with no trace of its text.
+ * it back to the HTTP status of the error table, e.g. 502 versus 503 for the same UNAVAILABLE). connect's
+ * own message-size errors become `request_too_large`; other ConnectErrors pass through. Anything else
+ * becomes INTERNAL "Internal server error" with no trace of its text.
  */
 export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) {
+    if (!isConnectReadLimit(err)) return err;
+    err = new AppError("request_too_large", { cause: err });
+  }
   const app = err instanceof AppError ? err : new AppError("internal", { cause: err });
   const row = errorTable[app.code];
   const details = [
@@ -83,6 +96,15 @@ export function toConnectError(err: unknown): ConnectError {
   }
   const metadata = new Headers(app.headers ?? {});
   return new ConnectError(app.message, row.code, metadata, details, app);
+}
+
+/**
+ * connect's errors for a request message over `readMaxBytes` (declared, read, or after decompression):
+ * RESOURCE_EXHAUSTED "message size ... is larger than configured readMaxBytes N" and "message is larger
+ * than configured readMaxBytes N after decompression".
+ */
+function isConnectReadLimit(err: ConnectError): boolean {
+  return err.code === Code.ResourceExhausted && err.rawMessage.includes("than configured readMaxBytes");
 }
 
 /** The HTTP status for an AppErrorCode, for the REST writer. */

@@ -4,10 +4,9 @@ import type { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import {
-  Code,
-  ConnectError,
   createContextValues,
   createHandlerContext,
+  type ConnectError,
   type ContextValues,
   type HandlerContext,
   type Interceptor,
@@ -19,20 +18,19 @@ import {
   transformInvokeImplementation,
 } from "@connectrpc/connect/protocol";
 import { parseTimeout } from "@connectrpc/connect/protocol-connect";
-import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
-import { AppError, errorTable, httpStatusOf, scrubSecrets } from "../errors/index.js";
+import { exchangeKey, type Exchange } from "../edge/exchange.js";
+import { AppError, scrubSecrets } from "../errors/index.js";
 import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
-import { isProtocolHeader, restError, restErrorFromConnect, type RestError } from "./rest-error.js";
+import { accessRecordKey } from "../rpc/access-record.js";
+import { failCall } from "../rpc/wire-error.js";
+import { isProtocolHeader, restErrorFromConnect, type RestError } from "./rest-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
 
-type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
-/** An HTTP/1.1 `IncomingMessage` or an HTTP/2 compat `Http2ServerRequest`. */
-export type NodeServerRequest = Parameters<NodeHandlerFn>[0];
-/** An HTTP/1.1 `ServerResponse` or an HTTP/2 compat `Http2ServerResponse`. */
-export type NodeServerResponse = Parameters<NodeHandlerFn>[1];
+type NodeServerRequest = Exchange["req"];
+type NodeServerResponse = Exchange["res"];
 
 export interface RestHandlerOptions {
   /**
@@ -57,8 +55,8 @@ export interface RestHandlerOptions {
   readonly contextValues?: (req: NodeServerRequest) => ContextValues;
 }
 
-/** A Node request listener for HTTP/1.1 and HTTP/2 compat requests; fits connectNodeAdapter's `fallback`. */
-export type RestHandler = (req: NodeServerRequest, res: NodeServerResponse) => void;
+/** The innermost edge handler for REST requests (the dispatcher's last resort: it answers 404 itself). */
+export type RestHandler = (exchange: Exchange) => void;
 
 /** Caller headers an interceptor may need; everything else stays behind. */
 function passesThrough(name: string): boolean {
@@ -122,23 +120,12 @@ function sendError(
   sendJson(res, err.status, err.body, headers);
 }
 
-function fromAppError(err: AppError): RestError {
-  return restError(httpStatusOf(err.code), errorTable[err.code].code, err.message, { ...err.headers });
-}
-
 /** Copies the non-protocol entries of call metadata into REST response headers. */
 function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHttpHeaders {
   from.forEach((value, name) => {
     if (!isProtocolHeader(name)) to[name] = value;
   });
   return to;
-}
-
-/** What a Connect handler makes of anything a call throws: a ConnectError, "internal error" if it is not one. */
-function asConnectError(thrown: unknown): ConnectError {
-  return thrown instanceof ConnectError
-    ? thrown
-    : new ConnectError("internal error", Code.Internal, undefined, undefined, thrown);
 }
 
 /**
@@ -246,25 +233,25 @@ function requestJson(
   body: Buffer,
   contentType: string | undefined,
   contentEncoding: string | undefined,
-): { json: JsonObject } | { error: RestError } {
+): JsonObject {
   let json: JsonObject = {};
   if (body.length > 0) {
     if (route.body === undefined) {
-      return { error: restError(400, Code.InvalidArgument, "This method takes no request body") };
+      throw new AppError("invalid_argument", { message: "This method takes no request body" });
     }
     const mime = contentType?.split(";")[0]?.trim().toLowerCase();
     if (mime !== "application/json" || (contentEncoding !== undefined && contentEncoding !== "identity")) {
-      return { error: restError(415, Code.InvalidArgument, "Content-Type must be application/json") };
+      throw new AppError("unsupported_media_type");
     }
     let parsed: JsonValue;
     try {
       parsed = JSON.parse(utf8.decode(body)) as JsonValue;
     } catch {
-      return { error: restError(400, Code.InvalidArgument, "Malformed JSON body") };
+      throw new AppError("invalid_argument", { message: "Malformed JSON body" });
     }
     if (route.body === "*") {
       if (!isJsonObject(parsed)) {
-        return { error: restError(400, Code.InvalidArgument, "Request body must be a JSON object") };
+        throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
       }
       json = parsed;
     } else {
@@ -273,7 +260,7 @@ function requestJson(
   }
   if (route.body !== "*" && rawQuery !== "") applyQuery(route, json, new URLSearchParams(rawQuery));
   route.pathFields.forEach((fields, i) => setPathValue(json, fields, pathValues[i] ?? ""));
-  return { json };
+  return json;
 }
 
 /** The REST JSON of a response message, or of its `response_body` field. */
@@ -299,8 +286,11 @@ async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal
   }
 }
 
-/** Caller-side failures found before the call: 404/405, 413, 415, 400; undefined when the call may go on. */
-type Built = { readonly route: RestRoute; readonly request: Message; readonly body: Buffer } | undefined;
+interface Built {
+  readonly route: RestRoute;
+  readonly request: Message;
+  readonly body: Buffer;
+}
 
 /**
  * Creates the REST transcoder: routes from the google.api.http options of the services' methods, compiled
@@ -325,14 +315,12 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
   const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
   const interceptors = [...options.interceptors];
 
-  /** Matches the route and builds the request message; answers the caller itself when it cannot. */
-  async function build(
-    req: NodeServerRequest,
-    res: NodeServerResponse,
-    method: string,
-    path: string,
-    rawQuery: string,
-  ): Promise<Built> {
+  /**
+   * Matches the route and builds the request message; throws an AppError for what the caller got wrong
+   * (404, 405 with `Allow`, 413, 415, 400).
+   */
+  async function build(exchange: Exchange): Promise<Built> {
+    const { method, path } = exchange;
     let route: RestRoute | undefined;
     let pathValues: string[] | undefined;
     let allowed: Set<string> | undefined;
@@ -348,69 +336,51 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       break;
     }
     if (route === undefined || pathValues === undefined) {
-      if (allowed !== undefined) {
-        sendError(
-          req,
-          res,
-          restError(405, Code.Unimplemented, "Method not allowed", { allow: [...allowed].join(", ") }),
-        );
-      } else {
-        sendError(req, res, restError(404, Code.NotFound, "Not found"));
-      }
-      return undefined;
+      if (allowed === undefined) throw new AppError("route_not_found");
+      throw new AppError("method_not_allowed", { headers: { allow: [...allowed].join(", ") } });
     }
+    const spec = route.spec;
+    exchange.rpc = `${spec.method.parent.typeName}/${spec.method.name}`;
 
+    const { req } = exchange;
     const body = await readBody(req, maxBodyBytes);
-    if (body === undefined) {
-      const row = errorTable.request_too_large;
-      sendError(req, res, restError(row.http, row.code, row.message), true);
-      return undefined;
-    }
-    try {
-      const built = requestJson(
-        route,
-        pathValues,
-        rawQuery,
-        body,
-        headerValue(req.headers["content-type"]),
-        headerValue(req.headers["content-encoding"]),
-      );
-      if ("error" in built) {
-        sendError(req, res, built.error);
-        return undefined;
-      }
-      return { route, request: fromRestJson(route.spec.method.input, built.json), body };
-    } catch (err) {
-      if (err instanceof AppError) {
-        sendError(req, res, fromAppError(err));
-        return undefined;
-      }
-      throw err;
-    }
+    if (body === undefined) throw new AppError("request_too_large");
+    const built = requestJson(
+      route,
+      pathValues,
+      exchange.query,
+      body,
+      headerValue(req.headers["content-type"]),
+      headerValue(req.headers["content-encoding"]),
+    );
+    return { route, request: fromRestJson(route.spec.method.input, built), body };
   }
 
-  async function handle(req: NodeServerRequest, res: NodeServerResponse, signal: AbortSignal): Promise<void> {
-    const url = req.url ?? "/";
-    const q = url.indexOf("?");
-    const path = q < 0 ? url : url.slice(0, q);
-    const rawQuery = q < 0 ? "" : url.slice(q + 1);
-    const method = (req.method ?? "GET").toUpperCase();
-
-    const built = await build(req, res, method, path, rawQuery);
-    if (built === undefined) return;
+  async function handle(exchange: Exchange, signal: AbortSignal): Promise<void> {
+    const { req, res, method, path, query: rawQuery } = exchange;
+    const contextValues = (options.contextValues?.(req) ?? createContextValues())
+      .set(exchangeKey, exchange)
+      .set(accessRecordKey, exchange.record);
+    let built: Built;
+    try {
+      built = await build(exchange);
+    } catch (thrown) {
+      if (!(thrown instanceof AppError)) throw thrown;
+      const err = failCall(contextValues, thrown);
+      // An unread HTTP/1.1 body would otherwise be parsed as the next request.
+      sendError(req, res, restErrorFromConnect(err), thrown.code === "request_too_large");
+      return;
+    }
     const { route, request, body } = built;
 
     const requestHeader = requestHeaders(req.headers);
     const timeout = parseTimeout(requestHeader["connect-timeout-ms"] ?? null, maxTimeoutMs);
     if (timeout.error !== undefined) {
       // Refused before the call, as the Connect handler does (no interceptor runs).
-      sendError(req, res, restErrorFromConnect(timeout.error));
+      sendError(req, res, restErrorFromConnect(failCall(contextValues, timeout.error)));
       return;
     }
-    const contextValues = (options.contextValues?.(req) ?? createContextValues()).set(
-      httpRequestInfoKey,
-      requestInfo(method, path, rawQuery, body),
-    );
+    contextValues.set(httpRequestInfoKey, requestInfo(method, path, rawQuery, body));
     const spec = route.spec;
     const init: Parameters<typeof createHandlerContext>[0] = {
       service: spec.method.parent,
@@ -432,7 +402,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       try {
         message = await invokeUnaryImplementation(spec, context, request, interceptors);
       } catch (thrown) {
-        const err = asConnectError(thrown);
+        const err = failCall(contextValues, thrown);
         context.abort(err);
         sendError(req, res, callError(err, context, true));
         return;
@@ -456,7 +426,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       next = await messages.next();
     } catch (thrown) {
       // An error before the first message (authentication, limits) is an ordinary REST error, not a stream.
-      const err = asConnectError(thrown);
+      const err = failCall(contextValues, thrown);
       context.abort(err);
       sendError(req, res, callError(err, context, false));
       return;
@@ -471,7 +441,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         try {
           next = await messages.next();
         } catch (thrown) {
-          const err = asConnectError(thrown);
+          const err = failCall(contextValues, thrown);
           context.abort(err);
           if (!signal.aborted) await write(res, sseEvent(restErrorFromConnect(err).body, "error"), signal);
           break;
@@ -486,7 +456,9 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
 
   const calls = createCallSignals(shutdownSignal);
 
-  return function restHandler(req, res) {
+  return function restHandler(exchange) {
+    const { req, res } = exchange;
+    exchange.protocol = "rest";
     const abort = calls.open();
     // Abort the call (and the upstream request behind it) when the caller goes away before the answer;
     // a response that finished needs no abort.
@@ -495,16 +467,16 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       // Over HTTP/2 a client's RST_STREAM also marks the compat response finished: its code tells.
       if (!res.writableFinished || ("stream" in req && req.stream.rstCode !== 0)) abort.abort();
     });
-    handle(req, res, abort.signal).catch((err: unknown) => {
+    handle(exchange, abort.signal).catch((err: unknown) => {
       // Only a scrubbed message: the cause of an unexpected failure may quote anything.
       const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
-      logger?.error({ cause, path: req.url?.split("?")[0] }, "REST transcoder failure");
+      logger?.error({ cause, path: exchange.path }, "REST transcoder failure");
+      exchange.error ??= failCall(createContextValues(), err);
+      const answer = restErrorFromConnect(exchange.error);
       if (!res.headersSent) {
-        const row = errorTable.internal;
-        sendError(req, res, restError(row.http, row.code, row.message), true);
+        sendError(req, res, answer, true);
       } else if (!res.writableEnded) {
-        const row = errorTable.internal;
-        res.end(sseEvent(restError(row.http, row.code, row.message).body, "error"));
+        res.end(sseEvent(answer.body, "error"));
       }
     });
   };

@@ -2,7 +2,8 @@ import { createContextKey } from "@connectrpc/connect";
 
 /**
  * Facts about one call that only the service learns (product, model, caller, upstream latency, usage),
- * filled in as it goes and written by the access-log interceptor as one line per request (SPEC S10).
+ * filled in as it goes and written by the access-log edge entry as one line per request
+ * (docs/architecture.md). The same object is `exchange.record`.
  */
 export interface AccessRecord {
   product?: string;

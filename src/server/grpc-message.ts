@@ -1,34 +1,13 @@
-import type { NodeHandler } from "./one-port.js";
-
 /**
- * Rewrites the `grpc-message` trailer of gRPC responses with the percent-encoding the gRPC spec defines:
- * only bytes outside 0x20–0x7E, and `%` itself, are encoded. connect-es encodes with encodeURIComponent
- * (`:` → `%3A`, `=` → `%3D`), which is valid, but @grpc/grpc-js decodes with decodeURI, which leaves those
- * escapes in place, so its callers would read `messages%3A must ...`. The spec's minimal form decodes to
- * the same text in every compliant client.
+ * The gRPC spec's percent-encoding of `grpc-message`: only bytes outside 0x20–0x7E, and `%` itself, are
+ * encoded. connect-es encodes with encodeURIComponent (`:` → `%3A`, `=` → `%3D`), which is valid, but
+ * @grpc/grpc-js decodes with decodeURI, which leaves those escapes in place, so its callers would read
+ * `messages%3A must ...`. The spec's minimal form decodes to the same text in every compliant client. The
+ * Connect dispatcher and the gRPC fast path both send it.
  */
-export function withSpecGrpcMessage(handler: NodeHandler): NodeHandler {
-  return (req, res) => {
-    const contentType = req.headers["content-type"];
-    if (
-      typeof contentType === "string" &&
-      contentType.startsWith("application/grpc") &&
-      !contentType.startsWith("application/grpc-web")
-    ) {
-      const addTrailers = res.addTrailers.bind(res) as (headers: Record<string, unknown>) => void;
-      (res as { addTrailers: (headers: Record<string, unknown>) => void }).addTrailers = (headers) => {
-        const message = headers["grpc-message"];
-        if (typeof message === "string") headers["grpc-message"] = toSpecEncoding(message);
-        addTrailers(headers);
-      };
-    }
-    handler(req, res);
-  };
-}
-
 const encoder = new TextEncoder();
 
-/** Decodes a percent-encoded grpc-message and re-encodes it minimally (exported for tests). */
+/** Decodes a percent-encoded grpc-message and re-encodes it minimally. */
 export function toSpecEncoding(value: string): string {
   let text: string;
   try {

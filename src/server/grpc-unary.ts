@@ -16,7 +16,10 @@ import {
 } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Message } from "@bufbuild/protobuf";
+import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { callEnded, createCallSignals } from "../lib/call-signals.js";
+import { accessRecordKey } from "../rpc/access-record.js";
+import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
@@ -48,7 +51,7 @@ export interface GrpcUnaryOptions {
  * Takes the request when it can serve it, and says so; the caller hands every other request on.
  * Never throws.
  */
-export type GrpcUnaryHandler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => boolean;
+export type GrpcUnaryHandler = (exchange: Exchange) => boolean;
 
 const contentTypeProto = "application/grpc+proto";
 const headerEncoding = "grpc-encoding";
@@ -114,13 +117,19 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
 
   const calls = createCallSignals(options.shutdownSignal);
 
-  return function grpcUnary(req, res) {
-    if (req.method !== "POST") return false;
+  return function grpcUnary(exchange) {
+    if (exchange.method !== "POST" || exchange.protocol !== "grpc" || exchange.httpVersion !== "2") {
+      return false;
+    }
+    const req = exchange.req as http2.Http2ServerRequest;
+    const res = exchange.res as http2.Http2ServerResponse;
     const contentType = req.headers["content-type"];
     if (contentType === undefined || !binaryContentType.test(contentType)) return false;
     const route = routes.get(req.url);
     if (route === undefined) return false;
-    serve(route, req, res).catch(() => {
+    const { spec } = route;
+    exchange.rpc = `${spec.method.parent.typeName}/${spec.method.name}`;
+    serve(route, exchange, req, res).catch(() => {
       // serve() answers every failure itself; a throw here means the stream is already gone.
       if (!res.writableEnded) res.stream.close();
     });
@@ -129,6 +138,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
 
   async function serve(
     route: UnaryRoute,
+    exchange: Exchange,
     req: http2.Http2ServerRequest,
     res: http2.Http2ServerResponse,
   ): Promise<void> {
@@ -153,7 +163,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       requestHeader: header,
       responseHeader: { "content-type": contentTypeProto },
       responseTrailer: { "grpc-status": "0" },
-      contextValues: createContextValues(),
+      contextValues: createContextValues().set(exchangeKey, exchange).set(accessRecordKey, exchange.record),
       ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
     });
     const compression = compressionNegotiate(
@@ -180,10 +190,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
       if (timeout.timeoutMs !== undefined) context.abort(callEnded);
     } catch (thrown) {
-      const err =
-        thrown instanceof ConnectError
-          ? thrown
-          : new ConnectError("internal error", Code.Internal, undefined, undefined, thrown);
+      const err = failCall(context.values, thrown, context.signal);
       context.abort(err);
       setTrailerStatus(context.responseTrailer, err);
       const message = context.responseTrailer.get("grpc-message");

@@ -9,7 +9,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   type HealthCheckResponse,
 } from "../../gen/grpc/health/v1/health_pb.js";
-import { AppError, toConnectError } from "../errors/index.js";
+import { AppError } from "../errors/index.js";
 
 /** What the server knows about its own readiness; read on every health call, so keep it cheap. */
 export interface Readiness {
@@ -61,7 +61,7 @@ export function registerHealth(router: ConnectRouter, options: HealthOptions): v
   router.service(HealthService, {
     check() {
       const state = readiness();
-      if (!state.ready) throw toConnectError(new AppError("not_ready"));
+      if (!state.ready) throw new AppError("not_ready");
       return {
         status: "ok",
         version,

@@ -1,5 +1,6 @@
 export {
   createOnePortServer,
+  defaultMaxHeaderBytes,
   type OnePortServer,
   type OnePortServerOptions,
   type NodeHandler,
@@ -14,5 +15,9 @@ export {
 } from "./connect-options.js";
 export { registerHealth, type HealthOptions, type Readiness } from "./health.js";
 export { registerReflection } from "./reflection.js";
-export { withSpecGrpcMessage } from "./grpc-message.js";
+export {
+  createConnectDispatch,
+  type ConnectDispatch,
+  type ConnectDispatchOptions,
+} from "./connect-dispatch.js";
 export { createGrpcUnaryHandler, type GrpcUnaryHandler, type GrpcUnaryOptions } from "./grpc-unary.js";

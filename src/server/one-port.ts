@@ -42,6 +42,9 @@ export interface OnePortServerOptions {
   readonly maxHeaderBytes?: number;
 }
 
+/** Node's own HTTP/1.1 default header limit, used for both HTTP versions. */
+export const defaultMaxHeaderBytes = 16_384;
+
 export interface OnePortServer {
   /** Starts listening; resolves with the bound port (useful with port 0). Call once. */
   listen(port: number, host?: string): Promise<{ port: number }>;
@@ -63,7 +66,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
   const headersTimeoutMs = positiveInt(options.headersTimeoutMs ?? 10_000, "headersTimeoutMs");
   const requestTimeoutMs = nonNegativeInt(options.requestTimeoutMs ?? 300_000, "requestTimeoutMs");
   const idleTimeoutMs = positiveInt(options.idleTimeoutMs ?? 65_000, "idleTimeoutMs");
-  const maxHeaderBytes = positiveInt(options.maxHeaderBytes ?? 16_384, "maxHeaderBytes");
+  const maxHeaderBytes = positiveInt(options.maxHeaderBytes ?? defaultMaxHeaderBytes, "maxHeaderBytes");
   if (requestTimeoutMs !== 0 && headersTimeoutMs > requestTimeoutMs) {
     throw new Error("createOnePortServer: headersTimeoutMs must not exceed requestTimeoutMs");
   }
@@ -109,13 +112,8 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       settings: { maxHeaderListSize: maxHeaderBytes },
     },
     (req, res) => {
-      // nghttp2 advertises maxHeaderListSize but does not refuse a larger header list, so check it here,
-      // counted as RFC 9113 §6.5.2 does (name + value + 32 per field).
-      if (headerListSize(req.rawHeaders) > maxHeaderBytes) {
-        res.writeHead(431, { "content-type": "text/plain" });
-        res.end("Request Header Fields Too Large");
-        return;
-      }
+      // nghttp2 advertises maxHeaderListSize but does not refuse a larger header list: the edge does
+      // (src/edge/header-limit.ts), so the answer gets its access line.
       if (isUnaryBody(req.headers["content-type"])) drainWhenAnswered(req, res);
       handler(req, res);
     },
@@ -241,13 +239,6 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
     await listenerClosed;
     await drained;
   }
-}
-
-function headerListSize(rawHeaders: readonly string[]): number {
-  let size = 0;
-  // rawHeaders alternates names and values: 16 per entry is RFC 9113's 32 per field.
-  for (const entry of rawHeaders) size += Buffer.byteLength(entry) + 16;
-  return size;
 }
 
 function positiveInt(value: number, name: string): number {

@@ -9,6 +9,7 @@ import {
 } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookSchema, BrokenService, LibraryService } from "../../gen/testing/transcode/v1/transcode_pb.js";
+import { composeEdge } from "../../src/edge/index.js";
 import { createRestHandler } from "../../src/http/index.js";
 import { captureLog } from "../support/log-capture.js";
 
@@ -54,7 +55,7 @@ const rest = createRestHandler({
     }),
   ],
 });
-const server = http.createServer(rest);
+const server = http.createServer(composeEdge({ entries: [], dispatch: rest }));
 let base = "";
 
 beforeAll(async () => {

@@ -10,6 +10,7 @@ import {
 } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LibraryService, type BookQuery } from "../../gen/testing/transcode/v1/transcode_pb.js";
+import { composeEdge } from "../../src/edge/index.js";
 import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
 
 /**
@@ -46,7 +47,7 @@ const services: ServiceImplSpec[] = [];
 recordServices(createConnectRouter(), services).service(LibraryService, { getBook });
 
 async function serve(rest: RestHandler): Promise<{ base: string; server: http.Server }> {
-  const server = http.createServer(rest);
+  const server = http.createServer(composeEdge({ entries: [], dispatch: rest }));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { server, base: `http://127.0.0.1:${String((server.address() as AddressInfo).port)}` };
 }

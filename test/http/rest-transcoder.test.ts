@@ -13,6 +13,7 @@ import {
   type WatchShelfRequest,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError, isAppErrorCode, toConnectError } from "../../src/errors/index.js";
+import { composeEdge } from "../../src/edge/index.js";
 import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../../src/lib/request-context.js";
 import { captureLog } from "../support/log-capture.js";
@@ -122,7 +123,9 @@ const adapter = connectNodeAdapter({
     });
     rest = createRestHandler({ services, interceptors, maxBodyBytes: 1024, logger: log.logger });
   },
-  fallback: (req, res) => rest?.(req, res),
+  fallback: (req, res) => {
+    if (rest !== undefined) composeEdge({ entries: [], dispatch: rest })(req, res);
+  },
 });
 
 const server1 = http.createServer(adapter);
@@ -488,7 +491,7 @@ describe("REST transcoder over HTTP/1.1", () => {
     const res = await fetch(`${base1}/v1/fail/plain`, { method: "POST" });
     expect(res.status).toBe(500);
     const body = await res.text();
-    expect(JSON.parse(body)).toStrictEqual(s7(500, "INTERNAL", "internal error"));
+    expect(JSON.parse(body)).toStrictEqual(s7(500, "INTERNAL", "Internal server error"));
     expect(body).not.toContain("sk-");
   });
 

@@ -3,7 +3,7 @@ import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Code, ConnectError, type ConnectRouter, type ServiceImplSpec } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BookQuerySchema,
@@ -12,13 +12,17 @@ import {
   WatchShelfRequestSchema,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { recordServices } from "../../src/http/index.js";
+import { composeEdge, type Exchange as HttpExchange } from "../../src/edge/index.js";
+import { captureLog } from "../support/log-capture.js";
+import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
+import { createConnectDispatch } from "../../src/server/connect-dispatch.js";
 import { createGrpcUnaryHandler } from "../../src/server/grpc-unary.js";
-import { withSpecGrpcMessage } from "../../src/server/grpc-message.js";
 
 // The unary gRPC fast path must answer exactly as connect-node's gRPC handler would. Every case below is
-// sent, as raw HTTP/2, to two servers built from the same service: connect-node alone (the reference) and
-// the fast path in front of it. Status, headers, body and trailers must be identical, and the fast path
-// must have taken the call (or left it, for what it does not serve).
+// sent, as raw HTTP/2, to two servers built from the same service and interceptors: the server's Connect
+// path alone (connect-node's handlers behind src/server/connect-dispatch.ts; the reference) and the fast
+// path in front of it. Status, headers, body and trailers must be identical, and the fast path must have
+// taken the call (or left it, for what it does not serve).
 
 const readMaxBytes = 1024;
 const maxTimeoutMs = 5_000;
@@ -82,45 +86,57 @@ async function listen(handler: (req: http2.Http2ServerRequest, res: http2.Http2S
   return { server, url: `http://127.0.0.1:${address.port}` };
 }
 
+const interceptors = [createWireErrorInterceptor()];
 const adapterOptions = {
   grpc: true,
   grpcWeb: true,
   connect: true,
   readMaxBytes,
   maxTimeoutMs,
+  interceptors,
   acceptCompression: [compressionGzip, compressionBrotli],
+  logger: captureLog().logger,
 };
 
+/** A Node listener of the edge with no entries around `dispatch`; what it leaves gets a bare 404. */
+const listener = (dispatch: (exchange: HttpExchange) => boolean) =>
+  composeEdge({
+    entries: [],
+    dispatch: (exchange) => {
+      if (dispatch(exchange)) return;
+      exchange.res.writeHead(404);
+      exchange.res.end();
+    },
+  });
+
 async function startReference(): Promise<Server> {
-  const handler = withSpecGrpcMessage(connectNodeAdapter({ ...adapterOptions, routes }));
-  const { server, url } = await listen(handler);
+  const connect = createConnectDispatch({ ...adapterOptions, routes });
+  const { server, url } = await listen(listener(connect));
   return { url, taken: 0, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 async function startFastPath(): Promise<Server> {
   const services: ServiceImplSpec[] = [];
-  const connect = withSpecGrpcMessage(
-    connectNodeAdapter({
-      ...adapterOptions,
-      routes: (router) => routes(recordServices(router, services)),
-    }),
-  );
+  const connect = createConnectDispatch({
+    ...adapterOptions,
+    routes: (router) => routes(recordServices(router, services)),
+  });
   const fast = createGrpcUnaryHandler({
     services,
-    interceptors: [],
+    interceptors,
     readMaxBytes,
     writeMaxBytes: 1024 * 1024,
     maxTimeoutMs,
     acceptCompression: [compressionGzip, compressionBrotli],
   });
   const state = { taken: 0 };
-  const { server, url } = await listen((req, res) => {
-    if (fast(req, res)) {
+  const { server, url } = await listen(
+    listener((exchange) => {
+      if (!fast(exchange)) return connect(exchange);
       state.taken++;
-      return;
-    }
-    connect(req, res);
-  });
+      return true;
+    }),
+  );
   return {
     url,
     get taken() {

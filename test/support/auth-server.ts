@@ -22,6 +22,7 @@ import {
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { assertCanUseProduct, principalKey, signRequest, type Principal } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
+import { composeEdge } from "../../src/edge/index.js";
 import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
 import type { Secrets } from "../../src/secrets/types.js";
 
@@ -199,7 +200,7 @@ export async function startAuthTestServer(
     interceptors: [interceptor],
     fallback: (req, res) => {
       if (rest === undefined) throw new Error("the REST handler is built with the routes");
-      rest(req, res);
+      composeEdge({ entries: [], dispatch: rest })(req, res);
     },
   });
   // Large header limits so the oversized-token case reaches the interceptor instead of Node's own 431.

@@ -4,6 +4,7 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
   createConnectOptions,
   createOnePortServer,
+  defaultMaxHeaderBytes,
   registerHealth,
   registerReflection,
   type ConnectOptionsInput,
@@ -11,6 +12,8 @@ import {
   type OnePortServerOptions,
   type Readiness,
 } from "../../src/server/index.js";
+import { composeEdge, createHeaderLimitEdge } from "../../src/edge/index.js";
+import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
 import { captureLog, type CapturedLog } from "./log-capture.js";
 import { unimplementedChatService } from "./unimplemented-chat.js";
 
@@ -51,7 +54,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const readiness = { current: readyState };
   const listeners = new Set<() => void>();
   const handler = connectNodeAdapter({
-    ...createConnectOptions(options.connect),
+    // The server's outermost interceptor, so AppErrors become their wire errors as in the server.
+    ...createConnectOptions({ interceptors: [createWireErrorInterceptor()], ...options.connect }),
     routes(router) {
       router.service(ChatService, { ...unimplementedChatService, ...options.chat });
       registerHealth(router, {
@@ -73,7 +77,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       res.end(JSON.stringify({ error: { code: 404, status: "NOT_FOUND", message: "Not found" } }));
     },
   });
-  const server = createOnePortServer({ handler, logger: log.logger, ...options.server });
+  // The server's header limit for HTTP/2 is an edge entry (src/edge/header-limit.ts).
+  const edge = composeEdge({
+    entries: [
+      createHeaderLimitEdge({ maxHeaderBytes: options.server?.maxHeaderBytes ?? defaultMaxHeaderBytes }),
+    ],
+    dispatch: (exchange) => handler(exchange.req, exchange.res),
+  });
+  const server = createOnePortServer({ handler: edge, logger: log.logger, ...options.server });
   const { port } = await server.listen(0, "127.0.0.1");
   return {
     port,

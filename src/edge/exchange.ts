@@ -1,0 +1,202 @@
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { codeFromHttpStatus } from "@connectrpc/connect/protocol-connect";
+import { codeTable, httpStatusOfError } from "../errors/index.js";
+import type { AccessRecord } from "../rpc/access-record.js";
+
+type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+/** An HTTP/1.1 `IncomingMessage` or an HTTP/2 compat `Http2ServerRequest` (connect-node's own type). */
+export type NodeServerRequest = Parameters<NodeHandlerFn>[0];
+/** An HTTP/1.1 `ServerResponse` or an HTTP/2 compat `Http2ServerResponse` (connect-node's own type). */
+export type NodeServerResponse = Parameters<NodeHandlerFn>[1];
+
+/** The surfaces served on the port; `openai` is the OpenAI-compatible one (`/openai/{product}/v1/...`). */
+export type Protocol = "grpc" | "grpc-web" | "connect" | "rest" | "openai";
+
+/**
+ * How a request ended, as the access line and metrics report it. `status` is the HTTP status of the S7
+ * table (docs/architecture.md): the one sent, or for protocols that answer errors with HTTP 200 (gRPC,
+ * gRPC-Web, Connect streams, Server-Sent Events) the one the error stands for. A client that went away
+ * (cancel, RST_STREAM, closed connection) is 499 CANCELLED; a call cut by the server at the end of the
+ * shutdown grace is 503 UNAVAILABLE with `cut: "server"`.
+ */
+export interface Outcome {
+  readonly status: number;
+  /** "OK" or the gRPC code name ("CANCELLED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", ...). */
+  readonly code: string;
+  readonly cut: "client" | "server" | undefined;
+  readonly latencySeconds: number;
+}
+
+/**
+ * One HTTP request on the port, from the moment the edge gets it to the close of its response. Created by
+ * the edge before any entry runs; the dispatcher and the call fill in what they learn.
+ */
+export interface Exchange {
+  readonly req: NodeServerRequest;
+  readonly res: NodeServerResponse;
+  /** HTTP method, upper case. */
+  readonly method: string;
+  /** The path as sent (still percent-encoded), without the query. */
+  readonly path: string;
+  /** The raw query without the leading "?" ("" when none). */
+  readonly query: string;
+  readonly httpVersion: "1.1" | "2";
+  /** performance.now() when the edge got the request. */
+  readonly startedAt: number;
+  /**
+   * Guessed from the content type before any entry runs; the dispatcher sets the final value when it
+   * routes, and an entry that serves a surface itself sets its own.
+   */
+  protocol: Protocol;
+  /** "package.Service/Method" once routed to an RPC; undefined otherwise (unknown route, preflight, ...). */
+  rpc: string | undefined;
+  /** What the call learns: product, model, caller, upstream latency, token usage (the AccessRecord). */
+  readonly record: AccessRecord;
+  /** The wire error of the call, set by the one converter (src/rpc/wire-error.ts); undefined on success. */
+  error: ConnectError | undefined;
+  /**
+   * The gRPC status the response carried in its trailers or end-of-stream message, when the call failed
+   * where no interceptor saw it (set by the Connect dispatcher). Undefined when unknown or OK.
+   */
+  wireCode: Code | undefined;
+  /** Calls `listener` once, when the response is over (finished, reset or cut), with the outcome. */
+  onEnd(listener: (outcome: Outcome) => void): void;
+}
+
+export type EdgeHandler = (exchange: Exchange) => void;
+
+/**
+ * An entry of the edge list: wraps the next handler. Built by a factory (`createXEdge(options)`) that
+ * checks its options once. An entry may answer the request itself by writing to `exchange.res` and not
+ * calling `next`; it never awaits `next` (Node handlers are fire and forget) but observes the end through
+ * `exchange.onEnd`.
+ */
+export type EdgeEntry = (next: EdgeHandler) => EdgeHandler;
+
+/** The exchange of a call, in the call's context values (every dispatch path sets it). */
+export const exchangeKey = createContextKey<Exchange | undefined>(undefined, {
+  description: "the HTTP exchange of a call",
+});
+
+export interface EdgeOptions {
+  /** Outermost first. */
+  readonly entries: readonly EdgeEntry[];
+  /** The innermost handler: routes the request to the gRPC fast path, the Connect router or REST. */
+  readonly dispatch: EdgeHandler;
+  /**
+   * Aborted at the end of the shutdown grace: a response that is not over by then was cut by the server,
+   * not by its client.
+   */
+  readonly cutSignal?: AbortSignal;
+}
+
+/** A Node request listener for both HTTP versions. */
+export type NodeListener = (req: NodeServerRequest, res: NodeServerResponse) => void;
+
+/** Composes the edge list once; returns the listener the one-port server calls for every request. */
+export function composeEdge(options: EdgeOptions): NodeListener {
+  const { cutSignal } = options;
+  let handler = options.dispatch;
+  for (let i = options.entries.length - 1; i >= 0; i--) {
+    const entry = options.entries[i];
+    if (entry !== undefined) handler = entry(handler);
+  }
+  const first = handler;
+  return (req, res) => {
+    const exchange = createExchange(req, res, cutSignal);
+    first(exchange);
+  };
+}
+
+/** Builds the exchange of one request (exported for the in-process tests of single entries). */
+export function createExchange(
+  req: NodeServerRequest,
+  res: NodeServerResponse,
+  cutSignal?: AbortSignal,
+): Exchange {
+  const url = req.url ?? "/";
+  const q = url.indexOf("?");
+  const listeners: ((outcome: Outcome) => void)[] = [];
+  const exchange: Exchange = {
+    req,
+    res,
+    method: (req.method ?? "GET").toUpperCase(),
+    path: q < 0 ? url : url.slice(0, q),
+    query: q < 0 ? "" : url.slice(q + 1),
+    httpVersion: req.httpVersionMajor === 2 ? "2" : "1.1",
+    startedAt: performance.now(),
+    protocol: guessProtocol(req.headers["content-type"]),
+    rpc: undefined,
+    record: {},
+    error: undefined,
+    wireCode: undefined,
+    onEnd(listener) {
+      listeners.push(listener);
+    },
+  };
+  // Whether the response was cut before the server ended it: a closed HTTP/1.1 connection, or an HTTP/2
+  // stream the client reset first. A reset also marks the compat response finished and lets a handler
+  // still call end() on it (connect then answers "missing input message"), so over HTTP/2 what tells is
+  // the stream's reset code when our end is done: 0 if the answer went out before any reset (a client
+  // such as curl may reset after a complete answer while it is still uploading).
+  let reset = false;
+  if ("stream" in req) {
+    res.once("finish", () => {
+      const code = req.stream.rstCode;
+      reset = code !== undefined && code !== 0;
+    });
+  }
+  res.once("close", () => {
+    if (listeners.length === 0) return;
+    const outcome = outcomeOf(exchange, reset || !res.writableEnded, cutSignal?.aborted === true);
+    for (const listener of listeners) listener(outcome);
+  });
+  return exchange;
+}
+
+function guessProtocol(contentType: string | undefined): Protocol {
+  if (contentType === undefined || !contentType.startsWith("application/")) return "rest";
+  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType.startsWith("application/grpc")) return "grpc";
+  if (contentType.startsWith("application/connect+") || contentType.startsWith("application/proto")) {
+    return "connect";
+  }
+  return "rest";
+}
+
+function outcomeOf(exchange: Exchange, cut: boolean, afterGrace: boolean): Outcome {
+  const latencySeconds = (performance.now() - exchange.startedAt) / 1000;
+  const { error } = exchange;
+  const serverCut = error !== undefined && isShutdownCut(error);
+  if (serverCut || (afterGrace && cut)) {
+    return { status: 503, code: "UNAVAILABLE", cut: "server", latencySeconds };
+  }
+  if (cut) return { status: 499, code: "CANCELLED", cut: "client", latencySeconds };
+  if (error !== undefined) {
+    return {
+      status: httpStatusOfError(error),
+      code: codeTable[error.code].name,
+      cut: undefined,
+      latencySeconds,
+    };
+  }
+  const sent = exchange.res.statusCode;
+  if (sent >= 400)
+    return { status: sent, code: codeTable[codeFromHttpStatus(sent)].name, cut: undefined, latencySeconds };
+  if (exchange.wireCode !== undefined) {
+    const row = codeTable[exchange.wireCode];
+    return { status: row.http, code: row.name, cut: undefined, latencySeconds };
+  }
+  return { status: sent, code: "OK", cut: undefined, latencySeconds };
+}
+
+/** The error a call gets when the shutdown grace ends under it (see src/app.ts). */
+export const shutdownCutError = new ConnectError(
+  "The server is shutting down; retry the call",
+  Code.Unavailable,
+);
+
+function isShutdownCut(error: ConnectError): boolean {
+  return error === shutdownCutError || error.cause === shutdownCutError;
+}

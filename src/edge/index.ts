@@ -1,0 +1,17 @@
+export {
+  composeEdge,
+  createExchange,
+  exchangeKey,
+  shutdownCutError,
+  type EdgeEntry,
+  type EdgeHandler,
+  type EdgeOptions,
+  type Exchange,
+  type NodeListener,
+  type NodeServerRequest,
+  type NodeServerResponse,
+  type Outcome,
+  type Protocol,
+} from "./exchange.js";
+export { createAccessLogEdge, type AccessLogEdgeOptions } from "./access-log.js";
+export { createHeaderLimitEdge, type HeaderLimitEdgeOptions } from "./header-limit.js";

@@ -1,0 +1,221 @@
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextValues,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+} from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { endStreamFlag, endStreamFromJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
+import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { Compression } from "@connectrpc/connect/protocol";
+import { exchangeKey, type Exchange } from "../edge/exchange.js";
+import { AppError } from "../errors/index.js";
+import type { Logger } from "../log/index.js";
+import { accessRecordKey } from "../rpc/access-record.js";
+import { failCall } from "../rpc/wire-error.js";
+import { toSpecEncoding } from "./grpc-message.js";
+
+export interface ConnectDispatchOptions extends ConnectRouterOptions {
+  readonly readMaxBytes: number;
+  readonly acceptCompression: Compression[];
+  /** Registers the services, as connectNodeAdapter's option of the same name. */
+  readonly routes: (router: ConnectRouter) => void;
+  readonly logger: Logger;
+}
+
+/** Takes the request when its path is an RPC of the router, and says so; the caller hands the rest on. */
+export type ConnectDispatch = (exchange: Exchange) => boolean;
+
+const connectUnaryType = /^application\/(?:json|proto)(?:;|$)/i;
+const connectStreamType = /^application\/connect\+/i;
+
+/**
+ * The Connect router (gRPC, gRPC-Web, Connect) served from the edge: connectNodeAdapter's routing, with
+ * three things it has no hook for, done by wrapping what goes in and out instead of patching Node's
+ * response methods:
+ * - the request body limit answers `Request too large` (RESOURCE_EXHAUSTED; HTTP 413 for Connect unary)
+ *   rather than connect's own text and 429: the body is counted (Connect unary) or its envelope lengths
+ *   read (enveloped protocols) as it streams in, and a body over the limit fails with our error before
+ *   connect sees the bytes;
+ * - `grpc-message` is re-encoded the gRPC spec's way (see grpc-message.ts);
+ * - the status a failed call carries in its trailers or end-of-stream message is recorded on the exchange
+ *   when no interceptor saw the failure (errors raised by connect before the call, such as a malformed
+ *   message), so the access line is right for every request.
+ */
+export function createConnectDispatch(options: ConnectDispatchOptions): ConnectDispatch {
+  const { readMaxBytes, logger } = options;
+  const router = createConnectRouter(options);
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>();
+  for (const handler of router.handlers) paths.set(handler.requestPath, handler);
+  const jsonOptions = options.jsonOptions;
+
+  return function connectDispatch(exchange) {
+    const handler = paths.get(exchange.path);
+    if (handler === undefined) return false;
+    const { req, res } = exchange;
+    exchange.rpc = `${handler.service.typeName}/${handler.method.name}`;
+    const contentType = req.headers["content-type"] ?? "";
+    const enveloped =
+      exchange.protocol === "grpc" || exchange.protocol === "grpc-web" || connectStreamType.test(contentType);
+    if (exchange.protocol !== "grpc" && exchange.protocol !== "grpc-web") exchange.protocol = "connect";
+    const contextValues = createContextValues()
+      .set(exchangeKey, exchange)
+      .set(accessRecordKey, exchange.record);
+
+    let uReq;
+    try {
+      uReq = universalRequestFromNodeRequest(req, res, undefined, contextValues);
+    } catch (err) {
+      // HTTP/1.0 without Host: connect cannot build the request URL.
+      answerConnectError(exchange, failCall(contextValues, err), 400);
+      return true;
+    }
+    const tooLarge = (): ConnectError => failCall(contextValues, new AppError("request_too_large"));
+    let body = uReq.body as AsyncIterable<Uint8Array>;
+    if (enveloped) {
+      body = limitEnvelopes(body, readMaxBytes, tooLarge);
+    } else if (connectUnaryType.test(contentType)) {
+      const declared = req.headers["content-length"];
+      if (declared !== undefined && Number(declared) > readMaxBytes) {
+        answerConnectError(exchange, tooLarge(), 413);
+        return true;
+      }
+      body = limitBytes(body, readMaxBytes, tooLarge);
+    }
+
+    handler({ ...uReq, body })
+      .then((uRes) => universalResponseToNodeResponse(observe(exchange, uRes), res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        logger.error(
+          { rpc: exchange.rpc, err: reason instanceof Error ? reason.message : String(reason) },
+          "Connect handler failed",
+        );
+      });
+    return true;
+  };
+
+  /** A Connect unary error answered here, before connect reads the request. */
+  function answerConnectError(exchange: Exchange, err: ConnectError, status: number): void {
+    const body = errorToJsonBytes(err, jsonOptions ?? {});
+    const headers: Record<string, string | number> = {
+      "content-type": "application/json",
+      "content-length": body.byteLength,
+    };
+    // The unread body of an HTTP/1.1 request would be taken for the next request.
+    if (exchange.httpVersion === "1.1") headers["connection"] = "close";
+    exchange.res.writeHead(status, headers);
+    exchange.res.end(body);
+  }
+}
+
+/**
+ * Watches the response on its way out. Connect unary: a body over the limit gets 413 (connect maps
+ * RESOURCE_EXHAUSTED to 429). gRPC: re-encodes `grpc-message` and records a failed status from the
+ * trailers. gRPC-Web and Connect streams: records a failed status from the trailer frame or the
+ * end-of-stream message (each body chunk connect yields is one whole envelope).
+ */
+function observe(exchange: Exchange, uRes: UniversalServerResponse): UniversalServerResponse {
+  if (exchange.protocol === "connect" && uRes.status === 429 && isTooLarge(exchange.error)) {
+    return { ...uRes, status: 413 };
+  }
+  const body = uRes.body;
+  if (body === undefined) return uRes;
+  const grpcWeb = exchange.protocol === "grpc-web";
+  if (exchange.protocol === "grpc") {
+    return {
+      ...uRes,
+      body: (async function* () {
+        yield* body;
+        const trailer = uRes.trailer;
+        if (trailer === undefined) return;
+        const message = trailer.get("grpc-message");
+        if (message !== null) trailer.set("grpc-message", toSpecEncoding(message));
+        const status = Number(trailer.get("grpc-status") ?? "0");
+        if (status !== 0 && status in Code) exchange.wireCode = status;
+      })(),
+    };
+  }
+  const flag = grpcWeb ? trailerFlag : endStreamFlag;
+  // Connect unary answers carry their status in the HTTP status.
+  if (!grpcWeb && !connectStreamType.test(uRes.header?.get("content-type") ?? "")) return uRes;
+  return {
+    ...uRes,
+    body: (async function* () {
+      for await (const chunk of body) {
+        if (chunk.byteLength >= 5 && ((chunk[0] ?? 0) & flag) === flag) {
+          exchange.wireCode = grpcWeb ? webTrailerCode(chunk) : endStreamCode(chunk);
+        }
+        yield chunk;
+      }
+    })(),
+  };
+}
+
+function webTrailerCode(envelope: Uint8Array): Code | undefined {
+  const status = Number(trailerParse(envelope.subarray(5)).get("grpc-status") ?? "0");
+  return status !== 0 && status in Code ? status : undefined;
+}
+
+function endStreamCode(envelope: Uint8Array): Code | undefined {
+  try {
+    return endStreamFromJson(envelope.subarray(5)).error?.code;
+  } catch {
+    return undefined;
+  }
+}
+
+function isTooLarge(error: ConnectError | undefined): boolean {
+  return error?.cause instanceof AppError && error.cause.code === "request_too_large";
+}
+
+/** The body, failing with `tooLarge()` before the byte past `maxBytes` reaches connect. */
+async function* limitBytes(
+  body: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  tooLarge: () => ConnectError,
+): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) throw tooLarge();
+    yield chunk;
+  }
+}
+
+/**
+ * The body of an enveloped protocol (gRPC, gRPC-Web, Connect streaming), failing with `tooLarge()` as soon
+ * as an envelope header declares a message over `maxBytes`, before connect reads that header. Only the
+ * 5-byte headers are looked at; message bytes are skipped.
+ */
+async function* limitEnvelopes(
+  body: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+  tooLarge: () => ConnectError,
+): AsyncGenerator<Uint8Array> {
+  const head = new Uint8Array(5);
+  let headRead = 0;
+  let remaining = 0;
+  for await (const chunk of body) {
+    let i = 0;
+    while (i < chunk.byteLength) {
+      if (remaining > 0) {
+        const n = Math.min(remaining, chunk.byteLength - i);
+        remaining -= n;
+        i += n;
+        continue;
+      }
+      head[headRead++] = chunk[i++] ?? 0;
+      if (headRead === 5) {
+        headRead = 0;
+        remaining = new DataView(head.buffer).getUint32(1);
+        if (remaining > maxBytes) throw tooLarge();
+      }
+    }
+    yield chunk;
+  }
+}
