@@ -22,7 +22,12 @@ export interface UpstreamCall {
    * in the field its provider expects. Undefined: send nothing.
    */
   readonly maxTokensCap: number | undefined;
-  /** Already combines caller cancellation, the caller's deadline and our timeout. */
+  /**
+   * Which key of `provider.apiKeys` this attempt uses (the key pool's choice; 0 when the provider has none).
+   * Adapters read the key through `keyAt`, never log it, and build its headers once per provider and key.
+   */
+  readonly keyIndex: number;
+  /** Already combines caller cancellation, the caller's deadline and our timeouts. */
   readonly signal: AbortSignal;
 }
 
