@@ -58,8 +58,16 @@ export function fromProviderStatus(
   text: string,
   now: number,
 ): AppError {
-  const code: AppErrorCode = statusTable[status] ?? "upstream_error";
-  const cause = new UpstreamFailure(provider, text, status);
+  // Google APIs answer a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): that is the key's
+  // fault, like a 401, not the caller's request; key pools must see it as one.
+  const keyRejected = status === 400 && text.includes('"API_KEY_INVALID"');
+  const effective = keyRejected ? 401 : status;
+  const code: AppErrorCode = statusTable[effective] ?? "upstream_error";
+  const cause = new UpstreamFailure(
+    provider,
+    keyRejected ? `HTTP 400 API_KEY_INVALID, taken as a 401: ${text}` : text,
+    effective,
+  );
   switch (code) {
     case "upstream_rejected": {
       const message = providerMessage(text);

@@ -72,6 +72,8 @@ const logLevels = {
   internal: "error",
   upstream_rejected: "warn",
   rate_limited: "warn",
+  // A request the provider's adapter cannot express (a field it lacks): the caller's to fix.
+  invalid_argument: "warn",
 } as const satisfies Partial<Record<AppErrorCode, "error" | "warn">>;
 
 /** Provider statuses worth one more try on another key: throttled, the provider's trouble, or that key's. */
