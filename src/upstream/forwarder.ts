@@ -323,9 +323,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         // Until the first chunk nothing has reached the caller, so a failed attempt may be retried.
         let first: IteratorResult<JsonObject>;
         for (let attempt = 1; ; attempt++) {
-          iterator = adapter
-            .stream(callOf(provider, body, opts, timers.signal, keyIndex))
-            [Symbol.asyncIterator]();
+          const attemptStream = adapter.stream(callOf(provider, body, opts, timers.signal, keyIndex));
+          iterator = attemptStream[Symbol.asyncIterator]();
           try {
             first = await iterator.next();
             break;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AppError } from "../../src/errors/index.js";
+import type { AppError } from "../../src/errors/index.js";
 import type { ProviderConfig } from "../../src/secrets/types.js";
 import { createForwarder, type Forwarder, type JsonObject } from "../../src/upstream/index.js";
 import { captureLog } from "../support/log-capture.js";

@@ -165,7 +165,12 @@ export function maxTokensOf(call: UpstreamCall): number | undefined {
 export function stopList(stop: JsonValue | undefined): string[] | undefined {
   if (stop === undefined || stop === null) return undefined;
   if (typeof stop === "string") return [stop];
-  if (Array.isArray(stop) && stop.every((s) => typeof s === "string")) return stop as string[];
+  if (Array.isArray(stop)) {
+    return stop.map((s, i) => {
+      if (typeof s !== "string") throw invalid(`stop[${i}]`, "must be a string");
+      return s;
+    });
+  }
   throw invalid("stop", "must be a string or an array of strings");
 }
 
