@@ -3,6 +3,7 @@ import { perKey } from "../per-key.js";
 import type { JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
 import type { AdapterDeps } from "./registry.js";
 import {
+  assistantToolCalls,
   badAnswer,
   checkMessageFields,
   checkSupported,
@@ -11,6 +12,8 @@ import {
   completionChoice,
   completionJson,
   field,
+  functionTools,
+  imageUrlOf,
   includeUsage,
   invalid,
   isObject,
@@ -18,7 +21,6 @@ import {
   messagesOf,
   misconfigured,
   neutral,
-  parseArguments,
   parseDataUrl,
   parseEventJson,
   partsOf,
@@ -26,7 +28,12 @@ import {
   streamFailure,
   stringField,
   textOnly,
-  tokenUsageOf,
+  textPartOf,
+  translatedFields,
+  toolChoiceOf,
+  translatedComplete,
+  unsupportedPart,
+  unsupportedRole,
   usageJson,
   type FieldSupport,
 } from "./shared.js";
@@ -39,17 +46,7 @@ const kind = "anthropic";
 
 /** OpenAI request fields and what this adapter does with them (anything else is a 400 naming it). */
 const support: FieldSupport = {
-  model: true,
-  messages: true,
-  max_tokens: true,
-  max_completion_tokens: true,
-  temperature: true,
-  top_p: true,
-  stop: true,
-  stream: true,
-  stream_options: true,
-  tools: true,
-  tool_choice: true,
+  ...translatedFields,
   parallel_tool_calls: true,
   user: true,
   n: neutral.one,
@@ -111,17 +108,10 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
   return {
     kind,
 
-    async complete(call) {
-      const started = clock.now();
-      const { status, body } = await http.postJson(post(call, false));
-      const answer = fromAnthropicMessage(call, body, created());
-      const usage = answer["usage"];
-      return {
-        body: answer,
-        usage: isObject(usage) ? tokenUsageOf(usage) : undefined,
-        upstreamLatencyMs: clock.now() - started,
-        status,
-      };
+    complete(call) {
+      return translatedComplete(deps, post(call, false), (answer, at) =>
+        fromAnthropicMessage(call, answer, at),
+      );
     },
 
     async *stream(call) {
@@ -293,7 +283,7 @@ function toAnthropicRequest(call: UpstreamCall): JsonObject {
   const system: string[] = [];
   const messages: JsonObject[] = [];
   for (const { message, role, path } of messagesOf(body)) {
-    checkMessageFields(message, path, kind, ["role", "content", "tool_calls", "tool_call_id"]);
+    checkMessageFields(message, path, kind);
     const contentPath = `${path}.content`;
     switch (role) {
       case "system":
@@ -313,24 +303,8 @@ function toAnthropicRequest(call: UpstreamCall): JsonObject {
         const blocks: JsonObject[] = [];
         const text = textOnly(message["content"], contentPath, kind);
         if (text !== "") blocks.push({ type: "text", text });
-        const calls = message["tool_calls"];
-        if (Array.isArray(calls)) {
-          calls.forEach((toolCall, j) => {
-            const callPath = `${path}.tool_calls[${j}]`;
-            if (field(toolCall, "type") !== "function") {
-              throw invalid(
-                `${callPath}.type`,
-                `only function tool calls are supported by provider kind "${kind}"`,
-              );
-            }
-            const fn = field(toolCall, "function");
-            blocks.push({
-              type: "tool_use",
-              id: stringField(toolCall, "id") ?? "",
-              name: stringField(fn, "name") ?? "",
-              input: parseArguments(field(fn, "arguments"), `${callPath}.function.arguments`),
-            });
-          });
+        for (const toolCall of assistantToolCalls(message, path, kind)) {
+          blocks.push({ type: "tool_use", id: toolCall.id ?? "", name: toolCall.name, input: toolCall.args });
         }
         if (blocks.length === 0)
           throw invalid(contentPath, "an assistant message needs content or tool_calls");
@@ -360,10 +334,7 @@ function toAnthropicRequest(call: UpstreamCall): JsonObject {
         break;
       }
       default:
-        throw invalid(
-          `${path}.role`,
-          `role ${JSON.stringify(role)} is not supported by provider kind "${kind}"`,
-        );
+        throw unsupportedRole(role, path, kind);
     }
   }
 
@@ -380,7 +351,7 @@ function toAnthropicRequest(call: UpstreamCall): JsonObject {
   if (stop !== undefined) request["stop_sequences"] = stop;
   const tools = toolsOf(body["tools"]);
   if (tools !== undefined) request["tools"] = tools;
-  const choice = toolChoiceOf(body["tool_choice"], body["parallel_tool_calls"]);
+  const choice = anthropicToolChoice(body["tool_choice"], body["parallel_tool_calls"]);
   if (choice !== undefined) request["tool_choice"] = choice;
   if (typeof body["user"] === "string") request["metadata"] = { user_id: body["user"] };
   return request;
@@ -389,11 +360,9 @@ function toAnthropicRequest(call: UpstreamCall): JsonObject {
 function userBlock(part: JsonObject, path: string): JsonObject {
   switch (part["type"]) {
     case "text":
-      if (typeof part["text"] !== "string") throw invalid(`${path}.text`, "must be a string");
-      return { type: "text", text: part["text"] };
+      return { type: "text", text: textPartOf(part, path) };
     case "image_url": {
-      const url = stringField(part["image_url"], "url");
-      if (url === undefined) throw invalid(`${path}.image_url.url`, "is required");
+      const url = imageUrlOf(part, path);
       const data = parseDataUrl(url);
       if (data !== undefined) {
         return { type: "image", source: { type: "base64", media_type: data.mediaType, data: data.data } };
@@ -403,51 +372,33 @@ function userBlock(part: JsonObject, path: string): JsonObject {
       return { type: "image", source: { type: "url", url } };
     }
     default:
-      throw invalid(
-        `${path}.type`,
-        `content part ${JSON.stringify(part["type"])} is not supported by provider kind "${kind}"`,
-      );
+      throw unsupportedPart(part, path, kind);
   }
 }
 
 function toolsOf(tools: JsonValue | undefined): JsonObject[] | undefined {
-  if (!Array.isArray(tools) || tools.length === 0) return undefined;
-  return tools.map((tool, i) => {
-    const path = `tools[${i}]`;
-    if (field(tool, "type") !== "function") {
-      throw invalid(`${path}.type`, `only function tools are supported by provider kind "${kind}"`);
-    }
-    const fn = field(tool, "function");
-    if (field(fn, "strict") === true) {
-      throw invalid(`${path}.function.strict`, `not supported by provider kind "${kind}"`);
-    }
-    const description = stringField(fn, "description");
-    const parameters = field(fn, "parameters");
-    return {
-      name: stringField(fn, "name") ?? "",
-      ...(description === undefined ? {} : { description }),
-      input_schema: isObject(parameters) ? parameters : { type: "object", properties: {} },
-    };
-  });
+  const declared = functionTools(tools, kind);
+  if (declared.length === 0) return undefined;
+  return declared.map(({ name, description, parameters }) => ({
+    name,
+    ...(description === undefined ? {} : { description }),
+    input_schema: parameters ?? { type: "object", properties: {} },
+  }));
 }
 
-function toolChoiceOf(
+/** Anthropic's `tool_choice`; `parallel_tool_calls: false` rides on it as `disable_parallel_tool_use`. */
+function anthropicToolChoice(
   choice: JsonValue | undefined,
   parallel: JsonValue | undefined,
 ): JsonObject | undefined {
-  let result: JsonObject | undefined;
-  if (choice === "auto") result = { type: "auto" };
-  else if (choice === "required") result = { type: "any" };
-  else if (choice === "none") return { type: "none" };
-  else if (isObject(choice)) {
-    const name = stringField(choice["function"], "name");
-    if (choice["type"] !== "function" || name === undefined) {
-      throw invalid("tool_choice", 'must be "auto", "required", "none" or a function to call');
-    }
-    result = { type: "tool", name };
-  } else if (choice !== undefined && choice !== null) {
-    throw invalid("tool_choice", 'must be "auto", "required", "none" or a function to call');
-  }
+  const wanted = toolChoiceOf(choice);
+  if (wanted?.mode === "none") return { type: "none" };
+  const result: JsonObject | undefined =
+    wanted === undefined
+      ? undefined
+      : wanted.mode === "function"
+        ? { type: "tool", name: wanted.name }
+        : { type: wanted.mode === "required" ? "any" : "auto" };
   if (parallel === false) return { ...(result ?? { type: "auto" }), disable_parallel_tool_use: true };
   return result;
 }

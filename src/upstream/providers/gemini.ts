@@ -3,6 +3,7 @@ import { perKey } from "../per-key.js";
 import type { JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
 import type { AdapterDeps } from "./registry.js";
 import {
+  assistantToolCalls,
   badAnswer,
   checkMessageFields,
   checkSupported,
@@ -11,6 +12,8 @@ import {
   completionChoice,
   completionJson,
   field,
+  functionTools,
+  imageUrlOf,
   includeUsage,
   invalid,
   isObject,
@@ -18,7 +21,6 @@ import {
   messagesOf,
   misconfigured,
   neutral,
-  parseArguments,
   parseDataUrl,
   parseEventJson,
   partsOf,
@@ -26,7 +28,12 @@ import {
   streamFailure,
   stringField,
   textOnly,
-  tokenUsageOf,
+  textPartOf,
+  translatedFields,
+  toolChoiceOf,
+  translatedComplete,
+  unsupportedPart,
+  unsupportedRole,
   usageJson,
   type FieldSupport,
 } from "./shared.js";
@@ -36,17 +43,7 @@ const kind = "gemini";
 
 /** OpenAI request fields and what this adapter does with them (anything else is a 400 naming it). */
 const support: FieldSupport = {
-  model: true,
-  messages: true,
-  max_tokens: true,
-  max_completion_tokens: true,
-  temperature: true,
-  top_p: true,
-  stop: true,
-  stream: true,
-  stream_options: true,
-  tools: true,
-  tool_choice: true,
+  ...translatedFields,
   n: true,
   seed: true,
   presence_penalty: true,
@@ -107,17 +104,10 @@ export function createGeminiAdapter(deps: AdapterDeps): ProviderAdapter {
   return {
     kind,
 
-    async complete(call) {
-      const started = clock.now();
-      const { status, body } = await http.postJson(post(call, false));
-      const answer = fromGeminiResponse(call, body, created());
-      const usage = answer["usage"];
-      return {
-        body: answer,
-        usage: isObject(usage) ? tokenUsageOf(usage) : undefined,
-        upstreamLatencyMs: clock.now() - started,
-        status,
-      };
+    complete(call) {
+      return translatedComplete(deps, post(call, false), (answer, at) =>
+        fromGeminiResponse(call, answer, at),
+      );
     },
 
     async *stream(call) {
@@ -277,7 +267,7 @@ function toGeminiRequest(call: UpstreamCall): JsonObject {
   /** tool_call_id → function name, from the assistant messages so far (Gemini answers by name). */
   const toolNames = new Map<string, string>();
   for (const { message, role, path } of messagesOf(body)) {
-    checkMessageFields(message, path, kind, ["role", "content", "tool_calls", "tool_call_id"]);
+    checkMessageFields(message, path, kind);
     const contentPath = `${path}.content`;
     switch (role) {
       case "system":
@@ -294,27 +284,9 @@ function toGeminiRequest(call: UpstreamCall): JsonObject {
         const parts: JsonObject[] = [];
         const text = textOnly(message["content"], contentPath, kind);
         if (text !== "") parts.push({ text });
-        const calls = message["tool_calls"];
-        if (Array.isArray(calls)) {
-          calls.forEach((toolCall, j) => {
-            const callPath = `${path}.tool_calls[${j}]`;
-            if (field(toolCall, "type") !== "function") {
-              throw invalid(
-                `${callPath}.type`,
-                `only function tool calls are supported by provider kind "${kind}"`,
-              );
-            }
-            const fn = field(toolCall, "function");
-            const name = stringField(fn, "name") ?? "";
-            const id = stringField(toolCall, "id");
-            if (id !== undefined) toolNames.set(id, name);
-            parts.push({
-              functionCall: {
-                name,
-                args: parseArguments(field(fn, "arguments"), `${callPath}.function.arguments`),
-              },
-            });
-          });
+        for (const toolCall of assistantToolCalls(message, path, kind)) {
+          if (toolCall.id !== undefined) toolNames.set(toolCall.id, toolCall.name);
+          parts.push({ functionCall: { name: toolCall.name, args: toolCall.args } });
         }
         if (parts.length === 0)
           throw invalid(contentPath, "an assistant message needs content or tool_calls");
@@ -346,10 +318,7 @@ function toGeminiRequest(call: UpstreamCall): JsonObject {
         break;
       }
       default:
-        throw invalid(
-          `${path}.role`,
-          `role ${JSON.stringify(role)} is not supported by provider kind "${kind}"`,
-        );
+        throw unsupportedRole(role, path, kind);
     }
   }
 
@@ -406,56 +375,39 @@ function generationConfigOf(call: UpstreamCall): JsonObject {
 function userPart(part: JsonObject, path: string): JsonObject {
   switch (part["type"]) {
     case "text":
-      if (typeof part["text"] !== "string") throw invalid(`${path}.text`, "must be a string");
-      return { text: part["text"] };
+      return { text: textPartOf(part, path) };
     case "image_url": {
-      const url = stringField(part["image_url"], "url");
-      if (url === undefined) throw invalid(`${path}.image_url.url`, "is required");
-      const data = parseDataUrl(url);
+      const data = parseDataUrl(imageUrlOf(part, path));
       if (data === undefined) {
         throw invalid(`${path}.image_url.url`, `provider kind "${kind}" takes images only as data: URLs`);
       }
       return { inlineData: { mimeType: data.mediaType, data: data.data } };
     }
     default:
-      throw invalid(
-        `${path}.type`,
-        `content part ${JSON.stringify(part["type"])} is not supported by provider kind "${kind}"`,
-      );
+      throw unsupportedPart(part, path, kind);
   }
 }
 
 function toolsOf(tools: JsonValue | undefined): JsonObject[] | undefined {
-  if (!Array.isArray(tools) || tools.length === 0) return undefined;
-  const declarations = tools.map((tool, i) => {
-    const path = `tools[${i}]`;
-    if (field(tool, "type") !== "function") {
-      throw invalid(`${path}.type`, `only function tools are supported by provider kind "${kind}"`);
-    }
-    const fn = field(tool, "function");
-    if (field(fn, "strict") === true) {
-      throw invalid(`${path}.function.strict`, `not supported by provider kind "${kind}"`);
-    }
-    const description = stringField(fn, "description");
-    const parameters = field(fn, "parameters");
-    return {
-      name: stringField(fn, "name") ?? "",
-      ...(description === undefined ? {} : { description }),
-      ...(isObject(parameters) ? { parametersJsonSchema: parameters } : {}),
-    };
-  });
-  return [{ functionDeclarations: declarations }];
+  const declared = functionTools(tools, kind);
+  if (declared.length === 0) return undefined;
+  const functionDeclarations = declared.map(({ name, description, parameters }) => ({
+    name,
+    ...(description === undefined ? {} : { description }),
+    ...(parameters === undefined ? {} : { parametersJsonSchema: parameters }),
+  }));
+  return [{ functionDeclarations }];
 }
 
+const modes = { auto: "AUTO", required: "ANY", none: "NONE" } as const;
+
 function toolConfigOf(choice: JsonValue | undefined): JsonObject | undefined {
-  const modes: Readonly<Record<string, string>> = { auto: "AUTO", required: "ANY", none: "NONE" };
-  if (choice === undefined || choice === null) return undefined;
-  if (typeof choice === "string" && modes[choice] !== undefined) {
-    return { functionCallingConfig: { mode: modes[choice] } };
-  }
-  const name = stringField(field(choice, "function"), "name");
-  if (field(choice, "type") === "function" && name !== undefined) {
-    return { functionCallingConfig: { mode: "ANY", allowedFunctionNames: [name] } };
-  }
-  throw invalid("tool_choice", 'must be "auto", "required", "none" or a function to call');
+  const wanted = toolChoiceOf(choice);
+  if (wanted === undefined) return undefined;
+  return {
+    functionCallingConfig:
+      wanted.mode === "function"
+        ? { mode: "ANY", allowedFunctionNames: [wanted.name] }
+        : { mode: modes[wanted.mode] },
+  };
 }

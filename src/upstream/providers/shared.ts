@@ -1,7 +1,8 @@
 import { AppError } from "../../errors/index.js";
 import type { ProviderConfig } from "../../secrets/types.js";
 import { UpstreamFailure } from "../failure.js";
-import type { JsonObject, JsonValue, TokenUsage, UpstreamCall } from "../types.js";
+import type { HttpPost, UpstreamHttp } from "../http.js";
+import type { JsonObject, JsonValue, TokenUsage, UpstreamCall, UpstreamResult } from "../types.js";
 
 // Helpers the translating adapters (anthropic, gemini) share: reading the OpenAI request, refusing what a
 // provider cannot do, and building OpenAI-shaped answers and chunks.
@@ -77,13 +78,35 @@ export function checkMessageFields(
   message: JsonObject,
   path: string,
   kind: string,
-  allowed: readonly string[],
-) {
+  allowed: readonly string[] = translatedMessageFields,
+): void {
   for (const [name, value] of Object.entries(message)) {
     if (value !== null && !allowed.includes(name)) {
       throw invalid(`${path}.${name}`, `not supported by provider kind "${kind}"`);
     }
   }
+}
+
+/** The fields every translating adapter maps (messages, limits, sampling, stop, streaming, tools). */
+export const translatedFields: FieldSupport = {
+  model: true,
+  messages: true,
+  max_tokens: true,
+  max_completion_tokens: true,
+  temperature: true,
+  top_p: true,
+  stop: true,
+  stream: true,
+  stream_options: true,
+  tools: true,
+  tool_choice: true,
+};
+
+/** Message fields the translating adapters map; others (`name`, `audio`, ...) are refused. */
+export const translatedMessageFields = ["role", "content", "tool_calls", "tool_call_id"] as const;
+
+export function unsupportedRole(role: string, path: string, kind: string): AppError {
+  return invalid(`${path}.role`, `role ${JSON.stringify(role)} is not supported by provider kind "${kind}"`);
 }
 
 export const neutral = {
@@ -257,5 +280,101 @@ export function completionChoice(
     },
     logprobs: null,
     finish_reason: finishReason,
+  };
+}
+
+/** The function tools of a request, checked (only `function` tools; `strict` is refused, not dropped). */
+export function functionTools(
+  tools: JsonValue | undefined,
+  kind: string,
+): { name: string; description: string | undefined; parameters: JsonObject | undefined }[] {
+  if (!Array.isArray(tools)) return [];
+  return tools.map((tool, i) => {
+    const path = `tools[${i}]`;
+    if (field(tool, "type") !== "function") {
+      throw invalid(`${path}.type`, `only function tools are supported by provider kind "${kind}"`);
+    }
+    const fn = field(tool, "function");
+    if (field(fn, "strict") === true) {
+      throw invalid(`${path}.function.strict`, `not supported by provider kind "${kind}"`);
+    }
+    const parameters = field(fn, "parameters");
+    return {
+      name: stringField(fn, "name") ?? "",
+      description: stringField(fn, "description"),
+      parameters: isObject(parameters) ? parameters : undefined,
+    };
+  });
+}
+
+/** An assistant message's tool calls with their arguments parsed (only `function` calls). */
+export function assistantToolCalls(
+  message: JsonObject,
+  path: string,
+  kind: string,
+): { id: string | undefined; name: string; args: JsonObject }[] {
+  const calls = message["tool_calls"];
+  if (!Array.isArray(calls)) return [];
+  return calls.map((toolCall, j) => {
+    const callPath = `${path}.tool_calls[${j}]`;
+    if (field(toolCall, "type") !== "function") {
+      throw invalid(`${callPath}.type`, `only function tool calls are supported by provider kind "${kind}"`);
+    }
+    const fn = field(toolCall, "function");
+    return {
+      id: stringField(toolCall, "id"),
+      name: stringField(fn, "name") ?? "",
+      args: parseArguments(field(fn, "arguments"), `${callPath}.function.arguments`),
+    };
+  });
+}
+
+/** OpenAI's `tool_choice`: a mode, or one function the model must call; undefined when not given. */
+export function toolChoiceOf(
+  choice: JsonValue | undefined,
+): { mode: "auto" | "required" | "none" } | { mode: "function"; name: string } | undefined {
+  if (choice === undefined || choice === null) return undefined;
+  if (choice === "auto" || choice === "required" || choice === "none") return { mode: choice };
+  const name = stringField(field(choice, "function"), "name");
+  if (field(choice, "type") === "function" && name !== undefined) return { mode: "function", name };
+  throw invalid("tool_choice", 'must be "auto", "required", "none" or a function to call');
+}
+
+/** The URL of an `image_url` content part. */
+export function imageUrlOf(part: JsonObject, path: string): string {
+  const url = stringField(part["image_url"], "url");
+  if (url === undefined) throw invalid(`${path}.image_url.url`, "is required");
+  return url;
+}
+
+/** A text content part's text. */
+export function textPartOf(part: JsonObject, path: string): string {
+  const text = part["text"];
+  if (typeof text !== "string") throw invalid(`${path}.text`, "must be a string");
+  return text;
+}
+
+export function unsupportedPart(part: JsonObject, path: string, kind: string): AppError {
+  return invalid(
+    `${path}.type`,
+    `content part ${JSON.stringify(part["type"])} is not supported by provider kind "${kind}"`,
+  );
+}
+
+/** A unary call of a translating adapter: post, translate the answer, read its usage. */
+export async function translatedComplete(
+  deps: { readonly http: UpstreamHttp; readonly clock: { now(): number } },
+  post: HttpPost,
+  translate: (answer: JsonObject, created: number) => JsonObject,
+): Promise<UpstreamResult> {
+  const started = deps.clock.now();
+  const { status, body } = await deps.http.postJson(post);
+  const answer = translate(body, Math.floor(started / 1000));
+  const usage = answer["usage"];
+  return {
+    body: answer,
+    usage: isObject(usage) ? tokenUsageOf(usage) : undefined,
+    upstreamLatencyMs: deps.clock.now() - started,
+    status,
   };
 }
