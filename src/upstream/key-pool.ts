@@ -22,6 +22,12 @@ export interface KeyPools {
   report(provider: ProviderConfig, keyIndex: number, error: AppError): void;
 }
 
+/**
+ * The longest a key rests. OpenAI's reset headers can announce minutes (when the whole window refills, not
+ * when the next call may pass); a key still throttled after a minute answers 429 again and rests again.
+ */
+const maxRestMs = 60_000;
+
 interface PoolState {
   /** Per key: ms since the epoch until which it rests (0: not resting). */
   readonly restUntil: number[];
@@ -96,7 +102,7 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
         upstreamStatus: status,
       };
       if (status === 429) {
-        const retryAfterMs = error.retryAfterMs ?? defaultRetryAfterMs;
+        const retryAfterMs = Math.min(error.retryAfterMs ?? defaultRetryAfterMs, maxRestMs);
         state.restUntil[keyIndex] = clock.now() + retryAfterMs;
         logger.warn({ ...fields, retryAfterMs }, "Provider key resting after a 429");
       } else if (status === 401 || status === 403) {

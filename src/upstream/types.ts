@@ -24,7 +24,8 @@ export interface UpstreamCall {
   readonly maxTokensCap: number | undefined;
   /**
    * Which key of `provider.apiKeys` this attempt uses (the key pool's choice; 0 when the provider has none).
-   * Adapters read the key through `keyAt`, never log it, and build its headers once per provider and key.
+   * Adapters read the key as `provider.apiKeys[keyIndex]` (through `perKey`, which builds the headers once
+   * per provider and key) and never log it.
    */
   readonly keyIndex: number;
   /** Already combines caller cancellation, the caller's deadline and our timeouts. */

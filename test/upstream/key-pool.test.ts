@@ -181,6 +181,22 @@ describe("key pools", () => {
     expect((await forwarder.complete(provider, plainRequest)).body).toStrictEqual(ok);
   });
 
+  it("a key rests at most a minute, whatever delay the provider announced", async () => {
+    mock.setBehavior(byKey({ 0: tooMany(600) }));
+    const provider = pool(2);
+    const before = mock.requests.length;
+    await forwarder.complete(provider, plainRequest);
+    expect(log.records().findLast((r) => r["message"] === "Provider key resting after a 429")).toMatchObject({
+      keyIndex: 0,
+      retryAfterMs: 60_000,
+    });
+    t += 60_001;
+    mock.setBehavior(behaviors.json(200, ok));
+    await forwarder.complete(provider, plainRequest);
+    await forwarder.complete(provider, plainRequest);
+    expect(keysUsed(before)).toStrictEqual([0, 1, 0, 1]);
+  });
+
   it("a single key (the runbook's api_key) rests on 429 but is never taken out", async () => {
     mock.setBehavior(badKey);
     const single = pool(1);
