@@ -8,7 +8,8 @@ import type { Clock } from "./types.js";
  * Spreads calls over a provider's keys (`api_keys`, SPEC S14). A key that answered 429 rests until its
  * Retry-After; one that answered 401/403 is taken out until the product secret changes (a refresh that
  * loads new content builds new provider objects, and state is kept per provider object). The last usable
- * key is never taken out: a pool of one (the runbook's `api_key`) keeps trying its key, as before pools.
+ * key of a pool is never taken out. A provider with one key (the runbook's `api_key`) is no pool: its key
+ * neither rests nor is taken out, so every call reaches the provider exactly as before pools existed.
  */
 export interface KeyPools {
   /**
@@ -53,12 +54,8 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
   /** The first usable key from the cursor on, skipping `skip`; moves the cursor past it. */
   function next(provider: ProviderConfig, skip: number | undefined): number | undefined {
     const n = provider.apiKeys.length;
-    if (n <= 1) {
-      // No pool: nothing to spread, and the one key rests like any other.
-      if (n === 0) return skip === 0 ? undefined : 0;
-      const state = stateOf(provider);
-      return skip === 0 || (state.restUntil[0] ?? 0) > clock.now() ? undefined : 0;
-    }
+    // No pool: nothing to spread, rest or take out.
+    if (n <= 1) return skip === 0 ? undefined : 0;
     const state = stateOf(provider);
     const now = clock.now();
     for (let i = 0; i < n; i++) {
@@ -92,7 +89,7 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
     },
 
     report(provider, keyIndex, error) {
-      if (provider.apiKeys.length === 0) return;
+      if (provider.apiKeys.length <= 1) return;
       const status = error.cause instanceof UpstreamFailure ? error.cause.status : undefined;
       const state = stateOf(provider);
       const fields = {
