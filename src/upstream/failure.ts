@@ -88,12 +88,7 @@ export function fromProviderStatus(
 
 /** The human message inside a provider error body (`{"error": {"message"}}` and its common variants). */
 function providerMessage(text: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+  const parsed = parseOrUndefined(text);
   const candidates = [
     path(parsed, ["error", "message"]),
     path(parsed, ["error"]),
@@ -108,13 +103,7 @@ function providerMessage(text: string): string | undefined {
  * body's `details`, as a protobuf JSON duration (`"37s"`, `"1.5s"`).
  */
 function bodyRetryDelayMs(text: string): number | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const details = path(parsed, ["error", "details"]);
+  const details = path(parseOrUndefined(text), ["error", "details"]);
   if (!Array.isArray(details)) return undefined;
   for (const detail of details) {
     const type = path(detail, ["@type"]);
@@ -125,6 +114,15 @@ function bodyRetryDelayMs(text: string): number | undefined {
     }
   }
   return undefined;
+}
+
+/** A provider body as JSON, or undefined when it is not JSON (an HTML page, a truncated text). */
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function path(value: unknown, keys: readonly string[]): unknown {
