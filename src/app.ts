@@ -70,6 +70,7 @@ export function createApp(options: AppOptions): App {
 
   const forwarder = createForwarder({
     timeoutMs: config.requestTimeoutMs,
+    streamIdleTimeoutMs: config.streamIdleTimeoutMs,
     logger,
     ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
   });

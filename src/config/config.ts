@@ -45,8 +45,16 @@ export interface Config {
   readonly host: string;
   /** `API_KEY_SERVER_MAX_TOKENS` (default 8192): global cap on output tokens per request. */
   readonly maxTokens: number;
-  /** `API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS` (default 90) in milliseconds. */
+  /**
+   * `API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS` (default 90) in milliseconds: a unary call's whole upstream time,
+   * and a stream's time to its first chunk.
+   */
   readonly requestTimeoutMs: number;
+  /**
+   * `API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS` (default 60) in milliseconds: the longest gap between two
+   * chunks of a stream once the first has arrived. A stream has no total limit of its own.
+   */
+  readonly streamIdleTimeoutMs: number;
   /** `REDIS_URL` (default unset = in-memory rate limits and nonces). */
   readonly redisUrl: string | undefined;
   /**
@@ -123,6 +131,7 @@ const knownVariables = [
   "API_KEY_SERVER_SECRET_MANAGER_ENDPOINT",
   "API_KEY_SERVER_MAX_TOKENS",
   "API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS",
+  "API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS",
   "API_KEY_SERVER_HOST",
   "API_KEY_SERVER_CONFIG_DIR",
   "API_KEY_SERVER_SECRET_REFRESH_SECONDS",
@@ -200,6 +209,7 @@ export function loadConfig(env: Env): Config {
     host: read("API_KEY_SERVER_HOST") ?? "0.0.0.0",
     maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),
     requestTimeoutMs: int("API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS", 90, 1) * 1000,
+    streamIdleTimeoutMs: int("API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS", 60, 1) * 1000,
     redisUrl: readRedisUrl(read("REDIS_URL")),
     redisKeyPrefix: readKeyPrefix(read("API_KEY_SERVER_REDIS_KEY_PREFIX")),
     secrets: {

@@ -74,8 +74,8 @@ export function expectPositiveInteger(value: unknown, path: string): number {
   return value;
 }
 
-/** A non-empty array of distinct non-empty strings. */
-export function expectStringList(value: unknown, path: string): string[] {
+/** A non-empty array of distinct non-empty strings; `secret` values are never quoted in an error. */
+export function expectStringList(value: unknown, path: string, secret = false): string[] {
   if (value === undefined) fail(path, "required");
   if (!Array.isArray(value) || value.length === 0) {
     fail(
@@ -86,7 +86,7 @@ export function expectStringList(value: unknown, path: string): string[] {
   const seen = new Set<string>();
   return value.map((item: unknown, i) => {
     const s = expectString(item, childPath(path, i));
-    if (seen.has(s)) fail(childPath(path, i), `duplicate ${JSON.stringify(s)}`);
+    if (seen.has(s)) fail(childPath(path, i), secret ? "duplicate value" : `duplicate ${JSON.stringify(s)}`);
     seen.add(s);
     return s;
   });

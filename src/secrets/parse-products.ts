@@ -12,8 +12,19 @@ import {
 import { providerKinds, type ProductConfig, type ProviderConfig, type ProviderKind } from "./types.js";
 
 const productKeys = ["providers", "rate_limit", "max_tokens"] as const;
-const providerKeys = ["kind", "api_key", "models", "base_url", "api_version"] as const;
+const providerKeys = [
+  "kind",
+  "api_key",
+  "api_keys",
+  "models",
+  "base_url",
+  "api_version",
+  "deployments",
+] as const;
 const rateLimitKeys = ["requests_per_minute", "tokens_per_minute"] as const;
+
+/** Kinds that need no key (echo has no network). */
+const keyless: ReadonlySet<ProviderKind> = new Set(["echo"]);
 
 /** Kinds that cannot work without a `base_url` (they have no public default host). */
 const needsBaseUrl: ReadonlySet<ProviderKind> = new Set(["openai-compatible", "azure-openai"]);
@@ -95,13 +106,18 @@ function parseProvider(name: string, value: unknown, path: string): ProviderConf
     );
   }
 
+  // The keys themselves are never described, only their type and position.
   const keyPath = childPath(path, "api_key");
-  let apiKey: string | undefined;
-  if (provider.api_key !== undefined) {
-    // The key itself is never described, only its type.
-    apiKey = expectString(provider.api_key, keyPath);
-  } else if (kind !== "echo") {
-    fail(keyPath, `required for provider kind ${JSON.stringify(kind)}`);
+  const keysPath = childPath(path, "api_keys");
+  let apiKeys: readonly string[] = [];
+  if (provider.api_key !== undefined && provider.api_keys !== undefined) {
+    fail(keysPath, "give either api_key or api_keys, not both");
+  } else if (provider.api_key !== undefined) {
+    apiKeys = [expectString(provider.api_key, keyPath)];
+  } else if (provider.api_keys !== undefined) {
+    apiKeys = expectStringList(provider.api_keys, keysPath, true);
+  } else if (!keyless.has(kind)) {
+    fail(keyPath, `required for provider kind ${JSON.stringify(kind)} (or api_keys)`);
   }
 
   const urlPath = childPath(path, "base_url");
@@ -113,17 +129,48 @@ function parseProvider(name: string, value: unknown, path: string): ProviderConf
   }
 
   const models = expectStringList(provider.models, childPath(path, "models"));
+  const versionPath = childPath(path, "api_version");
   const config: ProviderConfig = {
     name,
     kind,
-    apiKey,
+    apiKeys: Object.freeze(apiKeys),
     baseUrl,
     models: Object.freeze(models),
     ...(provider.api_version === undefined
       ? {}
-      : { apiVersion: expectString(provider.api_version, childPath(path, "api_version")) }),
+      : { apiVersion: expectUrlSafe(expectString(provider.api_version, versionPath), versionPath) }),
+    ...(provider.deployments === undefined
+      ? {}
+      : {
+          deployments: parseDeployments(provider.deployments, kind, models, childPath(path, "deployments")),
+        }),
   };
   return Object.freeze(config);
+}
+
+/** Azure's model → deployment map: every model named must be one of the provider's models. */
+function parseDeployments(
+  value: unknown,
+  kind: ProviderKind,
+  models: readonly string[],
+  path: string,
+): ReadonlyMap<string, string> {
+  if (kind !== "azure-openai")
+    fail(path, `only for provider kind "azure-openai", not ${JSON.stringify(kind)}`);
+  const object = expectObject(value, path);
+  const deployments = new Map<string, string>();
+  for (const model of Object.keys(object)) {
+    const modelPath = childPath(path, model);
+    if (!models.includes(model)) fail(modelPath, `model ${JSON.stringify(model)} is not in models`);
+    deployments.set(model, expectUrlSafe(expectString(object[model], modelPath), modelPath));
+  }
+  return deployments;
+}
+
+/** Values that go into a URL path or query as they are (deployment names, API versions). */
+function expectUrlSafe(value: string, path: string): string {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(value)) fail(path, "must be 1-128 letters, digits, '.', '_' or '-'");
+  return value;
 }
 
 function parseBaseUrl(raw: string, path: string): string {

@@ -16,13 +16,18 @@ export interface ProviderConfig {
   /** The key under `providers` (also the kind unless `kind` is given). */
   readonly name: string;
   readonly kind: ProviderKind;
-  /** The provider API key; absent only for kinds that need none (echo). Never log or return it. */
-  readonly apiKey: string | undefined;
+  /**
+   * The provider API keys (`api_keys`, or the single `api_key`), in order; empty only for kinds that need
+   * none (echo, keyless openai-compatible hosts). Never log or return them: logs name a key by its index.
+   */
+  readonly apiKeys: readonly string[];
   /** Base URL override (`base_url`), without a trailing slash. */
   readonly baseUrl: string | undefined;
   readonly models: readonly string[];
   /** `api_version` (Azure OpenAI's `api-version`, Anthropic's version header); absent when not configured. */
   readonly apiVersion?: string;
+  /** Azure OpenAI: model → deployment name (`deployments`); a model not listed is its own deployment name. */
+  readonly deployments?: ReadonlyMap<string, string>;
 }
 
 /** Per-product rate limit (`rate_limit` in the product secret). */

@@ -10,23 +10,26 @@ export class UpstreamFailure extends Error {
   readonly provider: string;
   readonly kind: string;
   readonly status: number | undefined;
+  /** A failure below HTTP (refused, reset, DNS): the key was not at fault and another may do better. */
+  readonly transport: boolean;
 
-  constructor(provider: ProviderConfig, detail: string, status?: number) {
+  constructor(provider: ProviderConfig, detail: string, status?: number, transport = false) {
     super(
       `provider ${provider.name} (${provider.kind})${status === undefined ? "" : ` HTTP ${status}`}: ${scrub(detail, provider)}`,
     );
     this.provider = provider.name;
     this.kind = provider.kind;
     this.status = status;
+    this.transport = transport;
   }
 }
 
 /** Longest provider text kept for a log line or a caller message. */
 const maxDetailChars = 500;
 
-/** Removes the provider's key (and anything key-shaped) and bounds the length. */
+/** Removes every key of the provider's pool (and anything key-shaped) and bounds the length. */
 export function scrub(text: string, provider: ProviderConfig): string {
-  const clean = scrubSecrets(text, provider.apiKey === undefined ? [] : [provider.apiKey]);
+  const clean = scrubSecrets(text, provider.apiKeys);
   return clean.length > maxDetailChars ? `${clean.slice(0, maxDetailChars)}...` : clean;
 }
 
@@ -55,8 +58,16 @@ export function fromProviderStatus(
   text: string,
   now: number,
 ): AppError {
-  const code: AppErrorCode = statusTable[status] ?? "upstream_error";
-  const cause = new UpstreamFailure(provider, text, status);
+  // Google APIs answer a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): that is the key's
+  // fault, like a 401, not the caller's request; key pools must see it as one.
+  const keyRejected = status === 400 && text.includes('"API_KEY_INVALID"');
+  const effective = keyRejected ? 401 : status;
+  const code: AppErrorCode = statusTable[effective] ?? "upstream_error";
+  const cause = new UpstreamFailure(
+    provider,
+    keyRejected ? `HTTP 400 API_KEY_INVALID, taken as a 401: ${text}` : text,
+    effective,
+  );
   switch (code) {
     case "upstream_rejected": {
       const message = providerMessage(text);
@@ -66,7 +77,10 @@ export function fromProviderStatus(
       });
     }
     case "rate_limited":
-      return new AppError(code, { cause, retryAfterMs: retryAfterMs(headers, now) ?? defaultRetryAfterMs });
+      return new AppError(code, {
+        cause,
+        retryAfterMs: retryAfterMs(headers, now) ?? bodyRetryDelayMs(text) ?? defaultRetryAfterMs,
+      });
     default:
       return new AppError(code, { cause });
   }
@@ -74,12 +88,7 @@ export function fromProviderStatus(
 
 /** The human message inside a provider error body (`{"error": {"message"}}` and its common variants). */
 function providerMessage(text: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+  const parsed = parseOrUndefined(text);
   const candidates = [
     path(parsed, ["error", "message"]),
     path(parsed, ["error"]),
@@ -87,6 +96,33 @@ function providerMessage(text: string): string | undefined {
     path(parsed, ["detail"]),
   ];
   return candidates.find((c): c is string => typeof c === "string" && c.trim() !== "");
+}
+
+/**
+ * Google APIs (Gemini) send no Retry-After header on 429: the delay is a `google.rpc.RetryInfo` in the error
+ * body's `details`, as a protobuf JSON duration (`"37s"`, `"1.5s"`).
+ */
+function bodyRetryDelayMs(text: string): number | undefined {
+  const details = path(parseOrUndefined(text), ["error", "details"]);
+  if (!Array.isArray(details)) return undefined;
+  for (const detail of details) {
+    const type = path(detail, ["@type"]);
+    const delay = path(detail, ["retryDelay"]);
+    if (typeof type === "string" && type.endsWith("google.rpc.RetryInfo") && typeof delay === "string") {
+      const match = /^(\d+(?:\.\d+)?)s$/.exec(delay.trim());
+      if (match) return Number(match[1]) * 1000;
+    }
+  }
+  return undefined;
+}
+
+/** A provider body as JSON, or undefined when it is not JSON (an HTML page, a truncated text). */
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function path(value: unknown, keys: readonly string[]): unknown {

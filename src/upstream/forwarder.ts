@@ -5,12 +5,22 @@ import type { Logger } from "../log/index.js";
 import type { ProviderConfig, ProviderKind } from "../secrets/types.js";
 import { UpstreamFailure } from "./failure.js";
 import { createUpstreamHttp } from "./http.js";
+import { createKeyPools } from "./key-pool.js";
 import { adapterRegistry, type AdapterDeps } from "./providers/index.js";
 import type { Clock, JsonObject, ProviderAdapter, UpstreamCall, UpstreamResult } from "./types.js";
 
 export interface ForwarderOptions {
-  /** Upstream timeout per call (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS × 1000); for a stream, the whole stream. */
+  /**
+   * Upstream timeout per call (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS × 1000): a unary call's whole time,
+   * a stream's time to its first chunk.
+   */
   readonly timeoutMs: number;
+  /**
+   * The longest gap between two chunks of a stream after the first (API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS
+   * × 1000). Default 60 s. A stream still producing is never cut by `timeoutMs`; only the caller's own
+   * deadline bounds its total time.
+   */
+  readonly streamIdleTimeoutMs?: number;
   /** Largest provider answer (or single stream event) accepted; larger is a 502. Default 10 MiB. */
   readonly maxResponseBytes?: number;
   /**
@@ -19,7 +29,7 @@ export interface ForwarderOptions {
    */
   readonly dispatcher?: Dispatcher;
   readonly logger: Logger;
-  /** Wall clock for deadlines and latencies. Default `Date`. */
+  /** Wall clock for deadlines, latencies and resting keys. Default `Date`. */
   readonly clock?: Clock;
 }
 
@@ -48,8 +58,9 @@ export interface Forwarder {
 }
 
 const defaultMaxResponseBytes = 10 * 1024 * 1024;
+const defaultStreamIdleTimeoutMs = 60_000;
 
-/** The abort reason of our own timer, so a timeout is never mistaken for the caller leaving. */
+/** The abort reason of our own timers, so a timeout is never mistaken for the caller leaving. */
 class UpstreamTimeoutReason extends Error {
   override readonly name = "UpstreamTimeoutReason";
 }
@@ -61,40 +72,67 @@ const logLevels = {
   internal: "error",
   upstream_rejected: "warn",
   rate_limited: "warn",
+  // A request the provider's adapter cannot express (a field it lacks): the caller's to fix.
+  invalid_argument: "warn",
 } as const satisfies Partial<Record<AppErrorCode, "error" | "warn">>;
 
+/** Provider statuses worth one more try on another key: throttled, the provider's trouble, or that key's. */
+const retryStatuses: ReadonlySet<number> = new Set([401, 403, 429]);
+
 /** The pool used when none is injected: keep-alive, no pipelining (a slow answer must not block others). */
-function createDefaultAgent(timeoutMs: number): Agent {
+function createDefaultAgent(timeoutMs: number, streamIdleTimeoutMs: number): Agent {
   return new Agent({
     // Enough for many slow LLM calls in flight at once (the benchmark holds 512); still bounded, so a
     // flood cannot exhaust file descriptors.
     connections: 2048,
     pipelining: 1,
     keepAliveTimeout: 30_000,
-    // undici's own timers are a safety net only; the per-call timer is always sooner.
+    // undici's own timers are a safety net only; the per-call timers are always sooner. Its body timeout
+    // is a gap between body chunks, so it must exceed the stream idle timeout too.
     headersTimeout: timeoutMs + 1000,
-    bodyTimeout: timeoutMs + 1000,
+    bodyTimeout: Math.max(timeoutMs, streamIdleTimeoutMs) + 1000,
     connectTimeout: Math.min(timeoutMs, 10_000),
   });
 }
 
 /**
+ * The timers of one call behind one AbortController. Until the first chunk: min(timeoutMs, caller deadline).
+ * For a stream after its first chunk: the idle timer, restarted by every chunk, plus the caller's deadline
+ * if it set one. `started`/`firstChunkAt` are where latency and time to first byte are read.
+ */
+interface CallClock {
+  readonly signal: AbortSignal;
+  readonly started: number;
+  /** A stream chunk arrived (the first switches from the first-byte budget to the idle timer). */
+  chunk(): void;
+  end(): void;
+}
+
+/**
  * Builds the forwarder. Options are validated here (an Error naming the option); adapters are built once
- * and share one pooled HTTP client. Each call combines the caller's signal with a timer of
- * min(timeoutMs, deadline - now) into the one signal the upstream request uses.
+ * and share one pooled HTTP client. Each call combines the caller's signal with our timers into the one
+ * signal the upstream request uses, picks a key from the provider's pool, and retries once on another
+ * key when the first attempt failed before anything reached the caller.
  */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { timeoutMs, logger } = options;
   const maxResponseBytes = options.maxResponseBytes ?? defaultMaxResponseBytes;
+  const streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? defaultStreamIdleTimeoutMs;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new Error(`createForwarder: timeoutMs must be a positive number, got ${timeoutMs}`);
+  }
+  if (!Number.isFinite(streamIdleTimeoutMs) || streamIdleTimeoutMs <= 0) {
+    throw new Error(
+      `createForwarder: streamIdleTimeoutMs must be a positive number, got ${streamIdleTimeoutMs}`,
+    );
   }
   if (!Number.isInteger(maxResponseBytes) || maxResponseBytes <= 0) {
     throw new Error(`createForwarder: maxResponseBytes must be a positive integer, got ${maxResponseBytes}`);
   }
   const clock = options.clock ?? { now: () => Date.now() };
   const ownsDispatcher = options.dispatcher === undefined;
-  const dispatcher = options.dispatcher ?? createDefaultAgent(timeoutMs);
+  const dispatcher = options.dispatcher ?? createDefaultAgent(timeoutMs, streamIdleTimeoutMs);
+  const pools = createKeyPools({ clock, logger });
 
   const deps: AdapterDeps = { http: createUpstreamHttp({ dispatcher, maxResponseBytes, clock }), clock };
   const adapters = new Map<ProviderKind, ProviderAdapter>();
@@ -102,7 +140,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     ProviderKind,
     (typeof adapterRegistry)[ProviderKind],
   ][]) {
-    if (factory !== null) adapters.set(kind, factory(deps));
+    adapters.set(kind, factory(deps));
   }
 
   function adapterFor(provider: ProviderConfig): ProviderAdapter {
@@ -115,36 +153,90 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return adapter;
   }
 
-  /** Starts the call's timer; `end()` must run when the call settles. */
-  function begin(provider: ProviderConfig, body: JsonObject, opts: ForwardOptions) {
+  function startClock(opts: ForwardOptions): CallClock {
+    const started = clock.now();
     const budgetMs =
-      opts.deadlineMs === undefined ? timeoutMs : Math.min(timeoutMs, opts.deadlineMs - clock.now());
-    // One controller per call, fed by the timer and by the caller's signal through a listener removed at
+      opts.deadlineMs === undefined ? timeoutMs : Math.min(timeoutMs, opts.deadlineMs - started);
+    // One controller per call, fed by the timers and by the caller's signal through a listener removed at
     // the end: AbortSignal.any would leave a dependent signal per call for the collector (the benchmark's
     // profile showed abort bookkeeping among the top costs). Its reason is whichever fired first.
     const controller = new AbortController();
-    const handle = setTimeout(
-      () => controller.abort(new UpstreamTimeoutReason(`no answer within ${budgetMs} ms`)),
-      Math.max(0, budgetMs),
-    );
+    const timeout = (message: string) => () => controller.abort(new UpstreamTimeoutReason(message));
+    let handle = setTimeout(timeout(`no answer within ${budgetMs} ms`), Math.max(0, budgetMs));
+    let deadline: NodeJS.Timeout | undefined;
+    let streaming = false;
     const callerSignal = opts.signal;
     const onCallerAbort = () => controller.abort(callerSignal?.reason);
     if (callerSignal?.aborted) controller.abort(callerSignal.reason);
     else callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
     if (budgetMs <= 0)
       controller.abort(new UpstreamTimeoutReason("the caller's deadline had already passed"));
-    const call: UpstreamCall = { provider, body, maxTokensCap: opts.maxTokensCap, signal: controller.signal };
     return {
-      call,
-      end: () => {
+      signal: controller.signal,
+      started,
+      chunk() {
+        if (streaming) {
+          // Restarting the same timer costs no allocation per chunk.
+          handle.refresh();
+          return;
+        }
+        streaming = true;
         clearTimeout(handle);
+        handle = setTimeout(timeout(`no stream chunk within ${streamIdleTimeoutMs} ms`), streamIdleTimeoutMs);
+        if (opts.deadlineMs !== undefined) {
+          deadline = setTimeout(
+            timeout("the caller's deadline passed mid-stream"),
+            Math.max(0, opts.deadlineMs - clock.now()),
+          );
+        }
+      },
+      end() {
+        clearTimeout(handle);
+        clearTimeout(deadline);
         callerSignal?.removeEventListener("abort", onCallerAbort);
       },
     };
   }
 
+  /**
+   * After a failed attempt: records it in the key pool, then returns the key to retry on when the failure
+   * is worth a retry (a 429, 401/403, 5xx or connection failure on the first attempt) and another key is
+   * usable; otherwise undefined.
+   */
+  function retryKey(
+    provider: ProviderConfig,
+    signal: AbortSignal,
+    err: unknown,
+    keyIndex: number,
+    attempt: number,
+  ): number | undefined {
+    if (signal.aborted || !(err instanceof AppError)) return undefined;
+    pools.report(provider, keyIndex, err);
+    const cause = err.cause instanceof UpstreamFailure ? err.cause : undefined;
+    if (attempt > 1 || cause === undefined) return undefined;
+    const status = cause.status;
+    const retryable = status === undefined ? cause.transport : retryStatuses.has(status) || status >= 500;
+    if (!retryable) return undefined;
+    const next = pools.another(provider, keyIndex);
+    if (next !== undefined) {
+      logger.warn(
+        {
+          provider: provider.name,
+          providerKind: provider.kind,
+          code: err.code,
+          upstreamStatus: status,
+          keyIndex,
+          retryKeyIndex: next,
+          detail: cause.message,
+        },
+        "Upstream call failed; retrying once on another key",
+      );
+    }
+    return next;
+  }
+
   /** Turns whatever a call threw into what the caller gets, and logs it once. */
-  function settle(provider: ProviderConfig, signal: AbortSignal, err: unknown): Error {
+  function settle(provider: ProviderConfig, signal: AbortSignal, err: unknown, keyIndex: number): Error {
     const error = classify(provider, signal, err);
     if (error instanceof AppError) {
       const level = error.code in logLevels ? logLevels[error.code as keyof typeof logLevels] : "error";
@@ -155,6 +247,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           providerKind: provider.kind,
           code: error.code,
           upstreamStatus: cause?.status,
+          ...(provider.apiKeys.length > 1 ? { keyIndex } : {}),
           detail: cause?.message ?? "unexpected failure",
         },
         "Upstream call failed",
@@ -185,28 +278,75 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return new AppError("internal", { cause: err });
   }
 
+  function callOf(
+    provider: ProviderConfig,
+    body: JsonObject,
+    opts: ForwardOptions,
+    signal: AbortSignal,
+    keyIndex: number,
+  ): UpstreamCall {
+    return { provider, body, maxTokensCap: opts.maxTokensCap, keyIndex, signal };
+  }
+
   return {
     async complete(provider, body, opts = {}) {
-      const { call, end } = begin(provider, body, opts);
+      const timers = startClock(opts);
+      let keyIndex = 0;
       try {
-        call.signal.throwIfAborted();
-        return await adapterFor(provider).complete(call);
+        timers.signal.throwIfAborted();
+        const adapter = adapterFor(provider);
+        keyIndex = pools.pick(provider);
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await adapter.complete(callOf(provider, body, opts, timers.signal, keyIndex));
+          } catch (err) {
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt);
+            if (next === undefined) throw err;
+            keyIndex = next;
+          }
+        }
       } catch (err) {
-        throw settle(provider, call.signal, err);
+        throw settle(provider, timers.signal, err, keyIndex);
       } finally {
-        end();
+        timers.end();
       }
     },
 
     async *stream(provider, body, opts = {}) {
-      const { call, end } = begin(provider, body, opts);
+      const timers = startClock(opts);
+      let keyIndex = 0;
+      let iterator: AsyncIterator<JsonObject> | undefined;
       try {
-        call.signal.throwIfAborted();
-        yield* adapterFor(provider).stream(call);
+        timers.signal.throwIfAborted();
+        const adapter = adapterFor(provider);
+        keyIndex = pools.pick(provider);
+        // Until the first chunk nothing has reached the caller, so a failed attempt may be retried.
+        let first: IteratorResult<JsonObject>;
+        for (let attempt = 1; ; attempt++) {
+          const attemptStream = adapter.stream(callOf(provider, body, opts, timers.signal, keyIndex));
+          iterator = attemptStream[Symbol.asyncIterator]();
+          try {
+            first = await iterator.next();
+            break;
+          } catch (err) {
+            iterator = undefined;
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt);
+            if (next === undefined) throw err;
+            keyIndex = next;
+          }
+        }
+        for (let result = first; result.done !== true; result = await iterator.next()) {
+          timers.chunk();
+          yield result.value;
+        }
+        iterator = undefined;
       } catch (err) {
-        throw settle(provider, call.signal, err);
+        iterator = undefined;
+        throw settle(provider, timers.signal, err, keyIndex);
       } finally {
-        end();
+        timers.end();
+        // The consumer stopped early: let the adapter release the provider's stream.
+        await iterator?.return?.();
       }
     },
 

@@ -175,6 +175,12 @@ function fromTransportError(post: HttpPost, err: unknown): Error {
   if (err instanceof AppError) return err;
   const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "unknown";
   const message = err instanceof Error ? err.message : String(err);
-  const cause = new UpstreamFailure(post.provider, `transport error ${code}: ${message}`);
-  return new AppError(undiciTimeouts.has(code) ? "upstream_timeout" : "upstream_error", { cause });
+  const timeout = undiciTimeouts.has(code);
+  const cause = new UpstreamFailure(
+    post.provider,
+    `transport error ${code}: ${message}`,
+    undefined,
+    !timeout,
+  );
+  return new AppError(timeout ? "upstream_timeout" : "upstream_error", { cause });
 }

@@ -22,7 +22,13 @@ export interface UpstreamCall {
    * in the field its provider expects. Undefined: send nothing.
    */
   readonly maxTokensCap: number | undefined;
-  /** Already combines caller cancellation, the caller's deadline and our timeout. */
+  /**
+   * Which key of `provider.apiKeys` this attempt uses (the key pool's choice; 0 when the provider has none).
+   * Adapters read the key as `provider.apiKeys[keyIndex]` (through `perKey`, which builds the headers once
+   * per provider and key) and never log it.
+   */
+  readonly keyIndex: number;
+  /** Already combines caller cancellation, the caller's deadline and our timeouts. */
   readonly signal: AbortSignal;
 }
 

@@ -22,4 +22,22 @@ describe("config/*.example.json", () => {
     const keys = parseHmacSecrets(await read("hmac_secrets.example.json"));
     expect([...keys.keys()]).toEqual(["batch-service", "admin-tool"]);
   });
+
+  it("every provider example in the README's Providers section and docs/config.md is a valid provider entry", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Providers"), readme.indexOf("## Authentication"));
+    const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1] ?? "");
+    expect(blocks.length).toBeGreaterThanOrEqual(5);
+    for (const block of blocks) {
+      const products = parseProducts(JSON.stringify({ p: { providers: JSON.parse(block) as unknown } }));
+      expect(products.get("p")?.providers).toHaveLength(1);
+    }
+    const config = await readFile(new URL("../../docs/config.md", import.meta.url), "utf8");
+    const example = /### Providers[\s\S]*?```json\n([\s\S]*?)```/.exec(config)?.[1] ?? "";
+    expect(
+      parseProducts(example)
+        .get("product-dev")
+        ?.providers.map((p) => p.kind),
+    ).toEqual(["anthropic", "gemini", "azure-openai"]);
+  });
 });

@@ -10,6 +10,7 @@ describe("loadConfig", () => {
       host: "0.0.0.0",
       maxTokens: 8192,
       requestTimeoutMs: 90_000,
+      streamIdleTimeoutMs: 60_000,
       redisUrl: undefined,
       redisKeyPrefix: "",
       secrets: {
@@ -72,6 +73,7 @@ describe("loadConfig", () => {
       API_KEY_SERVER_REDIS_KEY_PREFIX: "staging:",
       API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: "0",
       API_KEY_SERVER_IDLE_TIMEOUT_SECONDS: "120",
+      API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS: "240",
     });
     expect(config).toMatchObject({
       host: "127.0.0.1",
@@ -97,6 +99,7 @@ describe("loadConfig", () => {
       rateLimit: { requestsPerMinute: 60, tokensPerMinute: 50000 },
       shutdownGraceMs: 0,
       idleTimeoutMs: 120_000,
+      streamIdleTimeoutMs: 240_000,
     });
   });
 
@@ -145,6 +148,10 @@ describe("loadConfig", () => {
     [
       { API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "0" },
       'API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: expected a positive integer, got "0"',
+    ],
+    [
+      { API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS: "0" },
+      'API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS: expected a positive integer, got "0"',
     ],
     [{ PORT: "70000" }, 'PORT: expected an integer from 0 to 65535, got "70000"'],
     [{ PORT: "http" }, 'PORT: expected an integer from 0 to 65535, got "http"'],

@@ -24,7 +24,13 @@ describe("parseProducts", () => {
     expect(product).toEqual({
       name: "product-dev",
       providers: [
-        { name: "openai", kind: "openai", apiKey, baseUrl: undefined, models: ["gpt-4o", "gpt-4o-mini"] },
+        {
+          name: "openai",
+          kind: "openai",
+          apiKeys: [apiKey],
+          baseUrl: undefined,
+          models: ["gpt-4o", "gpt-4o-mini"],
+        },
       ],
       models: expect.any(Map) as unknown,
       rateLimit: undefined,
@@ -68,7 +74,7 @@ describe("parseProducts", () => {
     expect(a?.models.get("gpt-4o")?.baseUrl).toBe("http://127.0.0.1:9999/v1");
     expect(a?.models.get("llama-3")).toMatchObject({ name: "groq", kind: "openai-compatible" });
     expect(a?.models.get("gpt-4o-azure")).toMatchObject({ kind: "azure-openai", apiVersion: "2024-10-21" });
-    expect(a?.models.get("echo-1")).toMatchObject({ kind: "echo", apiKey: undefined });
+    expect(a?.models.get("echo-1")).toMatchObject({ kind: "echo", apiKeys: [] });
     // The same model in two different products is fine.
     expect(products.get("b")?.models.get("gpt-4o")?.kind).toBe("echo");
   });
@@ -93,7 +99,7 @@ describe("parseProducts", () => {
     [
       "an unknown provider key",
       { "product-dev": { providers: { openai: { api_key: apiKey, models: ["m"], base_ur: "http://x" } } } },
-      '$["product-dev"].providers.openai.base_ur: unknown key (expected one of kind, api_key, models, base_url, api_version)',
+      '$["product-dev"].providers.openai.base_ur: unknown key (expected one of kind, api_key, api_keys, models, base_url, api_version, deployments)',
     ],
     [
       "an unknown provider name without kind",
@@ -108,7 +114,7 @@ describe("parseProducts", () => {
     [
       "a missing api_key",
       { p: { providers: { openai: { models: ["m"] } } } },
-      '$.p.providers.openai.api_key: required for provider kind "openai"',
+      '$.p.providers.openai.api_key: required for provider kind "openai" (or api_keys)',
     ],
     [
       "an empty api_key",
@@ -176,6 +182,70 @@ describe("parseProducts", () => {
       "$.p.rate_limit.requests_per_minute: expected a positive integer, got a string",
     ],
     [
+      "both api_key and api_keys",
+      { p: { providers: { openai: { api_key: apiKey, api_keys: [apiKey], models: ["m"] } } } },
+      "$.p.providers.openai.api_keys: give either api_key or api_keys, not both",
+    ],
+    [
+      "an empty api_keys",
+      { p: { providers: { openai: { api_keys: [], models: ["m"] } } } },
+      "$.p.providers.openai.api_keys: expected a non-empty array of strings, got an empty array",
+    ],
+    [
+      "a duplicate key in api_keys (never quoted)",
+      { p: { providers: { openai: { api_keys: [apiKey, apiKey], models: ["m"] } } } },
+      "$.p.providers.openai.api_keys[1]: duplicate value",
+    ],
+    [
+      "an empty key in api_keys",
+      { p: { providers: { openai: { api_keys: [apiKey, ""], models: ["m"] } } } },
+      "$.p.providers.openai.api_keys[1]: expected a non-empty string, got a string",
+    ],
+    [
+      "deployments on a kind other than azure-openai",
+      { p: { providers: { openai: { api_key: apiKey, models: ["m"], deployments: { m: "d" } } } } },
+      '$.p.providers.openai.deployments: only for provider kind "azure-openai", not "openai"',
+    ],
+    [
+      "a deployment for a model not in models",
+      {
+        p: {
+          providers: {
+            az: {
+              kind: "azure-openai",
+              api_key: apiKey,
+              base_url: "https://x",
+              models: ["m"],
+              deployments: { n: "d" },
+            },
+          },
+        },
+      },
+      '$.p.providers.az.deployments.n: model "n" is not in models',
+    ],
+    [
+      "a deployment name that cannot go into a URL path",
+      {
+        p: {
+          providers: {
+            az: {
+              kind: "azure-openai",
+              api_key: apiKey,
+              base_url: "https://x",
+              models: ["m"],
+              deployments: { m: "a/b" },
+            },
+          },
+        },
+      },
+      "$.p.providers.az.deployments.m: must be 1-128 letters, digits, '.', '_' or '-'",
+    ],
+    [
+      "an api_version that cannot go into a query",
+      { p: { providers: { anthropic: { api_key: apiKey, models: ["m"], api_version: "2023&x=1" } } } },
+      "$.p.providers.anthropic.api_version: must be 1-128 letters, digits, '.', '_' or '-'",
+    ],
+    [
       "an unknown rate limit key",
       { p: { providers: { echo: { models: ["m"] } }, rate_limit: { rpm: 60 } } },
       "$.p.rate_limit.rpm: unknown key (expected one of requests_per_minute, tokens_per_minute)",
@@ -184,6 +254,30 @@ describe("parseProducts", () => {
     const err = errorOf(doc);
     expect(err.message).toBe(message);
     expect(err.message).not.toContain(apiKey);
+  });
+
+  it("reads a key pool (api_keys) and an Azure deployment map", () => {
+    const products = parseProducts(
+      JSON.stringify({
+        p: {
+          providers: {
+            anthropic: { api_keys: ["k-1", "k-2", "k-3"], models: ["claude-sonnet-4-5"] },
+            azure: {
+              kind: "azure-openai",
+              api_key: "az-key",
+              base_url: "https://x.openai.azure.com",
+              models: ["gpt-4o", "gpt-4o-mini"],
+              deployments: { "gpt-4o": "prod-gpt4o" },
+            },
+          },
+        },
+      }),
+    );
+    const [anthropic, azure] = products.get("p")?.providers ?? [];
+    expect(anthropic?.apiKeys).toStrictEqual(["k-1", "k-2", "k-3"]);
+    expect(Object.isFrozen(anthropic?.apiKeys)).toBe(true);
+    expect(azure?.apiKeys).toStrictEqual(["az-key"]);
+    expect(azure?.deployments).toStrictEqual(new Map([["gpt-4o", "prod-gpt4o"]]));
   });
 
   it("rejects a whole document for one bad product (nothing half-applied)", () => {

@@ -141,7 +141,7 @@ describe("Secret Manager source and store, against the real client library", () 
       expect(s.current()).toBeUndefined();
       await s.start();
       const secrets = s.current();
-      expect(secrets?.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV1);
+      expect(secrets?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV1]);
       expect(secrets?.jwtKeys?.keys.map((k) => [k.kid, k.alg])).toEqual([["k1", "ES256"]]);
       expect(secrets?.hmacKeys?.get("svc-a")?.products).toBe("*");
       expect(secrets?.loadedAt).toBe(1234);
@@ -254,11 +254,11 @@ describe("Secret Manager source and store, against the real client library", () 
       await expect(s.refresh()).resolves.toBe(true);
       const after = s.current();
       expect(after).not.toBe(before);
-      expect(after?.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV2);
+      expect(after?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV2]);
       expect([...(after?.products.get("product-dev")?.models.keys() ?? [])]).toEqual(["gpt-4o", "gpt-4.1"]);
       // The unchanged secrets carry over; the old set a request may still hold is untouched.
       expect(after?.jwtKeys).toBe(before?.jwtKeys);
-      expect(before?.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV1);
+      expect(before?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV1]);
       expect(seen).toEqual([before, after]);
     });
 
@@ -324,7 +324,7 @@ describe("Secret Manager source and store, against the real client library", () 
       // A fixed version is picked up again.
       fake.addVersion(names.products, productsDoc(apiKeyV2));
       await expect(s.refresh()).resolves.toBe(true);
-      expect(s.current()?.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV2);
+      expect(s.current()?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV2]);
     });
 
     it("keeps the last good version while a new latest version is disabled", async () => {
@@ -372,7 +372,7 @@ describe("Secret Manager source and store, against the real client library", () 
       // The client reconnects with backoff, and the source does not retry inside a read (the store's refresh
       // interval does): refreshes fail fast until the channel is through, then one swaps the new set in.
       await vi.waitFor(async () => expect(await s.refresh()).toBe(true), { timeout: 15_000, interval: 100 });
-      expect(s.current()?.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV2);
+      expect(s.current()?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV2]);
     });
 
     it("keeps the products when their secret is deleted, but disables HMAC when its secret is", async () => {
@@ -411,7 +411,7 @@ describe("Secret Manager source and store, against the real client library", () 
       const changed = new Promise<Secrets>((resolve) => s.onChange(resolve));
       fake.addVersion(names.products, productsDoc(apiKeyV2));
       const secrets = await changed;
-      expect(secrets.products.get("product-dev")?.providers[0]?.apiKey).toBe(apiKeyV2);
+      expect(secrets.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV2]);
       expect(s.current()).toBe(secrets);
     });
   });

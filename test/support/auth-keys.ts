@@ -86,7 +86,7 @@ export function testSecrets(
   const echo = {
     name: "echo",
     kind: "echo",
-    apiKey: undefined,
+    apiKeys: [],
     baseUrl: undefined,
     models: ["echo-1"],
   } as const;

@@ -32,14 +32,18 @@ export type Behavior =
   | { readonly kind: "redirect"; readonly status: number; readonly location: string }
   /** A 200 JSON body of `bytes` bytes, with or without a Content-Length announcing it. */
   | { readonly kind: "oversized"; readonly bytes: number; readonly declareLength: boolean }
-  /** A 200 `text/event-stream`: each event's `data:` (objects serialised, strings raw), then how it ends. */
+  /** A 200 `text/event-stream` of whole SSE frames written one by one, then how it ends. */
   | {
       readonly kind: "sse";
-      readonly events: readonly unknown[];
-      readonly end: "done" | "truncate" | "reset" | "stall";
-      /** Writes every event in two halves, to exercise parsers that get partial lines. */
+      readonly frames: readonly string[];
+      readonly end: "close" | "reset" | "stall";
+      /** Writes every frame in two halves, to exercise parsers that get partial lines. */
       readonly splitWrites: boolean;
+      /** Pause between writes (0: the next event-loop turn). */
+      readonly intervalMs: number;
     }
+  /** Decides per request (by its key header, its path, how many came before, ...). */
+  | { readonly kind: "choose"; readonly pick: (req: RecordedRequest, index: number) => Behavior }
   /** Anything else: full control of the response. */
   | {
       readonly kind: "handler";
@@ -83,16 +87,39 @@ export const behaviors = {
     bytes,
     declareLength,
   }),
+  /**
+   * OpenAI's stream: each event's `data:` (objects serialised, strings raw), then `data: [DONE]` ("done"),
+   * the connection closed without it ("truncate"), reset, or left open ("stall").
+   */
   sse: (
     events: readonly unknown[],
     end: "done" | "truncate" | "reset" | "stall" = "done",
     splitWrites = false,
+    intervalMs = 0,
+  ): Behavior => {
+    const frames = events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`);
+    if (end === "done") frames.push("data: [DONE]\n\n");
+    return {
+      kind: "sse",
+      frames,
+      end: end === "done" || end === "truncate" ? "close" : end,
+      splitWrites,
+      intervalMs,
+    };
+  },
+  /** Any provider's stream as whole frames (`event: x\ndata: {...}\n\n`), ended by closing unless told. */
+  sseFrames: (
+    frames: readonly string[],
+    end: "close" | "reset" | "stall" = "close",
+    options: { splitWrites?: boolean; intervalMs?: number } = {},
   ): Behavior => ({
     kind: "sse",
-    events,
+    frames,
     end,
-    splitWrites,
+    splitWrites: options.splitWrites ?? false,
+    intervalMs: options.intervalMs ?? 0,
   }),
+  choose: (pick: (req: RecordedRequest, index: number) => Behavior): Behavior => ({ kind: "choose", pick }),
   handler: (handle: (req: RecordedRequest, res: ServerResponse) => void): Behavior => ({
     kind: "handler",
     handle,
@@ -280,22 +307,21 @@ export async function startMockProvider(
       }
       case "sse": {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-        const frames = b.events.map((e) => `data: ${typeof e === "string" ? e : JSON.stringify(e)}\n\n`);
-        if (b.end === "done") frames.push("data: [DONE]\n\n");
         const pieces = b.splitWrites
-          ? frames.flatMap((f) => [f.slice(0, f.length >> 1), f.slice(f.length >> 1)])
-          : frames;
+          ? b.frames.flatMap((f) => [f.slice(0, f.length >> 1), f.slice(f.length >> 1)])
+          : b.frames;
         const next = (i: number) => {
           if (res.destroyed) return;
           if (i < pieces.length) {
             res.write(pieces[i]);
-            setImmediate(() => next(i + 1));
+            if (b.intervalMs > 0) later(b.intervalMs, () => next(i + 1));
+            else setImmediate(() => next(i + 1));
             return;
           }
           if (b.end === "reset") {
             kill();
             req.socket.destroy();
-          } else if (b.end !== "stall") {
+          } else if (b.end === "close") {
             res.end();
           }
         };
@@ -304,6 +330,9 @@ export async function startMockProvider(
       }
       case "handler":
         b.handle(recorded, res);
+        return;
+      case "choose":
+        respond(b.pick(recorded, requests.length - 1), recorded, req, res, kill);
         return;
       default: {
         const _never: never = b;

@@ -8,7 +8,7 @@ import { collect, failure } from "./helpers.js";
 const echo: ProviderConfig = {
   name: "echo",
   kind: "echo",
-  apiKey: undefined,
+  apiKeys: [],
   baseUrl: undefined,
   models: ["echo-1"],
 };

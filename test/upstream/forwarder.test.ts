@@ -95,7 +95,7 @@ describe("wire format", () => {
     mock.setBehavior(behaviors.json(200, fixture("chat-completion-plain.json")));
     const before = mock.requests.length;
     await forwarder.complete(
-      openAiProvider(mock.url, { kind: "openai-compatible", apiKey: undefined }),
+      openAiProvider(mock.url, { kind: "openai-compatible", apiKeys: [] }),
       plainRequest,
     );
     expect(mock.requests[before]?.headers["authorization"]).toBeUndefined();

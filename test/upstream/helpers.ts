@@ -10,7 +10,7 @@ export function openAiProvider(baseUrl: string, overrides: Partial<ProviderConfi
   return {
     name: "main-openai",
     kind: "openai",
-    apiKey: canaryKey,
+    apiKeys: [canaryKey],
     baseUrl: `${baseUrl}/v1`,
     models: ["gpt-4o-mini"],
     ...overrides,

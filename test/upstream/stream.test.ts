@@ -77,15 +77,72 @@ describe("OpenAI SSE streaming", () => {
     expect((result.error as AppError).message).toBe(message);
   });
 
-  it("a stream that stalls is an upstream timeout and the provider sees the abort", async () => {
-    const short = createForwarder({ timeoutMs: 200, logger: log.logger });
+  it("a stream that stalls after its first chunk is cut by the idle timeout, and the provider sees the abort", async () => {
+    const short = createForwarder({ timeoutMs: 10_000, streamIdleTimeoutMs: 200, logger: log.logger });
     try {
       mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "stall"));
       const aborted = mock.aborted;
       const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
       expect(result.chunks).toStrictEqual(chunks.slice(0, 1));
       expect((result.error as AppError).code).toBe("upstream_timeout");
+      expect(
+        String(log.records().findLast((r) => r["message"] === "Upstream call failed")?.["detail"]),
+      ).toContain("no stream chunk within 200 ms");
       await mock.whenAborted(aborted + 1);
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("a stream still producing past the request timeout is not cut (issue 18, item 8)", async () => {
+    // Each gap (40 ms) is far below the idle limit; the whole stream takes several request timeouts.
+    const short = createForwarder({ timeoutMs: 100, streamIdleTimeoutMs: 5_000, logger: log.logger });
+    try {
+      const many = Array.from({ length: 12 }, () => chunks[1]);
+      mock.setBehavior(behaviors.sse([chunks[0], ...many, ...chunks.slice(2)], "done", false, 40));
+      const started = Date.now();
+      const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
+      expect(result.error).toBeUndefined();
+      expect(result.chunks).toHaveLength(chunks.length - 1 + many.length);
+      // The proof that the request timeout was passed, not a speed assertion.
+      expect(Date.now() - started).toBeGreaterThan(100);
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("no first chunk within the request timeout is an upstream timeout", async () => {
+    const short = createForwarder({ timeoutMs: 150, streamIdleTimeoutMs: 10_000, logger: log.logger });
+    try {
+      mock.setBehavior(behaviors.delay(5_000, behaviors.sse(chunks)));
+      const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
+      expect(result.chunks).toStrictEqual([]);
+      expect((result.error as AppError).code).toBe("upstream_timeout");
+      expect(
+        String(log.records().findLast((r) => r["message"] === "Upstream call failed")?.["detail"]),
+      ).toContain("no answer within 150 ms");
+    } finally {
+      await short.close();
+    }
+  });
+
+  it("the caller's own deadline still bounds a stream that keeps producing", async () => {
+    const short = createForwarder({ timeoutMs: 10_000, streamIdleTimeoutMs: 10_000, logger: log.logger });
+    try {
+      mock.setBehavior(
+        behaviors.sse(
+          Array.from({ length: 200 }, () => chunks[1]),
+          "done",
+          false,
+          20,
+        ),
+      );
+      const result = await collect(
+        short.stream(openAiProvider(mock.url), plainRequest, { deadlineMs: Date.now() + 300 }),
+      );
+      expect(result.chunks.length).toBeGreaterThan(0);
+      expect(result.chunks.length).toBeLessThan(200);
+      expect((result.error as AppError).code).toBe("upstream_timeout");
     } finally {
       await short.close();
     }

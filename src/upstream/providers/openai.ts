@@ -1,66 +1,62 @@
-import { AppError } from "../../errors/index.js";
-import { UpstreamFailure } from "../failure.js";
 import type { HttpPost, UpstreamHttp } from "../http.js";
+import { perKey } from "../per-key.js";
 import type { ProviderConfig } from "../../secrets/types.js";
 import type { Clock, JsonObject, ProviderAdapter, UpstreamCall } from "../types.js";
 import { toTokenUsage } from "../usage.js";
+import { parseEventJson, streamFailure } from "./shared.js";
 
 /** OpenAI's public API; `base_url` replaces it (tests, proxies, OpenAI-compatible hosts). */
 export const openAiDefaultBaseUrl = "https://api.openai.com/v1";
 
+/** Where one provider key's calls go: the origin, the path for a model, and the auth headers. */
+export interface OpenAiTarget {
+  readonly origin: string;
+  readonly path: (model: string) => string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 export interface OpenAiAdapterOptions {
-  readonly kind: "openai" | "openai-compatible";
+  readonly kind: "openai" | "openai-compatible" | "azure-openai";
   /**
    * Where the token cap goes when the caller set none: OpenAI itself wants `max_completion_tokens` (its
    * `max_tokens` is deprecated and refused by reasoning models); most compatible hosts only know `max_tokens`.
    */
   readonly capField: "max_completion_tokens" | "max_tokens";
-  /** Whether a provider without `base_url` may use OpenAI's public URL (false for openai-compatible). */
-  readonly allowDefaultBaseUrl: boolean;
-  /** Whether a provider without `api_key` is a configuration error (local hosts such as Ollama need none). */
-  readonly requireApiKey: boolean;
+  /**
+   * Works out the target of a provider and one of its keys (called once per provider object and key);
+   * throws `misconfigured(...)` (./shared.ts) for a provider entry that cannot work.
+   */
+  readonly target: (provider: ProviderConfig, key: string | undefined) => OpenAiTarget;
+}
+
+/** The OpenAI target: `{base}/chat/completions` with a bearer key (none for keyless compatible hosts). */
+export function bearerTarget(base: string, key: string | undefined): OpenAiTarget {
+  const url = new URL(`${base.replace(/\/+$/, "")}/chat/completions`);
+  const path = url.pathname;
+  return {
+    origin: url.origin,
+    path: () => path,
+    headers: Object.freeze(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+  };
 }
 
 /**
- * The OpenAI Chat Completions adapter (`POST {base}/chat/completions`, bearer key). The request body is sent
- * exactly as given, plus the cap field when the caller set no limit; the answer is returned field for field.
- * Streaming parses OpenAI's SSE (`data: {...}` events ending with `data: [DONE]`).
+ * The OpenAI Chat Completions adapter (also Azure OpenAI and OpenAI-compatible hosts, which speak the same
+ * wire format at other URLs). The request body is sent exactly as given, plus the cap field when the caller
+ * set no limit; the answer is returned field for field. Streaming parses OpenAI's SSE (`data: {...}` events
+ * ending with `data: [DONE]`).
  */
 export function createOpenAiAdapter(
   deps: { readonly http: UpstreamHttp; readonly clock: Clock },
   options: OpenAiAdapterOptions,
 ): ProviderAdapter {
   const { http, clock } = deps;
-
-  /**
-   * Where and how a provider is called, worked out once per provider object: a secrets refresh builds new
-   * objects, so a rotated key or URL is picked up, and the old ones are collected with their snapshot.
-   */
-  const targets = new WeakMap<
-    ProviderConfig,
-    { origin: string; path: string; headers: Readonly<Record<string, string>> }
-  >();
+  const targetOf = perKey(options.target);
 
   function post(call: UpstreamCall, body: JsonObject): HttpPost {
-    const { provider } = call;
-    let target = targets.get(provider);
-    if (target === undefined) {
-      const base = provider.baseUrl ?? (options.allowDefaultBaseUrl ? openAiDefaultBaseUrl : undefined);
-      if (base === undefined) throw misconfigured(call, "base_url is required");
-      if (provider.apiKey === undefined && options.requireApiKey)
-        throw misconfigured(call, "api_key is missing");
-      const url = new URL(`${base.replace(/\/+$/, "")}/chat/completions`);
-      target = {
-        origin: url.origin,
-        path: url.pathname,
-        headers: Object.freeze(
-          provider.apiKey === undefined ? {} : { authorization: `Bearer ${provider.apiKey}` },
-        ),
-      };
-      targets.set(provider, target);
-    }
-    const { origin, path, headers } = target;
-    return { provider, origin, path, headers, body, signal: call.signal };
+    const { origin, path, headers } = targetOf(call);
+    const model = typeof call.body["model"] === "string" ? call.body["model"] : "";
+    return { provider: call.provider, origin, path: path(model), headers, body, signal: call.signal };
   }
 
   function withCap(call: UpstreamCall): JsonObject {
@@ -95,26 +91,8 @@ export function createOpenAiAdapter(
 }
 
 function parseChunk(call: UpstreamCall, data: string): JsonObject {
-  let chunk: unknown;
-  try {
-    chunk = JSON.parse(data);
-  } catch {
-    throw streamFailure(call, "event with invalid JSON");
-  }
-  if (typeof chunk !== "object" || chunk === null || Array.isArray(chunk)) {
-    throw streamFailure(call, "event that is not a JSON object");
-  }
+  const chunk = parseEventJson(call, data);
   // OpenAI reports failures after the 200 as an event carrying `error` instead of a chunk.
-  if ("error" in chunk) throw streamFailure(call, `error event: ${JSON.stringify(chunk.error)}`);
-  return chunk as JsonObject;
-}
-
-function streamFailure(call: UpstreamCall, detail: string): AppError {
-  return new AppError("upstream_error", { cause: new UpstreamFailure(call.provider, detail) });
-}
-
-function misconfigured(call: UpstreamCall, detail: string): AppError {
-  return new AppError("upstream_error", {
-    cause: new UpstreamFailure(call.provider, `misconfigured: ${detail}`),
-  });
+  if ("error" in chunk) throw streamFailure(call, `error event: ${JSON.stringify(chunk["error"])}`);
+  return chunk;
 }

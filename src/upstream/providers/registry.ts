@@ -1,8 +1,12 @@
 import type { ProviderKind } from "../../secrets/types.js";
 import type { UpstreamHttp } from "../http.js";
 import type { Clock, ProviderAdapter } from "../types.js";
+import { createAnthropicAdapter } from "./anthropic.js";
+import { createAzureOpenAiAdapter } from "./azure-openai.js";
 import { createEchoAdapter } from "./echo.js";
-import { createOpenAiAdapter } from "./openai.js";
+import { createGeminiAdapter } from "./gemini.js";
+import { bearerTarget, createOpenAiAdapter, openAiDefaultBaseUrl } from "./openai.js";
+import { misconfigured } from "./shared.js";
 
 /** What every adapter may use; network adapters share the forwarder's one pooled HTTP client. */
 export interface AdapterDeps {
@@ -13,27 +17,31 @@ export interface AdapterDeps {
 export type AdapterFactory = (deps: AdapterDeps) => ProviderAdapter;
 
 /**
- * Every provider kind (SPEC S14) to its adapter; `null` marks a kind that is configurable but not built yet
- * (calls fail as `upstream_error`). Adding a provider: one file in this folder and one line here. Being a
- * full `Record`, a new kind in `providerKinds` does not compile until it gets a line.
+ * Every provider kind (SPEC S14) to its adapter. Adding a provider: one file in this folder and one line
+ * here (docs/architecture.md). Being a full `Record`, a new kind in `providerKinds` does not compile until
+ * it gets a line, so no configurable kind is left without an adapter.
  */
-export const adapterRegistry: Readonly<Record<ProviderKind, AdapterFactory | null>> = {
+export const adapterRegistry: Readonly<Record<ProviderKind, AdapterFactory>> = {
   openai: (deps) =>
     createOpenAiAdapter(deps, {
       kind: "openai",
       capField: "max_completion_tokens",
-      allowDefaultBaseUrl: true,
-      requireApiKey: true,
+      target: (provider, key) => {
+        if (key === undefined) throw misconfigured(provider, "api_key is missing");
+        return bearerTarget(provider.baseUrl ?? openAiDefaultBaseUrl, key);
+      },
     }),
   "openai-compatible": (deps) =>
     createOpenAiAdapter(deps, {
       kind: "openai-compatible",
       capField: "max_tokens",
-      allowDefaultBaseUrl: false,
-      requireApiKey: false,
+      target: (provider, key) => {
+        if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
+        return bearerTarget(provider.baseUrl, key);
+      },
     }),
+  "azure-openai": createAzureOpenAiAdapter,
+  anthropic: createAnthropicAdapter,
+  gemini: createGeminiAdapter,
   echo: createEchoAdapter,
-  "azure-openai": null,
-  anthropic: null,
-  gemini: null,
 };

@@ -1,0 +1,42 @@
+import type { ProviderAdapter } from "../types.js";
+import type { AdapterDeps } from "./registry.js";
+import { createOpenAiAdapter } from "./openai.js";
+import { misconfigured } from "./shared.js";
+
+/** The latest generally available data-plane API version of Azure OpenAI chat completions. */
+export const azureDefaultApiVersion = "2024-10-21";
+
+/**
+ * Azure OpenAI (`kind: "azure-openai"`): OpenAI's wire format at
+ * `{base_url}/openai/deployments/{deployment}/chat/completions?api-version={api_version}` with the key in
+ * an `api-key` header. The deployment comes from the provider's `deployments` map (model → deployment),
+ * else it is the model name. The token cap goes in `max_tokens`, the field the GA API versions know.
+ */
+export function createAzureOpenAiAdapter(deps: AdapterDeps): ProviderAdapter {
+  return createOpenAiAdapter(deps, {
+    kind: "azure-openai",
+    capField: "max_tokens",
+    target: (provider, key) => {
+      if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
+      if (key === undefined) throw misconfigured(provider, "api_key is missing");
+      const base = new URL(provider.baseUrl);
+      const prefix = base.pathname.replace(/\/+$/, "");
+      const query = `?api-version=${encodeURIComponent(provider.apiVersion ?? azureDefaultApiVersion)}`;
+      // One path per model, worked out on first use (a provider has a handful of models).
+      const paths = new Map<string, string>();
+      return {
+        origin: base.origin,
+        headers: Object.freeze({ "api-key": key }),
+        path: (model) => {
+          let path = paths.get(model);
+          if (path === undefined) {
+            const deployment = provider.deployments?.get(model) ?? model;
+            path = `${prefix}/openai/deployments/${encodeURIComponent(deployment)}/chat/completions${query}`;
+            paths.set(model, path);
+          }
+          return path;
+        },
+      };
+    },
+  });
+}
