@@ -3,7 +3,6 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Logger } from "../log/index.js";
 
-/** The 24 bytes every HTTP/2 prior-knowledge (h2c) connection starts with (RFC 9113 §3.4). */
 /**
  * A request handler both Node servers accept: the signature of what `connectNodeAdapter` returns
  * (connect-node does not export its name).
@@ -13,6 +12,7 @@ export type NodeHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/** The 24 bytes every HTTP/2 prior-knowledge (h2c) connection starts with (RFC 9113 §3.4). */
 const h2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 export interface OnePortServerOptions {
@@ -114,7 +114,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
     (req, res) => {
       // nghttp2 advertises maxHeaderListSize but does not refuse a larger header list: the edge does
       // (src/edge/header-limit.ts), so the answer gets its access line.
-      if (isUnaryBody(req.headers["content-type"])) drainWhenAnswered(req, res);
+      if (isUnaryBody(req.headers["content-type"])) finishUploadAfterEarlyAnswer(req, res, idleTimeoutMs);
       handler(req, res);
     },
   );
@@ -264,27 +264,102 @@ function isUnaryBody(contentType: string | undefined): boolean {
 }
 
 /**
- * An answer sent before the request body was read (413, 415, 405, ...) leaves the client's upload stalled
- * on flow control, and the stream is reset under it: clients such as curl then lose the answer ("stream
- * was not closed cleanly"). So when the handler writes its answer's head, the rest of the body is read and
- * dropped (at most `maxDrainBytes`), which lets the upload finish.
+ * An answer sent before the request body was read in full (405, 413, 415, ...) must still reach the client.
+ * RFC 9113 §8.1 lets a server answer early and then reset the stream with NO_ERROR to stop the upload, and
+ * that reset comes at once: connect-node sends it after every HTTP/2 response whose request is still open,
+ * Node after a response to a request nobody read. A client that gets the reset before it has read the
+ * answer loses it: curl 7.88 (Debian 12's) exits 92 "Stream error in the HTTP/2 framing layer", or 52
+ * "Empty reply from server" when its upload had not begun. Not resetting at all is no better: curl stops
+ * uploading once it has a final status and then waits for the server to close the stream. So, for a request
+ * with a unary body:
+ * - when the handler writes its answer's head, the rest of the body is read and dropped, so the upload
+ *   never stalls on flow control;
+ * - a NO_ERROR close asked for after the answer ended, while the client is still sending, waits for a PING
+ *   round trip: the client acknowledges a PING only after reading every frame sent before it, the answer
+ *   included. A client that finishes its upload first closes the stream with its END_STREAM, without any
+ *   reset. More than `maxDrainBytes` of body, or no PING acknowledgement within `idleMs` (the server's idle
+ *   timeout), closes at once.
+ * Other closes (error codes, a close before the answer ended, destroy) are untouched.
  */
-function drainWhenAnswered(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+function finishUploadAfterEarlyAnswer(
+  req: http2.Http2ServerRequest,
+  res: http2.Http2ServerResponse,
+  idleMs: number,
+): void {
+  const { stream } = req;
+  const close = stream.close.bind(stream);
+  const closeNow = () => close(http2.constants.NGHTTP2_NO_ERROR);
+  let draining = false;
+  let held = false;
+
   const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => http2.Http2ServerResponse;
   res.writeHead = (...args: unknown[]) => {
-    if (!req.readableEnded) drainRequest(req);
+    if (!draining && !req.readableEnded) {
+      draining = true;
+      let seen = 0;
+      req.on("data", (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen > maxDrainBytes) closeNow();
+      });
+      req.resume();
+    }
     return writeHead(...args);
   };
+
+  stream.close = (code = http2.constants.NGHTTP2_NO_ERROR, callback?: () => void) => {
+    if (code !== http2.constants.NGHTTP2_NO_ERROR || !draining || !res.writableEnded || stream.closed) {
+      close(code, callback);
+      return;
+    }
+    if (callback !== undefined) stream.once("close", callback);
+    if (held) return;
+    held = true;
+    const timer = setTimeout(closeNow, idleMs);
+    stream.once("close", () => clearTimeout(timer));
+    afterPingRoundTrip(stream.session, closeNow);
+  };
+}
+
+/** Per HTTP/2 session: the PING in flight, and what runs after the next one. */
+interface PingQueue {
+  inFlight: boolean;
+  next: (() => void)[];
+}
+
+const pingQueues = new WeakMap<http2.Http2Session, PingQueue>();
+
+/**
+ * Runs `fn` once the peer has acknowledged a PING sent after this call, so it has read every frame the
+ * server sent before. One PING at a time per session, for every caller waiting (nghttp2 caps unanswered
+ * PINGs); `fn` also runs when the session is closing or gone, as nothing is left to wait for then.
+ */
+function afterPingRoundTrip(session: http2.Http2Session | undefined, fn: () => void): void {
+  if (session === undefined || session.destroyed) {
+    fn();
+    return;
+  }
+  let queue = pingQueues.get(session);
+  if (queue === undefined) {
+    queue = { inFlight: false, next: [] };
+    pingQueues.set(session, queue);
+  }
+  queue.next.push(fn);
+  if (!queue.inFlight) sendPing(session, queue);
+}
+
+function sendPing(session: http2.Http2Session, queue: PingQueue): void {
+  const waiting = queue.next;
+  queue.next = [];
+  const done = () => {
+    queue.inFlight = false;
+    for (const fn of waiting) fn();
+    if (queue.next.length > 0 && !session.destroyed) sendPing(session, queue);
+    else for (const fn of queue.next.splice(0)) fn();
+  };
+  queue.inFlight = true;
+  // false: not sent (too many unanswered PINGs); on a closing session Node calls back on its own.
+  if (session.ping(done) === false) done();
 }
 
 /** Most bytes of an unread request body read and dropped after the answer; beyond it the stream is reset. */
 const maxDrainBytes = 16 * 1024 * 1024;
-
-function drainRequest(req: http2.Http2ServerRequest): void {
-  let seen = 0;
-  req.on("data", (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > maxDrainBytes) req.destroy();
-  });
-  req.resume();
-}

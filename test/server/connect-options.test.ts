@@ -69,10 +69,17 @@ describe.each([["--http1.1"], ["--http2-prior-knowledge"]])("bad requests over %
     expect(body.message).toMatch(message);
   });
 
-  it("a wrong content type → 415", async () => {
-    const res = await curl([flag, "-H", "content-type: text/plain", "-d", "hello", listModels()]);
-    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 415, stderr: "" });
-  });
+  it("a wrong content type → 415, every time", async () => {
+    // The 415 goes out before the body is read. Over h2c the stream used to be reset under curl while it
+    // still had its body to send, and the answer was lost ("(92) Stream error in the HTTP/2 framing layer")
+    // in about one attempt in four: 30 in a row failed in every run (src/server/one-port.ts).
+    const results = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await curl([flag, "-H", "content-type: text/plain", "-d", "hello", listModels()]);
+      results.push({ status: res.status, stderr: res.stderr });
+    }
+    expect(results).toStrictEqual(Array.from({ length: 30 }, () => ({ status: 415, stderr: "" })));
+  }, 60_000); // 30 curl processes: slow on a loaded machine; nothing here is timed.
 
   it("a body just under the limit reaches the service", async () => {
     const body = JSON.stringify({ product: "x".repeat(bodyLimitBytes - 20) });

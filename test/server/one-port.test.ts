@@ -168,6 +168,36 @@ describe("protocol sniffing and bad input on the wire", () => {
     await closed;
   });
 
+  it("resets a stream answered before its body only after the client acknowledged a PING", async () => {
+    // The client sends headers and keeps its body back; the server answers 415 at once. The reset that
+    // stops the upload must not overtake the answer: it comes after a PING round trip, with NO_ERROR.
+    // Default options: the 300 ms idle timeout above would also close a stream whose PING is slow.
+    const own = await startTestServer();
+    const session = http2.connect(own.baseUrl);
+    try {
+      const events: string[] = [];
+      session.on("ping", () => events.push("ping"));
+      const stream = session.request(
+        {
+          ":method": "POST",
+          ":path": "/apikeyserver.v1.ChatService/ListModels",
+          "content-type": "text/plain",
+        },
+        { endStream: false },
+      );
+      stream.on("response", (headers) => events.push(`response ${String(headers[":status"])}`));
+      stream.resume();
+      await new Promise((resolve) => stream.once("close", resolve));
+      expect({ events, rstCode: stream.rstCode }).toStrictEqual({
+        events: ["response 415", "ping"],
+        rstCode: http2.constants.NGHTTP2_NO_ERROR,
+      });
+    } finally {
+      session.close();
+      await own.close();
+    }
+  });
+
   it("keeps an HTTP/2 session with an open stream past the idle timeout", async () => {
     const client = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
     const abort = new AbortController();
