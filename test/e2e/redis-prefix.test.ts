@@ -8,7 +8,10 @@ const redisUrl = "redis://127.0.0.1:6379";
 describe("API_KEY_SERVER_REDIS_KEY_PREFIX separates environments sharing one Redis", () => {
   const apps: AppHarness[] = [];
   afterEach(async () => {
+    const logs = apps.map((app) => app.logs.text());
     await Promise.all(apps.splice(0).map((app) => app.close()));
+    // Every decision came from Redis, none from the local fallback (which counts per instance).
+    for (const text of logs) expect(text).not.toContain("using the local fallback");
   });
 
   async function instance(prefix: string): Promise<AppHarness> {

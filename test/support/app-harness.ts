@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,10 +74,14 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
     logger: logs.logger,
   });
   await secrets.start();
+  // A command timeout for a loaded test machine (main.ts keeps the 200 ms default), and a connection that
+  // is ready before the first request: otherwise a slow command or connect sends a call to the local
+  // fallback limiter and a test about shared limits sees a wrong count.
   const redis: Redis | undefined =
     config.redisUrl === undefined
       ? undefined
-      : createRedisClient({ url: config.redisUrl, logger: logs.logger });
+      : createRedisClient({ url: config.redisUrl, logger: logs.logger, commandTimeoutMs: 5_000 });
+  if (redis !== undefined && redis.status !== "ready") await once(redis, "ready");
   const app: App = createApp({ config, logger: logs.logger, secrets, version: "test", redis });
   const { port } = await app.listen(0, "127.0.0.1");
 
