@@ -443,7 +443,10 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         } catch (thrown) {
           const err = failCall(contextValues, thrown);
           context.abort(err);
-          if (!signal.aborted) await write(res, sseEvent(restErrorFromConnect(err).body, "error"), signal);
+          // Every stream that fails ends with its error event; a stream cut at the end of the shutdown
+          // grace too (its signal is aborted then, its connection not yet), so the client retries rather
+          // than taking a truncated answer for a complete one. Only a client that left gets none.
+          if (!res.destroyed) res.write(sseEvent(restErrorFromConnect(err).body, "error"));
           break;
         }
       }

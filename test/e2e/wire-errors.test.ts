@@ -12,7 +12,8 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema, ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
-import { e2eProducts } from "../support/e2e-clients.js";
+import { createE2eClients, e2eProducts } from "../support/e2e-clients.js";
+import { fixture } from "../upstream/helpers.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
 import { curl } from "../support/server-clients.js";
 
@@ -386,6 +387,72 @@ describe("a call cut at the end of the shutdown grace answers UNAVAILABLE, not C
       .records()
       .slice(from)
       .filter((r) => r["rpc"] === `${service}/CreateChatCompletion`);
+    expect(lines).toHaveLength(4);
+    for (const line of lines) {
+      expect(line).toMatchObject({
+        severity: "WARNING",
+        code: "UNAVAILABLE",
+        cut: "server",
+        httpRequest: { status: 503 },
+      });
+    }
+  });
+});
+
+describe("streams cut at the end of the shutdown grace end with a terminal UNAVAILABLE (issue 18, item 7)", () => {
+  let mock: MockProvider;
+  let app: AppHarness;
+  beforeAll(async () => {
+    // One chunk, then the provider keeps the stream open (a long answer still being written).
+    const chunks = fixture<Record<string, unknown>[]>("chat-completion-chunks.json");
+    mock = await startMockProvider(behaviors.sse(chunks.slice(0, 1), "stall"));
+    app = await startApp({ products: e2eProducts(mock.url) });
+  });
+  afterAll(() => mock.close());
+
+  it("REST (SSE event: error), Connect, gRPC and gRPC-Web streams; each logged as a server-side cut", async () => {
+    const auth = `Bearer ${await app.token()}`;
+    const clients = createE2eClients(app.url);
+    const webClient = createClient(
+      ChatService,
+      createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1" }),
+    );
+    const web = (async () => {
+      const messages: unknown[] = [];
+      try {
+        const request = fromJson(ChatCompletionRequestSchema, { ...hello, product: "product-dev" });
+        for await (const m of webClient.streamChatCompletion(request, { headers: { authorization: auth } })) {
+          messages.push(m);
+        }
+        return { messages, err: undefined };
+      } catch (e) {
+        return { messages, err: ConnectError.from(e) };
+      }
+    })();
+    const streams = (["rest", "connect", "grpc"] as const).map((p) =>
+      clients.stream(p, "product-dev", hello, { authorization: auth }),
+    );
+    await mock.whenRequested(4);
+    const from = app.logs.lines.length;
+    // 3 s of grace: the calls are cut 500 ms before its end, with their first chunk long relayed.
+    await app.close(3000);
+    const [rest, connect, grpcStream] = await Promise.all(streams);
+    clients.close();
+    expect(rest?.status).toBe(200);
+    expect(rest?.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(rest?.raw).toMatch(/\nevent: error\ndata: \{"error":\{"code":503,"status":"UNAVAILABLE"/);
+    for (const outcome of [rest, connect, grpcStream]) {
+      expect(outcome?.messages).toHaveLength(1);
+      expect(outcome?.end.code).toBe("UNAVAILABLE");
+    }
+    const webOutcome = await web;
+    expect(webOutcome.messages).toHaveLength(1);
+    expect(webOutcome.err?.code).toBe(Code.Unavailable);
+
+    const lines = app.logs
+      .records()
+      .slice(from)
+      .filter((r) => r["rpc"] === `${service}/StreamChatCompletion`);
     expect(lines).toHaveLength(4);
     for (const line of lines) {
       expect(line).toMatchObject({

@@ -36,7 +36,8 @@ export interface AppHarness {
     file: "openai_api_keys.json" | "jwt_public_keys.json" | "hmac_secrets.json",
     value: unknown,
   ): Promise<void>;
-  close(): Promise<void>;
+  /** Shuts the app down as main.ts does on SIGTERM, with `graceMs` (default 1000) for calls in flight. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface AppHarnessOptions {
@@ -98,8 +99,8 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
       await write(file, value);
       await secrets.refresh();
     },
-    async close() {
-      await app.close(1000);
+    async close(graceMs = 1000) {
+      await app.close(graceMs);
       await secrets.stop();
       await redis?.quit().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
