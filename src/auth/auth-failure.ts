@@ -1,5 +1,5 @@
 /**
- * Why authentication failed, as a stable code for the log line (SPEC S6: the reason goes to the log, never
+ * Why authentication failed, as a stable code for the log line (docs/auth.md: the reason goes to the log, never
  * to the response). Values are part of the log contract; operators filter on them.
  */
 export const authFailureReasons = [

@@ -11,7 +11,7 @@ import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
 import { createJwtVerifier } from "./jwt-verifier.js";
 import { principalKey, type Principal } from "./principal.js";
 
-/** The services reachable without credentials (SPEC S6): health (ours and gRPC's) and reflection. */
+/** The services reachable without credentials (docs/auth.md): health (ours and gRPC's) and reflection. */
 export const defaultPublicServices = [
   "apikeyserver.v1.HealthService",
   "grpc.health.v1.Health",
@@ -33,7 +33,7 @@ export interface AuthInterceptorOptions {
     readonly maxTokenAgeSeconds: number;
   };
   readonly hmac: {
-    /** Accepted timestamp distance in seconds (SPEC: 300). */
+    /** Accepted timestamp distance in seconds (default 300). */
     readonly windowSeconds: number;
     readonly nonceStore: NonceStore;
   };

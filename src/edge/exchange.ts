@@ -14,7 +14,7 @@ export type NodeServerResponse = Parameters<NodeHandlerFn>[1];
 export type Protocol = "grpc" | "grpc-web" | "connect" | "rest" | "openai";
 
 /**
- * How a request ended, as the access line and metrics report it. `status` is the HTTP status of the S7
+ * How a request ended, as the access line and metrics report it. `status` is the HTTP status of the error
  * table (docs/architecture.md): the one sent, or for protocols that answer errors with HTTP 200 (gRPC,
  * gRPC-Web, Connect streams, Server-Sent Events) the one the error stands for. A client that went away
  * (cancel, RST_STREAM, closed connection) is 499 CANCELLED; a call cut by the server at the end of the

@@ -4,7 +4,7 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /**
- * The closed set of failures the server reports to callers (SPEC S7). Inner layers throw `AppError` with
+ * The closed set of failures the server reports to callers (docs/architecture.md, Errors). Inner layers throw `AppError` with
  * one of these codes; `toConnectError` is the one place that turns them into what goes on the wire.
  */
 export const errorTable = {

@@ -23,7 +23,7 @@ export const codeTable = {
 } as const satisfies Record<Code, { http: number; name: string }>;
 
 /**
- * The HTTP status of a ConnectError: our own ErrorInfo reason (an AppErrorCode) picks the S7 status (502
+ * The HTTP status of a ConnectError: our own ErrorInfo reason (an AppErrorCode) picks the error table's status (502
  * versus 503 for the same UNAVAILABLE, 413 for RESOURCE_EXHAUSTED "Request too large"); anything else goes
  * by the canonical gRPC table.
  */

@@ -3,14 +3,14 @@ import { type ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { codeTable, httpStatusOfError } from "../errors/index.js";
 
-/** A REST error answer: status, the S7 JSON body and extra headers. */
+/** A REST error answer: status, the error JSON body and extra headers. */
 export interface RestError {
   readonly status: number;
   readonly body: string;
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** The S7 error body: `{"error": {"code", "status", "message"}, "detail"}`. */
+/** The REST error body: `{"error": {"code", "status", "message"}, "detail"}`. */
 export function restErrorBody(status: number, code: Code, message: string): string {
   return JSON.stringify({ error: { code: status, status: codeTable[code].name, message }, detail: message });
 }
@@ -40,7 +40,7 @@ export function isProtocolHeader(name: string): boolean {
 }
 
 /**
- * Turns a ConnectError into the REST answer: S7 status and body, the error's metadata as headers (rate-limit
+ * Turns a ConnectError into the REST answer: the error table's status and body, the error's metadata as headers (rate-limit
  * headers) and, for 429, `Retry-After` in whole seconds from google.rpc.RetryInfo.
  */
 export function restErrorFromConnect(error: ConnectError): RestError {

@@ -129,7 +129,7 @@ function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHttpHeader
 }
 
 /**
- * The REST answer of a failed call: the S7 status and body; as headers, the call's response headers (unary
+ * The REST answer of a failed call: the error table's status and body; as headers, the call's response headers (unary
  * only) and trailers, then the error's metadata, as a Connect handler would send them.
  */
 function callError(err: ConnectError, context: HandlerContext, unary: boolean): RestError {
@@ -302,7 +302,7 @@ interface Built {
  * serializing the messages. Interceptors see `httpRequestInfoKey` (method, raw path and query, body
  * SHA-256) and the caller's authorization, `x-*` and trace headers. Answers use the REST JSON writer;
  * server streams are Server-Sent Events (`data: <json>` per message, a failure as `event: error` with the
- * S7 body); errors use the S7 body and status.
+ * error body); errors use the error table's body and status.
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   if (!Number.isSafeInteger(options.maxBodyBytes) || options.maxBodyBytes < 0) {

@@ -421,7 +421,7 @@ function jsonTypeOfValue(value: JsonValue): JsonType | "null" {
 }
 
 /**
- * Writes a message as the REST JSON of SPEC S4: proto (snake_case) field names, every implicit-presence
+ * Writes a message as the REST JSON of the README's API section: proto (snake_case) field names, every implicit-presence
  * field even when zero or empty (`"index": 0`), unset explicit-presence fields left out, 64-bit integers as
  * JSON numbers when they are safe integers (as strings otherwise), and the options of json_options.proto
  * applied: `json_presence` NULL_WHEN_UNSET writes `null` for an unset field (or an empty list or map),

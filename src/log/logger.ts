@@ -20,7 +20,7 @@ export interface LoggerOptions {
 }
 
 /**
- * A pino logger writing one JSON object per line in Cloud Logging's structured format (SPEC S10):
+ * A pino logger writing one JSON object per line in Cloud Logging's structured format (docs/architecture.md, Access lines):
  * `severity` instead of pino's numeric level, `message` instead of `msg`, ISO `time`.
  */
 export function createLogger(options: LoggerOptions): Logger {

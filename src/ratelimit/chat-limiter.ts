@@ -26,7 +26,7 @@ export interface ChatLimiterOptions {
   readonly logger: Logger;
 }
 
-/** Per product and caller limits (SPEC S8), in the shape the chat service calls. */
+/** Per product and caller limits (docs/ratelimit.md), in the shape the chat service calls. */
 export interface ChatLimiter {
   /**
    * Throws AppError("rate_limited") (429 `Rate limit exceeded`, RetryInfo, Retry-After and RateLimit-*

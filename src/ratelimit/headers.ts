@@ -1,7 +1,7 @@
 import { AppError } from "../errors/index.js";
 import type { RateLimitPolicy, RateLimitResult } from "./types.js";
 
-/** Every header `rateLimitHeaders` may set, for the CORS `Access-Control-Expose-Headers` list (SPEC S15). */
+/** Every header `rateLimitHeaders` may set, for the CORS `Access-Control-Expose-Headers` list (README, Rate limits). */
 export const rateLimitHeaderNames = [
   "RateLimit-Limit",
   "RateLimit-Remaining",

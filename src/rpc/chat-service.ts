@@ -30,7 +30,7 @@ export interface ChatServiceOptions {
 const parseOptions = { ignoreUnknownFields: true } as const;
 
 /**
- * ChatService (SPEC S4, S7). Each call runs the S7 steps in order: the caller (authenticated by the
+ * ChatService (README, API). Each call runs these steps in order: the caller (authenticated by the
  * interceptor) → the product exists → the caller may use it → the model is one of the product's →
  * no `stream: true` on the unary RPC → max tokens within the cap → rate limit → forward → map the answer.
  */

@@ -34,7 +34,7 @@ export interface CallerRef {
   readonly id: string;
 }
 
-/** What the chat service needs from rate limiting (SPEC S8). */
+/** What the chat service needs from rate limiting (docs/ratelimit.md). */
 export interface ChatLimiter {
   /** Throws AppError("rate_limited") when the caller is over a limit of the product; otherwise counts the request. */
   admit(product: ProductConfig, caller: CallerRef): Promise<void>;

@@ -113,7 +113,7 @@ const transientReasons: ReadonlySet<string> = new Set([
 const retryDelayMs = (attempt: number): number => Math.min(1000 * 2 ** (attempt - 1), 5000);
 
 /**
- * Holds the three secrets and keeps them fresh (SPEC S9).
+ * Holds the three secrets and keeps them fresh (docs/config.md).
  *
  * start() reads all three. The product secret is required: missing, unreadable or invalid rejects with a
  * {@link SecretLoadError}. The JWT and HMAC secrets may be missing (that method is then disabled, with a

@@ -1,6 +1,6 @@
 import type { JSONWebKeySet } from "jose";
 
-/** Provider kinds (SPEC S14). A provider entry's kind is its `kind` field, or else its key in `providers`. */
+/** Provider kinds (docs/config.md). A provider entry's kind is its `kind` field, or else its key in `providers`. */
 export const providerKinds = [
   "openai",
   "azure-openai",

@@ -31,7 +31,7 @@ export interface ConnectOptionsInput {
  * messages and unbounded deadlines):
  * - `readMaxBytes` / `writeMaxBytes` from the limits above;
  * - `maxTimeoutMs`;
- * - JSON: unknown fields are an error (SPEC S4: never silently dropped) and responses use the proto
+ * - JSON: unknown fields are an error (README, API: never silently dropped) and responses use the proto
  *   field names, i.e. OpenAI's snake_case (`finish_reason`, not `finishReason`);
  * - `requireConnectProtocolHeader: false`, so a plain `curl -H 'content-type: application/json'` works;
  * - all three protocols (gRPC, gRPC-Web, Connect) on.

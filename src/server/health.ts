@@ -46,7 +46,7 @@ export interface HealthOptions {
  * Registers `apikeyserver.v1.HealthService` (`GET /health`: the status when ready, UNAVAILABLE "Service not
  * ready" / HTTP 503 when not) and the standard `grpc.health.v1.Health` (Check, Watch, List: SERVING when
  * ready, NOT_SERVING when not; an unknown service name is NOT_FOUND on Check, and SERVICE_UNKNOWN on Watch,
- * which keeps the stream open). Neither needs caller authentication (SPEC S6).
+ * which keeps the stream open). Neither needs caller authentication (docs/auth.md).
  */
 export function registerHealth(router: ConnectRouter, options: HealthOptions): void {
   const { readiness, version, subscribe } = options;

@@ -57,7 +57,7 @@ export interface OnePortServer {
 }
 
 /**
- * One TCP port for HTTP/1.1 and cleartext HTTP/2 (SPEC S3). Node has no server that speaks both without
+ * One TCP port for HTTP/1.1 and cleartext HTTP/2 (docs/architecture.md). Node has no server that speaks both without
  * TLS/ALPN, so a `net` server reads the first bytes of each connection and hands it to an `http2` server
  * when they are the HTTP/2 client preface, to an `http` server otherwise. Both servers call the same
  * handler, so gRPC, gRPC-Web, Connect and REST work on either protocol.

@@ -34,7 +34,7 @@ export function scrub(text: string, provider: ProviderConfig): string {
 }
 
 /**
- * Provider HTTP status → our code (SPEC S7). Statuses not listed (401, 403, 5xx, 3xx, other 4xx) are the
+ * Provider HTTP status → our code (the error table, src/errors/app-error.ts). Statuses not listed (401, 403, 5xx, 3xx, other 4xx) are the
  * provider's or our configuration's fault and become `upstream_error` (502).
  */
 const statusTable: Readonly<Partial<Record<number, AppErrorCode>>> = {

@@ -45,7 +45,7 @@ export interface UpstreamResult {
 
 /**
  * Turns the OpenAI-shaped chat request into one provider's wire format and back. Adapters throw only
- * `AppError` (SPEC S7 codes) for provider failures; the forwarder owns timeouts, cancellation and logging.
+ * `AppError` (codes of the error table, src/errors/app-error.ts) for provider failures; the forwarder owns timeouts, cancellation and logging.
  */
 export interface ProviderAdapter {
   readonly kind: ProviderKind;

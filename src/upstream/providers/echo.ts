@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Clock, JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
 
 /**
- * The built-in `echo` provider (SPEC S14): no network, no key. It answers with the last user message in an
+ * The built-in `echo` provider (README, Quick start): no network, no key. It answers with the last user message in an
  * OpenAI-shaped `chat.completion` (or chunks), with usage estimated at about four characters per token, and
  * honours the token limit (`finish_reason: "length"`), `n` and `stream_options.include_usage`.
  */

@@ -17,7 +17,7 @@ export interface AdapterDeps {
 export type AdapterFactory = (deps: AdapterDeps) => ProviderAdapter;
 
 /**
- * Every provider kind (SPEC S14) to its adapter. Adding a provider: one file in this folder and one line
+ * Every provider kind (docs/config.md) to its adapter. Adding a provider: one file in this folder and one line
  * here (docs/architecture.md). Being a full `Record`, a new kind in `providerKinds` does not compile until
  * it gets a line, so no configurable kind is left without an adapter.
  */
