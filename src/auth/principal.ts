@@ -47,5 +47,7 @@ export function assertCanUseProduct(
   product: string,
 ): asserts principal is Principal {
   if (principal === undefined) throw new AppError("unauthenticated");
-  if (!canUseProduct(principal, product)) throw new AppError("forbidden");
+  if (!canUseProduct(principal, product)) {
+    throw new AppError("forbidden", { cause: new Error(`caller may not use ${product}`) });
+  }
 }

@@ -1,3 +1,4 @@
+import { positiveInt } from "../lib/options.js";
 import type { EdgeEntry } from "./exchange.js";
 
 export interface HeaderLimitEdgeOptions {
@@ -12,12 +13,7 @@ export interface HeaderLimitEdgeOptions {
  * itself (431) before any handler runs.
  */
 export function createHeaderLimitEdge(options: HeaderLimitEdgeOptions): EdgeEntry {
-  const { maxHeaderBytes } = options;
-  if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes <= 0) {
-    throw new Error(
-      `createHeaderLimitEdge: maxHeaderBytes must be a positive integer, got ${maxHeaderBytes}`,
-    );
-  }
+  const maxHeaderBytes = positiveInt("createHeaderLimitEdge", "maxHeaderBytes", options.maxHeaderBytes);
   return (next) => (exchange) => {
     if (exchange.httpVersion === "2" && headerListSize(exchange.req.rawHeaders) > maxHeaderBytes) {
       exchange.res.writeHead(431, { "content-type": "text/plain" });

@@ -28,6 +28,7 @@ import { failCall } from "../rpc/wire-error.js";
 import { isProtocolHeader, restErrorFromConnect, type RestError } from "./rest-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
+import { nonNegativeInt } from "../lib/options.js";
 
 type NodeServerRequest = Exchange["req"];
 type NodeServerResponse = Exchange["res"];
@@ -305,11 +306,7 @@ interface Built {
  * error body); errors use the error table's body and status.
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
-  if (!Number.isSafeInteger(options.maxBodyBytes) || options.maxBodyBytes < 0) {
-    throw new Error(
-      `createRestHandler: maxBodyBytes must be a non-negative integer, got ${String(options.maxBodyBytes)}`,
-    );
-  }
+  nonNegativeInt("createRestHandler", "maxBodyBytes", options.maxBodyBytes);
   const routes = compileRoutes(options.services);
   const { maxBodyBytes, logger, shutdownSignal } = options;
   const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;

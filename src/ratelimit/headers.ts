@@ -35,30 +35,6 @@ export function toRateLimitError(result: RateLimitResult, policy: RateLimitPolic
   });
 }
 
-/**
- * The same answer for a provider's own 429: reads its `Retry-After` (delay-seconds or an HTTP date) and
- * falls back to `defaultRetryAfterMs` (default 1_000) when absent or unreadable.
- */
-export function providerRateLimitError(
-  retryAfter: string | null | undefined,
-  options: { readonly now?: () => number; readonly defaultRetryAfterMs?: number } = {},
-): AppError {
-  const ms = parseRetryAfter(retryAfter, options.now ?? Date.now) ?? options.defaultRetryAfterMs ?? 1_000;
-  return new AppError("rate_limited", {
-    retryAfterMs: ms,
-    headers: { "Retry-After": String(retryAfterSeconds(ms)) },
-  });
-}
-
 function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
-}
-
-function parseRetryAfter(value: string | null | undefined, now: () => number): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now());
 }

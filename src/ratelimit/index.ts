@@ -3,12 +3,7 @@ export { createMemoryLimiter, type MemoryLimiterOptions } from "./memory-limiter
 export { createRedisLimiter, type RedisLimiterOptions } from "./redis-limiter.js";
 export { createRedisNonceStore, type RedisNonceStoreOptions } from "./redis-nonce-store.js";
 export { rateLimitKey, type RateLimitDimension } from "./keys.js";
-export {
-  rateLimitHeaders,
-  rateLimitHeaderNames,
-  toRateLimitError,
-  providerRateLimitError,
-} from "./headers.js";
+export { rateLimitHeaders, rateLimitHeaderNames, toRateLimitError } from "./headers.js";
 export {
   createChatLimiter,
   type ChatLimiter,

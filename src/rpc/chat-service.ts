@@ -9,11 +9,13 @@ import {
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { canUseProduct, type Principal } from "../auth/index.js";
+import { assertCanUseProduct, type Principal } from "../auth/index.js";
 import { AppError } from "../errors/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { accessRecordKey } from "./access-record.js";
-import type { ChatLimiter, ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
+import type { ChatLimiter } from "../ratelimit/index.js";
+import type { ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
+import { positiveInt } from "../lib/options.js";
 
 export interface ChatServiceOptions {
   readonly secrets: SecretsView;
@@ -35,9 +37,7 @@ const parseOptions = { ignoreUnknownFields: true } as const;
  * no `stream: true` on the unary RPC → max tokens within the cap → rate limit → forward → map the answer.
  */
 export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
-  if (!Number.isInteger(options.maxTokens) || options.maxTokens <= 0) {
-    throw new Error("createChatService: maxTokens must be a positive integer");
-  }
+  positiveInt("createChatService", "maxTokens", options.maxTokens);
 
   /** Steps shared by both chat RPCs, up to and including the rate limit. */
   function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
@@ -62,8 +62,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     }
     const product = secrets.products.get(name);
     if (!product) throw new AppError("product_not_found");
-    if (!canUseProduct(caller, name))
-      throw new AppError("forbidden", { cause: new Error(`caller may not use ${name}`) });
+    assertCanUseProduct(caller, name);
     return { product, caller };
   }
 

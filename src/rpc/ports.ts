@@ -1,4 +1,4 @@
-import type { ProductConfig, ProviderConfig, Secrets } from "../secrets/types.js";
+import type { ProviderConfig, Secrets } from "../secrets/types.js";
 
 import type { JsonObject, TokenUsage } from "../upstream/index.js";
 
@@ -26,20 +26,6 @@ export interface ChatUpstream {
     readonly upstreamLatencyMs: number;
   }>;
   stream(provider: ProviderConfig, body: JsonObject, options: UpstreamCallOptions): AsyncIterable<JsonObject>;
-}
-
-/** Who is calling, as far as limits and logs are concerned. */
-export interface CallerRef {
-  readonly kind: "jwt" | "hmac";
-  readonly id: string;
-}
-
-/** What the chat service needs from rate limiting (docs/ratelimit.md). */
-export interface ChatLimiter {
-  /** Throws AppError("rate_limited") when the caller is over a limit of the product; otherwise counts the request. */
-  admit(product: ProductConfig, caller: CallerRef): Promise<void>;
-  /** Charges reported token usage against the product's tokens-per-minute limit, if any. Never throws. */
-  charge(product: ProductConfig, caller: CallerRef, tokens: number): Promise<void>;
 }
 
 /** Where the chat service reads the current secrets. */

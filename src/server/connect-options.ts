@@ -1,7 +1,10 @@
 import type { ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
+import { positiveInt } from "../lib/options.js";
 
 /** Default largest request message: 10 MiB, room for a few base64 images in a chat request. */
 export const defaultBodyLimitBytes = 10 * 1024 * 1024;
+/** connect's own ceiling for message sizes. */
+const maxMessageBytes = 0xffffffff;
 /** Default largest response message: 16 MiB. */
 export const defaultWriteMaxBytes = 16 * 1024 * 1024;
 /** Default largest deadline a caller may ask for: 300 s, Cloud Run's request timeout (`--timeout=300`). */
@@ -46,23 +49,27 @@ export function createConnectOptions(input: ConnectOptionsInput = {}): ConnectOp
     grpc: true,
     grpcWeb: true,
     connect: true,
-    readMaxBytes: positiveInt(input.bodyLimitBytes ?? defaultBodyLimitBytes, "bodyLimitBytes"),
-    writeMaxBytes: positiveInt(input.writeMaxBytes ?? defaultWriteMaxBytes, "writeMaxBytes"),
-    maxTimeoutMs: positiveInt(input.maxTimeoutMs ?? defaultMaxTimeoutMs, "maxTimeoutMs"),
+    readMaxBytes: positiveInt(
+      "createConnectOptions",
+      "bodyLimitBytes",
+      input.bodyLimitBytes ?? defaultBodyLimitBytes,
+      maxMessageBytes,
+    ),
+    writeMaxBytes: positiveInt(
+      "createConnectOptions",
+      "writeMaxBytes",
+      input.writeMaxBytes ?? defaultWriteMaxBytes,
+      maxMessageBytes,
+    ),
+    maxTimeoutMs: positiveInt(
+      "createConnectOptions",
+      "maxTimeoutMs",
+      input.maxTimeoutMs ?? defaultMaxTimeoutMs,
+    ),
     jsonOptions: { ignoreUnknownFields: false, useProtoFieldName: true },
     requireConnectProtocolHeader: false,
     interceptors: [...(input.interceptors ?? [])],
   };
   if (input.shutdownSignal !== undefined) options.shutdownSignal = input.shutdownSignal;
   return options;
-}
-
-function positiveInt(value: number, name: string): number {
-  // Connect's own ceiling for message sizes is 0xffffffff.
-  if (!Number.isSafeInteger(value) || value <= 0 || value > 0xffffffff) {
-    throw new Error(
-      `createConnectOptions: ${name} must be a positive integer up to 4294967295, got ${value}`,
-    );
-  }
-  return value;
 }

@@ -2,6 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { Logger } from "../log/index.js";
+import { nonNegativeInt, positiveInt } from "../lib/options.js";
 
 /**
  * A request handler both Node servers accept: the signature of what `connectNodeAdapter` returns
@@ -63,10 +64,22 @@ export interface OnePortServer {
  * handler, so gRPC, gRPC-Web, Connect and REST work on either protocol.
  */
 export function createOnePortServer(options: OnePortServerOptions): OnePortServer {
-  const headersTimeoutMs = positiveInt(options.headersTimeoutMs ?? 10_000, "headersTimeoutMs");
-  const requestTimeoutMs = nonNegativeInt(options.requestTimeoutMs ?? 300_000, "requestTimeoutMs");
-  const idleTimeoutMs = positiveInt(options.idleTimeoutMs ?? 65_000, "idleTimeoutMs");
-  const maxHeaderBytes = positiveInt(options.maxHeaderBytes ?? defaultMaxHeaderBytes, "maxHeaderBytes");
+  const headersTimeoutMs = positiveInt(
+    "createOnePortServer",
+    "headersTimeoutMs",
+    options.headersTimeoutMs ?? 10_000,
+  );
+  const requestTimeoutMs = nonNegativeInt(
+    "createOnePortServer",
+    "requestTimeoutMs",
+    options.requestTimeoutMs ?? 300_000,
+  );
+  const idleTimeoutMs = positiveInt("createOnePortServer", "idleTimeoutMs", options.idleTimeoutMs ?? 65_000);
+  const maxHeaderBytes = positiveInt(
+    "createOnePortServer",
+    "maxHeaderBytes",
+    options.maxHeaderBytes ?? defaultMaxHeaderBytes,
+  );
   if (requestTimeoutMs !== 0 && headersTimeoutMs > requestTimeoutMs) {
     throw new Error("createOnePortServer: headersTimeoutMs must not exceed requestTimeoutMs");
   }
@@ -239,20 +252,6 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
     await listenerClosed;
     await drained;
   }
-}
-
-function positiveInt(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new Error(`createOnePortServer: ${name} must be a positive integer, got ${value}`);
-  }
-  return value;
-}
-
-function nonNegativeInt(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new Error(`createOnePortServer: ${name} must be a non-negative integer, got ${value}`);
-  }
-  return value;
 }
 
 /**

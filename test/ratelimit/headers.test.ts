@@ -4,7 +4,6 @@ import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AppError, httpStatusOf, toConnectError } from "../../src/errors/index.js";
 import {
   createMemoryLimiter,
-  providerRateLimitError,
   rateLimitHeaders,
   rateLimitHeaderNames,
   rateLimitKey,
@@ -60,23 +59,6 @@ describe("toRateLimitError", () => {
     expect(wire.metadata.get("retry-after")).toBe("2");
     expect(wire.metadata.get("ratelimit-limit")).toBe("1");
     expect(wire.metadata.get("ratelimit-remaining")).toBe("0");
-  });
-});
-
-describe("providerRateLimitError", () => {
-  const now = () => Date.parse("2026-01-01T00:00:00Z");
-  it.each([
-    ["7", 7_000, "7"],
-    ["Thu, 01 Jan 2026 00:00:30 GMT", 30_000, "30"],
-    ["Wed, 31 Dec 2025 23:00:00 GMT", 0, "1"],
-    [null, 1_000, "1"],
-    ["soon", 1_000, "1"],
-  ])("maps a provider 429 with Retry-After %s to the same answer (%i ms)", (header, ms, seconds) => {
-    const err = providerRateLimitError(header, { now });
-    expect(err.code).toBe("rate_limited");
-    expect(err.message).toBe("Rate limit exceeded");
-    expect(err.retryAfterMs).toBe(ms);
-    expect(err.headers).toEqual({ "Retry-After": seconds });
   });
 });
 
