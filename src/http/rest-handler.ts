@@ -1,37 +1,30 @@
 import { hash } from "node:crypto";
-import { once } from "node:events";
-import type { EventEmitter } from "node:events";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
+import type { IncomingHttpHeaders } from "node:http";
+import type { JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import {
   createContextValues,
-  createHandlerContext,
   type ConnectError,
   type ContextValues,
-  type HandlerContext,
   type Interceptor,
   type ServiceImplSpec,
 } from "@connectrpc/connect";
-import {
-  createAsyncIterable,
-  invokeUnaryImplementation,
-  transformInvokeImplementation,
-} from "@connectrpc/connect/protocol";
 import { parseTimeout } from "@connectrpc/connect/protocol-connect";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AppError, scrubSecrets } from "../errors/index.js";
-import { callEnded, createCallSignals } from "../lib/call-signals.js";
+import { nonNegativeInt } from "../lib/options.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
-import { isProtocolHeader, restErrorFromConnect, type RestError } from "./rest-error.js";
-import { fromRestJson, toRestJson } from "./rest-json.js";
+import { createInProcessCalls } from "../server/in-process-call.js";
+import { readBody } from "../server/read-body.js";
+import { restErrorFromConnect } from "./rest-error.js";
+import { fromRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
-import { nonNegativeInt } from "../lib/options.js";
+import { sseEvent, writeSse } from "./rest-sse.js";
+import { answerJson, callError, copyHeaders, isJsonObject, sendError, sendJson } from "./rest-write.js";
 
 type NodeServerRequest = Exchange["req"];
-type NodeServerResponse = Exchange["res"];
 
 export interface RestHandlerOptions {
   /**
@@ -101,50 +94,6 @@ function requestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   return out;
 }
 
-function sendJson(res: NodeServerResponse, status: number, body: string, headers: OutgoingHttpHeaders): void {
-  headers["content-type"] = "application/json";
-  headers["content-length"] = Buffer.byteLength(body);
-  res.writeHead(status, headers);
-  res.end(body);
-}
-
-function sendError(
-  req: NodeServerRequest,
-  res: NodeServerResponse,
-  err: RestError,
-  closeConnection = false,
-): void {
-  const headers: OutgoingHttpHeaders = { ...err.headers };
-  // An unread HTTP/1.1 body would otherwise be parsed as the next request; over HTTP/2 the one-port server
-  // drains an unread body before the answer ends (src/server/one-port.ts).
-  if (closeConnection && req.httpVersionMajor === 1) headers["connection"] = "close";
-  sendJson(res, err.status, err.body, headers);
-}
-
-/** Copies the non-protocol entries of call metadata into REST response headers. */
-function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHttpHeaders {
-  from.forEach((value, name) => {
-    if (!isProtocolHeader(name)) to[name] = value;
-  });
-  return to;
-}
-
-/**
- * The REST answer of a failed call: the error table's status and body; as headers, the call's response headers (unary
- * only) and trailers, then the error's metadata, as a Connect handler would send them.
- */
-function callError(err: ConnectError, context: HandlerContext, unary: boolean): RestError {
-  const answer = restErrorFromConnect(err);
-  const headers: OutgoingHttpHeaders = {};
-  if (unary) copyHeaders(context.responseHeader, headers);
-  copyHeaders(context.responseTrailer, headers);
-  return {
-    status: answer.status,
-    body: answer.body,
-    headers: Object.assign(headers, answer.headers),
-  };
-}
-
 const emptyBody = Buffer.alloc(0);
 const emptySha256 = hash("sha256", emptyBody, "hex");
 
@@ -164,67 +113,23 @@ function requestInfo(method: string, path: string, query: string, body: Buffer):
   };
 }
 
-class BodyClosedError extends Error {
-  constructor() {
-    super("the request body ended early");
-    this.name = "BodyClosedError";
+const bodyTooLarge = new Error("request body over the limit");
+const bodyClosed = (): Error => new Error("the request body ended early");
+
+/** Reads the whole body (undefined when it is larger than maxBytes: the rest is left unread). */
+async function readRestBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer | undefined> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > maxBytes) return undefined;
+  try {
+    return await readBody(req, (_chunk, total) => (total > maxBytes ? bodyTooLarge : undefined), bodyClosed);
+  } catch (err) {
+    if (err !== bodyTooLarge) throw err;
+    req.pause();
+    return undefined;
   }
 }
 
-/** Reads the whole body (undefined when it is larger than maxBytes: the rest is left unread). */
-function readBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer | undefined> {
-  const declared = req.headers["content-length"];
-  if (declared !== undefined && Number(declared) > maxBytes) return Promise.resolve(undefined);
-  if (req.readableEnded) return Promise.resolve(emptyBody);
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const stream = req as unknown as EventEmitter;
-    const cleanup = (): void => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("error", onError);
-      stream.off("close", onClose);
-    };
-    function onData(chunk: Buffer): void {
-      total += chunk.length;
-      if (total > maxBytes) {
-        cleanup();
-        req.pause();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    }
-    function onEnd(): void {
-      cleanup();
-      if (total === 0) {
-        resolve(emptyBody);
-        return;
-      }
-      const first = chunks[0];
-      resolve(chunks.length === 1 && first !== undefined ? first : Buffer.concat(chunks, total));
-    }
-    function onError(err: unknown): void {
-      cleanup();
-      reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    function onClose(): void {
-      cleanup();
-      reject(new BodyClosedError());
-    }
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("error", onError);
-    stream.on("close", onClose);
-  });
-}
-
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-function isJsonObject(value: JsonValue): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** The request JSON of a route: body, then query parameters, then path variables (which win). */
 function requestJson(
@@ -262,29 +167,6 @@ function requestJson(
   if (route.body !== "*" && rawQuery !== "") applyQuery(route, json, new URLSearchParams(rawQuery));
   route.pathFields.forEach((fields, i) => setPathValue(json, fields, pathValues[i] ?? ""));
   return json;
-}
-
-/** The REST JSON of a response message, or of its `response_body` field. */
-function answerJson(route: RestRoute, output: DescMessage, message: Message): string {
-  const json = toRestJson(output, message);
-  if (route.responseBody === undefined || !isJsonObject(json)) return JSON.stringify(json);
-  return JSON.stringify(json[route.responseBody.name] ?? null);
-}
-
-function sseEvent(json: string, event?: string): string {
-  return event === undefined ? `data: ${json}\n\n` : `event: ${event}\ndata: ${json}\n\n`;
-}
-
-/** Writes a chunk and waits for the socket to drain; false when the client has gone. */
-async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return false;
-  if (res.write(chunk)) return true;
-  try {
-    await once(res as unknown as EventEmitter, "drain", { signal });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 interface Built {
@@ -340,7 +222,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     exchange.rpc = `${spec.method.parent.typeName}/${spec.method.name}`;
 
     const { req } = exchange;
-    const body = await readBody(req, maxBodyBytes);
+    const body = await readRestBody(req, maxBodyBytes);
     if (body === undefined) throw new AppError("request_too_large");
     const built = requestJson(
       route,
@@ -353,7 +235,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     return { route, request: fromRestJson(route.spec.method.input, built), body };
   }
 
-  async function handle(exchange: Exchange, signal: AbortSignal): Promise<void> {
+  async function handle(exchange: Exchange): Promise<void> {
     const { req, res, method, path, query: rawQuery } = exchange;
     const contextValues = (options.contextValues?.(req) ?? createContextValues())
       .set(exchangeKey, exchange)
@@ -379,95 +261,47 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     }
     contextValues.set(httpRequestInfoKey, requestInfo(method, path, rawQuery, body));
     const spec = route.spec;
-    const init: Parameters<typeof createHandlerContext>[0] = {
-      service: spec.method.parent,
-      method: spec.method,
+    const call = calls.open(exchange, spec, {
       protocolName: "rest",
-      requestMethod: "POST",
       url: route.url,
-      requestSignal: signal,
       requestHeader,
+      timeoutMs: timeout.timeoutMs,
       contextValues,
-    };
-    // The shutdown signal reaches the call through `signal` (see restHandler), not as a listener per call.
-    if (timeout.timeoutMs !== undefined) init.timeoutMs = timeout.timeoutMs;
-    const context = createHandlerContext(init);
-    const output = spec.method.output;
+    });
+    const { context } = call;
+    const toJson = (message: Message) => answerJson(route, spec.method.output, message);
 
     if (spec.kind === "unary") {
       let message: Message;
       try {
-        message = await invokeUnaryImplementation(spec, context, request, interceptors);
-      } catch (thrown) {
-        const err = failCall(contextValues, thrown);
-        context.abort(err);
-        sendError(req, res, callError(err, context, true));
+        message = await call.unary(request);
+      } catch (err) {
+        sendError(req, res, callError(err as ConnectError, context, true));
         return;
       }
-      // Connect aborts the context after every call. Its signal is linked only to this request's own
-      // signals, which nothing else holds: an abort is needed only to stop the deadline timer (an abort
-      // costs a DOMException and an event to every signal derived from it, AbortSignal.any included).
-      if (timeout.timeoutMs !== undefined) context.abort(callEnded);
       const headers = copyHeaders(context.responseTrailer, copyHeaders(context.responseHeader, {}));
-      sendJson(res, 200, answerJson(route, output, message), headers);
+      sendJson(res, 200, toJson(message), headers);
       return;
     }
 
-    const messages = transformInvokeImplementation(
-      spec,
-      context,
-      interceptors,
-    )(createAsyncIterable([request]))[Symbol.asyncIterator]();
-    let next: IteratorResult<Message>;
+    const messages = call.stream(request);
+    let first: IteratorResult<Message>;
     try {
-      next = await messages.next();
-    } catch (thrown) {
+      first = await messages.next();
+    } catch (err) {
       // An error before the first message (authentication, limits) is an ordinary REST error, not a stream.
-      const err = failCall(contextValues, thrown);
-      context.abort(err);
-      sendError(req, res, callError(err, context, false));
+      sendError(req, res, callError(err as ConnectError, context, false));
       return;
     }
-    const headers = copyHeaders(context.responseHeader, {});
-    headers["content-type"] = "text/event-stream; charset=utf-8";
-    headers["cache-control"] = "no-cache";
-    res.writeHead(200, headers);
-    try {
-      while (next.done !== true) {
-        if (!(await write(res, sseEvent(answerJson(route, output, next.value)), signal))) break;
-        try {
-          next = await messages.next();
-        } catch (thrown) {
-          const err = failCall(contextValues, thrown);
-          context.abort(err);
-          // Every stream that fails ends with its error event; a stream cut at the end of the shutdown
-          // grace too (its signal is aborted then, its connection not yet), so the client retries rather
-          // than taking a truncated answer for a complete one. Only a client that left gets none.
-          if (!res.destroyed) res.write(sseEvent(restErrorFromConnect(err).body, "error"));
-          break;
-        }
-      }
-    } finally {
-      if (next.done !== true) await messages.return?.();
-      context.abort();
-    }
-    res.end();
+    await writeSse(res, copyHeaders(context.responseHeader, {}), first, messages, toJson, context.signal);
   }
 
-  const calls = createCallSignals(shutdownSignal);
+  const calls = createInProcessCalls({ interceptors, shutdownSignal });
 
   return function restHandler(exchange) {
     const { req, res } = exchange;
     exchange.protocol = "rest";
-    const abort = calls.open();
-    // Abort the call (and the upstream request behind it) when the caller goes away before the answer;
-    // a response that finished needs no abort.
-    (res as unknown as EventEmitter).once("close", () => {
-      calls.close(abort);
-      // Over HTTP/2 a client's RST_STREAM also marks the compat response finished: its code tells.
-      if (!res.writableFinished || ("stream" in req && req.stream.rstCode !== 0)) abort.abort();
-    });
-    handle(exchange, abort.signal).catch((err: unknown) => {
+    handle(exchange).catch((err: unknown) => {
       // Only a scrubbed message: the cause of an unexpected failure may quote anything.
       const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
       logger?.error({ cause, path: exchange.path }, "REST transcoder failure");

@@ -1,26 +1,17 @@
 import type * as http2 from "node:http2";
-import {
-  Code,
-  ConnectError,
-  createContextValues,
-  createHandlerContext,
-  type Interceptor,
-  type ServiceImplSpec,
-} from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type ServiceImplSpec } from "@connectrpc/connect";
 import {
   compressionNegotiate,
   createMethodSerializationLookup,
-  invokeUnaryImplementation,
   type Compression,
   type Serialization,
 } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Message } from "@bufbuild/protobuf";
-import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { callEnded, createCallSignals } from "../lib/call-signals.js";
-import { accessRecordKey } from "../rpc/access-record.js";
-import { failCall } from "../rpc/wire-error.js";
+import type { Exchange } from "../edge/exchange.js";
 import { toSpecEncoding } from "./grpc-message.js";
+import { createInProcessCalls } from "./in-process-call.js";
+import { readBody } from "./read-body.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
 
@@ -60,32 +51,6 @@ const headerAcceptEncoding = "grpc-accept-encoding";
 const binaryContentType = /^application\/grpc(?:\+proto)?$/i;
 const compressedFlag = 0b0000_0001;
 
-/** HTTP/2 RST_STREAM codes a client may cancel with (RFC 9113 §7), as connect-node maps them. */
-function resetReason(rstCode: number): ConnectError | undefined {
-  const text = `http/2 stream closed with error code 0x${rstCode.toString(16)}`;
-  switch (rstCode) {
-    case 0x8: // CANCEL
-      return new ConnectError(text, Code.Canceled);
-    case 0x7: // REFUSED_STREAM
-      return new ConnectError(text, Code.Unavailable);
-    case 0xb: // ENHANCE_YOUR_CALM
-      return new ConnectError(text, Code.ResourceExhausted);
-    case 0xc: // INADEQUATE_SECURITY
-    case 0xd: // HTTP_1_1_REQUIRED
-      return new ConnectError(text, Code.PermissionDenied);
-    case 0x1:
-    case 0x2:
-    case 0x3:
-    case 0x4:
-    case 0x6:
-    case 0x9:
-    case 0xa:
-      return new ConnectError(text, Code.Internal);
-    default:
-      return undefined;
-  }
-}
-
 /**
  * Unary gRPC (binary) over HTTP/2, served without connect-node's streaming pipeline, which costs several
  * times more per call than the call itself (async generators for body, envelope, compression,
@@ -98,9 +63,11 @@ function resetReason(rstCode: number): ConnectError | undefined {
  */
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
   const { interceptors, readMaxBytes } = options;
+  // The framing below (envelopes, limits, error texts, compression, trailers) mirrors connect-es 2.3.0's
+  // gRPC handler (@connectrpc/connect/protocol-grpc); test/server/grpc-unary.test.ts proves it byte for
+  // byte against the server's Connect path. Re-check both when connect-es is upgraded.
   const acceptCompression = [...options.acceptCompression];
   const compressMinBytes = options.compressMinBytes ?? 1024;
-  const interceptorList = [...interceptors];
   const limits = { readMaxBytes, writeMaxBytes: options.writeMaxBytes, compressMinBytes };
   const routes = new Map<string, UnaryRoute>();
   for (const service of options.services) {
@@ -115,7 +82,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     }
   }
 
-  const calls = createCallSignals(options.shutdownSignal);
+  const calls = createInProcessCalls({ interceptors, shutdownSignal: options.shutdownSignal });
 
   return function grpcUnary(exchange) {
     if (exchange.method !== "POST" || exchange.protocol !== "grpc" || exchange.httpVersion !== "2") {
@@ -142,30 +109,18 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     req: http2.Http2ServerRequest,
     res: http2.Http2ServerResponse,
   ): Promise<void> {
-    const abort = calls.open();
-    // A client's RST_STREAM also leaves the compat response "finished", so the answer says whether we ended it.
-    let answered = false;
-    res.once("close", () => {
-      calls.close(abort);
-      if (!answered) abort.abort(resetReason(req.stream.rstCode));
-    });
-
     const header = requestHeaders(req.headers);
     const timeout = parseTimeout(header.get("grpc-timeout"), options.maxTimeoutMs);
     const { spec } = route;
-    const context = createHandlerContext({
-      service: spec.method.parent,
-      method: spec.method,
+    const call = calls.open(exchange, spec, {
       protocolName: "grpc",
-      requestMethod: "POST",
       url: `http://${req.authority}${req.url}`,
-      requestSignal: abort.signal,
       requestHeader: header,
       responseHeader: { "content-type": contentTypeProto },
       responseTrailer: { "grpc-status": "0" },
-      contextValues: createContextValues().set(exchangeKey, exchange).set(accessRecordKey, exchange.record),
-      ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
+      timeoutMs: timeout.timeoutMs,
     });
+    const { context } = call;
     const compression = compressionNegotiate(
       acceptCompression,
       header.get(headerEncoding),
@@ -185,19 +140,15 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
           ? input.data
           : await decompress(compression.request, input.data, readMaxBytes);
       const request = route.input.parse(bytes);
-      const message = await invokeUnaryImplementation(spec, context, request, interceptorList);
+      const message = await call.unary(request);
       body = await envelope(route.output.serialize(message), compression.response, compressMinBytes);
-      // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
-      if (timeout.timeoutMs !== undefined) context.abort(callEnded);
     } catch (thrown) {
-      const err = failCall(context.values, thrown, context.signal);
-      context.abort(err);
+      const err = call.fail(thrown);
       setTrailerStatus(context.responseTrailer, err);
       const message = context.responseTrailer.get("grpc-message");
       if (message !== null) context.responseTrailer.set("grpc-message", toSpecEncoding(message));
     }
     if (res.writableEnded || res.stream.destroyed) return;
-    answered = true;
     res.writeHead(200, nodeHeaders(context.responseHeader));
     res.addTrailers(nodeHeaders(context.responseTrailer));
     if (body === undefined) res.end();
@@ -230,90 +181,53 @@ function nodeHeaders(headers: Headers): Record<string, string> {
  * Reads the body of a unary call: exactly one enveloped message. The errors are connect's, word for word,
  * so a caller sees the same whichever path served it.
  */
-function readUnaryEnvelope(
+async function readUnaryEnvelope(
   req: http2.Http2ServerRequest,
   readMaxBytes: number,
 ): Promise<{ flags: number; data: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    let declared = -1;
-    const cleanup = (): void => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    function onData(chunk: Buffer): void {
-      chunks.push(chunk);
-      total += chunk.length;
+  let declared = -1;
+  const all = await readBody(
+    req,
+    (chunk, total, chunks) => {
       if (declared < 0 && total >= 5) {
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
         declared = head.readUInt32BE(1);
         if (declared > readMaxBytes) {
-          cleanup();
-          reject(
-            new ConnectError(
-              `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
-              Code.ResourceExhausted,
-            ),
+          return new ConnectError(
+            `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
+            Code.ResourceExhausted,
           );
-          return;
         }
       }
       // More bytes than one message and the header of a second one: connect reads no further either.
-      if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) {
-        cleanup();
-        reject(
-          new ConnectError(
-            "protocol error: received extra input message for unary method",
-            Code.Unimplemented,
-          ),
-        );
-      }
-    }
-    function onEnd(): void {
-      cleanup();
-      if (total === 0) {
-        reject(
-          new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented),
-        );
-        return;
-      }
-      const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
-      if (total < 5 || total < 5 + declared) {
-        reject(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-        return;
-      }
-      const end = 5 + declared;
-      if (total > end) {
-        const rest = all.subarray(end);
-        const complete = rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1);
-        reject(
-          complete
-            ? new ConnectError(
-                "protocol error: received extra input message for unary method",
-                Code.Unimplemented,
-              )
-            : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument),
-        );
-        return;
-      }
-      resolve({ flags: all[0] as number, data: all.subarray(5, end) });
-    }
-    function onError(err: Error): void {
-      cleanup();
-      reject(err);
-    }
-    function onClose(): void {
-      cleanup();
-      reject(new ConnectError("the request body ended early", Code.Canceled));
-    }
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
+      if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) return extraMessage();
+      return undefined;
+    },
+    () => new ConnectError("the request body ended early", Code.Canceled),
+  );
+  const total = all.length;
+  if (total === 0) {
+    throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+  }
+  if (total < 5 || total < 5 + declared) {
+    throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  }
+  const end = 5 + declared;
+  if (total > end) {
+    const rest = all.subarray(end);
+    const complete = rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1);
+    throw complete
+      ? extraMessage()
+      : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  }
+  return { flags: all[0] as number, data: all.subarray(5, end) };
+}
+
+function extraMessage(): ConnectError {
+  return new ConnectError(
+    "protocol error: received extra input message for unary method",
+    Code.Unimplemented,
+  );
 }
 
 async function decompress(

@@ -1,0 +1,174 @@
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImplSpec,
+} from "@connectrpc/connect";
+import {
+  createAsyncIterable,
+  invokeUnaryImplementation,
+  transformInvokeImplementation,
+} from "@connectrpc/connect/protocol";
+import type { Message } from "@bufbuild/protobuf";
+import { exchangeKey, type Exchange } from "../edge/exchange.js";
+import { callEnded, createCallSignals } from "../lib/call-signals.js";
+import { accessRecordKey } from "../rpc/access-record.js";
+import { failCall } from "../rpc/wire-error.js";
+
+type MethodSpec = ServiceImplSpec["methods"][string];
+type HeadersInit = ConstructorParameters<typeof Headers>[0];
+
+export interface InProcessCallOptions {
+  /** The router's interceptors, outermost first. */
+  readonly interceptors: readonly Interceptor[];
+  /** Aborting it aborts the signal of every running call (the end of the shutdown grace). */
+  readonly shutdownSignal?: AbortSignal | undefined;
+}
+
+export interface CallInit {
+  readonly protocolName: string;
+  readonly url: string;
+  readonly requestHeader: HeadersInit;
+  readonly responseHeader?: HeadersInit;
+  readonly responseTrailer?: HeadersInit;
+  /** The caller's deadline, already parsed and checked against the maximum. */
+  readonly timeoutMs: number | undefined;
+  /** Extra context values (the exchange and its access record are always set). */
+  readonly contextValues?: ContextValues;
+}
+
+/** One call invoked in-process, with connect's handler context. */
+export interface InProcessCall {
+  readonly context: HandlerContext;
+  /** Runs a unary method through the interceptors; throws the wire error (already on the exchange). */
+  unary(request: Message): Promise<Message>;
+  /** Runs a server-streaming method through the interceptors; its iterator throws wire errors. */
+  stream(request: Message): AsyncIterator<Message>;
+  /** The wire error for something that failed this call outside the interceptors; aborts the context. */
+  fail(thrown: unknown): ConnectError;
+}
+
+export interface InProcessCalls {
+  /**
+   * Opens a call of `spec` for `exchange`: the handler context connect would build (deadline, headers,
+   * context values with the exchange), whose signal aborts when the client goes away before the answer is
+   * complete (a closed connection, an HTTP/2 reset: CANCELLED, or connect-node's code for the reset) or at
+   * the end of the shutdown grace.
+   */
+  open(exchange: Exchange, spec: MethodSpec, init: CallInit): InProcessCall;
+}
+
+/**
+ * What the REST transcoder and the unary gRPC fast path share: they invoke the very implementations the
+ * Connect router serves, through the same interceptors, without serializing messages, and with the same
+ * links to the client, the deadline and the shutdown (docs/architecture.md, "The request path").
+ */
+export function createInProcessCalls(options: InProcessCallOptions): InProcessCalls {
+  const interceptors = [...options.interceptors];
+  const calls = createCallSignals(options.shutdownSignal);
+
+  return {
+    open(exchange, spec, init) {
+      const { req, res } = exchange;
+      const abort = calls.open();
+      res.once("close", () => {
+        calls.close(abort);
+        // A reset also leaves the compat response finished: an answer is complete only if we ended it and
+        // no reset came first (see src/edge/exchange.ts).
+        const rst = "stream" in req ? req.stream.rstCode : undefined;
+        if (!res.writableEnded || (rst !== undefined && rst !== 0)) abort.abort(cancelReason(rst));
+      });
+      const contextValues = (init.contextValues ?? createContextValues())
+        .set(exchangeKey, exchange)
+        .set(accessRecordKey, exchange.record);
+      const context = createHandlerContext({
+        service: spec.method.parent,
+        method: spec.method,
+        protocolName: init.protocolName,
+        requestMethod: "POST",
+        url: init.url,
+        requestSignal: abort.signal,
+        requestHeader: init.requestHeader,
+        contextValues,
+        ...(init.responseHeader === undefined ? {} : { responseHeader: init.responseHeader }),
+        ...(init.responseTrailer === undefined ? {} : { responseTrailer: init.responseTrailer }),
+        ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
+      });
+      const fail = (thrown: unknown): ConnectError => {
+        const err = failCall(contextValues, thrown, context.signal);
+        context.abort(err);
+        return err;
+      };
+      return {
+        context,
+        fail,
+        async unary(request) {
+          if (spec.kind !== "unary") throw fail(new Error(`${spec.method.name} is not unary`));
+          let message: Message;
+          try {
+            message = await invokeUnaryImplementation(spec, context, request, interceptors);
+          } catch (thrown) {
+            throw fail(thrown);
+          }
+          // Connect aborts the context after every call. Its signal is linked only to this request's own
+          // signals, which nothing else holds: an abort is needed only to stop the deadline timer (an
+          // abort costs a DOMException and an event to every signal derived from it).
+          if (init.timeoutMs !== undefined) context.abort(callEnded);
+          return message;
+        },
+        stream(request) {
+          const messages = transformInvokeImplementation(
+            spec,
+            context,
+            interceptors,
+          )(createAsyncIterable([request]))[Symbol.asyncIterator]();
+          return {
+            async next() {
+              try {
+                return await messages.next();
+              } catch (thrown) {
+                throw fail(thrown);
+              }
+            },
+            async return(value?: unknown) {
+              await messages.return?.(value);
+              context.abort();
+              return { done: true, value: undefined };
+            },
+          };
+        },
+      };
+    },
+  };
+}
+
+/** Why a call's signal aborts when its client went away: connect-node's mapping of HTTP/2 reset codes. */
+function cancelReason(rstCode: number | undefined): ConnectError {
+  const text =
+    rstCode === undefined
+      ? "the client went away"
+      : `http/2 stream closed with error code 0x${rstCode.toString(16)}`;
+  switch (rstCode) {
+    case 0x7: // REFUSED_STREAM
+      return new ConnectError(text, Code.Unavailable);
+    case 0xb: // ENHANCE_YOUR_CALM
+      return new ConnectError(text, Code.ResourceExhausted);
+    case 0xc: // INADEQUATE_SECURITY
+    case 0xd: // HTTP_1_1_REQUIRED
+      return new ConnectError(text, Code.PermissionDenied);
+    case 0x1:
+    case 0x2:
+    case 0x3:
+    case 0x4:
+    case 0x6:
+    case 0x9:
+    case 0xa:
+      return new ConnectError(text, Code.Internal);
+    default: // CANCEL (0x8), no reset (a closed HTTP/1.1 connection), anything else
+      return new ConnectError(text, Code.Canceled);
+  }
+}
