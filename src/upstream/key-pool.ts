@@ -5,7 +5,7 @@ import { UpstreamFailure, defaultRetryAfterMs } from "./failure.js";
 import type { Clock } from "./types.js";
 
 /**
- * Spreads calls over a provider's keys (`api_keys`, SPEC S14). A key that answered 429 rests until its
+ * Spreads calls over a provider's keys (`api_keys`, docs/config.md). A key that answered 429 rests until its
  * Retry-After; one that answered 401/403 is taken out until the product secret changes (a refresh that
  * loads new content builds new provider objects, and state is kept per provider object). The last usable
  * key of a pool is never taken out. A provider with one key (the runbook's `api_key`) is no pool: its key

@@ -420,7 +420,7 @@ describe("streams cut at the end of the shutdown grace end with a terminal UNAVA
     const web = (async () => {
       const messages: unknown[] = [];
       try {
-        const request = fromJson(ChatCompletionRequestSchema, { ...hello, product: "product-dev" });
+        const request = fromRestJson(ChatCompletionRequestSchema, { ...hello, product: "product-dev" });
         for await (const m of webClient.streamChatCompletion(request, { headers: { authorization: auth } })) {
           messages.push(m);
         }

@@ -59,7 +59,7 @@ export function badAnswer(call: UpstreamCall, detail: string): AppError {
 /**
  * What an adapter does with each OpenAI request field: `true` when it translates the field, or a predicate
  * accepting only the value that asks for nothing the provider lacks (`n: 1`, `logprobs: false`). A field
- * that is present, not null and neither is refused with 400 naming it (SPEC S4: never a silent drop), so a
+ * that is present, not null and neither is refused with 400 naming it (README, API: never a silent drop), so a
  * field added to the contract later is refused until an adapter learns it.
  */
 export type FieldSupport = Readonly<Record<string, true | ((value: JsonValue) => boolean)>>;
@@ -175,7 +175,7 @@ export function parseArguments(args: JsonValue | undefined, path: string): JsonO
   return parsed as JsonObject;
 }
 
-/** The caller's token limit, else the cap (SPEC S7); providers that require a limit always get one. */
+/** The caller's token limit, else the cap (the error table, src/errors/app-error.ts); providers that require a limit always get one. */
 export function maxTokensOf(call: UpstreamCall): number | undefined {
   for (const name of ["max_completion_tokens", "max_tokens"]) {
     const value = call.body[name];
