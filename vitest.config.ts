@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 30_000,
     pool: "forks",
+    // Starts a throw-away redis-server for the run unless API_KEY_SERVER_TEST_REDIS_URL names one.
+    globalSetup: ["test/support/redis-global-setup.ts"],
   },
 });

@@ -100,7 +100,7 @@ const admitted = (n: number, refused: number): number[] => [
 
 const messages = (server: ServerProcess): unknown[] => server.logs().map((line) => line["message"]);
 
-describe.runIf(sharedRedis)("two server processes sharing one Redis (127.0.0.1:6379)", () => {
+describe.runIf(sharedRedis)("two server processes sharing one Redis", () => {
   let servers: ServerProcess[] = [];
   beforeAll(async () => {
     servers = await startServers(sharedRedisUrl, 2);

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
+import { requireSharedRedis, sharedRedisUrl as redisUrl } from "../ratelimit/redis-support.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 
-const redisUrl = "redis://127.0.0.1:6379";
+const redisUp = await requireSharedRedis();
 
 /** Two server instances on one Redis; their limits are shared exactly when their key prefixes are equal. */
-describe("API_KEY_SERVER_REDIS_KEY_PREFIX separates environments sharing one Redis", () => {
+describe.runIf(redisUp)("API_KEY_SERVER_REDIS_KEY_PREFIX separates environments sharing one Redis", () => {
   const apps: AppHarness[] = [];
   afterEach(async () => {
     const logs = apps.map((app) => app.logs.text());
