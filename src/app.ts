@@ -1,5 +1,3 @@
-import type { ServiceImplSpec } from "@connectrpc/connect";
-import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
@@ -10,14 +8,8 @@ import {
   principalKey,
 } from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import {
-  composeEdge,
-  createAccessLogEdge,
-  createHeaderLimitEdge,
-  shutdownCutError,
-  type EdgeHandler,
-} from "./edge/index.js";
-import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
+import { composeEdge, createAccessLogEdge, createHeaderLimitEdge, shutdownCutError } from "./edge/index.js";
+import { toRestJson } from "./http/index.js";
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
@@ -30,9 +22,8 @@ import type { JsonObject } from "./rpc/ports.js";
 import { createWireErrorInterceptor } from "./rpc/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
 import {
-  createConnectDispatch,
   createConnectOptions,
-  createGrpcUnaryHandler,
+  createDispatch,
   defaultMaxHeaderBytes,
   createOnePortServer,
   registerHealth,
@@ -145,22 +136,15 @@ export function createApp(options: AppOptions): App {
   ];
 
   const shutdown = new AbortController();
-  // Every service registered on the router is recorded for the REST transcoder, which invokes the same
-  // implementations in-process through the same interceptors.
-  const services: ServiceImplSpec[] = [];
   const connectOptions = createConnectOptions({
     bodyLimitBytes: config.maxBodyBytes,
     interceptors,
     shutdownSignal: shutdown.signal,
   });
-  // connect-node's own default, named so the gRPC fast path negotiates from the same list.
-  const acceptCompression = [compressionGzip, compressionBrotli];
-  const connect = createConnectDispatch({
-    ...connectOptions,
-    acceptCompression,
+  const dispatch = createDispatch({
+    connectOptions,
     logger,
-    routes(connectRouter) {
-      const router = recordServices(connectRouter, services);
+    routes(router) {
       router.service(ChatService, chat);
       registerHealth(router, {
         readiness,
@@ -170,32 +154,6 @@ export function createApp(options: AppOptions): App {
       registerReflection(router);
     },
   });
-  const rest = createRestHandler({
-    services,
-    interceptors,
-    maxBodyBytes: config.maxBodyBytes,
-    maxTimeoutMs: connectOptions.maxTimeoutMs,
-    shutdownSignal: shutdown.signal,
-    logger,
-  });
-
-  // Unary gRPC over HTTP/2 skips connect-node's streaming pipeline (same context, interceptors, limits
-  // and trailers); everything else goes to the Connect router, whose fallback is the REST transcoder.
-  const grpcUnary = createGrpcUnaryHandler({
-    services,
-    interceptors,
-    readMaxBytes: connectOptions.readMaxBytes,
-    writeMaxBytes: connectOptions.writeMaxBytes,
-    maxTimeoutMs: connectOptions.maxTimeoutMs,
-    acceptCompression,
-    shutdownSignal: shutdown.signal,
-  });
-  // The innermost edge handler: unary gRPC over HTTP/2 takes the fast path, the Connect router takes its
-  // RPC paths, the REST transcoder takes the rest (and answers 404 for unknown paths).
-  const dispatch: EdgeHandler = (exchange) => {
-    if (grpcUnary(exchange) || connect(exchange)) return;
-    rest(exchange);
-  };
   // The edge list, outermost first: every request on the port passes it (docs/architecture.md). New
   // cross-cutting entries (CORS, metrics, the OpenAI-compatible route) go after the access log, which
   // must stay first so it sees every answer, theirs included.

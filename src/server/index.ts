@@ -21,3 +21,4 @@ export {
   type ConnectDispatchOptions,
 } from "./connect-dispatch.js";
 export { createGrpcUnaryHandler, type GrpcUnaryHandler, type GrpcUnaryOptions } from "./grpc-unary.js";
+export { createDispatch, type DispatchOptions } from "./dispatch.js";

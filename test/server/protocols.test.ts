@@ -55,6 +55,7 @@ describe("curl", () => {
       expect(res.status).toBe(404);
       expect(JSON.parse(res.body)).toEqual({
         error: { code: 404, status: "NOT_FOUND", message: "Not found" },
+        detail: "Not found",
       });
     },
   );

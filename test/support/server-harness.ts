@@ -1,8 +1,8 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
   createConnectOptions,
+  createDispatch,
   createOnePortServer,
   defaultMaxHeaderBytes,
   registerHealth,
@@ -12,7 +12,7 @@ import {
   type OnePortServerOptions,
   type Readiness,
 } from "../../src/server/index.js";
-import { composeEdge, createHeaderLimitEdge } from "../../src/edge/index.js";
+import { composeEdge, createAccessLogEdge, createHeaderLimitEdge } from "../../src/edge/index.js";
 import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
 import { captureLog, type CapturedLog } from "./log-capture.js";
 import { unimplementedChatService } from "./unimplemented-chat.js";
@@ -45,17 +45,24 @@ export const readyState: Readiness = {
 };
 
 /**
- * The server as main.ts will compose it, minus the real chat service and REST transcoder: Connect routes
- * (health, reflection, the UNIMPLEMENTED chat service) behind the one-port server on 127.0.0.1, port 0.
- * The fallback answers 404 for any non-RPC path.
+ * The server as src/app.ts composes it, from the same functions (createDispatch: the gRPC fast path, the
+ * Connect router and the REST transcoder; the edge with the access log and the header limit; the
+ * one-port server), with the services tests control: health with a readiness they set, reflection, and the
+ * UNIMPLEMENTED chat service (or overrides of it). On 127.0.0.1, port 0.
  */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const log = captureLog();
   const readiness = { current: readyState };
   const listeners = new Set<() => void>();
-  const handler = connectNodeAdapter({
+  const shutdown = new AbortController();
+  const dispatch = createDispatch({
     // The server's outermost interceptor, so AppErrors become their wire errors as in the server.
-    ...createConnectOptions({ interceptors: [createWireErrorInterceptor()], ...options.connect }),
+    connectOptions: createConnectOptions({
+      interceptors: [createWireErrorInterceptor()],
+      shutdownSignal: shutdown.signal,
+      ...options.connect,
+    }),
+    logger: log.logger,
     routes(router) {
       router.service(ChatService, { ...unimplementedChatService, ...options.chat });
       registerHealth(router, {
@@ -72,17 +79,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       });
       registerReflection(router);
     },
-    fallback(_req, res) {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: { code: 404, status: "NOT_FOUND", message: "Not found" } }));
-    },
   });
-  // The server's header limit for HTTP/2 is an edge entry (src/edge/header-limit.ts).
   const edge = composeEdge({
     entries: [
+      createAccessLogEdge({ logger: log.logger, gcpProjectId: undefined }),
       createHeaderLimitEdge({ maxHeaderBytes: options.server?.maxHeaderBytes ?? defaultMaxHeaderBytes }),
     ],
-    dispatch: (exchange) => handler(exchange.req, exchange.res),
+    dispatch,
+    cutSignal: shutdown.signal,
   });
   const server = createOnePortServer({ handler: edge, logger: log.logger, ...options.server });
   const { port } = await server.listen(0, "127.0.0.1");

@@ -1,0 +1,61 @@
+import type { ConnectRouter, ServiceImplSpec } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { EdgeHandler } from "../edge/exchange.js";
+import { createRestHandler, recordServices } from "../http/index.js";
+import type { Logger } from "../log/index.js";
+import { createConnectDispatch } from "./connect-dispatch.js";
+import type { ConnectOptions } from "./connect-options.js";
+import { createGrpcUnaryHandler } from "./grpc-unary.js";
+
+export interface DispatchOptions {
+  /** From createConnectOptions: limits, interceptors (outermost first) and the shutdown signal. */
+  readonly connectOptions: ConnectOptions;
+  /** Registers the services, as connectNodeAdapter's option of the same name. */
+  readonly routes: (router: ConnectRouter) => void;
+  readonly logger: Logger;
+}
+
+/**
+ * The innermost edge handler (docs/architecture.md, "The request path"): unary binary gRPC over HTTP/2
+ * takes the fast path, the Connect router takes its RPC paths, the REST transcoder takes the rest (and
+ * answers 404 for unknown paths). All three serve the same service implementations through the same
+ * interceptors, limits and shutdown signal. The server (src/app.ts) and the tests' servers are built with it.
+ */
+export function createDispatch(options: DispatchOptions): EdgeHandler {
+  const { connectOptions, logger } = options;
+  const interceptors = connectOptions.interceptors ?? [];
+  const shutdown =
+    connectOptions.shutdownSignal === undefined ? {} : { shutdownSignal: connectOptions.shutdownSignal };
+  // Every service registered on the router is recorded for the REST transcoder and the fast path, which
+  // invoke the same implementations in-process.
+  const services: ServiceImplSpec[] = [];
+  // connect-node's own default, named so the gRPC fast path negotiates from the same list.
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const connect = createConnectDispatch({
+    ...connectOptions,
+    acceptCompression,
+    logger,
+    routes: (router) => options.routes(recordServices(router, services)),
+  });
+  const rest = createRestHandler({
+    services,
+    interceptors,
+    maxBodyBytes: connectOptions.readMaxBytes,
+    maxTimeoutMs: connectOptions.maxTimeoutMs,
+    ...shutdown,
+    logger,
+  });
+  const grpcUnary = createGrpcUnaryHandler({
+    services,
+    interceptors,
+    readMaxBytes: connectOptions.readMaxBytes,
+    writeMaxBytes: connectOptions.writeMaxBytes,
+    maxTimeoutMs: connectOptions.maxTimeoutMs,
+    acceptCompression,
+    ...shutdown,
+  });
+  return (exchange) => {
+    if (grpcUnary(exchange) || connect(exchange)) return;
+    rest(exchange);
+  };
+}
