@@ -144,7 +144,9 @@ export function createExchange(
   if ("stream" in req) {
     res.once("finish", () => {
       const code = req.stream.rstCode;
-      reset = code !== undefined && code !== 0;
+      // An error status the server sent in full (413, 415, ... answered before the body was read) stays
+      // that status when the client resets afterwards to stop its upload.
+      reset = code !== undefined && code !== 0 && res.statusCode < 400;
     });
   }
   res.once("close", () => {
