@@ -106,8 +106,12 @@ describe("docs/runbook.ja.md §1 (local), run as written", () => {
   });
 
   afterAll(async () => {
-    server?.kill("SIGKILL");
+    // SIGTERM, which npm passes on to the server it started: a SIGKILL would end npm alone and leave the
+    // server running as an orphan.
+    server?.kill("SIGTERM");
+    const stuck = setTimeout(() => server?.kill("SIGKILL"), 15_000);
     await server?.exited;
+    clearTimeout(stuck);
     await rm(dir, { recursive: true, force: true });
   });
 
