@@ -138,7 +138,11 @@ export function createApp(options: AppOptions): App {
         clockToleranceSeconds: config.jwt.clockToleranceSeconds,
         maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
       },
-      hmac: { windowSeconds: config.hmacWindowSeconds, nonceStore },
+      hmac: {
+        windowSeconds: config.hmacWindowSeconds,
+        nonceStore,
+        requireNonce: config.hmacRequireNonce,
+      },
       publicServices: defaultPublicServices,
       logger,
     }),

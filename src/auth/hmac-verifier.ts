@@ -15,6 +15,11 @@ export interface HmacVerifierOptions {
   readonly windowSeconds?: number;
   /** Where nonces are remembered for replay protection. */
   readonly nonceStore: NonceStore;
+  /**
+   * Refuse requests without `X-Api-Nonce` (default true). Without a nonce a captured request can be replayed
+   * for the whole timestamp window; false accepts them anyway, which is weaker (docs/auth.md).
+   */
+  readonly requireNonce?: boolean;
   /** Clock in ms since the epoch; Date.now by default. */
   readonly now?: () => number;
 }
@@ -41,6 +46,7 @@ export function createHmacVerifier(options: HmacVerifierOptions): HmacVerifier {
     throw new Error("hmac.windowSeconds must be an integer between 1 and 3600");
   }
   const { nonceStore } = options;
+  const requireNonce = options.requireNonce ?? true;
   const now = options.now ?? Date.now;
 
   return {
@@ -57,6 +63,9 @@ export function createHmacVerifier(options: HmacVerifierOptions): HmacVerifier {
       }
       if (!signaturePattern.test(signature)) {
         throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.signature, keyId });
+      }
+      if (nonce === null && requireNonce) {
+        throw new AuthFailure("missing_nonce", { header: hmacHeaders.nonce, keyId });
       }
       if (nonce !== null && !noncePattern.test(nonce)) {
         throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.nonce, keyId });

@@ -36,6 +36,8 @@ export interface AuthInterceptorOptions {
     /** Accepted timestamp distance in seconds (SPEC: 300). */
     readonly windowSeconds: number;
     readonly nonceStore: NonceStore;
+    /** Refuse signed requests without a nonce (default true; false is weaker, see docs/auth.md). */
+    readonly requireNonce?: boolean;
   };
   /** Fully qualified service names that need no credentials; usually `defaultPublicServices`. */
   readonly publicServices: readonly string[];
@@ -66,6 +68,7 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   const hmac = createHmacVerifier({
     windowSeconds: options.hmac.windowSeconds,
     nonceStore: options.hmac.nonceStore,
+    ...(options.hmac.requireNonce === undefined ? {} : { requireNonce: options.hmac.requireNonce }),
     now,
   });
   const publicServices = new Set(options.publicServices);

@@ -87,6 +87,11 @@ export interface Config {
   };
   /** `API_KEY_SERVER_HMAC_WINDOW_SECONDS` (default 300): allowed clock skew of a signed request. */
   readonly hmacWindowSeconds: number;
+  /**
+   * `API_KEY_SERVER_HMAC_REQUIRE_NONCE` (default true): signed requests without `X-Api-Nonce` are refused.
+   * false accepts them, and such a request can then be replayed within the timestamp window.
+   */
+  readonly hmacRequireNonce: boolean;
   /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
   readonly maxBodyBytes: number;
   /** `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins; default none). */
@@ -144,6 +149,7 @@ const knownVariables = [
   "API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS",
   "API_KEY_SERVER_JWT_MAX_AGE_SECONDS",
   "API_KEY_SERVER_HMAC_WINDOW_SECONDS",
+  "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
   "API_KEY_SERVER_MAX_BODY_BYTES",
   "API_KEY_SERVER_CORS_ORIGINS",
   "API_KEY_SERVER_LOG_LEVEL",
@@ -229,6 +235,10 @@ export function loadConfig(env: Env): Config {
       maxAgeSeconds: int("API_KEY_SERVER_JWT_MAX_AGE_SECONDS", 86_400, 1),
     },
     hmacWindowSeconds: int("API_KEY_SERVER_HMAC_WINDOW_SECONDS", 300, 1),
+    hmacRequireNonce: readBoolean(
+      read("API_KEY_SERVER_HMAC_REQUIRE_NONCE") ?? "true",
+      "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
+    ),
     maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
     logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
