@@ -96,6 +96,12 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       // Once shutting down, no request may keep a keep-alive connection open after its answer.
       if (closing) res.shouldKeepAlive = false;
       res.once("close", () => {
+        // When the client went away first, the socket's own "close" (which forgets it) has already run:
+        // writing it back would keep every cancelled call's socket and response alive for good (issue 18).
+        if (socket.destroyed) {
+          h1InFlight.delete(socket);
+          return;
+        }
         const left = (h1InFlight.get(socket) ?? 1) - 1;
         h1InFlight.set(socket, left);
         if (closing && left === 0) socket.end();
