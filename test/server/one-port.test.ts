@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { once } from "node:events";
+import type { ServerResponse } from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setFlagsFromString } from "node:v8";
@@ -361,10 +362,11 @@ describe("memory", () => {
     const server = createOnePortServer({
       logger,
       handler: (_req, res) => {
-        response = new WeakRef(res);
-        closed = once(res, "close");
-        res.writeHead(200, { "content-type": "text/event-stream" });
-        res.write("data: first\n\n");
+        const h1 = res as ServerResponse;
+        response = new WeakRef(h1);
+        closed = once(h1, "close");
+        h1.writeHead(200, { "content-type": "text/event-stream" });
+        h1.write("data: first\n\n");
       },
     });
     const { port } = await server.listen(0, "127.0.0.1");
