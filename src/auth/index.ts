@@ -6,6 +6,7 @@ export {
   type ProductGrant,
 } from "./principal.js";
 export { createAuthInterceptor, defaultPublicServices, type AuthInterceptorOptions } from "./interceptor.js";
+export { repeatedCredentialHeader } from "./credential-headers.js";
 export { createMemoryNonceStore, type MemoryNonceStoreOptions } from "./memory-nonce-store.js";
 export {
   signRequest,

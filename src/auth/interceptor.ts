@@ -5,7 +5,9 @@ import type { NonceStore } from "../lib/nonce-store.js";
 import { httpRequestInfoKey } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import type { Secrets } from "../secrets/types.js";
+import { exchangeKey } from "../edge/exchange.js";
 import { AuthFailure } from "./auth-failure.js";
+import { repeatedCredentialHeader } from "./credential-headers.js";
 import { hmacHeaders, sha256Hex } from "./hmac-signing.js";
 import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
 import { createJwtVerifier } from "./jwt-verifier.js";
@@ -51,8 +53,10 @@ type AnyRequest = UnaryRequest | StreamRequest;
 /**
  * The one authentication step for gRPC, Connect and REST (the REST transcoder calls through the same
  * chain). Requests to `publicServices` pass untouched. Every other call must carry exactly one of
- * `Authorization: Bearer <jwt>` or the HMAC headers; the caller is then set in `principalKey`. Any failure
- * is 401 / UNAUTHENTICATED `Unauthorized` with nothing more, and one WARNING log line with a stable
+ * `Authorization: Bearer <jwt>` or the HMAC headers; the caller is then set in `principalKey`. Both at
+ * once, or a credential header sent twice (seen in the exchange's raw headers), is 400 / INVALID_ARGUMENT
+ * naming the ambiguity: which credential would win is a guess the server must not make. Any other failure
+ * is 401 / UNAUTHENTICATED `Unauthorized` with nothing more. Both log one WARNING line with a stable
  * `reason` (never a token, secret or signature). No secrets loaded yet is 503 `Service not ready`.
  * `X-Serverless-Authorization` (Cloud Run IAM) is never read.
  */
@@ -75,9 +79,15 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   const { logger } = options;
 
   const authenticate = async (req: AnyRequest, secrets: Secrets): Promise<[Principal, AnyRequest]> => {
+    // The exchange (set by every dispatch path) carries the raw request; in-process callers have none.
+    const exchange = req.contextValues.get(exchangeKey);
+    const repeated = exchange && repeatedCredentialHeader(exchange.req.rawHeaders);
+    if (repeated !== undefined) throw new AuthFailure("ambiguous_credentials", { header: repeated });
     const authorization = req.header.get("authorization");
     const hasHmac = req.header.has(hmacHeaders.signature) || req.header.has(hmacHeaders.keyId);
-    if (authorization !== null && hasHmac) throw new AuthFailure("ambiguous_credentials");
+    if (authorization !== null && hasHmac) {
+      throw new AuthFailure("ambiguous_credentials", { header: "authorization+hmac" });
+    }
     if (authorization !== null) {
       const match = /^Bearer +([^ ]+) *$/i.exec(authorization);
       if (match?.[1] === undefined) throw new AuthFailure("unsupported_scheme");
@@ -102,6 +112,9 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
       const procedure = `/${req.service.typeName}/${req.method.name}`;
       if (err instanceof AuthFailure) {
         logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+        if (err.reason === "ambiguous_credentials") {
+          throw toConnectError(new AppError("invalid_argument", { message: ambiguity(err), cause: err }));
+        }
         throw toConnectError(new AppError("unauthenticated", { cause: err }));
       }
       // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
@@ -111,6 +124,14 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     req.contextValues.set(principalKey, principal);
     return next(forwarded);
   };
+}
+
+/** The 400 message for an ambiguous_credentials failure: which ambiguity, never a value. */
+function ambiguity(err: AuthFailure): string {
+  const header = err.detail["header"];
+  return header === "authorization+hmac"
+    ? "Ambiguous credentials (both an Authorization header and HMAC headers are sent)"
+    : `Ambiguous credentials (the ${header ?? "credential"} header is sent more than once)`;
 }
 
 /**

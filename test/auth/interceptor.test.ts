@@ -189,7 +189,12 @@ const cases: readonly Case[] = [
       kind: "headers",
       headers: { authorization: `Bearer ${await jwt(rsa)}`, "x-api-key-id": "svc-a" },
     }),
-    expected: unauthorized,
+    // Not a 401: which credential would count is a guess the server refuses to make (issue 18, item 3).
+    expected: {
+      status: 400,
+      code: Code.InvalidArgument,
+      message: "Ambiguous credentials (both an Authorization header and HMAC headers are sent)",
+    },
     reason: "ambiguous_credentials",
   },
   // JWT attacks
