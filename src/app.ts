@@ -18,6 +18,7 @@ import {
   type EdgeHandler,
 } from "./edge/index.js";
 import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
+import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
@@ -51,6 +52,8 @@ export interface AppOptions {
   readonly redis?: Redis | undefined;
   /** The upstream HTTP dispatcher; by default the forwarder creates its own keep-alive pool. */
   readonly upstreamDispatcher?: Dispatcher;
+  /** Called when the Redis circuit breaker changes state (a metrics hook; logged either way). */
+  readonly onRedisBreakerStateChange?: (state: BreakerState, previous: BreakerState) => void;
 }
 
 export interface App {
@@ -75,6 +78,16 @@ export function createApp(options: AppOptions): App {
     ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
   });
 
+  // One breaker for both users of the one Redis: a hung Redis (every command waiting for its timeout) is
+  // noticed after a few calls, and from then on calls use the local fallback at once (docs/ratelimit.md).
+  const breaker =
+    redis &&
+    createCircuitBreaker({
+      name: "Redis",
+      probe: () => redis.ping(),
+      logger,
+      ...(options.onRedisBreakerStateChange ? { onStateChange: options.onRedisBreakerStateChange } : {}),
+    });
   const memoryNonces = createMemoryNonceStore({});
   const nonceStore = redis
     ? createRedisNonceStore({
@@ -82,6 +95,7 @@ export function createApp(options: AppOptions): App {
         fallback: memoryNonces,
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(breaker ? { breaker } : {}),
       })
     : memoryNonces;
   const limiter = redis
@@ -90,6 +104,7 @@ export function createApp(options: AppOptions): App {
         fallback: createMemoryLimiter({ source: "fallback" }),
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(breaker ? { breaker } : {}),
       })
     : createMemoryLimiter({});
   const chatLimiter = createChatLimiter({
