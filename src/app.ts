@@ -22,6 +22,7 @@ import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.j
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
+  createConcurrencyInterceptor,
   createMemoryLimiter,
   createRedisLimiter,
   createRedisNonceStore,
@@ -142,7 +143,8 @@ export function createApp(options: AppOptions): App {
   };
 
   // Interceptor order, outermost first: the one place errors become wire errors (and are recorded for the
-  // access line); auth guards the handlers. REST calls and the gRPC fast path run the same list.
+  // access line); auth guards the handlers; the concurrency bound counts the caller auth found. REST calls
+  // and the gRPC fast path run the same list.
   const interceptors = [
     createWireErrorInterceptor(),
     createAuthInterceptor({
@@ -160,6 +162,13 @@ export function createApp(options: AppOptions): App {
       },
       publicServices: defaultPublicServices,
       logger,
+    }),
+    createConcurrencyInterceptor({
+      maxPerCaller: config.maxConcurrentCallsPerCaller,
+      caller: (values) => {
+        const principal = values.get(principalKey);
+        return principal && `${principal.kind}:${principal.id}`;
+      },
     }),
   ];
 

@@ -92,6 +92,11 @@ export interface Config {
    * false accepts them, and such a request can then be replayed within the timestamp window.
    */
   readonly hmacRequireNonce: boolean;
+  /**
+   * `API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER` (default 100): calls and streams one caller may have
+   * open at once; one more is refused with 429.
+   */
+  readonly maxConcurrentCallsPerCaller: number;
   /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
   readonly maxBodyBytes: number;
   /** `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins; default none). */
@@ -151,6 +156,7 @@ const knownVariables = [
   "API_KEY_SERVER_HMAC_WINDOW_SECONDS",
   "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
   "API_KEY_SERVER_MAX_BODY_BYTES",
+  "API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER",
   "API_KEY_SERVER_CORS_ORIGINS",
   "API_KEY_SERVER_LOG_LEVEL",
   "API_KEY_SERVER_METRICS_PORT",
@@ -240,6 +246,7 @@ export function loadConfig(env: Env): Config {
       "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
     ),
     maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1),
+    maxConcurrentCallsPerCaller: int("API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER", 100, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
     logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
     metricsPort: port("API_KEY_SERVER_METRICS_PORT"),
