@@ -47,10 +47,10 @@ describe("concurrent calls per caller", () => {
   });
 
   it("refuses one call more than the limit over every protocol, and frees the slot when a stream ends", async () => {
-    const cancels = [new AbortController(), new AbortController()];
+    const cancels = [new AbortController(), new AbortController()] as const;
     const open = [
-      clients.stream("rest", "product-dev", request, { authorization: busy, signal: cancels[0]?.signal }),
-      clients.stream("grpc", "product-dev", request, { authorization: busy, signal: cancels[1]?.signal }),
+      clients.stream("rest", "product-dev", request, { authorization: busy, signal: cancels[0].signal }),
+      clients.stream("grpc", "product-dev", request, { authorization: busy, signal: cancels[1].signal }),
     ];
     await mock.whenRequested(2);
 
@@ -74,7 +74,7 @@ describe("concurrent calls per caller", () => {
     expect((await clients.listModels("connect", "product-dev", { authorization: other })).code).toBe("OK");
 
     // One stream ends (its caller cancels): the busy caller has a slot again.
-    cancels[0]?.abort();
+    cancels[0].abort();
     await open[0]?.catch(() => undefined);
     let after = await clients.listModels("connect", "product-dev", { authorization: busy });
     for (let i = 0; i < 100 && after.code !== "OK"; i++) {
@@ -82,7 +82,7 @@ describe("concurrent calls per caller", () => {
       after = await clients.listModels("connect", "product-dev", { authorization: busy });
     }
     expect(after.code).toBe("OK");
-    cancels[1]?.abort();
+    cancels[1].abort();
     await open[1]?.catch(() => undefined);
   });
 });
