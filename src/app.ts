@@ -239,7 +239,14 @@ export function createApp(options: AppOptions): App {
     dispatch,
     cutSignal: shutdown.signal,
   });
-  const server = createOnePortServer({ handler: edge, logger, idleTimeoutMs: config.idleTimeoutMs });
+  const server = createOnePortServer({
+    handler: edge,
+    logger,
+    idleTimeoutMs: config.idleTimeoutMs,
+    // The whole request must arrive within the body deadline (408 otherwise); headers within 10 s of it.
+    requestTimeoutMs: config.bodyTimeoutMs,
+    headersTimeoutMs: Math.min(10_000, config.bodyTimeoutMs),
+  });
 
   return {
     listen: (port, host) => server.listen(port, host),
