@@ -48,8 +48,8 @@ async function slowHttp2(path: string, contentType: string): Promise<Record<stri
     });
     stream.write(Buffer.from([0, 0, 0, 0, 100, 10]));
     const headers: Record<string, unknown> = {};
-    stream.on("response", (h) => Object.assign(headers, h));
-    stream.on("trailers", (t) => Object.assign(headers, t));
+    stream.on("response", (h) => void Object.assign(headers, h));
+    stream.on("trailers", (t: http2.IncomingHttpHeaders) => void Object.assign(headers, t));
     stream.on("data", () => undefined);
     stream.on("error", () => undefined);
     await once(stream, "close");
