@@ -13,11 +13,8 @@ import process from "node:process";
 const explained = {};
 
 const { stdout } = await new Promise((resolve) => {
-  execFile(
-    "npm",
-    ["audit", "--omit=dev", "--json"],
-    { maxBuffer: 32 * 1024 * 1024 },
-    (error, out, err) => resolve({ stdout: out, stderr: err, error }),
+  execFile("npm", ["audit", "--omit=dev", "--json"], { maxBuffer: 32 * 1024 * 1024 }, (error, out, err) =>
+    resolve({ stdout: out, stderr: err, error }),
   );
 });
 let report;
