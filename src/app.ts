@@ -89,6 +89,8 @@ export function createApp(options: AppOptions): App {
       logger,
       ...(options.onRedisBreakerStateChange ? { onStateChange: options.onRedisBreakerStateChange } : {}),
     });
+  // A reconnected client is proof enough that Redis is back (the probe is for a connection that hangs).
+  redis?.on("ready", () => breaker?.reset("connection ready"));
   const memoryNonces = createMemoryNonceStore({});
   const nonceStore = redis
     ? createRedisNonceStore({

@@ -28,6 +28,11 @@ export interface CircuitBreaker {
   run<T>(call: () => Promise<T>): Promise<T>;
   /** The current state. */
   readonly state: BreakerState;
+  /**
+   * Closes the breaker at once, for outside proof that the dependency is back (a Redis client that has
+   * just reconnected), so calls need not wait for the cool-down and a probe.
+   */
+  reset(reason: string): void;
 }
 
 /** Thrown instead of calling a dependency that the breaker considers down. */
@@ -90,6 +95,10 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
   return {
     get state() {
       return state;
+    },
+    reset(reason) {
+      failures = 0;
+      moveTo("closed", { reason });
     },
     async run(call) {
       if (state === "open" && now() - openedAt >= coolDownMs) startProbe();

@@ -118,6 +118,17 @@ describe("circuit breaker", () => {
     expect(changes).toEqual(["closed->open", "open->half-open", "half-open->closed"]);
   });
 
+  it("closes at once on reset (a reconnected client), without a probe", async () => {
+    const { breaker, changes, probes, log } = setup(1);
+    await expect(breaker.run(fail)).rejects.toThrow();
+    breaker.reset("connection ready");
+    await expect(breaker.run(succeed)).resolves.toBe("ok");
+    breaker.reset("connection ready");
+    expect(probes()).toBe(0);
+    expect(changes).toEqual(["closed->open", "open->closed"]);
+    expect(log.records().at(-1)).toMatchObject({ state: "closed", reason: "connection ready" });
+  });
+
   it.each([
     [{ failureThreshold: 0 }, "failureThreshold must be a positive integer"],
     [{ failureThreshold: 1.5 }, "failureThreshold must be a positive integer"],
