@@ -21,6 +21,7 @@ import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
+import { malformedMessage } from "./malformed-message.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
 
@@ -184,7 +185,12 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         (input.flags & compressedFlag) === 0
           ? input.data
           : await decompress(compression.request, input.data, readMaxBytes);
-      const request = route.input.parse(bytes);
+      let request: Message;
+      try {
+        request = route.input.parse(bytes);
+      } catch (err) {
+        throw malformedMessage(err);
+      }
       const message = await invokeUnaryImplementation(spec, context, request, interceptorList);
       body = await envelope(route.output.serialize(message), compression.response, compressMinBytes);
       // Stops the deadline timer; the request's own signal needs no abort (nothing else holds it).
