@@ -3,12 +3,7 @@ import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
-import {
-  createAuthInterceptor,
-  createMemoryNonceStore,
-  defaultPublicServices,
-  principalKey,
-} from "./auth/index.js";
+import { createAuth, createMemoryNonceStore, defaultPublicServices, principalKey } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import {
   composeEdge,
@@ -147,24 +142,25 @@ export function createApp(options: AppOptions): App {
   // Interceptor order, outermost first: the one place errors become wire errors (and are recorded for the
   // access line); auth guards the handlers; the concurrency bound counts the caller auth found. REST calls
   // and the gRPC fast path run the same list.
+  const auth = createAuth({
+    secrets: () => secrets.current(),
+    jwt: {
+      issuer: config.jwt.issuer,
+      audience: config.jwt.audience,
+      clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+      maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
+    },
+    hmac: {
+      windowSeconds: config.hmacWindowSeconds,
+      nonceStore,
+      requireNonce: config.hmacRequireNonce,
+    },
+    publicServices: defaultPublicServices,
+    logger,
+  });
   const interceptors = [
     createWireErrorInterceptor(),
-    createAuthInterceptor({
-      secrets: () => secrets.current(),
-      jwt: {
-        issuer: config.jwt.issuer,
-        audience: config.jwt.audience,
-        clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-        maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
-      },
-      hmac: {
-        windowSeconds: config.hmacWindowSeconds,
-        nonceStore,
-        requireNonce: config.hmacRequireNonce,
-      },
-      publicServices: defaultPublicServices,
-      logger,
-    }),
+    auth.interceptor,
     createConcurrencyInterceptor({
       maxPerCaller: config.maxConcurrentCallsPerCaller,
       caller: (values) => {
@@ -185,10 +181,13 @@ export function createApp(options: AppOptions): App {
   });
   // connect-node's own default, named so the gRPC fast path negotiates from the same list.
   const acceptCompression = [compressionGzip, compressionBrotli];
+  // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
+  const { precheck } = auth;
   const connect = createConnectDispatch({
     ...connectOptions,
     acceptCompression,
     logger,
+    precheck,
     routes(connectRouter) {
       const router = recordServices(connectRouter, services);
       router.service(ChatService, chat);
@@ -207,6 +206,7 @@ export function createApp(options: AppOptions): App {
     maxTimeoutMs: connectOptions.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
     logger,
+    precheck,
   });
 
   // Unary gRPC over HTTP/2 skips connect-node's streaming pipeline (same context, interceptors, limits
@@ -219,6 +219,7 @@ export function createApp(options: AppOptions): App {
     maxTimeoutMs: connectOptions.maxTimeoutMs,
     acceptCompression,
     shutdownSignal: shutdown.signal,
+    precheck,
   });
   // The innermost edge handler: unary gRPC over HTTP/2 takes the fast path, the Connect router takes its
   // RPC paths, the REST transcoder takes the rest (and answers 404 for unknown paths).

@@ -61,6 +61,38 @@ type AnyRequest = UnaryRequest | StreamRequest;
  * `X-Serverless-Authorization` (Cloud Run IAM) is never read.
  */
 export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
+  return createAuth(options).interceptor;
+}
+
+/** The request headers authentication reads (a fetch `Headers` fits). */
+export interface CredentialHeaders {
+  get(name: string): string | null;
+  has(name: string): boolean;
+}
+
+export interface Auth {
+  /** The interceptor of {@link createAuthInterceptor}. */
+  readonly interceptor: Interceptor;
+  /**
+   * What can be decided before the request body is read (issue 18: no unauthenticated request may cost a
+   * JSON or protobuf parse): the credential headers present and unambiguous, a JWT verified (the
+   * interceptor's own check then hits the verifier's cache), the HMAC headers well-formed, in the window
+   * and of a known key. Throws the AppError the interceptor would turn into the answer (401, or 400 for
+   * ambiguous credentials), after the same log line; resolves when the call may go on to be read. Public
+   * services and a server without secrets yet pass (the interceptor answers those).
+   */
+  readonly precheck: (
+    service: string,
+    method: string,
+    headers: CredentialHeaders,
+    rawHeaders: readonly string[],
+  ) => Promise<void>;
+}
+
+type Credentials = { readonly kind: "jwt"; readonly token: string } | { readonly kind: "hmac" };
+
+/** The auth interceptor and its body-free precheck, sharing one JWT verifier (and its cache). */
+export function createAuth(options: AuthInterceptorOptions): Auth {
   const now = options.now ?? Date.now;
   const jwt = createJwtVerifier({
     issuer: options.jwt.issuer,
@@ -78,29 +110,51 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   const publicServices = new Set(options.publicServices);
   const { logger } = options;
 
-  const authenticate = async (req: AnyRequest, secrets: Secrets): Promise<[Principal, AnyRequest]> => {
-    // The exchange (set by every dispatch path) carries the raw request; in-process callers have none.
-    const exchange = req.contextValues.get(exchangeKey);
-    const repeated = exchange && repeatedCredentialHeader(exchange.req.rawHeaders);
+  /** Which credentials the request carries; throws AuthFailure for none, both, repeated or unsupported. */
+  const credentialsOf = (
+    headers: CredentialHeaders,
+    rawHeaders: readonly string[] | undefined,
+  ): Credentials => {
+    const repeated = rawHeaders && repeatedCredentialHeader(rawHeaders);
     if (repeated !== undefined) throw new AuthFailure("ambiguous_credentials", { header: repeated });
-    const authorization = req.header.get("authorization");
-    const hasHmac = req.header.has(hmacHeaders.signature) || req.header.has(hmacHeaders.keyId);
+    const authorization = headers.get("authorization");
+    const hasHmac = headers.has(hmacHeaders.signature) || headers.has(hmacHeaders.keyId);
     if (authorization !== null && hasHmac) {
       throw new AuthFailure("ambiguous_credentials", { header: "authorization+hmac" });
     }
     if (authorization !== null) {
       const match = /^Bearer +([^ ]+) *$/i.exec(authorization);
       if (match?.[1] === undefined) throw new AuthFailure("unsupported_scheme");
-      return [await jwt.verify(match[1], secrets.jwtKeys), req];
+      return { kind: "jwt", token: match[1] };
     }
-    if (hasHmac) {
-      const [parts, forwarded] = await requestParts(req);
-      return [await hmac.verify(req.header, parts, secrets.hmacKeys), forwarded];
-    }
+    if (hasHmac) return { kind: "hmac" };
     throw new AuthFailure("missing_credentials");
   };
 
-  return (next) => async (req) => {
+  /** Logs a failed authentication once and returns what to throw (an AppError for a verdict on the caller). */
+  const refusal = (err: unknown, procedure: string): unknown => {
+    if (err instanceof AuthFailure) {
+      logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+      if (err.reason === "ambiguous_credentials") {
+        return new AppError("invalid_argument", { message: ambiguity(err), cause: err });
+      }
+      return new AppError("unauthenticated", { cause: err });
+    }
+    // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
+    logger.error({ err, procedure }, "Authentication could not be completed");
+    return err;
+  };
+
+  const authenticate = async (req: AnyRequest, secrets: Secrets): Promise<[Principal, AnyRequest]> => {
+    // The exchange (set by every dispatch path) carries the raw request; in-process callers have none.
+    const exchange = req.contextValues.get(exchangeKey);
+    const credentials = credentialsOf(req.header, exchange?.req.rawHeaders);
+    if (credentials.kind === "jwt") return [await jwt.verify(credentials.token, secrets.jwtKeys), req];
+    const [parts, forwarded] = await requestParts(req);
+    return [await hmac.verify(req.header, parts, secrets.hmacKeys), forwarded];
+  };
+
+  const interceptor: Interceptor = (next) => async (req) => {
     if (publicServices.has(req.service.typeName)) return next(req);
     const secrets = options.secrets();
     if (secrets === undefined) throw toConnectError(new AppError("not_ready"));
@@ -109,20 +163,26 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     try {
       [principal, forwarded] = await authenticate(req, secrets);
     } catch (err) {
-      const procedure = `/${req.service.typeName}/${req.method.name}`;
-      if (err instanceof AuthFailure) {
-        logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
-        if (err.reason === "ambiguous_credentials") {
-          throw toConnectError(new AppError("invalid_argument", { message: ambiguity(err), cause: err }));
-        }
-        throw toConnectError(new AppError("unauthenticated", { cause: err }));
-      }
-      // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
-      logger.error({ err, procedure }, "Authentication could not be completed");
-      throw toConnectError(err);
+      throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`));
     }
     req.contextValues.set(principalKey, principal);
     return next(forwarded);
+  };
+
+  return {
+    interceptor,
+    async precheck(service, method, headers, rawHeaders) {
+      if (publicServices.has(service)) return;
+      const secrets = options.secrets();
+      if (secrets === undefined) return;
+      try {
+        const credentials = credentialsOf(headers, rawHeaders);
+        if (credentials.kind === "jwt") await jwt.verify(credentials.token, secrets.jwtKeys);
+        else hmac.precheck(headers, secrets.hmacKeys);
+      } catch (err) {
+        throw refusal(err, `/${service}/${method}`);
+      }
+    },
   };
 }
 

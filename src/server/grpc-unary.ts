@@ -16,6 +16,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Message } from "@bufbuild/protobuf";
+import type { Auth } from "../auth/index.js";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { accessRecordKey } from "../rpc/access-record.js";
@@ -46,6 +47,11 @@ export interface GrpcUnaryOptions {
   readonly compressMinBytes?: number;
   /** Aborting it aborts the context signal of every running call (last step of a shutdown). */
   readonly shutdownSignal?: AbortSignal;
+  /**
+   * Auth's body-free checks (see `Auth.precheck`), run before the request body is parsed, so that no
+   * unauthenticated request costs a parse. None by default.
+   */
+  readonly precheck?: Auth["precheck"];
 }
 
 /**
@@ -181,6 +187,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       if (compression.error) throw compression.error;
       if (timeout.error) throw timeout.error;
       const input = await readUnaryEnvelope(req, readMaxBytes);
+      // Read (size-limited) but not parsed: no unauthenticated request costs a decode.
+      await options.precheck?.(spec.method.parent.typeName, spec.method.name, header, req.rawHeaders);
       const bytes =
         (input.flags & compressedFlag) === 0
           ? input.data

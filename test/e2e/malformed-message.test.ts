@@ -10,7 +10,8 @@ import { curl } from "../support/server-clients.js";
  * (here a string field that announces 16 bytes and has 2: connect's "premature EOF") answers
  * INVALID_ARGUMENT `Malformed request message` — HTTP 400 over Connect — instead of a 500 INTERNAL, over
  * Connect (unary and streaming), gRPC-Web and gRPC (the unary fast path and the Connect router's
- * streaming path), with exactly one access line, logged as the caller's fault (WARNING 400).
+ * streaming path), with exactly one access line, logged as the caller's fault (WARNING 400). The caller
+ * is authenticated: without credentials the request is refused (401) before its message is decoded.
  */
 
 /** ListModelsRequest{product: <16 bytes announced, 2 sent>}. */
@@ -50,8 +51,6 @@ interface Case {
   readonly method: string;
   /** What the caller sees, in the protocol's form. */
   readonly expect: (res: { status: number; text: string; body: string }) => void;
-  /** Streams are authenticated before their message is read, so these carry a token to get that far. */
-  readonly authenticated?: true;
 }
 
 const cases: readonly Case[] = [
@@ -70,7 +69,6 @@ const cases: readonly Case[] = [
   {
     name: "Connect streaming (HTTP/1.1)",
     method: "StreamChatCompletion",
-    authenticated: true,
     args: ["-H", "content-type: application/connect+proto", "--data-binary", "@framed"],
     expect: (res) => {
       expect(res.status).toBe(200);
@@ -109,7 +107,6 @@ const cases: readonly Case[] = [
   {
     name: "gRPC streaming (the Connect router, HTTP/2)",
     method: "StreamChatCompletion",
-    authenticated: true,
     args: [
       "--http2-prior-knowledge",
       "-D",
@@ -128,19 +125,17 @@ const cases: readonly Case[] = [
   },
 ];
 
-describe.each(cases)(
-  "a malformed protobuf message over $name",
-  ({ args, method, expect: check, authenticated }) => {
-    it("answers INVALID_ARGUMENT, with one access line saying 400", async () => {
-      const resolved = args.map((a) => (a.startsWith("@") ? `@${files[a.slice(1)] ?? ""}` : a));
-      const auth = authenticated ? ["-H", `authorization: Bearer ${await app.token()}`] : [];
-      const res = await curl([...resolved, ...auth, `${app.url}${service}/${method}`]);
-      check({ status: res.status, text: res.stdout, body: res.body });
-      expect(res.stdout).not.toContain("parse binary");
-      const lines = app.logs.records().filter((r) => r["httpRequest"] !== undefined);
-      expect(lines).toMatchObject([
-        { severity: "WARNING", httpRequest: { status: 400 }, code: "INVALID_ARGUMENT" },
-      ]);
-    });
-  },
-);
+describe.each(cases)("a malformed protobuf message over $name", ({ args, method, expect: check }) => {
+  it("answers INVALID_ARGUMENT, with one access line saying 400", async () => {
+    const resolved = args.map((a) => (a.startsWith("@") ? `@${files[a.slice(1)] ?? ""}` : a));
+    // Authenticated: an unauthenticated caller is refused before its message is decoded at all.
+    const auth = ["-H", `authorization: Bearer ${await app.token()}`];
+    const res = await curl([...resolved, ...auth, `${app.url}${service}/${method}`]);
+    check({ status: res.status, text: res.stdout, body: res.body });
+    expect(res.stdout).not.toContain("parse binary");
+    const lines = app.logs.records().filter((r) => r["httpRequest"] !== undefined);
+    expect(lines).toMatchObject([
+      { severity: "WARNING", httpRequest: { status: 400 }, code: "INVALID_ARGUMENT" },
+    ]);
+  });
+});
