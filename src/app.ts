@@ -1,18 +1,15 @@
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
-import {
-  createAuthInterceptor,
-  createMemoryNonceStore,
-  defaultPublicServices,
-  principalKey,
-} from "./auth/index.js";
+import { createAuth, createMemoryNonceStore, defaultPublicServices, principalKey } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { composeEdge, createAccessLogEdge, createHeaderLimitEdge, shutdownCutError } from "./edge/index.js";
 import { toRestJson } from "./http/index.js";
+import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
+  createConcurrencyInterceptor,
   createMemoryLimiter,
   createRedisLimiter,
   createRedisNonceStore,
@@ -42,6 +39,8 @@ export interface AppOptions {
   readonly redis?: Redis | undefined;
   /** The upstream HTTP dispatcher; by default the forwarder creates its own keep-alive pool. */
   readonly upstreamDispatcher?: Dispatcher;
+  /** Called when the Redis circuit breaker changes state (a metrics hook; logged either way). */
+  readonly onRedisBreakerStateChange?: (state: BreakerState, previous: BreakerState) => void;
 }
 
 export interface App {
@@ -66,6 +65,18 @@ export function createApp(options: AppOptions): App {
     ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
   });
 
+  // One breaker for both users of the one Redis: a hung Redis (every command waiting for its timeout) is
+  // noticed after a few calls, and from then on calls use the local fallback at once (docs/ratelimit.md).
+  const breaker =
+    redis &&
+    createCircuitBreaker({
+      name: "Redis",
+      probe: () => redis.ping(),
+      logger,
+      ...(options.onRedisBreakerStateChange ? { onStateChange: options.onRedisBreakerStateChange } : {}),
+    });
+  // A reconnected client is proof enough that Redis is back (the probe is for a connection that hangs).
+  redis?.on("ready", () => breaker?.reset("connection ready"));
   const memoryNonces = createMemoryNonceStore({});
   const nonceStore = redis
     ? createRedisNonceStore({
@@ -73,6 +84,7 @@ export function createApp(options: AppOptions): App {
         fallback: memoryNonces,
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(breaker ? { breaker } : {}),
       })
     : memoryNonces;
   const limiter = redis
@@ -81,6 +93,7 @@ export function createApp(options: AppOptions): App {
         fallback: createMemoryLimiter({ source: "fallback" }),
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(breaker ? { breaker } : {}),
       })
     : createMemoryLimiter({});
   const chatLimiter = createChatLimiter({
@@ -118,20 +131,33 @@ export function createApp(options: AppOptions): App {
   };
 
   // Interceptor order, outermost first: the one place errors become wire errors (and are recorded for the
-  // access line); auth guards the handlers. REST calls and the gRPC fast path run the same list.
+  // access line); auth guards the handlers; the concurrency bound counts the caller auth found. REST calls
+  // and the gRPC fast path run the same list.
+  const auth = createAuth({
+    secrets: () => secrets.current(),
+    jwt: {
+      issuer: config.jwt.issuer,
+      audience: config.jwt.audience,
+      clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+      maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
+    },
+    hmac: {
+      windowSeconds: config.hmacWindowSeconds,
+      nonceStore,
+      requireNonce: config.hmacRequireNonce,
+    },
+    publicServices: defaultPublicServices,
+    logger,
+  });
   const interceptors = [
     createWireErrorInterceptor(),
-    createAuthInterceptor({
-      secrets: () => secrets.current(),
-      jwt: {
-        issuer: config.jwt.issuer,
-        audience: config.jwt.audience,
-        clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-        maxTokenAgeSeconds: config.jwt.maxAgeSeconds,
+    auth.interceptor,
+    createConcurrencyInterceptor({
+      maxPerCaller: config.maxConcurrentCallsPerCaller,
+      caller: (values) => {
+        const principal = values.get(principalKey);
+        return principal && `${principal.kind}:${principal.id}`;
       },
-      hmac: { windowSeconds: config.hmacWindowSeconds, nonceStore },
-      publicServices: defaultPublicServices,
-      logger,
     }),
   ];
 
@@ -144,6 +170,8 @@ export function createApp(options: AppOptions): App {
   const dispatch = createDispatch({
     connectOptions,
     logger,
+    // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
+    precheck: auth.precheck,
     routes(router) {
       router.service(ChatService, chat);
       registerHealth(router, {
@@ -169,7 +197,14 @@ export function createApp(options: AppOptions): App {
     dispatch,
     cutSignal: shutdown.signal,
   });
-  const server = createOnePortServer({ handler: edge, logger, idleTimeoutMs: config.idleTimeoutMs });
+  const server = createOnePortServer({
+    handler: edge,
+    logger,
+    idleTimeoutMs: config.idleTimeoutMs,
+    // The whole request must arrive within the body deadline (408 otherwise); headers within 10 s of it.
+    requestTimeoutMs: config.bodyTimeoutMs,
+    headersTimeoutMs: Math.min(10_000, config.bodyTimeoutMs),
+  });
 
   return {
     listen: (port, host) => server.listen(port, host),

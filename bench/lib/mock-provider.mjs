@@ -2,7 +2,8 @@
 // not charged to the process under test. It answers POST .../chat/completions with one fixed body;
 // the path may start with /delay/<ms>/ so that one mock serves both the fast and the slow scenarios
 // (the server reaches it through a product whose base_url carries the prefix, the forwarder by
-// forwarding the path unchanged). A request with "stream": true gets an OpenAI-style SSE answer.
+// forwarding the path unchanged). A request with "stream": true gets an OpenAI-style SSE answer. A path
+// starting with /status/<code>/ answers that status with an OpenAI error body (the soak's upstream errors).
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import { serveForBench } from "./serve.mjs";
@@ -55,6 +56,7 @@ const STREAM_EVENTS = [
 ];
 
 const DELAY_PREFIX = /^\/delay\/(\d+)(\/.*)$/;
+const STATUS_PREFIX = /^\/status\/([1-5]\d\d)\//;
 
 function sendJson(res, status, body) {
   const bytes = Buffer.from(JSON.stringify(body));
@@ -91,6 +93,11 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
+    const failing = STATUS_PREFIX.exec(path);
+    if (failing !== null) {
+      sendJson(res, Number(failing[1]), { error: { message: "mock failure", type: "server_error" } });
+      return;
+    }
     if (req.method !== "POST" || path !== "/v1/chat/completions") {
       sendJson(res, 404, {
         error: { message: `no route ${req.method} ${path}`, type: "invalid_request_error" },

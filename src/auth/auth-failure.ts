@@ -29,6 +29,7 @@ export const authFailureReasons = [
   // HMAC
   "hmac_disabled",
   "malformed_hmac_headers",
+  "missing_nonce",
   "unknown_key_id",
   "timestamp_too_old",
   "timestamp_in_future",

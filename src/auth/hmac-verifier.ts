@@ -15,6 +15,11 @@ export interface HmacVerifierOptions {
   readonly windowSeconds?: number;
   /** Where nonces are remembered for replay protection. */
   readonly nonceStore: NonceStore;
+  /**
+   * Refuse requests without `X-Api-Nonce` (default true). Without a nonce a captured request can be replayed
+   * for the whole timestamp window; false accepts them anyway, which is weaker (docs/auth.md).
+   */
+  readonly requireNonce?: boolean;
   /** Clock in ms since the epoch; Date.now by default. */
   readonly now?: () => number;
 }
@@ -32,6 +37,12 @@ export interface HmacVerifier {
     request: RequestParts,
     keys: ReadonlyMap<string, HmacKey> | undefined,
   ): Promise<Principal & { kind: "hmac" }>;
+  /**
+   * The checks that need no body (header formats, the nonce's presence, the timestamp window, a known key
+   * id), so a request that fails them is refused before its body is read. Throws the AuthFailure
+   * `verify` would throw.
+   */
+  precheck(headers: Pick<Headers, "get">, keys: ReadonlyMap<string, HmacKey> | undefined): void;
 }
 
 /** Creates an HMAC verifier. Throws on invalid options, naming the option. */
@@ -41,35 +52,48 @@ export function createHmacVerifier(options: HmacVerifierOptions): HmacVerifier {
     throw new Error("hmac.windowSeconds must be an integer between 1 and 3600");
   }
   const { nonceStore } = options;
+  const requireNonce = options.requireNonce ?? true;
   const now = options.now ?? Date.now;
 
+  /** The checks that need no body; returns what the signature check needs. */
+  const checkHeaders = (headers: Pick<Headers, "get">, keys: ReadonlyMap<string, HmacKey> | undefined) => {
+    if (keys === undefined) throw new AuthFailure("hmac_disabled");
+    const keyId = headers.get(hmacHeaders.keyId) ?? "";
+    const timestamp = headers.get(hmacHeaders.timestamp) ?? "";
+    const signature = headers.get(hmacHeaders.signature) ?? "";
+    const nonce = headers.get(hmacHeaders.nonce);
+    if (!keyIdPattern.test(keyId))
+      throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.keyId });
+    if (!timestampPattern.test(timestamp)) {
+      throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.timestamp, keyId });
+    }
+    if (!signaturePattern.test(signature)) {
+      throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.signature, keyId });
+    }
+    if (nonce === null && requireNonce) {
+      throw new AuthFailure("missing_nonce", { header: hmacHeaders.nonce, keyId });
+    }
+    if (nonce !== null && !noncePattern.test(nonce)) {
+      throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.nonce, keyId });
+    }
+
+    const skew = Number(timestamp) - Math.floor(now() / 1000);
+    if (skew < -windowSeconds)
+      throw new AuthFailure("timestamp_too_old", { keyId, skewSeconds: String(skew) });
+    if (skew > windowSeconds)
+      throw new AuthFailure("timestamp_in_future", { keyId, skewSeconds: String(skew) });
+
+    const key = keys.get(keyId);
+    if (key === undefined) throw new AuthFailure("unknown_key_id", { keyId });
+    return { keyId, timestamp, signature, nonce, key };
+  };
+
   return {
+    precheck(headers, keys) {
+      checkHeaders(headers, keys);
+    },
     async verify(headers, request, keys) {
-      if (keys === undefined) throw new AuthFailure("hmac_disabled");
-      const keyId = headers.get(hmacHeaders.keyId) ?? "";
-      const timestamp = headers.get(hmacHeaders.timestamp) ?? "";
-      const signature = headers.get(hmacHeaders.signature) ?? "";
-      const nonce = headers.get(hmacHeaders.nonce);
-      if (!keyIdPattern.test(keyId))
-        throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.keyId });
-      if (!timestampPattern.test(timestamp)) {
-        throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.timestamp, keyId });
-      }
-      if (!signaturePattern.test(signature)) {
-        throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.signature, keyId });
-      }
-      if (nonce !== null && !noncePattern.test(nonce)) {
-        throw new AuthFailure("malformed_hmac_headers", { header: hmacHeaders.nonce, keyId });
-      }
-
-      const skew = Number(timestamp) - Math.floor(now() / 1000);
-      if (skew < -windowSeconds)
-        throw new AuthFailure("timestamp_too_old", { keyId, skewSeconds: String(skew) });
-      if (skew > windowSeconds)
-        throw new AuthFailure("timestamp_in_future", { keyId, skewSeconds: String(skew) });
-
-      const key = keys.get(keyId);
-      if (key === undefined) throw new AuthFailure("unknown_key_id", { keyId });
+      const { keyId, timestamp, signature, nonce, key } = checkHeaders(headers, keys);
 
       let expected: string;
       try {

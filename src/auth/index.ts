@@ -5,7 +5,15 @@ export {
   type Principal,
   type ProductGrant,
 } from "./principal.js";
-export { createAuthInterceptor, defaultPublicServices, type AuthInterceptorOptions } from "./interceptor.js";
+export {
+  createAuth,
+  createAuthInterceptor,
+  defaultPublicServices,
+  type Auth,
+  type AuthInterceptorOptions,
+  type CredentialHeaders,
+} from "./interceptor.js";
+export { repeatedCredentialHeader } from "./credential-headers.js";
 export { createMemoryNonceStore, type MemoryNonceStoreOptions } from "./memory-nonce-store.js";
 export {
   signRequest,

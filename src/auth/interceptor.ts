@@ -5,7 +5,9 @@ import type { NonceStore } from "../lib/nonce-store.js";
 import { httpRequestInfoKey } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import type { Secrets } from "../secrets/types.js";
+import { exchangeKey } from "../edge/exchange.js";
 import { AuthFailure } from "./auth-failure.js";
+import { repeatedCredentialHeader } from "./credential-headers.js";
 import { hmacHeaders, sha256Hex } from "./hmac-signing.js";
 import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
 import { createJwtVerifier } from "./jwt-verifier.js";
@@ -36,6 +38,8 @@ export interface AuthInterceptorOptions {
     /** Accepted timestamp distance in seconds (default 300). */
     readonly windowSeconds: number;
     readonly nonceStore: NonceStore;
+    /** Refuse signed requests without a nonce (default true; false is weaker, see docs/auth.md). */
+    readonly requireNonce?: boolean;
   };
   /** Fully qualified service names that need no credentials; usually `defaultPublicServices`. */
   readonly publicServices: readonly string[];
@@ -49,12 +53,46 @@ type AnyRequest = UnaryRequest | StreamRequest;
 /**
  * The one authentication step for gRPC, Connect and REST (the REST transcoder calls through the same
  * chain). Requests to `publicServices` pass untouched. Every other call must carry exactly one of
- * `Authorization: Bearer <jwt>` or the HMAC headers; the caller is then set in `principalKey`. Any failure
- * is 401 / UNAUTHENTICATED `Unauthorized` with nothing more, and one WARNING log line with a stable
+ * `Authorization: Bearer <jwt>` or the HMAC headers; the caller is then set in `principalKey`. Both at
+ * once, or a credential header sent twice (seen in the exchange's raw headers), is 400 / INVALID_ARGUMENT
+ * naming the ambiguity: which credential would win is a guess the server must not make. Any other failure
+ * is 401 / UNAUTHENTICATED `Unauthorized` with nothing more. Both log one WARNING line with a stable
  * `reason` (never a token, secret or signature). No secrets loaded yet is 503 `Service not ready`.
  * `X-Serverless-Authorization` (Cloud Run IAM) is never read.
  */
 export function createAuthInterceptor(options: AuthInterceptorOptions): Interceptor {
+  return createAuth(options).interceptor;
+}
+
+/** The request headers authentication reads (a fetch `Headers` fits). */
+export interface CredentialHeaders {
+  get(name: string): string | null;
+  has(name: string): boolean;
+}
+
+export interface Auth {
+  /** The interceptor of {@link createAuthInterceptor}. */
+  readonly interceptor: Interceptor;
+  /**
+   * What can be decided before the request body is read (issue 18: no unauthenticated request may cost a
+   * JSON or protobuf parse): the credential headers present and unambiguous, a JWT verified (the
+   * interceptor's own check then hits the verifier's cache), the HMAC headers well-formed, in the window
+   * and of a known key. Throws the AppError the interceptor would turn into the answer (401, or 400 for
+   * ambiguous credentials), after the same log line; resolves when the call may go on to be read. Public
+   * services and a server without secrets yet pass (the interceptor answers those).
+   */
+  readonly precheck: (
+    service: string,
+    method: string,
+    headers: CredentialHeaders,
+    rawHeaders: readonly string[],
+  ) => Promise<void>;
+}
+
+type Credentials = { readonly kind: "jwt"; readonly token: string } | { readonly kind: "hmac" };
+
+/** The auth interceptor and its body-free precheck, sharing one JWT verifier (and its cache). */
+export function createAuth(options: AuthInterceptorOptions): Auth {
   const now = options.now ?? Date.now;
   const jwt = createJwtVerifier({
     issuer: options.jwt.issuer,
@@ -66,28 +104,57 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
   const hmac = createHmacVerifier({
     windowSeconds: options.hmac.windowSeconds,
     nonceStore: options.hmac.nonceStore,
+    ...(options.hmac.requireNonce === undefined ? {} : { requireNonce: options.hmac.requireNonce }),
     now,
   });
   const publicServices = new Set(options.publicServices);
   const { logger } = options;
 
-  const authenticate = async (req: AnyRequest, secrets: Secrets): Promise<[Principal, AnyRequest]> => {
-    const authorization = req.header.get("authorization");
-    const hasHmac = req.header.has(hmacHeaders.signature) || req.header.has(hmacHeaders.keyId);
-    if (authorization !== null && hasHmac) throw new AuthFailure("ambiguous_credentials");
+  /** Which credentials the request carries; throws AuthFailure for none, both, repeated or unsupported. */
+  const credentialsOf = (
+    headers: CredentialHeaders,
+    rawHeaders: readonly string[] | undefined,
+  ): Credentials => {
+    const repeated = rawHeaders && repeatedCredentialHeader(rawHeaders);
+    if (repeated !== undefined) throw new AuthFailure("ambiguous_credentials", { header: repeated });
+    const authorization = headers.get("authorization");
+    const hasHmac = headers.has(hmacHeaders.signature) || headers.has(hmacHeaders.keyId);
+    if (authorization !== null && hasHmac) {
+      throw new AuthFailure("ambiguous_credentials", { header: "authorization+hmac" });
+    }
     if (authorization !== null) {
       const match = /^Bearer +([^ ]+) *$/i.exec(authorization);
       if (match?.[1] === undefined) throw new AuthFailure("unsupported_scheme");
-      return [await jwt.verify(match[1], secrets.jwtKeys), req];
+      return { kind: "jwt", token: match[1] };
     }
-    if (hasHmac) {
-      const [parts, forwarded] = await requestParts(req);
-      return [await hmac.verify(req.header, parts, secrets.hmacKeys), forwarded];
-    }
+    if (hasHmac) return { kind: "hmac" };
     throw new AuthFailure("missing_credentials");
   };
 
-  return (next) => async (req) => {
+  /** Logs a failed authentication once and returns what to throw (an AppError for a verdict on the caller). */
+  const refusal = (err: unknown, procedure: string): unknown => {
+    if (err instanceof AuthFailure) {
+      logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+      if (err.reason === "ambiguous_credentials") {
+        return new AppError("invalid_argument", { message: ambiguity(err), cause: err });
+      }
+      return new AppError("unauthenticated", { cause: err });
+    }
+    // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
+    logger.error({ err, procedure }, "Authentication could not be completed");
+    return err;
+  };
+
+  const authenticate = async (req: AnyRequest, secrets: Secrets): Promise<[Principal, AnyRequest]> => {
+    // The exchange (set by every dispatch path) carries the raw request; in-process callers have none.
+    const exchange = req.contextValues.get(exchangeKey);
+    const credentials = credentialsOf(req.header, exchange?.req.rawHeaders);
+    if (credentials.kind === "jwt") return [await jwt.verify(credentials.token, secrets.jwtKeys), req];
+    const [parts, forwarded] = await requestParts(req);
+    return [await hmac.verify(req.header, parts, secrets.hmacKeys), forwarded];
+  };
+
+  const interceptor: Interceptor = (next) => async (req) => {
     if (publicServices.has(req.service.typeName)) return next(req);
     const secrets = options.secrets();
     if (secrets === undefined) throw toConnectError(new AppError("not_ready"));
@@ -96,18 +163,35 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
     try {
       [principal, forwarded] = await authenticate(req, secrets);
     } catch (err) {
-      const procedure = `/${req.service.typeName}/${req.method.name}`;
-      if (err instanceof AuthFailure) {
-        logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
-        throw toConnectError(new AppError("unauthenticated", { cause: err }));
-      }
-      // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
-      logger.error({ err, procedure }, "Authentication could not be completed");
-      throw toConnectError(err);
+      throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`));
     }
     req.contextValues.set(principalKey, principal);
     return next(forwarded);
   };
+
+  return {
+    interceptor,
+    async precheck(service, method, headers, rawHeaders) {
+      if (publicServices.has(service)) return;
+      const secrets = options.secrets();
+      if (secrets === undefined) return;
+      try {
+        const credentials = credentialsOf(headers, rawHeaders);
+        if (credentials.kind === "jwt") await jwt.verify(credentials.token, secrets.jwtKeys);
+        else hmac.precheck(headers, secrets.hmacKeys);
+      } catch (err) {
+        throw refusal(err, `/${service}/${method}`);
+      }
+    },
+  };
+}
+
+/** The 400 message for an ambiguous_credentials failure: which ambiguity, never a value. */
+function ambiguity(err: AuthFailure): string {
+  const header = err.detail["header"];
+  return header === "authorization+hmac"
+    ? "Ambiguous credentials (both an Authorization header and HMAC headers are sent)"
+    : `Ambiguous credentials (the ${header ?? "credential"} header is sent more than once)`;
 }
 
 /**

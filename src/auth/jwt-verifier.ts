@@ -16,6 +16,13 @@ export const allowedJwtAlgorithms = ["RS256", "PS256", "ES256", "EdDSA"] as cons
 /** Tokens longer than this are refused before any parsing. */
 export const maxJwtLength = 8 * 1024;
 
+/**
+ * A compact JWS is three base64url segments (the last empty for `alg: none`, refused later with its own
+ * reason). Checked before jose, whose base64 decoding skips characters
+ * outside the alphabet: without it, `abc.def.g h` would verify as `abc.def.gh` (found by the fuzz suite).
+ */
+const compactPattern = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 /** A `kid` must look like an identifier: no path, URL or control characters. */
 const kidPattern = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -106,6 +113,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     async verify(token, keys) {
       if (keys === undefined) throw new AuthFailure("jwt_disabled");
       if (token.length > maxJwtLength) throw new AuthFailure("token_too_large");
+      if (!compactPattern.test(token)) throw new AuthFailure("malformed_token");
       const cached = fromCache(token, keys);
       if (cached !== undefined) return cached;
 

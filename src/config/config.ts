@@ -87,6 +87,22 @@ export interface Config {
   };
   /** `API_KEY_SERVER_HMAC_WINDOW_SECONDS` (default 300): allowed clock skew of a signed request. */
   readonly hmacWindowSeconds: number;
+  /**
+   * `API_KEY_SERVER_HMAC_REQUIRE_NONCE` (default true): signed requests without `X-Api-Nonce` are refused.
+   * false accepts them, and such a request can then be replayed within the timestamp window.
+   */
+  readonly hmacRequireNonce: boolean;
+  /**
+   * `API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER` (default 100): calls and streams one caller may have
+   * open at once; one more is refused with 429.
+   */
+  readonly maxConcurrentCallsPerCaller: number;
+  /**
+   * `API_KEY_SERVER_BODY_TIMEOUT_SECONDS` (default 30) in milliseconds: a request whose headers and body
+   * have not all arrived by then is answered 408 (gRPC: DEADLINE_EXCEEDED), so a slow sender cannot hold a
+   * call (and its memory) open for Node's 300 s.
+   */
+  readonly bodyTimeoutMs: number;
   /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
   readonly maxBodyBytes: number;
   /** `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins; default none). */
@@ -144,7 +160,10 @@ const knownVariables = [
   "API_KEY_SERVER_JWT_CLOCK_TOLERANCE_SECONDS",
   "API_KEY_SERVER_JWT_MAX_AGE_SECONDS",
   "API_KEY_SERVER_HMAC_WINDOW_SECONDS",
+  "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
   "API_KEY_SERVER_MAX_BODY_BYTES",
+  "API_KEY_SERVER_BODY_TIMEOUT_SECONDS",
+  "API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER",
   "API_KEY_SERVER_CORS_ORIGINS",
   "API_KEY_SERVER_LOG_LEVEL",
   "API_KEY_SERVER_METRICS_PORT",
@@ -229,7 +248,13 @@ export function loadConfig(env: Env): Config {
       maxAgeSeconds: int("API_KEY_SERVER_JWT_MAX_AGE_SECONDS", 86_400, 1),
     },
     hmacWindowSeconds: int("API_KEY_SERVER_HMAC_WINDOW_SECONDS", 300, 1),
+    hmacRequireNonce: readBoolean(
+      read("API_KEY_SERVER_HMAC_REQUIRE_NONCE") ?? "true",
+      "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
+    ),
     maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1),
+    bodyTimeoutMs: int("API_KEY_SERVER_BODY_TIMEOUT_SECONDS", 30, 1, 300) * 1000,
+    maxConcurrentCallsPerCaller: int("API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER", 100, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
     logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
     metricsPort: port("API_KEY_SERVER_METRICS_PORT"),

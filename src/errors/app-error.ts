@@ -26,6 +26,12 @@ export const errorTable = {
     message: "Content-Type must be application/json",
   },
   rate_limited: { code: Code.ResourceExhausted, http: 429, message: "Rate limit exceeded" },
+  /** One caller has too many calls open at once; the AppError's message names the limit. */
+  too_many_concurrent_calls: {
+    code: Code.ResourceExhausted,
+    http: 429,
+    message: "Too many concurrent calls",
+  },
   upstream_error: { code: Code.Unavailable, http: 502, message: "Upstream service error" },
   /** The provider rejected the request itself; the AppError's message is the provider's, scrubbed. */
   upstream_rejected: { code: Code.InvalidArgument, http: 400, message: "Upstream rejected the request" },
@@ -40,7 +46,7 @@ export type AppErrorCode = keyof typeof errorTable;
 export const errorDomain = "api-key-server";
 
 export interface AppErrorOptions {
-  /** Public message; defaults to the table's. Only for codes whose message varies (invalid_argument, upstream_rejected). */
+  /** Public message; defaults to the table's. Only for codes whose message varies (invalid_argument, upstream_rejected, too_many_concurrent_calls). */
   readonly message?: string;
   /** For the log only; never sent to the caller. */
   readonly cause?: unknown;

@@ -13,6 +13,7 @@ import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AppError, scrubSecrets } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
+import type { Auth } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
@@ -47,6 +48,11 @@ export interface RestHandlerOptions {
   readonly logger?: Logger;
   /** Extra context values per request, like connectNodeAdapter's option of the same name. */
   readonly contextValues?: (req: NodeServerRequest) => ContextValues;
+  /**
+   * Auth's body-free checks (see `Auth.precheck`), run before the request body is parsed, so that no
+   * unauthenticated request costs a parse. None by default.
+   */
+  readonly precheck?: Auth["precheck"];
 }
 
 /** The innermost edge handler for REST requests (the dispatcher's last resort: it answers 404 itself). */
@@ -224,6 +230,12 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     const { req } = exchange;
     const body = await readRestBody(req, maxBodyBytes);
     if (body === undefined) throw new AppError("request_too_large");
+    // Read (size-limited) but not parsed: no unauthenticated request costs a JSON parse.
+    const headers = {
+      get: (name: string) => headerValue(req.headers[name]) ?? null,
+      has: (name: string) => name in req.headers,
+    };
+    await options.precheck?.(spec.method.parent.typeName, spec.method.name, headers, req.rawHeaders);
     const built = requestJson(
       route,
       pathValues,

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import type { CircuitBreaker } from "../lib/circuit-breaker.js";
 import type { Logger } from "../log/index.js";
 import { createFailureReporter } from "./failure-reporter.js";
 import { assertValid, type GcraMode } from "./gcra.js";
@@ -17,6 +18,11 @@ export interface RedisLimiterOptions {
   readonly logIntervalMs?: number;
   /** Called once per call served by the fallback (a metrics counter). */
   readonly onFallback?: () => void;
+  /**
+   * Guards every Redis command: while it is open, calls go to `fallback` at once instead of each waiting
+   * for the command timeout (share one with the nonce store: it is the same Redis). None by default.
+   */
+  readonly breaker?: CircuitBreaker;
   /** Clock for the log interval only; decisions use Redis server time. Default `Date.now`. */
   readonly now?: () => number;
 }
@@ -28,7 +34,7 @@ export interface RedisLimiterOptions {
  * Redis is a result (allowed=false), never confused with a store error.
  */
 export function createRedisLimiter(options: RedisLimiterOptions): RateLimiter {
-  const { client, fallback, logger } = options;
+  const { client, fallback, logger, breaker } = options;
   const keyPrefix = options.keyPrefix ?? "";
   const logIntervalMs = options.logIntervalMs ?? 60_000;
   if (!Number.isFinite(logIntervalMs) || logIntervalMs < 0) {
@@ -61,14 +67,13 @@ export function createRedisLimiter(options: RedisLimiterOptions): RateLimiter {
   ): Promise<RateLimitResult> {
     assertValid(policy, cost);
     try {
-      // Not connected: fail over at once instead of waiting for a command to fail.
-      if (client.status !== "ready") throw new Error(`Redis connection is ${client.status}`);
-      const reply = await evalGcra(keyPrefix + key, [
-        String(policy.limit),
-        String(policy.windowMs),
-        String(cost),
-        mode,
-      ]);
+      const args = [String(policy.limit), String(policy.windowMs), String(cost), mode];
+      const command = () => {
+        // Not connected: fail over at once instead of waiting for a command to fail.
+        if (client.status !== "ready") throw new Error(`Redis connection is ${client.status}`);
+        return evalGcra(keyPrefix + key, args);
+      };
+      const reply = await (breaker === undefined ? command() : breaker.run(command));
       const result = parseReply(reply, policy);
       reporter.succeeded();
       return result;

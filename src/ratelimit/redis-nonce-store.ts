@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import type { CircuitBreaker } from "../lib/circuit-breaker.js";
 import type { NonceStore } from "../lib/nonce-store.js";
 import type { Logger } from "../log/index.js";
 import { createFailureReporter } from "./failure-reporter.js";
@@ -15,6 +16,8 @@ export interface RedisNonceStoreOptions {
   readonly logIntervalMs?: number;
   /** Called once per call answered by the fallback (a metrics counter). */
   readonly onFallback?: () => void;
+  /** Guards every Redis command, as the limiter's option of the same name (share one breaker). */
+  readonly breaker?: CircuitBreaker;
   /** Clock for the log interval (default `Date.now`). */
   readonly now?: () => number;
 }
@@ -25,7 +28,7 @@ export interface RedisNonceStoreOptions {
  * (replays are then caught per instance only), the failure is logged once per interval and counted.
  */
 export function createRedisNonceStore(options: RedisNonceStoreOptions): NonceStore {
-  const { client, fallback } = options;
+  const { client, fallback, breaker } = options;
   const keyPrefix = options.keyPrefix ?? "";
   const reporter = createFailureReporter({
     logger: options.logger,
@@ -40,9 +43,12 @@ export function createRedisNonceStore(options: RedisNonceStoreOptions): NonceSto
         throw new TypeError(`nonce ttlMs must be a positive integer, got ${String(ttlMs)}`);
       }
       try {
-        if (client.status !== "ready") throw new Error(`Redis connection is ${client.status}`);
         const key = `${keyPrefix}nonce:${encodeURIComponent(keyId)}:${encodeURIComponent(nonce)}`;
-        const reply = await client.set(key, "1", "PX", ttlMs, "NX");
+        const command = async () => {
+          if (client.status !== "ready") throw new Error(`Redis connection is ${client.status}`);
+          return client.set(key, "1", "PX", ttlMs, "NX");
+        };
+        const reply = await (breaker === undefined ? command() : breaker.run(command));
         reporter.succeeded();
         return reply === "OK";
       } catch (err) {

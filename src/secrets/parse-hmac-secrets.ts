@@ -36,5 +36,8 @@ export function parseHmacSecrets(text: string): ReadonlyMap<string, HmacKey> {
       entry.products === "*" ? "*" : Object.freeze(expectStringList(entry.products, productsPath));
     keys.set(keyId, Object.freeze({ keyId, secret: new TextEncoder().encode(secret), products }));
   }
+  // An empty set would refuse every HMAC caller: one bad push, a full outage. HMAC is turned off by
+  // deleting the secret (docs/auth.md), so an empty one is a mistake, and the last good version stays.
+  if (keys.size === 0) fail("$", "no keys (to turn HMAC off, delete the secret instead)");
   return keys;
 }

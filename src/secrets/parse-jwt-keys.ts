@@ -32,6 +32,11 @@ export async function parseJwtKeys(text: string): Promise<JSONWebKeySet> {
   const entries = Array.isArray(root)
     ? await Promise.all(root.map((entry: unknown, i) => fromPemEntry(entry, childPath("$", i))))
     : await fromJwks(root);
+  // An empty set would refuse every JWT caller: one bad push, a full outage. JWT is turned off by deleting
+  // the secret (docs/auth.md), so an empty one is a mistake, and the last good version stays.
+  if (entries.length === 0) {
+    fail(Array.isArray(root) ? "$" : "$.keys", "no keys (to turn JWT off, delete the secret instead)");
+  }
   const seen = new Set<string>();
   entries.forEach((jwk, i) => {
     const kid = jwk.kid ?? "";

@@ -5,18 +5,30 @@ import {
   createContextValues,
   type ConnectRouter,
   type ConnectRouterOptions,
+  type ContextValues,
 } from "@connectrpc/connect";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { endStreamFlag, endStreamFromJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
+import {
+  codeToHttpStatus,
+  endStreamFlag,
+  endStreamFromJson,
+  endStreamToJson,
+  errorFromJsonBytes,
+  errorToJsonBytes,
+} from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import type { Auth } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
+import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
 
 export interface ConnectDispatchOptions extends ConnectRouterOptions {
   readonly readMaxBytes: number;
@@ -24,6 +36,11 @@ export interface ConnectDispatchOptions extends ConnectRouterOptions {
   /** Registers the services, as connectNodeAdapter's option of the same name. */
   readonly routes: (router: ConnectRouter) => void;
   readonly logger: Logger;
+  /**
+   * Auth's body-free checks (see `Auth.precheck`), run before the request body is parsed, so that no
+   * unauthenticated request costs a parse. None by default.
+   */
+  readonly precheck?: Auth["precheck"];
 }
 
 /** Takes the request when its path is an RPC of the router, and says so; the caller hands the rest on. */
@@ -87,7 +104,16 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
       body = limitBytes(body, readMaxBytes, tooLarge);
     }
 
+    const { precheck } = options;
+    // Only calls with one request message: a bidi or client stream's body does not end before the answer.
+    const single = handler.method.methodKind === "unary" || handler.method.methodKind === "server_streaming";
+    if (precheck !== undefined && single) {
+      const check = () =>
+        precheck(handler.service.typeName, handler.method.name, uReq.header, req.rawHeaders);
+      body = afterCheck(body, check, contextValues);
+    }
     handler({ ...uReq, body })
+      .then((uRes) => answerMalformed(uRes, contextValues))
       .then((uRes) => universalResponseToNodeResponse(observe(exchange, uRes), res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
@@ -119,6 +145,102 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
  * trailers. gRPC-Web and Connect streams: records a failed status from the trailer frame or the
  * end-of-stream message (each body chunk connect yields is one whole envelope).
  */
+/**
+ * Connect answers a request message that is not valid protobuf binary with INTERNAL (see
+ * malformed-message.ts); this turns that answer into our INVALID_ARGUMENT `Malformed request message`
+ * in each protocol's form — the same bytes the gRPC fast path sends — and records it for the access line.
+ */
+async function answerMalformed(
+  uRes: UniversalServerResponse,
+  values: ContextValues,
+): Promise<UniversalServerResponse> {
+  const error = () => failCall(values, malformedMessage(undefined));
+  // Connect unary: the error is the JSON body of a 500 (a few bytes: read before the status goes out).
+  if (uRes.status === 500 && uRes.body !== undefined) {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of uRes.body) chunks.push(chunk);
+    const bytes = Buffer.concat(chunks);
+    let parsed: ConnectError | undefined;
+    try {
+      parsed = errorFromJsonBytes(bytes, undefined, new ConnectError("", Code.Internal));
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || !isConnectParseFailure(parsed.code, parsed.rawMessage)) {
+      return { ...uRes, body: createAsyncIterable([bytes]) };
+    }
+    const err = error();
+    const json = errorToJsonBytes(err, {});
+    const header = new Headers(uRes.header);
+    if (header.has("content-length")) header.set("content-length", String(json.byteLength));
+    return { ...uRes, status: codeToHttpStatus(err.code), header, body: createAsyncIterable([json]) };
+  }
+  const body = uRes.body;
+  const trailer = uRes.trailer;
+  // gRPC: the status in the trailers, once the body (if any) is done.
+  const fixTrailer = () => {
+    const status = Number(trailer?.get("grpc-status"));
+    if (
+      trailer === undefined ||
+      !isConnectParseFailure(status, decodeURIComponent(trailer.get("grpc-message") ?? ""))
+    )
+      return;
+    trailer.delete("grpc-message");
+    setTrailerStatus(trailer, error());
+  };
+  if (body === undefined) {
+    fixTrailer();
+    return uRes;
+  }
+  return {
+    ...uRes,
+    body: (async function* () {
+      for await (const chunk of body) {
+        const flags = chunk.byteLength >= 5 ? (chunk[0] ?? 0) : 0;
+        // gRPC-Web: the trailer frame.
+        if ((flags & trailerFlag) === trailerFlag) {
+          const parsed = trailerParse(chunk.subarray(5));
+          if (
+            isConnectParseFailure(
+              Number(parsed.get("grpc-status")),
+              decodeURIComponent(parsed.get("grpc-message") ?? ""),
+            )
+          ) {
+            const fresh = new Headers();
+            setTrailerStatus(fresh, error());
+            yield envelopeOf(trailerFlag, trailerSerialize(fresh));
+            continue;
+          }
+        }
+        // Connect streaming: the end-of-stream message.
+        if ((flags & endStreamFlag) === endStreamFlag && (flags & trailerFlag) !== trailerFlag) {
+          let end;
+          try {
+            end = endStreamFromJson(chunk.subarray(5));
+          } catch {
+            end = undefined;
+          }
+          if (end?.error !== undefined && isConnectParseFailure(end.error.code, end.error.rawMessage)) {
+            const json = new TextEncoder().encode(JSON.stringify(endStreamToJson(end.metadata, error(), {})));
+            yield envelopeOf(endStreamFlag, json);
+            continue;
+          }
+        }
+        yield chunk;
+      }
+      fixTrailer();
+    })(),
+  };
+}
+
+function envelopeOf(flags: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, 5);
+  return out;
+}
+
 function observe(exchange: Exchange, uRes: UniversalServerResponse): UniversalServerResponse {
   if (exchange.protocol === "connect" && uRes.status === 429 && isTooLarge(exchange.error)) {
     return { ...uRes, status: 413 };
@@ -171,6 +293,26 @@ function endStreamCode(envelope: Uint8Array): Code | undefined {
 
 function isTooLarge(error: ConnectError | undefined): boolean {
   return error?.cause instanceof AppError && error.cause.code === "request_too_large";
+}
+
+/**
+ * The body, ending only once `check` has passed: connect parses a message when its bytes are complete,
+ * so authentication's body-free checks run after the (size-limited) read and before the parse, and a
+ * refusal fails the call with its own code in every protocol. The size limit keeps its precedence.
+ */
+async function* afterCheck(
+  body: AsyncIterable<Uint8Array>,
+  check: () => Promise<void>,
+  values: ContextValues,
+): AsyncGenerator<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  try {
+    await check();
+  } catch (err) {
+    throw failCall(values, err);
+  }
+  yield* chunks;
 }
 
 /** The body, failing with `tooLarge()` before the byte past `maxBytes` reaches connect. */

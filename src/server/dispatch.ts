@@ -1,5 +1,6 @@
 import type { ConnectRouter, ServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { Auth } from "../auth/index.js";
 import type { EdgeHandler } from "../edge/exchange.js";
 import { createRestHandler, recordServices } from "../http/index.js";
 import type { Logger } from "../log/index.js";
@@ -13,6 +14,11 @@ export interface DispatchOptions {
   /** Registers the services, as connectNodeAdapter's option of the same name. */
   readonly routes: (router: ConnectRouter) => void;
   readonly logger: Logger;
+  /**
+   * Auth's body-free checks (see `Auth.precheck`), run by every path after the size-limited read and
+   * before the body is parsed, so that no unauthenticated request costs a parse. None by default.
+   */
+  readonly precheck?: Auth["precheck"];
 }
 
 /**
@@ -26,6 +32,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
   const interceptors = connectOptions.interceptors ?? [];
   const shutdown =
     connectOptions.shutdownSignal === undefined ? {} : { shutdownSignal: connectOptions.shutdownSignal };
+  const precheck = options.precheck === undefined ? {} : { precheck: options.precheck };
   // Every service registered on the router is recorded for the REST transcoder and the fast path, which
   // invoke the same implementations in-process.
   const services: ServiceImplSpec[] = [];
@@ -35,6 +42,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
     ...connectOptions,
     acceptCompression,
     logger,
+    ...precheck,
     routes: (router) => options.routes(recordServices(router, services)),
   });
   const rest = createRestHandler({
@@ -44,6 +52,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
     maxTimeoutMs: connectOptions.maxTimeoutMs,
     ...shutdown,
     logger,
+    ...precheck,
   });
   const grpcUnary = createGrpcUnaryHandler({
     services,
@@ -53,6 +62,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
     maxTimeoutMs: connectOptions.maxTimeoutMs,
     acceptCompression,
     ...shutdown,
+    ...precheck,
   });
   return (exchange) => {
     if (grpcUnary(exchange) || connect(exchange)) return;

@@ -26,8 +26,10 @@ export interface OnePortServerOptions {
    */
   readonly headersTimeoutMs?: number;
   /**
-   * Time for an HTTP/1.1 client to send its whole request (headers and body). Default 300 000 ms, Cloud
-   * Run's request timeout; 0 disables it.
+   * Time for a client to send its whole request (headers and body): a body still incomplete after it is
+   * answered 408 `Request Timeout` (gRPC: DEADLINE_EXCEEDED), so a slow sender cannot hold a call open.
+   * HTTP/1.1 uses Node's own `requestTimeout`; HTTP/2 a timer per stream. Default 300 000 ms, Cloud Run's
+   * request timeout; 0 disables it.
    */
   readonly requestTimeoutMs?: number;
   /**
@@ -109,6 +111,12 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       // Once shutting down, no request may keep a keep-alive connection open after its answer.
       if (closing) res.shouldKeepAlive = false;
       res.once("close", () => {
+        // When the client went away first, the socket's own "close" (which forgets it) has already run:
+        // writing it back would keep every cancelled call's socket and response alive for good (issue 18).
+        if (socket.destroyed) {
+          h1InFlight.delete(socket);
+          return;
+        }
         const left = (h1InFlight.get(socket) ?? 1) - 1;
         h1InFlight.set(socket, left);
         if (closing && left === 0) socket.end();
@@ -128,6 +136,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       // nghttp2 advertises maxHeaderListSize but does not refuse a larger header list: the edge does
       // (src/edge/header-limit.ts), so the answer gets its access line.
       if (isUnaryBody(req.headers["content-type"])) finishUploadAfterEarlyAnswer(req, res, idleTimeoutMs);
+      if (requestTimeoutMs !== 0 && !req.readableEnded) bodyDeadline(req, res, requestTimeoutMs);
       handler(req, res);
     },
   );
@@ -362,3 +371,32 @@ function sendPing(session: http2.Http2Session, queue: PingQueue): void {
 
 /** Most bytes of an unread request body read and dropped after the answer; beyond it the stream is reset. */
 const maxDrainBytes = 16 * 1024 * 1024;
+
+/**
+ * HTTP/2 has no `requestTimeout`: a stream whose body is still incomplete after `ms` is answered as Node
+ * answers HTTP/1.1 (408), or for gRPC with DEADLINE_EXCEEDED in a trailers-only response, and then reset
+ * (NO_ERROR: "stop sending"), which ends the handler's read of the body.
+ */
+function bodyDeadline(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, ms: number): void {
+  const timer = setTimeout(() => {
+    if (req.readableEnded || res.stream.closed) return;
+    if (!res.headersSent) {
+      const contentType = req.headers["content-type"] ?? "";
+      if (contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")) {
+        res.writeHead(200, {
+          "content-type": contentType,
+          "grpc-status": "4",
+          "grpc-message": "Request body not received in time",
+        });
+      } else {
+        res.writeHead(408, { "content-type": "text/plain; charset=utf-8" });
+        res.write("Request Timeout");
+      }
+      res.end();
+    }
+    res.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }, ms);
+  timer.unref();
+  req.once("end", () => clearTimeout(timer));
+  res.once("close", () => clearTimeout(timer));
+}

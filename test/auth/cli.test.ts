@@ -228,7 +228,11 @@ describe("cli sign", () => {
     expect(res.code).toBe(0);
     const headers = headersOf(res.stdout);
     expect(headers.has("x-api-nonce")).toBe(false);
-    const verifier = createHmacVerifier({ nonceStore: createMemoryNonceStore() });
+    const verifier = createHmacVerifier({
+      nonceStore: createMemoryNonceStore(),
+      // Only a server configured with API_KEY_SERVER_HMAC_REQUIRE_NONCE=false accepts this (docs/auth.md).
+      requireNonce: false,
+    });
     const parts = { method: "POST", path: "/v1/chat/product-dev", query: "", bodySha256: sha256Hex("{}") };
     await expect(verifier.verify(headers, parts, keys)).resolves.toMatchObject({ id: "svc-cli" });
   });

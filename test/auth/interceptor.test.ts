@@ -97,6 +97,8 @@ const bearer = (token: string): Credentials => ({
 /** A token with the configured issuer and audience unless the test overrides them. */
 const jwt = (key: TestKey, options: MintOptions = {}): Promise<string> =>
   mintJwt(key, { ...options, claims: { iss: issuer, aud: audience, ...options.claims } });
+const nonce = (): string => base64url(randomBytes(16));
+/** HMAC credentials with a fresh nonce (required by default) unless `extra` says otherwise. */
 const hmac = (
   key: typeof hmacA,
   extra: Partial<Extract<Credentials, { kind: "hmac" }>> = {},
@@ -104,9 +106,9 @@ const hmac = (
   kind: "hmac",
   keyId: key.keyId,
   secret: new TextDecoder().decode(key.secret),
+  nonce: nonce(),
   ...extra,
 });
-const nonce = (): string => base64url(randomBytes(16));
 
 const ok = (caller: string) => ({ status: 200, code: 0, message: caller }) as const;
 const unauthorized = { status: 401, code: Code.Unauthenticated, message: "Unauthorized" } as const;
@@ -144,11 +146,6 @@ const cases: readonly Case[] = [
     expected: ok("jwt:svc-test"),
   },
   { name: "HMAC", credentials: () => hmac(hmacA), expected: ok("hmac:svc-a") },
-  {
-    name: "HMAC with a nonce",
-    credentials: () => hmac(hmacA, { nonce: nonce() }),
-    expected: ok("hmac:svc-a"),
-  },
   {
     name: "HMAC key for all products",
     credentials: () => hmac(hmacAll),
@@ -192,7 +189,12 @@ const cases: readonly Case[] = [
       kind: "headers",
       headers: { authorization: `Bearer ${await jwt(rsa)}`, "x-api-key-id": "svc-a" },
     }),
-    expected: unauthorized,
+    // Not a 401: which credential would count is a guess the server refuses to make (issue 18, item 3).
+    expected: {
+      status: 400,
+      code: Code.InvalidArgument,
+      message: "Ambiguous credentials (both an Authorization header and HMAC headers are sent)",
+    },
     reason: "ambiguous_credentials",
   },
   // JWT attacks
@@ -335,7 +337,7 @@ const cases: readonly Case[] = [
   // HMAC attacks
   {
     name: "HMAC with a wrong secret",
-    credentials: () => ({ kind: "hmac", keyId: "svc-a", secret: "not-the-secret" }),
+    credentials: () => ({ kind: "hmac", keyId: "svc-a", secret: "not-the-secret", nonce: nonce() }),
     expected: unauthorized,
     reason: "bad_signature",
   },
@@ -371,7 +373,12 @@ const cases: readonly Case[] = [
   },
   {
     name: "HMAC unknown key id",
-    credentials: () => ({ kind: "hmac", keyId: "svc-unknown", secret: "secret-a-0123456789" }),
+    credentials: () => ({
+      kind: "hmac",
+      keyId: "svc-unknown",
+      secret: "secret-a-0123456789",
+      nonce: nonce(),
+    }),
     expected: unauthorized,
     reason: "unknown_key_id",
   },
@@ -389,6 +396,13 @@ const cases: readonly Case[] = [
     credentials: () => hmac(hmacA, { nonce: "short" }),
     expected: unauthorized,
     reason: "malformed_hmac_headers",
+  },
+  {
+    // Without a nonce a captured request could be replayed for the whole window (issue 18, item 2).
+    name: "HMAC without a nonce",
+    credentials: () => ({ kind: "hmac", keyId: hmacA.keyId, secret: new TextDecoder().decode(hmacA.secret) }),
+    expected: unauthorized,
+    reason: "missing_nonce",
   },
 ];
 
@@ -519,7 +533,7 @@ describe("REST-only attacks on HMAC (the signature covers the real method, path 
       signed: { method: "GET", path: "/v1/chat/product-other/models", query: "", body: "" },
     },
   ])("refuses $name", async ({ sent, signed }) => {
-    const headers = credentialHeaders({ kind: "hmac", ...key }, signed);
+    const headers = credentialHeaders({ kind: "hmac", ...key, nonce: nonce() }, signed);
     const res = await get(sent, headers);
     expect(res.status).toBe(401);
     expect(await res.json()).toEqual({

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import {
   Code,
@@ -19,6 +20,7 @@ import {
   createAuthInterceptor,
   createMemoryNonceStore,
   defaultPublicServices,
+  hmacHeaders,
   principalKey,
   sha256Hex,
   signRequest,
@@ -106,7 +108,7 @@ describe("HMAC verifier with the REST request of the transcoder", () => {
   const verifier = createHmacVerifier({ nonceStore: createMemoryNonceStore() });
   const sent = { method: "GET", path: "/v1/chat/product-dev/models", query: "limit=2&after=x", body: "" };
   const signed = (overrides: Partial<typeof sent> = {}) =>
-    signRequest({ keyId: "svc-rest", secret, ...sent, ...overrides });
+    signRequest({ keyId: "svc-rest", secret, ...sent, nonce: randomUUID(), ...overrides });
   const parts = { method: "GET", path: sent.path, query: "after=x&limit=2", bodySha256: sha256Hex("") };
 
   it("accepts the request as signed, whatever the order of the query", async () => {
@@ -126,6 +128,27 @@ describe("HMAC verifier with the REST request of the transcoder", () => {
     await expect(verifier.verify(new Headers(signed(overrides)), parts, keys)).rejects.toMatchObject({
       reason: "bad_signature",
     });
+  });
+
+  it("refuses a request without a nonce by default, and accepts (and lets it replay) when relaxed", async () => {
+    const withoutNonce = signRequest({ keyId: "svc-rest", secret, ...sent });
+    expect(withoutNonce).not.toHaveProperty(hmacHeaders.nonce);
+    await expect(verifier.verify(new Headers(withoutNonce), parts, keys)).rejects.toMatchObject({
+      reason: "missing_nonce",
+    });
+    // The documented weaker setting: accepted, and the same request again is accepted too.
+    const relaxed = createHmacVerifier({ nonceStore: createMemoryNonceStore(), requireNonce: false });
+    for (let i = 0; i < 2; i++) {
+      await expect(relaxed.verify(new Headers(withoutNonce), parts, keys)).resolves.toMatchObject({
+        id: "svc-rest",
+      });
+    }
+  });
+
+  it("refuses a replay of a request with its nonce", async () => {
+    const headers = new Headers(signed());
+    await expect(verifier.verify(headers, parts, keys)).resolves.toMatchObject({ id: "svc-rest" });
+    await expect(verifier.verify(headers, parts, keys)).rejects.toMatchObject({ reason: "replayed_nonce" });
   });
 
   it("refuses a query that is not valid percent-encoding", async () => {
@@ -191,6 +214,7 @@ describe("auth interceptor in process", () => {
       path: info.path,
       query: "a=2&b=1",
       body: "",
+      nonce: "nonce-rest-0123",
     });
     const res = await createAuthInterceptor(options())(next)(request(headers, info));
     expect(res.message).toMatchObject({ object: "svc-rest" });

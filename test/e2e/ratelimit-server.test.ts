@@ -12,6 +12,7 @@ import {
   ChatService,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { randomUUID } from "node:crypto";
 import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { grpcMethod } from "../support/auth-server.js";
@@ -343,7 +344,7 @@ async function jwtCaller(sub: string): Promise<Call["auth"]> {
 
 /** An HMAC caller: each request signed for exactly what is sent (method, path, body). */
 function hmacCaller(key: { keyId: string; secret: string }): Call["auth"] {
-  return (target) => signRequest({ ...key, ...target });
+  return (target) => signRequest({ ...key, ...target, nonce: randomUUID() });
 }
 
 const ok = { code: 0, message: "" } as const;

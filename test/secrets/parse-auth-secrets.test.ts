@@ -79,11 +79,10 @@ describe("parseJwtKeys", () => {
     await expect(importJWK(jwks.keys[0] ?? {}, "ES256")).resolves.toBeTruthy();
   });
 
-  it("accepts an empty JWKS (JWT auth on, nobody can sign)", async () => {
-    await expect(parseJwtKeys('{"keys": []}')).resolves.toEqual({ keys: [] });
-  });
-
   it.each([
+    // An empty set would refuse every JWT caller; turning JWT off is deleting the secret (issue 18, item 6).
+    ["an empty JWKS", () => '{"keys": []}', "$.keys: no keys (to turn JWT off, delete the secret instead)"],
+    ["an empty PEM list", () => "[]", "$: no keys (to turn JWT off, delete the secret instead)"],
     ["not JSON", () => "nope", "$: not valid JSON"],
     ["a string", () => '"x"', "$: expected an object, got a string"],
     ["a JWKS without keys array", () => '{"keys": {}}', "$.keys: expected an array of JWKs"],
@@ -190,10 +189,11 @@ describe("parseHmacSecrets", () => {
       products: ["product-dev"],
     });
     expect(keys.get("svc.b")?.products).toBe("*");
-    expect(parseHmacSecrets("{}").size).toBe(0);
   });
 
   it.each([
+    // An empty set would refuse every HMAC caller; turning HMAC off is deleting the secret (issue 18, item 6).
+    ["no keys", {}, "$: no keys (to turn HMAC off, delete the secret instead)"],
     ["not JSON", "[", "$: not valid JSON"],
     ["an array", [], "$: expected an object, got an array"],
     [

@@ -327,6 +327,29 @@ describe("Secret Manager source and store, against the real client library", () 
       expect(s.current()?.products.get("product-dev")?.providers[0]?.apiKeys).toStrictEqual([apiKeyV2]);
     });
 
+    it.each([
+      ["jwt-public-keys", '{"keys": []}', "$.keys: no keys (to turn JWT off, delete the secret instead)"],
+      ["jwt-public-keys", "[]", "$: no keys (to turn JWT off, delete the secret instead)"],
+      ["hmac-secrets", "{}", "$: no keys (to turn HMAC off, delete the secret instead)"],
+    ] as const)(
+      "refuses an empty key set in %s %s with an ERROR, keeping the last good keys",
+      async (name, doc, error) => {
+        // One bad push must not lock every caller of the method out (issue 18, item 6).
+        seedAll();
+        const s = newStore();
+        await s.start();
+        const before = s.current();
+        fake.addVersion(name, doc);
+        await expect(s.refresh()).resolves.toBe(false);
+        expect(s.current()).toBe(before);
+        expect(before?.jwtKeys?.keys.length).toBeGreaterThan(0);
+        expect(before?.hmacKeys?.size).toBeGreaterThan(0);
+        expect(errorLines().map((e) => [e.message, e.secret, e.keptVersion, e.error])).toEqual([
+          ["Failed to refresh secret; keeping the last good version", name, "1", error],
+        ]);
+      },
+    );
+
     it("keeps the last good version while a new latest version is disabled", async () => {
       seedAll();
       const s = newStore();

@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { once } from "node:events";
+import type { ServerResponse } from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, connectNodeAdapter } from "@connectrpc/connect-node";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
@@ -340,5 +344,50 @@ describe("options", () => {
     await expect(b.listen(port, "127.0.0.1")).rejects.toThrow(/EADDRINUSE/);
     await a.close(0);
     await b.close(0);
+  });
+});
+
+describe("memory", () => {
+  /** A full collection, from a test: V8's gc() exposed on demand rather than by a flag on every test run. */
+  const collect = (): void => {
+    setFlagsFromString("--expose-gc");
+    (runInNewContext("gc") as () => void)();
+  };
+
+  it("keeps nothing of an HTTP/1.1 call whose client left before the answer ended", async () => {
+    // Found by the soak (bench/soak.mjs): every cancelled REST stream kept its socket, request and response.
+    const logger = captureLog().logger;
+    let response: WeakRef<object> | undefined;
+    let closed: Promise<unknown> | undefined;
+    const server = createOnePortServer({
+      logger,
+      handler: (_req, res) => {
+        const h1 = res as ServerResponse;
+        response = new WeakRef(h1);
+        closed = once(h1, "close");
+        h1.writeHead(200, { "content-type": "text/event-stream" });
+        h1.write("data: first\n\n");
+      },
+    });
+    const { port } = await server.listen(0, "127.0.0.1");
+    try {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.write("GET /stream HTTP/1.1\r\nhost: x\r\n\r\n");
+      await once(socket, "data");
+      socket.destroy();
+      await closed;
+      // Collect in a turn of its own: a WeakRef read keeps its target alive until the current turn ends.
+      let kept: object | undefined = response?.deref();
+      for (let i = 0; i < 5 && kept !== undefined; i++) {
+        kept = undefined;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        collect();
+        await new Promise((resolve) => setImmediate(resolve));
+        kept = response?.deref();
+      }
+      expect(kept).toBeUndefined();
+    } finally {
+      await server.close(0);
+    }
   });
 });
