@@ -19,6 +19,7 @@ import {
 } from "./edge/index.js";
 import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
 import type { Logger } from "./log/index.js";
+import type { Metrics } from "./metrics/index.js";
 import {
   createChatLimiter,
   createMemoryLimiter,
@@ -51,6 +52,8 @@ export interface AppOptions {
   readonly redis?: Redis | undefined;
   /** The upstream HTTP dispatcher; by default the forwarder creates its own keep-alive pool. */
   readonly upstreamDispatcher?: Dispatcher;
+  /** Recorded when given (API_KEY_SERVER_METRICS_PORT set); served on its own port by main.ts. */
+  readonly metrics?: Metrics | undefined;
 }
 
 export interface App {
@@ -66,12 +69,13 @@ export interface App {
  * tests build it in-process with their own config, secrets and upstream.
  */
 export function createApp(options: AppOptions): App {
-  const { config, logger, secrets, redis } = options;
+  const { config, logger, secrets, redis, metrics } = options;
 
   const forwarder = createForwarder({
     timeoutMs: config.requestTimeoutMs,
     streamIdleTimeoutMs: config.streamIdleTimeoutMs,
     logger,
+    observer: metrics?.upstreamCallEnded,
     ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
   });
 
@@ -82,6 +86,7 @@ export function createApp(options: AppOptions): App {
         fallback: memoryNonces,
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(metrics ? { onFallback: metrics.redisFallback("nonce_store") } : {}),
       })
     : memoryNonces;
   const limiter = redis
@@ -90,12 +95,14 @@ export function createApp(options: AppOptions): App {
         fallback: createMemoryLimiter({ source: "fallback" }),
         logger,
         keyPrefix: config.redisKeyPrefix,
+        ...(metrics ? { onFallback: metrics.redisFallback("rate_limiter") } : {}),
       })
     : createMemoryLimiter({});
   const chatLimiter = createChatLimiter({
     limiter,
     defaults: config.rateLimit,
     logger,
+    onDecision: metrics?.rateLimitDecided,
   });
 
   const chat = createChatService({
@@ -141,6 +148,7 @@ export function createApp(options: AppOptions): App {
       hmac: { windowSeconds: config.hmacWindowSeconds, nonceStore },
       publicServices: defaultPublicServices,
       logger,
+      onFailure: metrics?.authFailed,
     }),
   ];
 

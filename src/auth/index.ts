@@ -5,7 +5,12 @@ export {
   type Principal,
   type ProductGrant,
 } from "./principal.js";
-export { createAuthInterceptor, defaultPublicServices, type AuthInterceptorOptions } from "./interceptor.js";
+export {
+  createAuthInterceptor,
+  defaultPublicServices,
+  type AuthInterceptorOptions,
+  type AuthMethodTried,
+} from "./interceptor.js";
 export { createMemoryNonceStore, type MemoryNonceStoreOptions } from "./memory-nonce-store.js";
 export {
   signRequest,

@@ -5,7 +5,7 @@ import type { NonceStore } from "../lib/nonce-store.js";
 import { httpRequestInfoKey } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import type { Secrets } from "../secrets/types.js";
-import { AuthFailure } from "./auth-failure.js";
+import { AuthFailure, type AuthFailureReason } from "./auth-failure.js";
 import { hmacHeaders, sha256Hex } from "./hmac-signing.js";
 import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
 import { createJwtVerifier } from "./jwt-verifier.js";
@@ -40,11 +40,26 @@ export interface AuthInterceptorOptions {
   /** Fully qualified service names that need no credentials; usually `defaultPublicServices`. */
   readonly publicServices: readonly string[];
   readonly logger: Logger;
+  /**
+   * Told about every authentication failure with the method tried and the logged reason (metrics);
+   * default none. Must not throw.
+   */
+  readonly onFailure?: ((method: AuthMethodTried, reason: AuthFailureReason) => void) | undefined;
   /** Clock in ms since the epoch; Date.now by default. */
   readonly now?: () => number;
 }
 
 type AnyRequest = UnaryRequest | StreamRequest;
+
+/** The credentials a failed request carried: a bearer token, HMAC headers, or none (or both) of them. */
+export type AuthMethodTried = "jwt" | "hmac" | "none";
+
+function methodTried(req: AnyRequest): AuthMethodTried {
+  const bearer = req.header.has("authorization");
+  const hmac = req.header.has(hmacHeaders.signature) || req.header.has(hmacHeaders.keyId);
+  if (bearer === hmac) return "none";
+  return bearer ? "jwt" : "hmac";
+}
 
 /**
  * The one authentication step for gRPC, Connect and REST (the REST transcoder calls through the same
@@ -99,6 +114,7 @@ export function createAuthInterceptor(options: AuthInterceptorOptions): Intercep
       const procedure = `/${req.service.typeName}/${req.method.name}`;
       if (err instanceof AuthFailure) {
         logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+        options.onFailure?.(methodTried(req), err.reason);
         throw toConnectError(new AppError("unauthenticated", { cause: err }));
       }
       // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.

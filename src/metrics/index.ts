@@ -1,0 +1,9 @@
+export {
+  createMetrics,
+  unknownLabel,
+  type Metrics,
+  type MetricsOptions,
+  type RequestProtocol,
+  type RequestReport,
+} from "./metrics.js";
+export { createMetricsServer, type MetricsServer, type MetricsServerOptions } from "./metrics-server.js";
