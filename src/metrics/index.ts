@@ -1,6 +1,7 @@
 export {
   createMetrics,
   unknownLabel,
+  type InFlight,
   type Metrics,
   type MetricsOptions,
   type RequestProtocol,
