@@ -16,7 +16,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
-import { clearTimeout, setTimeout } from "node:timers";
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -815,7 +815,9 @@ function startScraper(metricsPort, intervalMs) {
   let last = "";
   const once = async () => {
     try {
-      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      });
       const text = await res.text();
       if (res.status === 200) {
         scrapes += 1;
@@ -1001,7 +1003,8 @@ async function main() {
         targets.push({ target: "floor", scenario, port: floor.port, pid: floor.child.pid });
       if (server !== undefined)
         targets.push({ target: "server", scenario, port: server.port, pid: server.child.pid });
-      if (bare !== undefined) targets.push({ target: "bare", scenario, port: bare.port, pid: bare.child.pid });
+      if (bare !== undefined)
+        targets.push({ target: "bare", scenario, port: bare.port, pid: bare.child.pid });
     }
     const skipped = new Map();
     const failures = [];
@@ -1038,7 +1041,8 @@ async function main() {
 
     const dead = (s) => s === undefined || s.child.exitCode !== null || s.child.signalCode !== null;
     const serverDead = () => dead(server);
-    const targetDead = (t) => (t.target === "server" ? dead(server) : t.target === "bare" ? dead(bare) : false);
+    const targetDead = (t) =>
+      t.target === "server" ? dead(server) : t.target === "bare" ? dead(bare) : false;
     /** Every other round the server without metrics goes first, so drift on the host hits both alike. */
     const roundOrder = (round) =>
       round % 2 === 1
@@ -1099,7 +1103,10 @@ async function main() {
     const peak = serverDead() ? undefined : await rssBytes(server.child.pid);
     const scraped = await scraper?.stop();
     // Metrics on must mean metrics recorded: the last scrape counts the chat calls the load made.
-    if (scraped !== undefined && !/^api_key_server_upstream_requests_total\{[^}]*outcome="ok"[^}]*\} [1-9]/m.test(scraped.last)) {
+    if (
+      scraped !== undefined &&
+      !/^api_key_server_upstream_requests_total\{[^}]*outcome="ok"[^}]*\} [1-9]/m.test(scraped.last)
+    ) {
       failures.push(`metrics: the last scrape (of ${scraped.scrapes}) shows no chat request`);
     }
     if (server !== undefined) await stopChild(server.child);
