@@ -1,6 +1,6 @@
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { listen } from "../lib/listen.js";
 import type { Logger } from "../log/index.js";
 
 export interface MetricsServerOptions {
@@ -47,21 +47,13 @@ export function createMetricsServer(options: MetricsServerOptions): MetricsServe
       },
     );
   });
-  // A scraper keeps its connection alive between scrapes (every 15-60 s); drop it sooner than Node's 5 s
-  // default would not matter, later would keep idle sockets around for no one.
+  // A scraper keeps its connection open between scrapes (every 15-60 s): keep it longer than that, so
+  // each scrape does not open a new one.
   server.keepAliveTimeout = 65_000;
 
   let closing: Promise<void> | undefined;
   return {
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve({ port: (server.address() as AddressInfo).port });
-        });
-      });
-    },
+    listen: (port, host) => listen(server, port, host),
     close(graceMs) {
       closing ??= new Promise<void>((resolve) => {
         if (!server.listening) {

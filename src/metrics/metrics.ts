@@ -100,6 +100,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     }
   }
 
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Counter({ name: prefix + name, help, labelNames, registers: [registry] });
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Histogram({ name: prefix + name, help, labelNames, buckets: requestBuckets, registers: [registry] });
+
   const build = new Gauge({
     name: `${prefix}build_info`,
     help: "Always 1; the labels say which build is running.",
@@ -108,25 +113,21 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   build.set({ version: options.version, node_version: process.version }, 1);
 
-  const requests = new Counter({
-    name: `${prefix}requests_total`,
-    help: "Finished requests by RPC, protocol, product, model, HTTP status and gRPC code.",
-    labelNames: ["rpc", "protocol", "product", "model", "status", "code"] as const,
-    registers: [registry],
-  });
-  const requestDuration = new Histogram({
-    name: `${prefix}request_duration_seconds`,
-    help: "Time from a request's arrival to the end of its answer (the whole stream for a stream).",
-    labelNames: ["rpc", "protocol", "product", "model"] as const,
-    buckets: requestBuckets,
-    registers: [registry],
-  });
-  const tokens = new Counter({
-    name: `${prefix}tokens_total`,
-    help: "Tokens the providers reported: in (prompt) and out (completion), by product and model.",
-    labelNames: ["product", "model", "direction"] as const,
-    registers: [registry],
-  });
+  const requests = counter(
+    "requests_total",
+    "Finished requests by RPC, protocol, product, model, HTTP status and gRPC code.",
+    ["rpc", "protocol", "product", "model", "status", "code"],
+  );
+  const requestDuration = histogram(
+    "request_duration_seconds",
+    "Time from a request's arrival to the end of its answer (the whole stream for a stream).",
+    ["rpc", "protocol", "product", "model"],
+  );
+  const tokens = counter(
+    "tokens_total",
+    "Tokens the providers reported: in (prompt) and out (completion), by product and model.",
+    ["product", "model", "direction"],
+  );
   let readInFlight = (): InFlight => ({ unary: 0, streams: 0 });
   new Gauge({
     name: `${prefix}in_flight_requests`,
@@ -145,45 +146,37 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
-  const upstreamCalls = new Counter({
-    name: `${prefix}upstream_requests_total`,
-    help: "Calls to providers by provider, model and outcome (ok, canceled, abandoned or the error code).",
-    labelNames: ["provider", "model", "outcome"] as const,
-    registers: [registry],
-  });
-  const upstreamDuration = new Histogram({
-    name: `${prefix}upstream_duration_seconds`,
-    help: "Provider call time, from sending the request to the end of the answer (or of the stream).",
-    labelNames: ["provider", "model"] as const,
-    buckets: requestBuckets,
-    registers: [registry],
-  });
-  const upstreamFirstByte = new Histogram({
-    name: `${prefix}upstream_ttfb_seconds`,
-    help: "Streams: time from sending the request to the provider's first event.",
-    labelNames: ["provider", "model"] as const,
-    buckets: requestBuckets,
-    registers: [registry],
-  });
+  const upstreamCalls = counter(
+    "upstream_requests_total",
+    "Calls to providers by provider, model and outcome (ok, canceled, abandoned or the error code).",
+    ["provider", "model", "outcome"],
+  );
+  const upstreamDuration = histogram(
+    "upstream_duration_seconds",
+    "Provider call time, from sending the request to the end of the answer (or of the stream).",
+    ["provider", "model"],
+  );
+  const upstreamFirstByte = histogram(
+    "upstream_ttfb_seconds",
+    "Streams: time from sending the request to the provider's first event.",
+    ["provider", "model"],
+  );
 
-  const authFailures = new Counter({
-    name: `${prefix}auth_failures_total`,
-    help: "Authentication failures by the method tried (jwt, hmac, none) and the logged reason.",
-    labelNames: ["method", "reason"] as const,
-    registers: [registry],
-  });
-  const refusals = new Counter({
-    name: `${prefix}rate_limit_refusals_total`,
-    help: "Requests refused by our rate limit, by kind (requests or tokens per minute).",
-    labelNames: ["kind"] as const,
-    registers: [registry],
-  });
-  const fallbacks = new Counter({
-    name: `${prefix}redis_fallbacks_total`,
-    help: "Calls decided by the local fallback because Redis failed, by component.",
-    labelNames: ["component"] as const,
-    registers: [registry],
-  });
+  const authFailures = counter(
+    "auth_failures_total",
+    "Authentication failures by the method tried (jwt, hmac, none) and the logged reason.",
+    ["method", "reason"],
+  );
+  const refusals = counter(
+    "rate_limit_refusals_total",
+    "Requests refused by our rate limit, by kind (requests or tokens per minute).",
+    ["kind"],
+  );
+  const fallbacks = counter(
+    "redis_fallbacks_total",
+    "Calls decided by the local fallback because Redis failed, by component.",
+    ["component"],
+  );
   let limiterSource: RateLimitSource = options.limiterSource;
   const sources = ["redis", "memory", "fallback"] as const satisfies readonly RateLimitSource[];
   new Gauge({
@@ -196,12 +189,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
-  const secretLoads = new Counter({
-    name: `${prefix}secret_loads_total`,
-    help: "Reads of each secret at start and on refresh, by result (ok, missing, failed).",
-    labelNames: ["secret", "phase", "result"] as const,
-    registers: [registry],
-  });
+  const secretLoads = counter(
+    "secret_loads_total",
+    "Reads of each secret at start and on refresh, by result (ok, missing, failed).",
+    ["secret", "phase", "result"],
+  );
   /** When each secret was last read successfully (ms since the epoch). */
   const lastGoodRead = new Map<string, number>();
   new Gauge({
