@@ -19,7 +19,7 @@ import {
 } from "./edge/index.js";
 import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
 import type { Logger } from "./log/index.js";
-import type { Metrics } from "./metrics/index.js";
+import { createMetricsEdge, type Metrics } from "./metrics/index.js";
 import {
   createChatLimiter,
   createMemoryLimiter,
@@ -214,6 +214,8 @@ export function createApp(options: AppOptions): App {
         gcpProjectId: gcpProjectOf(config),
         quietServices: defaultPublicServices,
       }),
+      // Right after the access log: it counts every request, the header-limit refusals included.
+      ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
     ],
     dispatch,
@@ -244,6 +246,13 @@ export function createApp(options: AppOptions): App {
 /** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
 function cutMarginMs(graceMs: number): number {
   return Math.min(500, Math.floor(graceMs / 2));
+}
+
+/** `package.Service/Method` of every registered streaming RPC (as `Exchange.rpc` names them). */
+function streamingRpcsOf(services: readonly ServiceImplSpec[]): string[] {
+  return services.flatMap(({ service }) =>
+    service.methods.filter((m) => m.methodKind !== "unary").map((m) => `${service.typeName}/${m.name}`),
+  );
 }
 
 function gcpProjectOf(config: Config): string | undefined {

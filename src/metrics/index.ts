@@ -4,7 +4,7 @@ export {
   type InFlight,
   type Metrics,
   type MetricsOptions,
-  type RequestProtocol,
   type RequestReport,
 } from "./metrics.js";
 export { createMetricsServer, type MetricsServer, type MetricsServerOptions } from "./metrics-server.js";
+export { createMetricsEdge, type MetricsEdgeOptions } from "./metrics-edge.js";

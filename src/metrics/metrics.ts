@@ -1,17 +1,15 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AuthFailureReason, AuthMethodTried } from "../auth/index.js";
+import type { Protocol } from "../edge/index.js";
 import type { RateLimitDimension, RateLimitResult, RateLimitSource } from "../ratelimit/index.js";
 import type { ProductConfig, SecretReadReport } from "../secrets/index.js";
 import type { UpstreamCallReport } from "../upstream/index.js";
-
-/** The wire protocol of a request, as the edge layer tells it apart. */
-export type RequestProtocol = "grpc" | "grpc-web" | "connect" | "rest" | "openai";
 
 /** One finished request, as the edge layer reports it. */
 export interface RequestReport {
   /** `package.Service/Method`, or `unknown` for a request that reached no RPC (a 404 route). */
   readonly rpc: string;
-  readonly protocol: RequestProtocol;
+  readonly protocol: Protocol;
   /** The product and model the caller named (caller input: bounded here against the configuration). */
   readonly product: string | undefined;
   readonly model: string | undefined;
