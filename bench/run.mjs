@@ -1105,7 +1105,7 @@ async function main() {
     // Metrics on must mean metrics recorded: the last scrape counts the chat calls the load made.
     if (
       scraped !== undefined &&
-      !/^api_key_server_upstream_requests_total\{[^}]*outcome="ok"[^}]*\} [1-9]/m.test(scraped.last)
+      !/^api_key_server_requests_total\{[^}]*ChatService[^}]*status="200"[^}]*\} [1-9]/m.test(scraped.last)
     ) {
       failures.push(`metrics: the last scrape (of ${scraped.scrapes}) shows no chat request`);
     }
@@ -1129,7 +1129,7 @@ async function main() {
         ". " +
         (scraped === undefined
           ? "Metrics off. "
-          : `Metrics on: scraped every 5 s during the run (${scraped.scrapes} scrapes, ${scraped.failed} failed). `) +
+          : `Metrics on: scraped every 5 s during the run (${scraped.scrapes} scrape${scraped.scrapes === 1 ? "" : "s"}, ${scraped.failed} failed). `) +
         `1-minute load average ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (other work on the host skews absolute numbers; the paired ratios less so).`,
       "",
       `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\``,
