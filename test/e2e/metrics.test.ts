@@ -97,6 +97,12 @@ describe("metrics after a known sequence of calls", () => {
       signal: controller.signal,
     });
     await mock.whenRequested(requested + 1);
+    // While the provider stalls, the call is an open stream (not an in-flight unary call).
+    const during = await scrape(app.metricsUrl);
+    expect([
+      value(during, "api_key_server_open_streams"),
+      value(during, "api_key_server_in_flight_requests"),
+    ]).toEqual([1, 0]);
     controller.abort();
     expect((await canceled).end.code).toBe("CANCELLED");
 

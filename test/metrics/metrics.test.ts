@@ -1,4 +1,5 @@
 import { request } from "node:http";
+import { Gauge, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createMetrics,
@@ -101,6 +102,30 @@ describe("the metrics endpoint", () => {
     await other.close(1000);
     await other.close(1000);
     await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
+  });
+
+  it("a scrape that fails answers 500 and logs why", async () => {
+    const broken = new Registry();
+    new Gauge({
+      name: "broken_gauge",
+      help: "Throws when collected.",
+      registers: [broken],
+      collect() {
+        throw new Error("collector exploded");
+      },
+    });
+    const other = createMetricsServer({ registry: broken, logger: log.logger });
+    const { port } = await other.listen(0, "127.0.0.1");
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toBe("Metrics scrape failed\n");
+      expect(log.records().filter((r) => r["message"] === "Metrics scrape failed")).toMatchObject([
+        { severity: "ERROR", error: "collector exploded" },
+      ]);
+    } finally {
+      await other.close(1000);
+    }
   });
 
   it("listen() on a port in use rejects", async () => {
