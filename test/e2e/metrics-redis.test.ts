@@ -14,7 +14,7 @@ describe("metrics while Redis is unreachable", () => {
 
   beforeAll(async () => {
     // Port 1 on loopback: connection refused at once, so the fail-fast client is never ready.
-    app = await startApp({ metrics: true, env: { REDIS_URL: "redis://127.0.0.1:1" } });
+    app = await startApp({ metrics: true, waitForRedis: false, env: { REDIS_URL: "redis://127.0.0.1:1" } });
     clients = createE2eClients(app.url);
   });
   afterAll(async () => {
