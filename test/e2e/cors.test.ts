@@ -10,6 +10,7 @@ import { request } from "undici";
 import { ChatCompletionRequestSchema } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
+import { webProducts } from "../support/web-products.js";
 
 const page = "http://localhost:5173";
 const other = "https://evil.example";
@@ -18,13 +19,7 @@ let app: AppHarness;
 let token: string;
 beforeAll(async () => {
   app = await startApp({
-    products: {
-      "product-dev": { providers: { echo: { models: ["echo-1"] } } },
-      "product-limited": {
-        rate_limit: { requests_per_minute: 1 },
-        providers: { echo: { models: ["echo-1"] } },
-      },
-    },
+    products: webProducts,
     env: { API_KEY_SERVER_CORS_ORIGINS: `${page},https://*.example.org` },
   });
   token = await app.token({ claims: { products: ["product-dev", "product-limited"] } });

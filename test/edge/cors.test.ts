@@ -12,6 +12,17 @@ const lists = {
 const app = "https://app.example.com";
 const cors = createCors({ ...lists, origins: [app, "http://localhost:5173", "https://*.tenant.example"] });
 
+/** What any non-preflight request from the allowed `app` origin gets. */
+const allowedAnswer = {
+  kind: "continue",
+  headers: {
+    vary: "Origin",
+    "access-control-allow-origin": app,
+    "access-control-expose-headers":
+      "grpc-status, grpc-message, grpc-status-details-bin, content-encoding, connect-content-encoding, retry-after",
+  },
+};
+
 const preflight = (origin: string | string[] | undefined, requestMethod: string | undefined = "POST") =>
   cors.decide({ method: "OPTIONS", origin, accessControlRequestMethod: requestMethod });
 const actual = (origin: string | undefined, method = "POST") =>
@@ -52,15 +63,9 @@ describe("createCors: preflight", () => {
   });
 
   it("takes an OPTIONS without Access-Control-Request-Method for an ordinary request", () => {
-    expect(cors.decide({ method: "OPTIONS", origin: app, accessControlRequestMethod: undefined })).toEqual({
-      kind: "continue",
-      headers: {
-        vary: "Origin",
-        "access-control-allow-origin": app,
-        "access-control-expose-headers":
-          "grpc-status, grpc-message, grpc-status-details-bin, content-encoding, connect-content-encoding, retry-after",
-      },
-    });
+    expect(cors.decide({ method: "OPTIONS", origin: app, accessControlRequestMethod: undefined })).toEqual(
+      allowedAnswer,
+    );
   });
 
   it("takes an OPTIONS without Origin for an ordinary (same-origin or non-browser) request", () => {
@@ -76,15 +81,7 @@ describe("createCors: preflight", () => {
 
 describe("createCors: actual requests", () => {
   it("adds the allowed origin, the exposed headers and Vary", () => {
-    expect(actual(app)).toEqual({
-      kind: "continue",
-      headers: {
-        vary: "Origin",
-        "access-control-allow-origin": app,
-        "access-control-expose-headers":
-          "grpc-status, grpc-message, grpc-status-details-bin, content-encoding, connect-content-encoding, retry-after",
-      },
-    });
+    expect(actual(app)).toEqual(allowedAnswer);
   });
 
   it.each([

@@ -10,6 +10,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { bundleForBrowser, launchChromium, startPageServer, type PageServer } from "../support/browser.js";
+import { webProducts } from "../support/web-products.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
 import type { Clients, Target } from "./page/clients.js";
 
@@ -49,11 +50,7 @@ beforeAll(async () => {
   mock = await startMockProvider(behaviors.handler((_req, res) => streamSlowly(res)));
   app = await startApp({
     products: {
-      "product-dev": { providers: { echo: { models: ["echo-1"] } } },
-      "product-limited": {
-        rate_limit: { requests_per_minute: 1 },
-        providers: { echo: { models: ["echo-1"] } },
-      },
+      ...webProducts,
       "product-slow": {
         providers: { openai: { api_key: canaryKey, base_url: `${mock.url}/v1`, models: ["slow-1"] } },
       },
