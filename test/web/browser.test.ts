@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { ServerResponse } from "node:http";
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { bundleForBrowser, launchChromium, startPageServer, type PageServer } from "../support/browser.js";
 import { webProducts } from "../support/web-products.js";
@@ -31,10 +31,16 @@ let browser: Browser;
 let token: string;
 /** Lets the held slow stream finish. */
 let releaseSlowStream: () => void = () => undefined;
+/** Why Chromium could not start, if it could not. */
+let launchFailure: Error | undefined;
 
 beforeAll(async () => {
-  // Chromium first: when it cannot start, the suite fails at once with the reason.
-  browser = await launchChromium();
+  try {
+    browser = await launchChromium();
+  } catch (err) {
+    launchFailure = err instanceof Error ? err : new Error(String(err));
+    return;
+  }
   const bundle = await bundleForBrowser("test/web/page/clients.ts");
   const files = {
     "/": {
@@ -59,6 +65,12 @@ beforeAll(async () => {
   });
   token = await app.token({ claims: { products: ["product-dev", "product-limited", "product-slow"] } });
 }, 120_000);
+
+// Without a browser every test fails with the reason (a failing hook in beforeAll would only mark them
+// skipped): the browser tests never pass by not running.
+beforeEach(() => {
+  if (launchFailure !== undefined) throw launchFailure;
+});
 
 afterAll(async () => {
   releaseSlowStream();
@@ -116,7 +128,7 @@ function run<K extends keyof Clients>(
 describe("a page on an allowed origin", () => {
   let page: Page;
   beforeAll(async () => {
-    page = await openPage(allowedPage);
+    if (launchFailure === undefined) page = await openPage(allowedPage);
   });
 
   it("(a) fetches POST /v1/chat/{product} with a JWT and reads the answer and the exposed headers", async () => {
