@@ -164,7 +164,7 @@ describe("answers to an allowed origin", () => {
   const connectChat = JSON.stringify({
     product: "product-dev",
     model: "echo-1",
-    messages: [{ role: "user", content: "hi" }],
+    messages: [{ role: "user", text: "hi" }],
   });
 
   it.each([

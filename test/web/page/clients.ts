@@ -113,7 +113,7 @@ async function rpc(
   const request = create(ChatCompletionRequestSchema, {
     product: target.product,
     model: target.model,
-    messages: [{ role: "user", content: { kind: { case: "stringValue", value: text } } }],
+    messages: [{ role: "user", content: { case: "text", value: text } }],
   });
   const headers = { authorization: `Bearer ${target.token}` };
   try {
