@@ -100,6 +100,7 @@ describe("preflight", () => {
     });
     expect(answer.status).toBe(204);
     expect(answer.body).toBe("");
+    expect(answer.headers["content-length"]).toBeUndefined();
     expect(answer.headers).toMatchObject({
       vary: "Origin",
       "access-control-allow-origin": page,
