@@ -75,6 +75,18 @@ async function send(
   }
 }
 
+/** The log lines matching `test`, once the access line (written when the response closes) is there. */
+async function waitForLines(
+  test: (record: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>[]> {
+  for (let i = 0; i < 200; i++) {
+    const found = app.logs.records().filter(test);
+    if (found.length > 0) return found;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return [];
+}
+
 const corsHeaders = (answer: Answer) =>
   Object.keys(answer.headers)
     .filter((k) => k.startsWith("access-control-"))
@@ -129,6 +141,29 @@ describe("preflight", () => {
     expect(answer.status).toBe(403);
     expect(corsHeaders(answer)).toEqual([]);
     expect(answer.headers["vary"]).toBe("Origin");
+  });
+
+  it.each([
+    [page, 204, "INFO"],
+    [other, 403, "WARNING"],
+  ])("from %s: exactly one access line, and no handler ran", async (origin, status, severity) => {
+    const path = `/v1/chat/product-dev?preflight=${status}`;
+    const answer = await send("http/1.1", "OPTIONS", path, {
+      origin,
+      "access-control-request-method": "POST",
+      authorization: "Bearer not-checked",
+    });
+    expect(answer.status).toBe(status);
+    const lines = await waitForLines((r) => JSON.stringify(r).includes(`preflight=${status}`));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      severity,
+      message: `OPTIONS /v1/chat/product-dev ${status}`,
+      httpRequest: { requestMethod: "OPTIONS", status },
+    });
+    // Routing, auth and the chat service never saw it.
+    expect(lines[0]?.["rpc"]).toBeUndefined();
+    expect(app.logs.records().filter((r) => r["message"] === "Authentication failed")).toEqual([]);
   });
 
   it("allows a subdomain of a pattern, and not its apex", async () => {
