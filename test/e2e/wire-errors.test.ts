@@ -53,7 +53,7 @@ describe("a request over the body limit is RESOURCE_EXHAUSTED `Request too large
   afterAll(() => app.close());
 
   const request = () => fromRestJson(ChatCompletionRequestSchema, { ...tooBig, product: "product-dev" });
-  const transports: [string, () => Transport, "unary" | "stream"][] = [];
+  const transports: [string, "unary" | "stream", () => Transport][] = [];
   for (const kind of ["unary", "stream"] as const) {
     for (const name of [
       "Connect JSON, HTTP/1.1",
@@ -61,11 +61,11 @@ describe("a request over the body limit is RESOURCE_EXHAUSTED `Request too large
       "gRPC, HTTP/2",
       "gRPC-Web, HTTP/1.1",
     ] as const) {
-      transports.push([name, () => transportOf(name, app.url), kind]);
+      transports.push([name, kind, () => transportOf(name, app.url)]);
     }
   }
 
-  it.each(transports)("%s, %s", async (_name, transport, kind) => {
+  it.each(transports)("%s, %s", async (_name, kind, transport) => {
     const client = createClient(ChatService, transport());
     const headers = { authorization: auth };
     const err = await (
