@@ -232,6 +232,8 @@ function scenarios(options) {
 }
 
 const MESSAGES = [{ role: "user", content: "Hello" }];
+/** The same messages in Connect JSON: protobuf's canonical form, where `content` is the typed `text` member. */
+const CONNECT_MESSAGES = [{ role: "user", text: "Hello" }];
 
 /** The request a target receives for a scenario: URL path, body bytes, extra headers. */
 function requestFor(target, scenario, token) {
@@ -260,7 +262,7 @@ function requestFor(target, scenario, token) {
     case "connect":
       return {
         path: "/apikeyserver.v1.ChatService/CreateChatCompletion",
-        body: json({ product, model: "gpt-4o-mini", messages: MESSAGES }),
+        body: json({ product, model: "gpt-4o-mini", messages: CONNECT_MESSAGES }),
         headers: { authorization: auth, "connect-protocol-version": "1" },
       };
     case "grpc":
