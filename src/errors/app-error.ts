@@ -12,7 +12,10 @@ export const errorTable = {
   forbidden: { code: Code.PermissionDenied, http: 403, message: "Forbidden" },
   product_not_found: { code: Code.NotFound, http: 404, message: "Product not found" },
   model_not_supported: { code: Code.InvalidArgument, http: 400, message: "Model not supported" },
+  /** `stream: true` on the unary RPC; the AppError's message adds the RPC and REST route to use. */
   streaming_not_supported: { code: Code.InvalidArgument, http: 400, message: "Streaming not supported" },
+  /** `stream: false` on the streaming RPC; the AppError's message adds the RPC and REST route to use. */
+  streaming_required: { code: Code.InvalidArgument, http: 400, message: "Streaming required" },
   /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
   invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
   request_too_large: { code: Code.ResourceExhausted, http: 413, message: "Request too large" },
@@ -40,7 +43,10 @@ export type AppErrorCode = keyof typeof errorTable;
 export const errorDomain = "api-key-server";
 
 export interface AppErrorOptions {
-  /** Public message; defaults to the table's. Only for codes whose message varies (invalid_argument, upstream_rejected). */
+  /**
+   * Public message; defaults to the table's. Only for codes whose message varies (invalid_argument,
+   * upstream_rejected) or adds to the table's (streaming_not_supported, streaming_required).
+   */
   readonly message?: string;
   /** For the log only; never sent to the caller. */
   readonly cause?: unknown;

@@ -27,6 +27,7 @@ import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 import { isProtocolHeader, restErrorFromConnect, type RestError } from "./rest-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
+import { sseDone, sseEvent, streamJsonWriter } from "./sse.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
 
 type NodeServerRequest = Exchange["req"];
@@ -270,10 +271,6 @@ function answerJson(route: RestRoute, output: DescMessage, message: Message): st
   return JSON.stringify(json[route.responseBody.name] ?? null);
 }
 
-function sseEvent(json: string, event?: string): string {
-  return event === undefined ? `data: ${json}\n\n` : `event: ${event}\ndata: ${json}\n\n`;
-}
-
 /** Writes a chunk and waits for the socket to drain; false when the client has gone. */
 async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return false;
@@ -431,13 +428,17 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       sendError(req, res, callError(err, context, false));
       return;
     }
+    const toJson =
+      route.responseBody === undefined
+        ? streamJsonWriter(output, request)
+        : (message: Message) => answerJson(route, output, message);
     const headers = copyHeaders(context.responseHeader, {});
     headers["content-type"] = "text/event-stream; charset=utf-8";
     headers["cache-control"] = "no-cache";
     res.writeHead(200, headers);
     try {
       while (next.done !== true) {
-        if (!(await write(res, sseEvent(answerJson(route, output, next.value)), signal))) break;
+        if (!(await write(res, sseEvent(toJson(next.value)), signal))) break;
         try {
           next = await messages.next();
         } catch (thrown) {
@@ -447,6 +448,8 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
           break;
         }
       }
+      // Only a stream that finished well ends with OpenAI's terminator; a failed one ended on its error event.
+      if (next.done === true) await write(res, sseDone, signal);
     } finally {
       if (next.done !== true) await messages.return?.();
       context.abort();

@@ -1,16 +1,17 @@
-import { fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, type DescMethod, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
   type ChatCompletionRequest,
-  type ChatService,
+  ChatService,
   ListModelsResponseSchema,
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { create } from "@bufbuild/protobuf";
+import { http } from "../../gen/google/api/annotations_pb.js";
 import { canUseProduct, type Principal } from "../auth/index.js";
-import { AppError } from "../errors/index.js";
+import { AppError, errorTable } from "../errors/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { accessRecordKey } from "./access-record.js";
 import type { ChatLimiter, ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
@@ -38,6 +39,10 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   if (!Number.isInteger(options.maxTokens) || options.maxTokens <= 0) {
     throw new Error("createChatService: maxTokens must be a positive integer");
   }
+  // A request with the wrong `stream` flag is told where to go instead, in terms every caller can use: the
+  // RPC and its REST route (read once from the contract's google.api.http option, so it cannot drift).
+  const unaryRoute = routeHint(ChatService.method.createChatCompletion);
+  const streamRoute = routeHint(ChatService.method.streamChatCompletion);
 
   /** Steps shared by both chat RPCs, up to and including the rate limit. */
   function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
@@ -122,7 +127,9 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   return {
     async createChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
-      if (request.stream === true) throw new AppError("streaming_not_supported");
+      if (request.stream === true) {
+        throw new AppError("streaming_not_supported", { message: streamRoute(request.product) });
+      }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
@@ -135,6 +142,9 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
 
     async *streamChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
+      if (request.stream === false) {
+        throw new AppError("streaming_required", { message: unaryRoute(request.product) });
+      }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
@@ -175,6 +185,20 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
       });
     },
   };
+}
+
+/**
+ * The message for a call sent to the wrong chat RPC: the table's text (which callers of the earlier server
+ * match on) followed by the RPC to use and its REST route for the product, e.g. `Streaming not supported:
+ * use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
+ */
+function routeHint(target: DescMethod): (product: string) => string {
+  const { message } =
+    errorTable[target.methodKind === "unary" ? "streaming_required" : "streaming_not_supported"];
+  const pattern = getOption(target, http).pattern;
+  if (pattern.case !== "post") return () => `${message}: use ${target.name}`;
+  const template = pattern.value;
+  return (product) => `${message}: use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
 }
 
 function checkTokens(field: string, value: number | undefined, cap: number): void {

@@ -68,6 +68,8 @@ export interface StreamOutcome {
   readonly end: { readonly code: CodeName; readonly message: string; readonly body?: unknown };
   readonly headers: Readonly<Record<string, string>>;
   readonly raw: string;
+  /** REST only: the stream's last event was `data: [DONE]` (OpenAI's terminator of a stream that finished). */
+  readonly done?: boolean;
 }
 
 export interface CallOptions {
@@ -280,7 +282,11 @@ export function createE2eClients(baseUrl: string): E2eClients {
           }
           const messages: unknown[] = [];
           let end: StreamOutcome["end"] = { code: "OK", message: "" };
-          for (const event of parseSse(raw)) {
+          const events = parseSse(raw);
+          const last = events.at(-1);
+          const done = last !== undefined && last.event === undefined && last.data === "[DONE]";
+          if (done) events.pop();
+          for (const event of events) {
             const data = parseJson(event.data);
             if (event.event === "error") {
               const error = errorOf(data);
@@ -293,7 +299,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
             }
             messages.push(data);
           }
-          return { status: res.status, messages, end, headers, raw };
+          return { status: res.status, messages, end, headers, raw, done };
         }
         case "connect": {
           const headers: Record<string, string> = {};
