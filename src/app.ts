@@ -17,7 +17,13 @@ import {
   shutdownCutError,
   type EdgeHandler,
 } from "./edge/index.js";
-import { createRestHandler, recordServices, toRestJson } from "./http/index.js";
+import {
+  createHttpCaller,
+  createOpenAiEdge,
+  createRestHandler,
+  recordServices,
+  toRestJson,
+} from "./http/index.js";
 import type { Logger } from "./log/index.js";
 import {
   createChatLimiter,
@@ -170,13 +176,19 @@ export function createApp(options: AppOptions): App {
       registerReflection(router);
     },
   });
-  const rest = createRestHandler({
-    services,
+  // REST and the OpenAI-compatible surface invoke the very implementations registered above, in-process,
+  // through the same interceptors, deadline and shutdown handling (src/http/http-call.ts).
+  const httpCalls = {
     interceptors,
-    maxBodyBytes: config.maxBodyBytes,
     maxTimeoutMs: connectOptions.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
     logger,
+  };
+  const rest = createRestHandler({ ...httpCalls, services, maxBodyBytes: config.maxBodyBytes });
+  const openai = createOpenAiEdge({
+    services,
+    caller: createHttpCaller(httpCalls),
+    maxBodyBytes: config.maxBodyBytes,
   });
 
   // Unary gRPC over HTTP/2 skips connect-node's streaming pipeline (same context, interceptors, limits
@@ -207,6 +219,8 @@ export function createApp(options: AppOptions): App {
         quietServices: defaultPublicServices,
       }),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
+      // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL").
+      openai,
     ],
     dispatch,
     cutSignal: shutdown.signal,

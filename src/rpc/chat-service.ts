@@ -50,7 +50,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = request.model;
     const provider = product.models.get(request.model);
-    if (!provider) throw new AppError("model_not_supported");
+    if (!provider) throw new AppError("model_not_supported", { param: "model" });
     return { product, caller, provider };
   }
 
@@ -82,11 +82,17 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
 
   function validateMessages(request: ChatCompletionRequest): void {
     if (request.messages.length === 0) {
-      throw new AppError("invalid_argument", { message: "messages: must contain at least one message" });
+      throw new AppError("invalid_argument", {
+        message: "messages: must contain at least one message",
+        param: "messages",
+      });
     }
     request.messages.forEach((message, i) => {
       if (message.role === "") {
-        throw new AppError("invalid_argument", { message: `messages[${i}].role: is required` });
+        throw new AppError("invalid_argument", {
+          message: `messages[${i}].role: is required`,
+          param: `messages[${i}].role`,
+        });
       }
     });
   }
@@ -128,7 +134,10 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     async createChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === true) {
-        throw new AppError("streaming_not_supported", { message: streamRoute(request.product) });
+        throw new AppError("streaming_not_supported", {
+          message: streamRoute(request.product),
+          param: "stream",
+        });
       }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
@@ -143,7 +152,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     async *streamChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === false) {
-        throw new AppError("streaming_required", { message: unaryRoute(request.product) });
+        throw new AppError("streaming_required", { message: unaryRoute(request.product), param: "stream" });
       }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
@@ -203,9 +212,13 @@ function routeHint(target: DescMethod): (product: string) => string {
 
 function checkTokens(field: string, value: number | undefined, cap: number): void {
   if (value === undefined) return;
-  if (value <= 0) throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
+  if (value <= 0)
+    throw new AppError("invalid_argument", { message: `${field} must be a positive integer`, param: field });
   if (value > cap) {
-    throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
+    throw new AppError("invalid_argument", {
+      message: `${field} exceeds the maximum of ${cap} tokens`,
+      param: field,
+    });
   }
 }
 

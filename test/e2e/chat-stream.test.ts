@@ -24,7 +24,7 @@ const chunks = fixture<Record<string, unknown>[]>("chat-completion-chunks.json")
  * absent, so the `"refusal": null` in the first delta is left out. Everything else, including `"logprobs":
  * null`, `"finish_reason": null` and `"content": ""`, comes through as sent.
  */
-const relayedRest = chunks.map((chunk) => {
+const relayedRest = chunks.map((chunk): Record<string, unknown> => {
   const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
     const { refusal, ...delta } = choice.delta;
     return refusal === null ? { ...choice, delta } : choice;
