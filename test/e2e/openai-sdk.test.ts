@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import OpenAI, {
   APIError,
   APIUserAbortError,
@@ -624,6 +627,26 @@ describe("the surface itself", () => {
       }),
     );
     expect(err).toBeInstanceOf(AuthenticationError);
+  });
+
+  it("the README's Node snippet works verbatim (only the port differs) against echo", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## OpenAI-compatible base URL"));
+    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(snippet).toContain('baseURL: "http://localhost:8000/openai/product-dev/v1"');
+    // Inside the repository, so `import "openai"` resolves as it does for a user who installed it.
+    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
+    await mkdir(dir, { recursive: true });
+    const file = new URL(`hello-${process.pid}.mjs`, dir);
+    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
+        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
+      });
+      expect(stdout).toBe("Hello\n");
+    } finally {
+      await rm(file, { force: true });
+    }
   });
 
   it("no answer, header or log line contained the canary key or its first/last 4 characters", () => {
