@@ -7,6 +7,7 @@ import {
   e2eProducts,
   parseSse,
   protocols,
+  relayedChunks,
   type E2eClients,
   type StreamOutcome,
 } from "../support/e2e-clients.js";
@@ -17,20 +18,8 @@ import { fixture } from "../upstream/helpers.js";
 // gRPC server streaming; the mock provider streams OpenAI's chunks or breaks off in the ways real ones do.
 
 const chunks = fixture<Record<string, unknown>[]>("chat-completion-chunks.json");
-/**
- * The chunks as the server relays them over REST: OpenAI's, field for field, `"usage": null` included (the
- * SSE writer adds it to every chunk before the last when the request asked for include_usage). Known
- * deviation (reported, outside these paths: proto/chat.proto): a proto field cannot tell `null` from
- * absent, so the `"refusal": null` in the first delta is left out. Everything else, including `"logprobs":
- * null`, `"finish_reason": null` and `"content": ""`, comes through as sent.
- */
-const relayedRest = chunks.map((chunk): Record<string, unknown> => {
-  const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
-    const { refusal, ...delta } = choice.delta;
-    return refusal === null ? { ...choice, delta } : choice;
-  });
-  return { ...chunk, choices };
-});
+/** The chunks as the server relays them over REST: OpenAI's, field for field (see relayedChunks). */
+const relayedRest = relayedChunks(chunks);
 /** Connect and gRPC messages rendered by the REST JSON writer, which knows nothing of the request: no `"usage": null`. */
 const relayedMessages = relayedRest.map((chunk) => {
   const { usage, ...rest } = chunk;

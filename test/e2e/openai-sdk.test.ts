@@ -14,7 +14,7 @@ import OpenAI, {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
-import { canaryKey, canaryPieces, e2eProducts } from "../support/e2e-clients.js";
+import { canaryKey, canaryPieces, e2eProducts, relayedChunks } from "../support/e2e-clients.js";
 import {
   behaviors,
   defaultCompletion,
@@ -80,14 +80,7 @@ async function failure(call: Promise<unknown>): Promise<APIError> {
   return api;
 }
 
-/** OpenAI's chunks as relayed: field for field, except the `"refusal": null` a proto field cannot keep. */
-const relayed = chunks.map((chunk): Record<string, unknown> => {
-  const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
-    const { refusal, ...delta } = choice.delta;
-    return refusal === null ? { ...choice, delta } : choice;
-  });
-  return { ...chunk, choices };
-});
+const relayed = relayedChunks(chunks);
 
 describe("the openai SDK against the mock provider", () => {
   it("chat.completions.create: OpenAI's answer, the body forwarded with the product's key", async () => {
