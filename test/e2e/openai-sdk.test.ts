@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import * as http2 from "node:http2";
 import { promisify } from "node:util";
 import OpenAI, {
   APIError,
@@ -620,6 +622,29 @@ describe("the surface itself", () => {
       }),
     );
     expect(err).toBeInstanceOf(AuthenticationError);
+  });
+
+  it("the surface answers over h2c too (the one port's HTTP/2 side), stream and [DONE] included", async () => {
+    const session = http2.connect(app.url);
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/openai/product-dev/v1/chat/completions",
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+      });
+      stream.end(JSON.stringify({ model: "echo-1", messages: hello, stream: true }));
+      const [headers] = (await once(stream, "response")) as [http2.IncomingHttpHeaders];
+      stream.setEncoding("utf8");
+      let text = "";
+      for await (const chunk of stream) text += chunk as string;
+      expect(headers[":status"]).toBe(200);
+      expect(headers["content-type"]).toBe("text/event-stream; charset=utf-8");
+      expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+      expect(text).toContain('"content":"Hello"');
+    } finally {
+      session.close();
+    }
   });
 
   it("the README's Node snippet works verbatim (only the port differs) against echo", async () => {
