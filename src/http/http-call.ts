@@ -26,7 +26,7 @@ import {
   type NodeServerResponse,
   type Protocol,
 } from "../edge/index.js";
-import { scrubSecrets, type AppError } from "../errors/index.js";
+import { AppError, scrubSecrets } from "../errors/index.js";
 import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
@@ -275,13 +275,25 @@ export function createHttpCaller(options: HttpCallOptions): HttpCaller {
     const context = createHandlerContext(init);
 
     if (spec.kind === "unary") {
-      let body: string;
-      try {
-        body = writer.unary(await invokeUnaryImplementation(spec, context, request, interceptors));
-      } catch (thrown) {
+      const failed = (thrown: unknown): void => {
         const err = failCall(contextValues, thrown);
         context.abort(err);
         sendError(req, res, callError(err, context, true, writer));
+      };
+      let message: Message;
+      try {
+        message = await invokeUnaryImplementation(spec, context, request, interceptors);
+      } catch (thrown) {
+        failed(thrown);
+        return;
+      }
+      let body: string;
+      try {
+        body = writer.unary(message);
+      } catch (thrown) {
+        // An AppError of the surface (a model not listed) answers the call; anything else is our fault.
+        if (!(thrown instanceof AppError)) throw thrown;
+        failed(thrown);
         return;
       }
       // Connect aborts the context after every call. Its signal is linked only to this request's own

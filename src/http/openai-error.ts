@@ -21,6 +21,7 @@ const typeByStatus: Readonly<Record<number, string>> = {
 
 /** The request field a code is always about, when the error itself does not name one. */
 const paramByReason: Partial<Record<AppErrorCode, string>> = {
+  model_not_found: "model",
   model_not_supported: "model",
   streaming_not_supported: "stream",
   streaming_required: "stream",

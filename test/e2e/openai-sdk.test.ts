@@ -406,6 +406,13 @@ describe("the openai SDK against the mock provider", () => {
       .records()
       .filter((l) => l["rpc"] === "apikeyserver.v1.ChatService/CreateChatCompletion");
     expect(lines.slice(-2).map((l) => (l["httpRequest"] as { status: number }).status)).toEqual([429, 200]);
+    // One access line per request, from the edge layer, naming the surface and the caller's own path.
+    expect(
+      lines.slice(-2).map((l) => [l["protocol"], (l["httpRequest"] as { requestUrl: string }).requestUrl]),
+    ).toEqual([
+      ["openai", "/openai/product-dev/v1/chat/completions"],
+      ["openai", "/openai/product-dev/v1/chat/completions"],
+    ]);
   });
 
   it("an abort from the SDK's AbortController mid-stream reaches the provider", async () => {
@@ -553,8 +560,8 @@ describe("the openai SDK against the echo provider (no key needed)", () => {
 
 describe("the surface itself", () => {
   it.each([
-    { method: "GET", path: "/openai/product-dev/v1/nope", status: 404, code: "not_found", allow: null },
-    { method: "GET", path: "/openai/product-dev", status: 404, code: "not_found", allow: null },
+    { method: "GET", path: "/openai/product-dev/v1/nope", status: 404, code: "route_not_found", allow: null },
+    { method: "GET", path: "/openai/product-dev", status: 404, code: "route_not_found", allow: null },
     {
       method: "GET",
       path: "/openai/product-dev/v1/chat/completions",
@@ -575,6 +582,11 @@ describe("the surface itself", () => {
     expect(res.headers.get("allow")).toBe(allow);
     const body = (await res.json()) as { error: { code: string; type: string; param: unknown } };
     expect(body.error.code).toBe(code);
+    // The refusal has its access line too (the edge layer logs every request).
+    const line = app.logs
+      .records()
+      .findLast((l) => (l["httpRequest"] as { requestUrl?: string } | undefined)?.requestUrl === path);
+    expect(line).toMatchObject({ protocol: "openai", httpRequest: { status } });
     expect(body.error.type).toBe("invalid_request_error");
     expect(body.error.param).toBeNull();
   });
@@ -586,6 +598,7 @@ describe("the surface itself", () => {
       type: "application/json",
       status: 400,
       message: "Malformed JSON body",
+      code: "invalid_argument",
     },
     {
       name: "not an object",
@@ -593,6 +606,7 @@ describe("the surface itself", () => {
       type: "application/json",
       status: 400,
       message: "Request body must be a JSON object",
+      code: "invalid_argument",
     },
     {
       name: "not JSON",
@@ -600,8 +614,9 @@ describe("the surface itself", () => {
       type: "text/plain",
       status: 415,
       message: "Content-Type must be application/json",
+      code: "unsupported_media_type",
     },
-  ])("$name → $status $message", async ({ body, type, status, message }) => {
+  ])("$name → $status $message", async ({ body, type, status, message, code }) => {
     const res = await fetch(`${app.url}/openai/product-dev/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": type },
@@ -609,7 +624,7 @@ describe("the surface itself", () => {
     });
     expect(res.status).toBe(status);
     expect(await res.json()).toStrictEqual({
-      error: { message, type: "invalid_request_error", param: null, code: "invalid_argument" },
+      error: { message, type: "invalid_request_error", param: null, code },
     });
   });
 

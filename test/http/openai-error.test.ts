@@ -9,6 +9,10 @@ const typeOf: Record<AppErrorCode, string> = {
   unauthenticated: "authentication_error",
   forbidden: "permission_error",
   product_not_found: "invalid_request_error",
+  model_not_found: "invalid_request_error",
+  route_not_found: "invalid_request_error",
+  method_not_allowed: "invalid_request_error",
+  unsupported_media_type: "invalid_request_error",
   model_not_supported: "invalid_request_error",
   streaming_not_supported: "invalid_request_error",
   streaming_required: "invalid_request_error",
@@ -22,6 +26,7 @@ const typeOf: Record<AppErrorCode, string> = {
   internal: "server_error",
 };
 const paramOf: Partial<Record<AppErrorCode, string>> = {
+  model_not_found: "model",
   model_not_supported: "model",
   streaming_not_supported: "stream",
   streaming_required: "stream",
