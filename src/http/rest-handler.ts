@@ -91,8 +91,9 @@ interface Built {
  * as the Connect router does for gRPC and Connect (same context, deadline and error handling), without
  * serializing the messages. Interceptors see `httpRequestInfoKey` (method, raw path and query, body
  * SHA-256) and the caller's authorization, `x-*` and trace headers. Answers use the REST JSON writer;
- * server streams are Server-Sent Events (`data: <json>` per message, a failure as `event: error` with the
- * S7 body); errors use the S7 body and status.
+ * server streams are Server-Sent Events (`data: <json>` per message with OpenAI's `"usage": null` rule,
+ * `data: [DONE]` after the last, a failure as `event: error` with the S7 body); errors use the S7 body and
+ * status. The call itself runs on the path shared with the OpenAI surface (http-call.ts).
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   if (!Number.isSafeInteger(options.maxBodyBytes) || options.maxBodyBytes < 0) {
