@@ -4,7 +4,7 @@ import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1
 import { createAuth, createMemoryNonceStore, defaultPublicServices, principalKey } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { composeEdge, createAccessLogEdge, createHeaderLimitEdge, shutdownCutError } from "./edge/index.js";
-import { toRestJson } from "./http/index.js";
+import { createOpenAiEdge, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import {
@@ -193,6 +193,17 @@ export function createApp(options: AppOptions): App {
         quietServices: defaultPublicServices,
       }),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
+      // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL"), on the call path
+      // the REST transcoder uses, with the ChatService implementation the router serves.
+      createOpenAiEdge({
+        chat,
+        interceptors,
+        maxBodyBytes: connectOptions.readMaxBytes,
+        maxTimeoutMs: connectOptions.maxTimeoutMs,
+        shutdownSignal: shutdown.signal,
+        logger,
+        precheck: auth.precheck,
+      }),
     ],
     dispatch,
     cutSignal: shutdown.signal,
