@@ -15,7 +15,7 @@ import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
-import { clearTimeout, setTimeout } from "node:timers";
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -52,6 +52,10 @@ const USAGE = `usage: npm run bench -- [options]
   --server-log <file>   write the server's stdout there instead of /dev/null (debugging)
   --server-env <K=V>    extra environment for the server (repeatable)
   --server-entry <file> the server's entry file (default dist/src/main.js)
+  --metrics <mode>      on (default): the server records metrics (API_KEY_SERVER_METRICS_PORT set) and the harness
+                        scrapes them every 5 s during the run; off: no metrics; compare: a second server without
+                        metrics runs every server scenario too, in the same rounds (alternating which goes first),
+                        and a table gives the metrics' CPU cost per request
   --pin <on|off>        on (with 2+ CPUs and taskset): the floor and the server run alone on the last CPU, the mock,
                         the load tools and the harness on the others; the ratio is then the floor's CPU per request
                         over the server's. off (default, as the targets were set): all share the CPUs
@@ -82,6 +86,7 @@ function readOptions() {
         "server-log": { type: "string" },
         "server-env": { type: "string", multiple: true, default: [] },
         "server-entry": { type: "string", default: SERVER_ENTRY },
+        metrics: { type: "string", default: "on" },
         "memory-limit": { type: "string", default: "512" },
         pin: { type: "string", default: "off" },
         out: { type: "string", default: path.join(OUT_DIR, "last-run.md") },
@@ -125,6 +130,9 @@ function readOptions() {
     serverLog: values["server-log"],
     serverEnv,
     serverEntry: path.resolve(values["server-entry"]),
+    metrics: ["on", "off", "compare"].includes(values.metrics)
+      ? values.metrics
+      : fail(`--metrics takes on, off or compare, got "${values.metrics}"`),
     pin:
       values.pin === "on"
         ? true
@@ -330,8 +338,9 @@ async function writeServerConfig(dir, mockPort) {
     .sign(privateKey);
 }
 
-async function startServer(options, configDir, procs) {
+async function startServer(options, configDir, procs, { metrics }) {
   const port = await freePort();
+  const metricsPort = metrics ? await freePort() : undefined;
   const profileDir = path.join(OUT_DIR, "profiles");
   if (options.cpuProf) await mkdir(profileDir, { recursive: true });
   const env = {
@@ -345,6 +354,7 @@ async function startServer(options, configDir, procs) {
     API_KEY_SERVER_LOG_LEVEL: options.logLevel,
     API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "100000000",
     NODE_OPTIONS: await productionNodeOptions(),
+    ...(metricsPort === undefined ? {} : { API_KEY_SERVER_METRICS_PORT: String(metricsPort) }),
     ...options.serverEnv,
   };
   const nodeArgs = options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
@@ -385,7 +395,7 @@ async function startServer(options, configDir, procs) {
     if (Date.now() > deadline) throw new Error("the server did not answer GET /health with 200 within 30 s");
     await sleep(100);
   }
-  return { child, port, profileDir, describeExit, nodeOptions: env.NODE_OPTIONS };
+  return { child, port, metricsPort, profileDir, describeExit, nodeOptions: env.NODE_OPTIONS };
 }
 
 function openForAppend(file) {
@@ -685,6 +695,65 @@ function table(plan, results, skipped) {
   return lines.join("\n");
 }
 
+/**
+ * Scrapes the server's metrics every `intervalMs` (Prometheus scrapes every 15-60 s; 5 s makes the scrape
+ * cost, which lands on the server's CPU, count more, not less) until `stop()`, which resolves with the count
+ * of good scrapes and the last body.
+ */
+function startScraper(metricsPort, intervalMs) {
+  let scrapes = 0;
+  let failed = 0;
+  let last = "";
+  const once = async () => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      const text = await res.text();
+      if (res.status === 200) {
+        scrapes += 1;
+        last = text;
+      } else failed += 1;
+    } catch {
+      failed += 1;
+    }
+  };
+  const timer = setInterval(() => void once(), intervalMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await once();
+      return { scrapes, failed, last };
+    },
+  };
+}
+
+/**
+ * Metrics on versus off: CPU per request of the server with metrics and of the one without, paired by
+ * round (they ran back to back), with the spread of the per-round differences as the noise.
+ */
+function metricsCostTable(plan, results) {
+  const lines = [
+    "| scenario | req/s on | req/s off | CPU µs/req on | CPU µs/req off | cost per request (median of rounds) | per-round costs |",
+    "|---|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const scenario of plan) {
+    const on = results.get(`server:${scenario.id}`) ?? [];
+    const off = results.get(`bare:${scenario.id}`) ?? [];
+    const n = Math.min(on.length, off.length);
+    if (n === 0) continue;
+    const costs = [...Array(n).keys()].map((i) => (on[i].cpuUs - off[i].cpuUs) / off[i].cpuUs);
+    const a = summarise(on);
+    const b = summarise(off);
+    const signed = (v) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(1)}%`;
+    lines.push(
+      `| ${scenario.title} | ${fmt.rps(a?.rps)} | ${fmt.rps(b?.rps)} | ${fmt.rps(a?.cpuUs)} | ${fmt.rps(b?.cpuUs)} | ` +
+        `${signed(median(costs))} (${fmt.rps(median([...Array(n).keys()].map((i) => on[i].cpuUs - off[i].cpuUs)))} µs) | ${costs.map(signed).join(", ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
 function verdicts(plan, results) {
   const lines = [];
   const check = (label, ok, detail) =>
@@ -794,13 +863,28 @@ async function main() {
     const floor = await forkHelper("raw-forwarder.mjs", [String(mock.port)], floorCgroup.procs);
     await pin(floor.child.pid, pinning.testCpu);
     const token = await writeServerConfig(configDir, mock.port);
-    const server = options.floorOnly ? undefined : await startServer(options, configDir, serverCgroup.procs);
+    const server = options.floorOnly
+      ? undefined
+      : await startServer(options, configDir, serverCgroup.procs, { metrics: options.metrics !== "off" });
     if (server !== undefined) await pin(server.child.pid, pinning.testCpu);
+    // --metrics compare: the same server without metrics, in a cgroup of its own, measured in the same rounds.
+    const bareCgroup =
+      server !== undefined && options.metrics === "compare"
+        ? await memoryCgroup(options.memoryLimitMib, "bare")
+        : undefined;
+    const bare =
+      bareCgroup === undefined
+        ? undefined
+        : await startServer(options, configDir, bareCgroup.procs, { metrics: false });
+    if (bare !== undefined) await pin(bare.child.pid, pinning.testCpu);
+    const scraper = server?.metricsPort === undefined ? undefined : startScraper(server.metricsPort, 5000);
     log(
       `mock :${mock.port}, raw forwarder :${floor.port}` +
         (server === undefined
           ? ", server: not measured (--floor-only)"
-          : `, server :${server.port} (pid ${server.child.pid})`),
+          : `, server :${server.port} (pid ${server.child.pid})`) +
+        (server?.metricsPort === undefined ? "" : `, metrics :${server.metricsPort}`) +
+        (bare === undefined ? "" : `, server without metrics :${bare.port} (pid ${bare.child.pid})`),
     );
 
     // Which (target, scenario) runs to make; the floor once per distinct floor scenario.
@@ -810,6 +894,8 @@ async function main() {
         targets.push({ target: "floor", scenario, port: floor.port, pid: floor.child.pid });
       if (server !== undefined)
         targets.push({ target: "server", scenario, port: server.port, pid: server.child.pid });
+      if (bare !== undefined)
+        targets.push({ target: "bare", scenario, port: bare.port, pid: bare.child.pid });
     }
     const skipped = new Map();
     const failures = [];
@@ -844,13 +930,27 @@ async function main() {
       }
     }
 
-    const serverDead = () =>
-      server === undefined || server.child.exitCode !== null || server.child.signalCode !== null;
+    const dead = (s) => s === undefined || s.child.exitCode !== null || s.child.signalCode !== null;
+    const serverDead = () => dead(server);
+    const targetDead = (t) =>
+      t.target === "server" ? dead(server) : t.target === "bare" ? dead(bare) : false;
+    /** Every other round the server without metrics goes first, so drift on the host hits both alike. */
+    const roundOrder = (round) =>
+      round % 2 === 1
+        ? active
+        : active.map((t, i) => {
+            const next = active[i + 1];
+            const previous = active[i - 1];
+            if (t.target === "server" && next?.target === "bare" && next.scenario === t.scenario) return next;
+            if (t.target === "bare" && previous?.target === "server" && previous.scenario === t.scenario)
+              return previous;
+            return t;
+          });
     const results = new Map();
     for (let round = 1; round <= options.rounds; round++) {
-      for (const t of active) {
+      for (const t of roundOrder(round)) {
         const key = `${t.target}:${t.scenario.id}`;
-        if (t.target === "server" && serverDead()) continue;
+        if (targetDead(t)) continue;
         const cpuBefore = await cpuMs(t.pid);
         const r = await load(
           t.port,
@@ -860,8 +960,9 @@ async function main() {
           scratch,
           expectedBytes.get(key) ?? 0,
         );
-        if (t.target === "server" && serverDead()) {
-          failures.push(`server died during ${t.scenario.id} round ${round}: ${server?.describeExit()}`);
+        if (targetDead(t)) {
+          const which = t.target === "bare" ? bare : server;
+          failures.push(`${t.target} died during ${t.scenario.id} round ${round}: ${which?.describeExit()}`);
           log(`FAIL ${failures.at(-1)}`);
           continue;
         }
@@ -872,7 +973,7 @@ async function main() {
           r.requests > 0 ? (((await cpuMs(t.pid)) - cpuBefore) * 1000) / r.requests : NaN;
         results.set(key, [...(results.get(key) ?? []), { ...r, rss: mem.rss, cpuUs: cpuUsPerRequest }]);
         log(
-          `round ${round}/${options.rounds} ${t.target.padEnd(6)} ${t.scenario.id.padEnd(11)} ${fmt.rps(r.rps).padStart(7)} req/s` +
+          `round ${round}/${options.rounds} ${(t.target === "bare" ? "no-met" : t.target).padEnd(6)} ${t.scenario.id.padEnd(11)} ${fmt.rps(r.rps).padStart(7)} req/s` +
             `  p50 ${fmt.ms(r.p50Ms)} ms  p99 ${fmt.ms(r.p99Ms)} ms  rss ${fmt.mb(mem.rss / 2 ** 20)} MB  cpu ${fmt.rps(cpuUsPerRequest)} µs/req  errors ${r.errors}` +
             (r.errors > 0 ? ` (${r.errorDetail})` : ""),
         );
@@ -882,7 +983,7 @@ async function main() {
     }
     // The gRPC error count by DATA bytes is an estimate; a last real call proves the server still
     // answers correctly after the load.
-    for (const t of active.filter((a) => a.scenario.api === "grpc" && !serverDead())) {
+    for (const t of active.filter((a) => a.scenario.api === "grpc" && !targetDead(a))) {
       const check = await preflight(t.port, t.scenario, t.request).catch((error) => ({
         ok: false,
         why: String(error),
@@ -891,7 +992,16 @@ async function main() {
     }
 
     const peak = serverDead() ? undefined : await rssBytes(server.child.pid);
+    const scraped = await scraper?.stop();
+    // Metrics on must mean metrics recorded: the last scrape counts the chat calls the load made.
+    if (
+      scraped !== undefined &&
+      !/^api_key_server_requests_total\{[^}]*ChatService[^}]*status="200"[^}]*\} [1-9]/m.test(scraped.last)
+    ) {
+      failures.push(`metrics: the last scrape (of ${scraped.scrapes}) shows no chat request`);
+    }
     if (server !== undefined) await stopChild(server.child);
+    if (bare !== undefined) await stopChild(bare.child);
     await stopChild(floor.child);
     await stopChild(mock.child);
 
@@ -908,12 +1018,23 @@ async function main() {
           ? ""
           : `; the server with NODE_OPTIONS="${server.nodeOptions}" (from the Dockerfile)`) +
         ". " +
+        (scraped === undefined
+          ? "Metrics off. "
+          : `Metrics on: scraped every 5 s during the run (${scraped.scrapes} scrape${scraped.scrapes === 1 ? "" : "s"}, ${scraped.failed} failed). `) +
         `1-minute load average ${loadBefore.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end (other work on the host skews absolute numbers; the paired ratios less so).`,
       "",
       `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\``,
       "",
       table(plan, results, skipped),
       "",
+      ...(bare === undefined
+        ? []
+        : [
+            "Metrics on versus off (`--metrics compare`): the server above (metrics recorded and scraped) and the same server without metrics, CPU per answered request, paired by round:",
+            "",
+            metricsCostTable(plan, results),
+            "",
+          ]),
       "Floor = the raw forwarder (Node http, keep-alive agent, no parsing). Connect and gRPC rows compare with the REST floor at the same concurrency (the floor speaks HTTP/1.1 only). gRPC runs use h2load (one stream per connection, except the 1 conn × 32 streams row); its errors are transport errors, non-2xx and calls with no answer DATA (a gRPC error is HTTP 200 + grpc-status), and every gRPC scenario makes a checked real call before and after the load.",
       "",
       peak === undefined ? "" : `Server peak RSS (VmHWM) over the run: ${fmt.mb(peak.hwm / 2 ** 20)} MB.`,

@@ -1,12 +1,14 @@
+import type { ServiceImplSpec } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
 import { createAuth, createMemoryNonceStore, defaultPublicServices, principalKey } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { composeEdge, createAccessLogEdge, createHeaderLimitEdge, shutdownCutError } from "./edge/index.js";
-import { createOpenAiEdge, toRestJson } from "./http/index.js";
+import { createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
+import { createMetricsEdge, type Metrics } from "./metrics/index.js";
 import {
   createChatLimiter,
   createConcurrencyInterceptor,
@@ -41,6 +43,8 @@ export interface AppOptions {
   readonly upstreamDispatcher?: Dispatcher;
   /** Called when the Redis circuit breaker changes state (a metrics hook; logged either way). */
   readonly onRedisBreakerStateChange?: (state: BreakerState, previous: BreakerState) => void;
+  /** Recorded when given (API_KEY_SERVER_METRICS_PORT set); served on its own port by main.ts. */
+  readonly metrics?: Metrics | undefined;
 }
 
 export interface App {
@@ -56,12 +60,13 @@ export interface App {
  * tests build it in-process with their own config, secrets and upstream.
  */
 export function createApp(options: AppOptions): App {
-  const { config, logger, secrets, redis } = options;
+  const { config, logger, secrets, redis, metrics } = options;
 
   const forwarder = createForwarder({
     timeoutMs: config.requestTimeoutMs,
     streamIdleTimeoutMs: config.streamIdleTimeoutMs,
     logger,
+    observer: metrics?.upstreamCallEnded,
     ...(options.upstreamDispatcher ? { dispatcher: options.upstreamDispatcher } : {}),
   });
 
@@ -85,6 +90,7 @@ export function createApp(options: AppOptions): App {
         logger,
         keyPrefix: config.redisKeyPrefix,
         ...(breaker ? { breaker } : {}),
+        ...(metrics ? { onFallback: metrics.redisFallback("nonce_store") } : {}),
       })
     : memoryNonces;
   const limiter = redis
@@ -94,12 +100,14 @@ export function createApp(options: AppOptions): App {
         logger,
         keyPrefix: config.redisKeyPrefix,
         ...(breaker ? { breaker } : {}),
+        ...(metrics ? { onFallback: metrics.redisFallback("rate_limiter") } : {}),
       })
     : createMemoryLimiter({});
   const chatLimiter = createChatLimiter({
     limiter,
     defaults: config.rateLimit,
     logger,
+    onDecision: metrics?.rateLimitDecided,
   });
 
   const chat = createChatService({
@@ -148,6 +156,7 @@ export function createApp(options: AppOptions): App {
     },
     publicServices: defaultPublicServices,
     logger,
+    onFailure: metrics?.authFailed,
   });
   const interceptors = [
     createWireErrorInterceptor(),
@@ -162,6 +171,7 @@ export function createApp(options: AppOptions): App {
   ];
 
   const shutdown = new AbortController();
+  const services: ServiceImplSpec[] = [];
   const connectOptions = createConnectOptions({
     bodyLimitBytes: config.maxBodyBytes,
     interceptors,
@@ -172,7 +182,9 @@ export function createApp(options: AppOptions): App {
     logger,
     // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
     precheck: auth.precheck,
-    routes(router) {
+    routes(connectRouter) {
+      // Recorded here too: the metrics entry tells streams from unary calls by the registered methods.
+      const router = recordServices(connectRouter, services);
       router.service(ChatService, chat);
       registerHealth(router, {
         readiness,
@@ -192,6 +204,8 @@ export function createApp(options: AppOptions): App {
         gcpProjectId: gcpProjectOf(config),
         quietServices: defaultPublicServices,
       }),
+      // Right after the access log: it counts every request, the header-limit refusals included.
+      ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
       // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL"), on the call path
       // the REST transcoder uses, with the ChatService implementation the router serves.
@@ -240,6 +254,13 @@ export function createApp(options: AppOptions): App {
 /** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
 function cutMarginMs(graceMs: number): number {
   return Math.min(500, Math.floor(graceMs / 2));
+}
+
+/** `package.Service/Method` of every registered streaming RPC (as `Exchange.rpc` names them). */
+function streamingRpcsOf(services: readonly ServiceImplSpec[]): string[] {
+  return services.flatMap(({ service }) =>
+    service.methods.filter((m) => m.methodKind !== "unary").map((m) => `${service.typeName}/${m.name}`),
+  );
 }
 
 function gcpProjectOf(config: Config): string | undefined {

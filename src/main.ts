@@ -16,6 +16,7 @@ import {
 } from "./config/index.js";
 import { createRedisClient } from "./lib/redis.js";
 import { createLogger, type Logger } from "./log/index.js";
+import { createMetrics, createMetricsServer } from "./metrics/index.js";
 import {
   createFileSecretSource,
   createSecretManagerSource,
@@ -53,6 +54,16 @@ async function main(): Promise<void> {
   }
 
   const { source, close: closeSource } = await createSource(config, logger);
+  // Metrics only when their port is set, so nothing is recorded (or exposed) otherwise. Product labels are
+  // bounded by the secrets in use, read at each request, after `secrets` below exists.
+  const metrics =
+    config.metricsPort === undefined
+      ? undefined
+      : createMetrics({
+          version,
+          products: () => secrets.current()?.products,
+          limiterSource: config.redisUrl === undefined ? "memory" : "redis",
+        });
   const secrets = createSecretStore({
     source,
     names: config.secrets.names,
@@ -60,10 +71,12 @@ async function main(): Promise<void> {
     logger,
     requireAuth: config.production,
     startupDeadlineMs: config.secrets.startupDeadlineMs,
+    onRead: metrics?.secretRead,
   });
   const redis =
     config.redisUrl === undefined ? undefined : createRedisClient({ url: config.redisUrl, logger });
-  const app = createApp({ config, logger, secrets, version, redis });
+  const app = createApp({ config, logger, secrets, version, redis, metrics });
+  const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger });
 
   // Listen first, so /health answers (503) while the first load runs.
   const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
@@ -76,6 +89,16 @@ async function main(): Promise<void> {
     { port, version, secretSource: source.kind, redis: redis !== undefined },
     `Listening on ${config.host}:${port}`,
   );
+  if (metricsServer !== undefined && config.metricsPort !== undefined) {
+    const metricsPort = config.metricsPort;
+    const bound = await metricsServer.listen(metricsPort, config.host).catch((err: unknown) => {
+      const problem = listenProblem(err, config.host, metricsPort, "API_KEY_SERVER_METRICS_PORT");
+      if (problem === undefined) throw err;
+      process.stderr.write(`api-key-server: ${problem}\n`);
+      process.exit(1);
+    });
+    logger.info({ metricsPort: bound.port }, `Metrics on http://${config.host}:${bound.port}/metrics`);
+  }
 
   let stopping = false;
   async function stop(exitCode: number): Promise<never> {
@@ -85,6 +108,8 @@ async function main(): Promise<void> {
     // clean SIGTERM into an unhandled rejection with a stack trace and exit code 1.
     const steps: readonly (readonly [string, () => Promise<unknown>])[] = [
       ["server", () => app.close(config.shutdownGraceMs)],
+      // After the server: the last scrape during the grace still sees the calls that were draining.
+      ["metrics server", () => metricsServer?.close(1000) ?? Promise.resolve()],
       ["secret store", () => secrets.stop()],
       ["secret source", closeSource],
     ];

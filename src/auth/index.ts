@@ -11,6 +11,7 @@ export {
   defaultPublicServices,
   type Auth,
   type AuthInterceptorOptions,
+  type AuthMethodTried,
   type CredentialHeaders,
 } from "./interceptor.js";
 export { repeatedCredentialHeader } from "./credential-headers.js";

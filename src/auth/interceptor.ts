@@ -6,7 +6,7 @@ import { httpRequestInfoKey } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import type { Secrets } from "../secrets/types.js";
 import { exchangeKey } from "../edge/exchange.js";
-import { AuthFailure } from "./auth-failure.js";
+import { AuthFailure, type AuthFailureReason } from "./auth-failure.js";
 import { repeatedCredentialHeader } from "./credential-headers.js";
 import { hmacHeaders, sha256Hex } from "./hmac-signing.js";
 import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
@@ -44,11 +44,31 @@ export interface AuthInterceptorOptions {
   /** Fully qualified service names that need no credentials; usually `defaultPublicServices`. */
   readonly publicServices: readonly string[];
   readonly logger: Logger;
+  /**
+   * Told about every authentication failure with the method tried and the logged reason (metrics);
+   * default none. Must not throw.
+   */
+  readonly onFailure?: ((method: AuthMethodTried, reason: AuthFailureReason) => void) | undefined;
   /** Clock in ms since the epoch; Date.now by default. */
   readonly now?: () => number;
 }
 
 type AnyRequest = UnaryRequest | StreamRequest;
+
+/** The credentials a failed request carried: a bearer token, HMAC headers, or none (or both) of them. */
+export type AuthMethodTried = "jwt" | "hmac" | "none";
+
+/** Enough of a request's headers to tell which credential it tried. */
+interface HeaderPresence {
+  has(name: string): boolean;
+}
+
+function methodTried(header: HeaderPresence): AuthMethodTried {
+  const bearer = header.has("authorization");
+  const hmac = header.has(hmacHeaders.signature) || header.has(hmacHeaders.keyId);
+  if (bearer === hmac) return "none";
+  return bearer ? "jwt" : "hmac";
+}
 
 /**
  * The one authentication step for gRPC, Connect and REST (the REST transcoder calls through the same
@@ -132,9 +152,10 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
   };
 
   /** Logs a failed authentication once and returns what to throw (an AppError for a verdict on the caller). */
-  const refusal = (err: unknown, procedure: string): unknown => {
+  const refusal = (err: unknown, procedure: string, headers: HeaderPresence): unknown => {
     if (err instanceof AuthFailure) {
       logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+      options.onFailure?.(methodTried(headers), err.reason);
       if (err.reason === "ambiguous_credentials") {
         return new AppError("invalid_argument", { message: ambiguity(err), cause: err });
       }
@@ -163,7 +184,7 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
     try {
       [principal, forwarded] = await authenticate(req, secrets);
     } catch (err) {
-      throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`));
+      throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`, req.header));
     }
     req.contextValues.set(principalKey, principal);
     return next(forwarded);
@@ -180,7 +201,7 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
         if (credentials.kind === "jwt") await jwt.verify(credentials.token, secrets.jwtKeys);
         else hmac.precheck(headers, secrets.hmacKeys);
       } catch (err) {
-        throw refusal(err, `/${service}/${method}`);
+        throw refusal(err, `/${service}/${method}`, headers);
       }
     },
   };

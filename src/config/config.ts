@@ -222,9 +222,20 @@ export function loadConfig(env: Env): Config {
       ? { kind: "secret-manager", projectId, endpoint }
       : { kind: "files", dir: read("API_KEY_SERVER_CONFIG_DIR") ?? "./config" };
 
+  const listenPort = port("PORT") ?? 8000;
+  const metricsPort = port("API_KEY_SERVER_METRICS_PORT");
+  // The same port would fail at start-up with EADDRINUSE, or worse be read as "serve metrics publicly".
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === listenPort) {
+    throw new ConfigError(
+      "API_KEY_SERVER_METRICS_PORT",
+      `a port other than PORT (${listenPort})`,
+      String(metricsPort),
+    );
+  }
+
   const config: Config = {
     production: read("K_SERVICE") !== undefined || read("NODE_ENV") === "production",
-    port: port("PORT") ?? 8000,
+    port: listenPort,
     host: read("API_KEY_SERVER_HOST") ?? "0.0.0.0",
     maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),
     requestTimeoutMs: int("API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS", 90, 1) * 1000,
@@ -257,7 +268,7 @@ export function loadConfig(env: Env): Config {
     maxConcurrentCallsPerCaller: int("API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER", 100, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
     logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
-    metricsPort: port("API_KEY_SERVER_METRICS_PORT"),
+    metricsPort,
     rateLimit: {
       requestsPerMinute: int("API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE", 600, 1),
       tokensPerMinute:

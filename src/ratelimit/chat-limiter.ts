@@ -1,8 +1,8 @@
 import type { Logger } from "../log/index.js";
 import type { ProductConfig } from "../secrets/types.js";
 import { toRateLimitError } from "./headers.js";
-import { rateLimitKey } from "./keys.js";
-import type { RateLimiter, RateLimitPolicy } from "./types.js";
+import { rateLimitKey, type RateLimitDimension } from "./keys.js";
+import type { RateLimiter, RateLimitPolicy, RateLimitResult } from "./types.js";
 
 /** The caller as far as limits are concerned (JWT `sub` or HMAC key id). */
 export interface RateLimitCaller {
@@ -24,6 +24,11 @@ export interface ChatLimiterOptions {
   };
   /** Token charges that fail are logged here (they never fail the request). */
   readonly logger: Logger;
+  /**
+   * Sees every admission decision (metrics: refusals by kind, the limiter source in use); default none.
+   * Must not throw; runs on the request path.
+   */
+  readonly onDecision?: ((dimension: RateLimitDimension, result: RateLimitResult) => void) | undefined;
 }
 
 /** Per product and caller limits (docs/ratelimit.md), in the shape the chat service calls. */
@@ -43,7 +48,7 @@ const minute = 60_000;
 
 /** Builds the ChatLimiter; throws a TypeError naming a default that is not a positive integer. */
 export function createChatLimiter(options: ChatLimiterOptions): ChatLimiter {
-  const { limiter, defaults, logger } = options;
+  const { limiter, defaults, logger, onDecision } = options;
   for (const [name, value] of Object.entries(defaults)) {
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
       throw new TypeError(
@@ -62,11 +67,13 @@ export function createChatLimiter(options: ChatLimiterOptions): ChatLimiter {
       const tokens = tokenPolicy(product);
       if (tokens !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "tokens"), tokens, 0);
+        onDecision?.("tokens", result);
         if (!result.allowed) throw toRateLimitError(result, tokens);
       }
       const requests = requestPolicy(product);
       if (requests !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "requests"), requests, 1);
+        onDecision?.("requests", result);
         if (!result.allowed) throw toRateLimitError(result, requests);
       }
     },

@@ -21,6 +21,7 @@ export {
   SecretLoadError,
   type RefreshingSecretStore,
   type SecretNames,
+  type SecretReadReport,
   type SecretStoreOptions,
 } from "./secret-store.js";
 export { SecretFormatError } from "./format-error.js";

@@ -32,6 +32,20 @@ export interface SecretStoreOptions {
    * DEADLINE_EXCEEDED, ...), logging one warning per failed attempt; then it rejects. Default 0: no retry.
    */
   readonly startupDeadlineMs?: number;
+  /** Told about every read of every secret, at start and on each refresh (metrics); default none. */
+  readonly onRead?: ((read: SecretReadReport) => void) | undefined;
+}
+
+/**
+ * One read of one secret. `ok`: read and valid (changed or not), so what is in use is current. `missing`:
+ * an optional secret (JWT, HMAC) does not exist, so its method is disabled, which is also current.
+ * `failed`: unreadable, invalid, or the required product secret missing; the last good version stays.
+ */
+export interface SecretReadReport {
+  /** The secret's configured name. */
+  readonly secret: string;
+  readonly phase: "start" | "refresh";
+  readonly result: "ok" | "missing" | "failed";
 }
 
 /** A SecretStore whose refresh can also be triggered directly (tests, an admin signal). */
@@ -132,6 +146,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     clock = Date.now,
     requireAuth = false,
     startupDeadlineMs = 0,
+    onRead,
   } = options;
   if (!Number.isSafeInteger(startupDeadlineMs) || startupDeadlineMs < 0) {
     throw new TypeError("createSecretStore: startupDeadlineMs must be a non-negative integer");
@@ -217,6 +232,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       if (result === undefined) return;
       const name = names[kind];
       const where = source.describe(name);
+      onRead?.({ secret: name, phase: "refresh", result: readResult(kind, result) });
       if (result.status === "rejected") {
         logger.error(
           {
@@ -357,7 +373,15 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       if (state !== "new") throw new Error("SecretStore.start() may be called once");
       state = "starting";
       const kinds = ["products", "jwtKeys", "hmacSecrets"] as const;
+      // Reported once, with the outcome start-up acts on (after any retries).
       const results = await loadWithRetries();
+      if (onRead !== undefined) {
+        kinds.forEach((kind, i) => {
+          const result = results[i];
+          if (result !== undefined)
+            onRead({ secret: names[kind], phase: "start", result: readResult(kind, result) });
+        });
+      }
       const loaded: Partial<{ -readonly [K in Kind]: Slots[K] }> = {};
       kinds.forEach((kind, i) => {
         const result = results[i];
@@ -424,6 +448,16 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     },
   };
   return store;
+}
+
+/** The report of one read: a missing product secret is a failure (it is required); others disable a method. */
+function readResult(
+  kind: Kind,
+  result: PromiseSettledResult<{ readonly version: string | undefined }>,
+): SecretReadReport["result"] {
+  if (result.status === "rejected") return "failed";
+  if (result.value.version !== undefined) return "ok";
+  return kind === "products" ? "failed" : "missing";
 }
 
 /** A failure's message, which our sources and parsers keep free of secret values. */

@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { listen } from "../lib/listen.js";
 import type { Logger } from "../log/index.js";
 import { nonNegativeInt, positiveInt } from "../lib/options.js";
 
@@ -206,21 +207,11 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
   let closed: Promise<void> | undefined;
 
   return {
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          // Only now: a failed listen (EADDRINUSE) is the caller's rejection to report, not a log line.
-          server.on("error", (err) => logger.error({ err: String(err) }, "listener error"));
-          const address = server.address();
-          if (address === null || typeof address === "string") {
-            reject(new Error("listen: unexpected address"));
-            return;
-          }
-          resolve({ port: address.port });
-        });
-      });
+    async listen(port, host) {
+      const bound = await listen(server, port, host);
+      // Only now: a failed listen (EADDRINUSE) is the caller's rejection to report, not a log line.
+      server.on("error", (err) => logger.error({ err: String(err) }, "listener error"));
+      return bound;
     },
 
     close(graceMs) {

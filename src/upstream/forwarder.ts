@@ -7,7 +7,15 @@ import { UpstreamFailure } from "./failure.js";
 import { createUpstreamHttp } from "./http.js";
 import { createKeyPools } from "./key-pool.js";
 import { adapterRegistry, type AdapterDeps } from "./providers/index.js";
-import type { Clock, JsonObject, ProviderAdapter, UpstreamCall, UpstreamResult } from "./types.js";
+import type {
+  Clock,
+  JsonObject,
+  ProviderAdapter,
+  UpstreamCall,
+  UpstreamObserver,
+  UpstreamOutcome,
+  UpstreamResult,
+} from "./types.js";
 
 export interface ForwarderOptions {
   /**
@@ -31,6 +39,8 @@ export interface ForwarderOptions {
   readonly logger: Logger;
   /** Wall clock for deadlines, latencies and resting keys. Default `Date`. */
   readonly clock?: Clock;
+  /** Told about every call once it settles (the metrics of docs/runbook.ja.md §5); default none. */
+  readonly observer?: UpstreamObserver | undefined;
 }
 
 /** Per-call options; all optional so both the RPC layer and scripts can call it. */
@@ -103,6 +113,8 @@ function createDefaultAgent(timeoutMs: number, streamIdleTimeoutMs: number): Age
 interface CallClock {
   readonly signal: AbortSignal;
   readonly started: number;
+  /** Seconds since the call started, on the monotonic clock (for the observer's durations). */
+  elapsedSeconds(): number;
   /** A stream chunk arrived (the first switches from the first-byte budget to the idle timer). */
   chunk(): void;
   end(): void;
@@ -115,7 +127,7 @@ interface CallClock {
  * key when the first attempt failed before anything reached the caller.
  */
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const { timeoutMs, logger } = options;
+  const { timeoutMs, logger, observer } = options;
   const maxResponseBytes = options.maxResponseBytes ?? defaultMaxResponseBytes;
   const streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? defaultStreamIdleTimeoutMs;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
@@ -155,6 +167,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   function startClock(opts: ForwardOptions): CallClock {
     const started = clock.now();
+    const startedMonotonic = performance.now();
     const budgetMs =
       opts.deadlineMs === undefined ? timeoutMs : Math.min(timeoutMs, opts.deadlineMs - started);
     // One controller per call, fed by the timers and by the caller's signal through a listener removed at
@@ -174,6 +187,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return {
       signal: controller.signal,
       started,
+      elapsedSeconds: () => (performance.now() - startedMonotonic) / 1000,
       chunk() {
         if (streaming) {
           // Restarting the same timer costs no allocation per chunk.
@@ -278,6 +292,25 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return new AppError("internal", { cause: err });
   }
 
+  const outcomeOf = (error: Error): UpstreamOutcome => (error instanceof AppError ? error.code : "canceled");
+
+  /** Tells the observer how a call ended (once per call, retries included). */
+  function report(
+    provider: ProviderConfig,
+    body: JsonObject,
+    outcome: UpstreamOutcome,
+    timers: CallClock,
+    firstEventSeconds: number | undefined,
+  ): void {
+    observer?.({
+      provider,
+      model: typeof body["model"] === "string" ? body["model"] : "",
+      outcome,
+      durationSeconds: timers.elapsedSeconds(),
+      firstEventSeconds,
+    });
+  }
+
   function callOf(
     provider: ProviderConfig,
     body: JsonObject,
@@ -291,6 +324,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   return {
     async complete(provider, body, opts = {}) {
       const timers = startClock(opts);
+      let outcome: UpstreamOutcome = "ok";
       let keyIndex = 0;
       try {
         timers.signal.throwIfAborted();
@@ -306,9 +340,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           }
         }
       } catch (err) {
-        throw settle(provider, timers.signal, err, keyIndex);
+        const error = settle(provider, timers.signal, err, keyIndex);
+        outcome = outcomeOf(error);
+        throw error;
       } finally {
         timers.end();
+        report(provider, body, outcome, timers, undefined);
       }
     },
 
@@ -316,6 +353,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const timers = startClock(opts);
       let keyIndex = 0;
       let iterator: AsyncIterator<JsonObject> | undefined;
+      // Stays "abandoned" when the consumer stops reading early (the generator is returned, not thrown into).
+      let outcome: UpstreamOutcome = "abandoned";
+      let firstEventSeconds: number | undefined;
       try {
         timers.signal.throwIfAborted();
         const adapter = adapterFor(provider);
@@ -337,14 +377,21 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         }
         for (let result = first; result.done !== true; result = await iterator.next()) {
           timers.chunk();
+          firstEventSeconds ??= timers.elapsedSeconds();
           yield result.value;
         }
         iterator = undefined;
+        outcome = "ok";
       } catch (err) {
         iterator = undefined;
-        throw settle(provider, timers.signal, err, keyIndex);
+        const error = settle(provider, timers.signal, err, keyIndex);
+        outcome = outcomeOf(error);
+        throw error;
       } finally {
         timers.end();
+        // A consumer that stopped because its caller went away is a cancel, like an abort seen mid-read.
+        if (outcome === "abandoned" && opts.signal?.aborted === true) outcome = "canceled";
+        report(provider, body, outcome, timers, firstEventSeconds);
         // The consumer stopped early: let the adapter release the provider's stream.
         await iterator?.return?.();
       }

@@ -1,3 +1,4 @@
+import type { AppErrorCode } from "../errors/index.js";
 import type { ProviderConfig, ProviderKind } from "../secrets/types.js";
 
 /** A JSON value exactly as exchanged with providers (the OpenAI wire format keeps its nulls and zeros). */
@@ -53,6 +54,25 @@ export interface ProviderAdapter {
   /** Yields OpenAI `chat.completion.chunk` objects; ends after the provider's end-of-stream marker. */
   stream(call: UpstreamCall): AsyncIterable<JsonObject>;
 }
+
+/** How an upstream call ended: `ok`, the caller went away (`canceled`), the consumer of a stream stopped
+ * reading before its end (`abandoned`), or the AppError code the caller got. */
+export type UpstreamOutcome = "ok" | "canceled" | "abandoned" | AppErrorCode;
+
+/** One settled upstream call, as the forwarder reports it (to metrics). */
+export interface UpstreamCallReport {
+  readonly provider: ProviderConfig;
+  /** The `model` of the request body as sent (a caller's string: bound it before using it as a label). */
+  readonly model: string;
+  readonly outcome: UpstreamOutcome;
+  /** From the start of the call to its end (the whole stream for a stream). */
+  readonly durationSeconds: number;
+  /** Streams only: from the start of the call to the first event; undefined when none arrived. */
+  readonly firstEventSeconds: number | undefined;
+}
+
+/** Sees every upstream call once it settles. Must not throw; runs on the request path, so keep it cheap. */
+export type UpstreamObserver = (report: UpstreamCallReport) => void;
 
 /** A source of wall-clock time, injectable for tests. */
 export interface Clock {

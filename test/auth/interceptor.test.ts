@@ -5,6 +5,7 @@ import {
   createAuthInterceptor,
   createMemoryNonceStore,
   defaultPublicServices,
+  type AuthMethodTried,
 } from "../../src/auth/index.js";
 import type { Secrets } from "../../src/secrets/types.js";
 import { captureLog } from "../support/log-capture.js";
@@ -46,6 +47,8 @@ let impostor: TestKey; // same kid as `rsa`, different key
 let stranger: TestKey; // kid not in the set
 let current: Secrets | undefined;
 let server: AuthTestServer;
+/** What the interceptor's onFailure hook (metrics) was told, in order. */
+const reported: { method: AuthMethodTried; reason: string }[] = [];
 const clients = new Map<string, ProtocolClient>();
 
 /**
@@ -75,6 +78,7 @@ beforeAll(async () => {
     hmac: { windowSeconds: 300, nonceStore: createMemoryNonceStore({ maxEntries: 1000 }) },
     publicServices: defaultPublicServices,
     logger: log.logger,
+    onFailure: (method, reason) => reported.push({ method, reason }),
   });
   server = await startAuthTestServer(interceptor, () => current);
   for (const [name, make] of protocols) clients.set(name, make(server));
@@ -87,6 +91,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   log.lines.length = 0;
+  reported.length = 0;
 });
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -424,6 +429,9 @@ function expectLoggedFailure(reason: string | undefined, secrets: readonly strin
     expect(failures).toHaveLength(1);
     expect(failures[0]).toMatchObject({ severity: "WARNING", auth: { reason } });
   }
+  // The metrics hook hears of exactly the failures the log reports.
+  expect(reported.map((r) => r.reason)).toEqual(reason === undefined ? [] : [reason]);
+  reported.length = 0;
   for (const secret of secrets) if (secret.length >= 8) expect(log.text()).not.toContain(secret);
 }
 
@@ -452,6 +460,32 @@ describe.each(protocols.map(([name, , h2]) => [name, h2] as const))("auth over %
     }
     expectOutcome(outcome, expected);
     expectLoggedFailure(reason, secretsOf(creds));
+  });
+
+  it.each([
+    ["no credentials", "none", () => ({ kind: "none" }) as const],
+    [
+      "an expired JWT",
+      "jwt",
+      async () => bearer(await jwt(rsa, { claims: { iat: now() - 7200, exp: now() - 3600 } })),
+    ],
+    [
+      "an unknown HMAC key id",
+      "hmac",
+      () => ({ kind: "hmac", keyId: "svc-unknown", secret: "secret-a-0123456789" }) as const,
+    ],
+    [
+      "a JWT and HMAC headers together",
+      "none",
+      async () =>
+        ({
+          kind: "headers",
+          headers: { authorization: `Bearer ${await jwt(rsa)}`, "x-api-key-id": "svc-a" },
+        }) as const,
+    ],
+  ] as const)("reports %s to the metrics hook as method %s", async (_name, method, credentials) => {
+    await client().call("ListModels", "product-dev", await credentials());
+    expect(reported.map((r) => r.method)).toEqual([method]);
   });
 
   it("refuses a replayed HMAC nonce", async () => {

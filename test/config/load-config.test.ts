@@ -169,6 +169,14 @@ describe("loadConfig", () => {
       'API_KEY_SERVER_METRICS_PORT: expected an integer from 0 to 65535, got "-1"',
     ],
     [
+      { API_KEY_SERVER_METRICS_PORT: "8000" },
+      'API_KEY_SERVER_METRICS_PORT: expected a port other than PORT (8000), got "8000"',
+    ],
+    [
+      { PORT: "8080", API_KEY_SERVER_METRICS_PORT: "8080" },
+      'API_KEY_SERVER_METRICS_PORT: expected a port other than PORT (8080), got "8080"',
+    ],
+    [
       { API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: "-1" },
       'API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS: expected a non-negative integer, got "-1"',
     ],

@@ -6,6 +6,7 @@ import type { Redis } from "ioredis";
 import { createApp, type App } from "../../src/app.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import { createRedisClient } from "../../src/lib/redis.js";
+import { createMetrics, createMetricsServer } from "../../src/metrics/index.js";
 import {
   createFileSecretSource,
   createSecretStore,
@@ -29,6 +30,8 @@ export interface AppHarness {
   readonly key: TestKey;
   /** The folder holding openai_api_keys.json, jwt_public_keys.json and hmac_secrets.json. */
   readonly dir: string;
+  /** `http://127.0.0.1:PORT/metrics` of the metrics listener (with `metrics: true`), else "". */
+  readonly metricsUrl: string;
   /** A caller JWT: `sub` "svc-test" and `products` ["product-dev"] unless overridden. */
   token(options?: MintOptions): Promise<string>;
   /** Rewrites one secret file and reloads secrets at once (no waiting for the refresh interval). */
@@ -49,6 +52,10 @@ export interface AppHarnessOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Log level of the captured log (default "debug", so tests can prove what is never logged). */
   readonly logLevel?: "debug" | "info";
+  /** Record metrics and serve them on a port of their own, as main.ts does with API_KEY_SERVER_METRICS_PORT. */
+  readonly metrics?: boolean;
+  /** Wait for the Redis connection before serving (default true); false for tests of an unreachable Redis. */
+  readonly waitForRedis?: boolean;
 }
 
 export const defaultProducts = { "product-dev": { providers: { echo: { models: ["echo-1"] } } } };
@@ -68,11 +75,20 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
     ...options.env,
   });
   const logs = captureLog(options.logLevel ?? "debug");
+  const metrics =
+    options.metrics === true
+      ? createMetrics({
+          version: "test",
+          products: () => secrets.current()?.products,
+          limiterSource: config.redisUrl === undefined ? "memory" : "redis",
+        })
+      : undefined;
   const secrets = createSecretStore({
     source: createFileSecretSource({ dir }),
     names: config.secrets.names,
     refreshIntervalMs: config.secrets.refreshIntervalMs,
     logger: logs.logger,
+    onRead: metrics?.secretRead,
   });
   await secrets.start();
   // A command timeout for a loaded test machine (main.ts keeps the 200 ms default), and a connection that
@@ -82,9 +98,14 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
     config.redisUrl === undefined
       ? undefined
       : createRedisClient({ url: config.redisUrl, logger: logs.logger, commandTimeoutMs: 5_000 });
-  if (redis !== undefined && redis.status !== "ready") await once(redis, "ready");
-  const app: App = createApp({ config, logger: logs.logger, secrets, version: "test", redis });
+  if (redis !== undefined && redis.status !== "ready" && options.waitForRedis !== false) {
+    await once(redis, "ready");
+  }
+  const app: App = createApp({ config, logger: logs.logger, secrets, version: "test", redis, metrics });
   const { port } = await app.listen(0, "127.0.0.1");
+  const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger: logs.logger });
+  const metricsPort =
+    metricsServer === undefined ? undefined : (await metricsServer.listen(0, "127.0.0.1")).port;
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -94,6 +115,7 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
     secrets,
     key,
     dir,
+    metricsUrl: metricsPort === undefined ? "" : `http://127.0.0.1:${metricsPort}/metrics`,
     token: (mint) => mintJwt(key, mint),
     async writeSecret(file, value) {
       await write(file, value);
@@ -101,6 +123,7 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
     },
     async close(graceMs = 1000) {
       await app.close(graceMs);
+      await metricsServer?.close(1000);
       await secrets.stop();
       await redis?.quit().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
