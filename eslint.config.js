@@ -21,4 +21,22 @@ export default tseslint.config(
     files: ["**/*.js", "**/*.mjs"],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The example web page runs in a browser; its little file server on Node.
+    files: ["examples/web/app.js"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ["document", "location", "fetch", "Option", "AbortController", "TextDecoder"].map((g) => [
+          g,
+          "readonly",
+        ]),
+      ),
+    },
+  },
+  {
+    files: ["examples/web/serve.mjs"],
+    languageOptions: {
+      globals: Object.fromEntries(["process", "URL", "console"].map((g) => [g, "readonly"])),
+    },
+  },
 );

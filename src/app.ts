@@ -1,10 +1,22 @@
-import type { ServiceImplSpec } from "@connectrpc/connect";
+import { cors as connectCors, type ServiceImplSpec } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
-import { createAuth, createMemoryNonceStore, defaultPublicServices, principalKey } from "./auth/index.js";
+import {
+  createAuth,
+  createMemoryNonceStore,
+  defaultPublicServices,
+  hmacHeaders,
+  principalKey,
+} from "./auth/index.js";
 import type { Config } from "./config/index.js";
-import { composeEdge, createAccessLogEdge, createHeaderLimitEdge, shutdownCutError } from "./edge/index.js";
+import {
+  composeEdge,
+  createAccessLogEdge,
+  createCorsEdge,
+  createHeaderLimitEdge,
+  shutdownCutError,
+} from "./edge/index.js";
 import { createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
@@ -15,6 +27,7 @@ import {
   createMemoryLimiter,
   createRedisLimiter,
   createRedisNonceStore,
+  rateLimitHeaderNames,
 } from "./ratelimit/index.js";
 import { createChatService } from "./rpc/chat-service.js";
 import type { JsonObject } from "./rpc/ports.js";
@@ -191,7 +204,7 @@ export function createApp(options: AppOptions): App {
         version: options.version,
         subscribe: (listener) => secrets.onChange(() => listener()),
       });
-      registerReflection(router);
+      if (config.reflection) registerReflection(router);
     },
   });
   // The edge list, outermost first: every request on the port passes it (docs/architecture.md). New
@@ -206,6 +219,9 @@ export function createApp(options: AppOptions): App {
       }),
       // Right after the access log: it counts every request, the header-limit refusals included.
       ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
+      // Before anything that may answer, so every answer an allowed page gets is readable by it, and a
+      // preflight is answered before the header limit, routing, auth or any handler.
+      createCorsEdge({ origins: config.corsOrigins, ...webClientHeaders }),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
       // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL"), on the call path
       // the REST transcoder uses, with the ChatService implementation the router serves.
@@ -250,6 +266,30 @@ export function createApp(options: AppOptions): App {
     },
   };
 }
+
+/**
+ * What a page may send and read across origins (README, "Web clients"): connect-es's lists for the Connect
+ * and gRPC-Web protocols, the two ways to authenticate, the headers the official `openai` SDK adds in a
+ * browser (without them its preflight fails), and the rate-limit headers a page needs to back off.
+ */
+const webClientHeaders = {
+  allowedMethods: connectCors.allowedMethods,
+  allowedHeaders: [
+    ...connectCors.allowedHeaders,
+    "authorization",
+    ...Object.values(hmacHeaders),
+    "x-stainless-lang",
+    "x-stainless-package-version",
+    "x-stainless-os",
+    "x-stainless-arch",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-retry-count",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+  ],
+  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames],
+} as const;
 
 /** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
 function cutMarginMs(graceMs: number): number {

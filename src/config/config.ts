@@ -1,3 +1,5 @@
+import { parseOriginRule } from "../lib/origin.js";
+
 /** Levels the logger accepts (`API_KEY_SERVER_LOG_LEVEL`). */
 export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof logLevels)[number];
@@ -105,8 +107,16 @@ export interface Config {
   readonly bodyTimeoutMs: number;
   /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
   readonly maxBodyBytes: number;
-  /** `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins; default none). */
+  /**
+   * `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins, exact or `https://*.example.com`; default none:
+   * no browser origin is allowed).
+   */
   readonly corsOrigins: readonly string[];
+  /**
+   * `API_KEY_SERVER_REFLECTION` (default true): serve gRPC server reflection, which lists the services and
+   * their schemas (nothing secret) to anyone who can reach the port; `false` leaves it unregistered.
+   */
+  readonly reflection: boolean;
   /** `API_KEY_SERVER_LOG_LEVEL` (default `info`). */
   readonly logLevel: LogLevel;
   /** `API_KEY_SERVER_METRICS_PORT` (default unset = no metrics listener). */
@@ -165,6 +175,7 @@ const knownVariables = [
   "API_KEY_SERVER_BODY_TIMEOUT_SECONDS",
   "API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER",
   "API_KEY_SERVER_CORS_ORIGINS",
+  "API_KEY_SERVER_REFLECTION",
   "API_KEY_SERVER_LOG_LEVEL",
   "API_KEY_SERVER_METRICS_PORT",
   "API_KEY_SERVER_REDIS_KEY_PREFIX",
@@ -267,6 +278,7 @@ export function loadConfig(env: Env): Config {
     bodyTimeoutMs: int("API_KEY_SERVER_BODY_TIMEOUT_SECONDS", 30, 1, 300) * 1000,
     maxConcurrentCallsPerCaller: int("API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER", 100, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),
+    reflection: readBoolean(read("API_KEY_SERVER_REFLECTION"), "API_KEY_SERVER_REFLECTION", true),
     logLevel: readLogLevel(read("API_KEY_SERVER_LOG_LEVEL")),
     metricsPort,
     rateLimit: {
@@ -298,8 +310,8 @@ function integerExpectation(min: number, max: number): string {
   return min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`;
 }
 
-function readBoolean(raw: string | undefined, name: Variable): boolean {
-  if (raw === undefined) return false;
+function readBoolean(raw: string | undefined, name: Variable, fallback = false): boolean {
+  if (raw === undefined) return fallback;
   // Only the two spellings the runbook uses; "yes"/"1" would be guesses.
   if (raw === "true") return true;
   if (raw === "false") return false;
@@ -351,12 +363,12 @@ function readOrigins(raw: string | undefined): readonly string[] {
     .map((s) => s.trim())
     .filter((s) => s !== "");
   for (const origin of origins) {
-    const url = URL.parse(origin);
-    // An origin is scheme://host[:port] exactly; "*" or a path would widen or silently miss the allow-list.
-    if (url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== origin) {
+    // An origin is scheme://host[:port] exactly, as browsers send it; "*" or a path would widen or silently
+    // miss the allow-list. The one wildcard form is a leftmost "*." label (README, "Web clients").
+    if (parseOriginRule(origin) === undefined) {
       throw new ConfigError(
         "API_KEY_SERVER_CORS_ORIGINS",
-        "comma-separated origins like https://app.example.com",
+        "comma-separated origins like https://app.example.com or https://*.example.com",
         origin,
       );
     }

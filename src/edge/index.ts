@@ -15,3 +15,4 @@ export {
 } from "./exchange.js";
 export { createAccessLogEdge, type AccessLogEdgeOptions } from "./access-log.js";
 export { createHeaderLimitEdge, type HeaderLimitEdgeOptions } from "./header-limit.js";
+export { createCors, createCorsEdge, type Cors, type CorsDecision, type CorsOptions } from "./cors.js";

@@ -26,6 +26,7 @@ describe("loadConfig", () => {
       bodyTimeoutMs: 30_000,
       maxConcurrentCallsPerCaller: 100,
       corsOrigins: [],
+      reflection: true,
       logLevel: "info",
       metricsPort: undefined,
       rateLimit: { requestsPerMinute: 600, tokensPerMinute: undefined },
@@ -71,7 +72,8 @@ describe("loadConfig", () => {
       API_KEY_SERVER_MAX_BODY_BYTES: "2048",
       API_KEY_SERVER_BODY_TIMEOUT_SECONDS: "5",
       API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER: "8",
-      API_KEY_SERVER_CORS_ORIGINS: "https://a.example, http://localhost:5173",
+      API_KEY_SERVER_CORS_ORIGINS: "https://a.example, http://localhost:5173, https://*.example.com:8443",
+      API_KEY_SERVER_REFLECTION: "false",
       API_KEY_SERVER_LOG_LEVEL: "debug",
       API_KEY_SERVER_METRICS_PORT: "9090",
       API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "60",
@@ -102,7 +104,8 @@ describe("loadConfig", () => {
       maxBodyBytes: 2048,
       bodyTimeoutMs: 5000,
       maxConcurrentCallsPerCaller: 8,
-      corsOrigins: ["https://a.example", "http://localhost:5173"],
+      corsOrigins: ["https://a.example", "http://localhost:5173", "https://*.example.com:8443"],
+      reflection: false,
       logLevel: "debug",
       metricsPort: 9090,
       rateLimit: { requestsPerMinute: 60, tokensPerMinute: 50000 },
@@ -199,13 +202,20 @@ describe("loadConfig", () => {
       { API_KEY_SERVER_REDIS_KEY_PREFIX: "has space" },
       `API_KEY_SERVER_REDIS_KEY_PREFIX: expected up to 64 letters, digits, ':', '.', '_' or '-', got "has space"`,
     ],
+    ...[
+      "*",
+      "https://a.example/app",
+      "https://*.com",
+      "https://a.*.example.com",
+      "HTTPS://A.example",
+      "https://*",
+    ].map((origin) => [
+      { API_KEY_SERVER_CORS_ORIGINS: `https://a.example,${origin}` },
+      `API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com or https://*.example.com, got ${JSON.stringify(origin)}`,
+    ]),
     [
-      { API_KEY_SERVER_CORS_ORIGINS: "https://a.example,*" },
-      'API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com, got "*"',
-    ],
-    [
-      { API_KEY_SERVER_CORS_ORIGINS: "https://a.example/app" },
-      'API_KEY_SERVER_CORS_ORIGINS: expected comma-separated origins like https://app.example.com, got "https://a.example/app"',
+      { API_KEY_SERVER_REFLECTION: "off" },
+      'API_KEY_SERVER_REFLECTION: expected "true" or "false", got "off"',
     ],
     [
       { API_KEY_SERVER_LOG_LEVEL: "verbose" },
@@ -215,7 +225,7 @@ describe("loadConfig", () => {
       { API_KEY_SERVER_SECRET_NAME_JWT: "jwt keys" },
       "API_KEY_SERVER_SECRET_NAME_JWT: expected a secret name of letters, digits, '-' and '_', got \"jwt keys\"",
     ],
-  ])("rejects %j with one line naming the variable", (env, message) => {
+  ] as [Record<string, string>, string][])("rejects %j with one line naming the variable", (env, message) => {
     let caught: unknown;
     try {
       loadConfig(env);
