@@ -2,7 +2,6 @@ import { create, fromBinary, toBinary, type MessageShape } from "@bufbuild/proto
 import { AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -15,6 +14,7 @@ import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { randomUUID } from "node:crypto";
 import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
+import { transportOf } from "../support/transports.js";
 import { grpcMethod } from "../support/auth-server.js";
 import {
   behaviors,
@@ -181,10 +181,7 @@ function restProtocol(): Protocol {
 
 /** The Connect-ES client (Connect protocol, HTTP/1.1, binary). */
 function connectProtocol(): Protocol {
-  const chat = createClient(
-    ChatService,
-    createConnectTransport({ baseUrl: app.url, httpVersion: "1.1", useBinaryFormat: true }),
-  );
+  const chat = createClient(ChatService, transportOf("Connect binary, HTTP/1.1", app.url));
   return {
     name: "connect",
     async call(call) {

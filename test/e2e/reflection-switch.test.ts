@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
+import { transportOf } from "../support/transports.js";
 
 let app: AppHarness | undefined;
 afterEach(async () => {
@@ -15,7 +15,7 @@ afterEach(async () => {
 
 /** Asks for the service list over one reflection stream; returns the names or the gRPC error code. */
 async function listServices(url: string, version: "v1" | "v1alpha"): Promise<string[] | Code> {
-  const transport = createGrpcTransport({ baseUrl: url });
+  const transport = transportOf("gRPC, HTTP/2", url);
   const service = version === "v1" ? v1.ServerReflection : v1alpha.ServerReflection;
   const client = createClient(service as typeof v1.ServerReflection, transport);
   const request = create(v1.ServerReflectionRequestSchema, {

@@ -3,11 +3,6 @@ import * as http2 from "node:http2";
 import { toBinary, toJsonString } from "@bufbuild/protobuf";
 import { fromRestJson } from "../../src/http/index.js";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  createGrpcWebTransport,
-} from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema, ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
@@ -16,6 +11,7 @@ import { createE2eClients, e2eProducts } from "../support/e2e-clients.js";
 import { fixture } from "../upstream/helpers.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
 import { curl } from "../support/server-clients.js";
+import { transportOf } from "../support/transports.js";
 
 // The three wrong answers of issue 11 item 3, fixed where errors become wire errors once
 // (src/rpc/wire-error.ts, src/server/connect-dispatch.ts, docs/architecture.md), over every protocol.
@@ -57,25 +53,19 @@ describe("a request over the body limit is RESOURCE_EXHAUSTED `Request too large
   afterAll(() => app.close());
 
   const request = () => fromRestJson(ChatCompletionRequestSchema, { ...tooBig, product: "product-dev" });
-  const transports: [string, () => Transport, "unary" | "stream"][] = [];
+  const transports: [string, "unary" | "stream", () => Transport][] = [];
   for (const kind of ["unary", "stream"] as const) {
-    transports.push(
-      [
-        "Connect JSON, HTTP/1.1",
-        () => createConnectTransport({ baseUrl: app.url, httpVersion: "1.1" }),
-        kind,
-      ],
-      [
-        "Connect binary, h2c",
-        () => createConnectTransport({ baseUrl: app.url, httpVersion: "2", useBinaryFormat: true }),
-        kind,
-      ],
-      ["gRPC, h2c", () => createGrpcTransport({ baseUrl: app.url }), kind],
-      ["gRPC-Web, HTTP/1.1", () => createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1" }), kind],
-    );
+    for (const name of [
+      "Connect JSON, HTTP/1.1",
+      "Connect binary, HTTP/2",
+      "gRPC, HTTP/2",
+      "gRPC-Web, HTTP/1.1",
+    ] as const) {
+      transports.push([name, kind, () => transportOf(name, app.url)]);
+    }
   }
 
-  it.each(transports)("%s, %s", async (_name, transport, kind) => {
+  it.each(transports)("%s, %s", async (_name, kind, transport) => {
     const client = createClient(ChatService, transport());
     const headers = { authorization: auth };
     const err = await (
@@ -371,9 +361,9 @@ describe("a call cut at the end of the shutdown grace answers UNAVAILABLE, not C
       body: JSON.stringify(hello),
     });
     const calls = [
-      createConnectTransport({ baseUrl: app.url, httpVersion: "1.1" }),
-      createGrpcTransport({ baseUrl: app.url }),
-      createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1" }),
+      transportOf("Connect JSON, HTTP/1.1", app.url),
+      transportOf("gRPC, HTTP/2", app.url),
+      transportOf("gRPC-Web, HTTP/1.1", app.url),
     ].map((t) => failure(createClient(ChatService, t).createChatCompletion(request, { headers })));
     await mock.whenRequested(4);
     const from = app.logs.lines.length;
@@ -413,10 +403,7 @@ describe("streams cut at the end of the shutdown grace end with a terminal UNAVA
   it("REST (SSE event: error), Connect, gRPC and gRPC-Web streams; each logged as a server-side cut", async () => {
     const auth = `Bearer ${await app.token()}`;
     const clients = createE2eClients(app.url);
-    const webClient = createClient(
-      ChatService,
-      createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1" }),
-    );
+    const webClient = createClient(ChatService, transportOf("gRPC-Web, HTTP/1.1", app.url));
     const web = (async () => {
       const messages: unknown[] = [];
       try {

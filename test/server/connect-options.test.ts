@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import {
   createConnectOptions,
@@ -9,6 +8,7 @@ import {
   defaultWriteMaxBytes,
 } from "../../src/server/index.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
+import { transportOf } from "../support/transports.js";
 import { curl } from "../support/server-clients.js";
 
 // The body rules through the Connect protocol, which shares readMaxBytes and the JSON options with REST:
@@ -90,7 +90,7 @@ describe.each([["--http1.1"], ["--http2-prior-knowledge"]])("bad requests over %
 });
 
 it("refuses a gRPC deadline above maxTimeoutMs with INVALID_ARGUMENT", async () => {
-  const client = createClient(HealthService, createGrpcTransport({ baseUrl: server.baseUrl }));
+  const client = createClient(HealthService, transportOf("gRPC, HTTP/2", server.baseUrl));
   const err = await client.check({}, { timeoutMs: 60_000 }).catch((e: unknown) => ConnectError.from(e));
   expect(err).toBeInstanceOf(ConnectError);
   expect((err as ConnectError).code).toBe(Code.InvalidArgument);

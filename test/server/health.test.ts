@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth } from "../../src/server/index.js";
 import { readyState, startTestServer, type TestServer } from "../support/server-harness.js";
 import { curl, grpcClient, grpcUnary, loadGrpcPackage } from "../support/server-clients.js";
+import { transportOf } from "../support/transports.js";
 
 const notReady = { ready: false, products: 0, authMethods: [], secretsAgeSeconds: 0 };
 
@@ -64,10 +64,7 @@ describe.each([
     expect(body.message).toBe("Service not ready");
     // The ErrorInfo detail carries reason "not_ready" for the REST writer (SPEC S7 → 503).
     expect(body.details.map((d) => d.type)).toEqual(["google.rpc.ErrorInfo"]);
-    const err = await createClient(
-      HealthService,
-      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
-    )
+    const err = await createClient(HealthService, transportOf("Connect JSON, HTTP/2", server.baseUrl))
       .check({})
       .catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
@@ -108,7 +105,7 @@ describe.each([
 
   it("grpc Watch sends the current status, then every change", async () => {
     setReady(true);
-    const client = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+    const client = createClient(Health, transportOf("gRPC, HTTP/2", server.baseUrl));
     const abort = new AbortController();
     const stream = client.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator]();
     expect((await stream.next()).value).toMatchObject({ status: Status.SERVING });
@@ -123,7 +120,7 @@ describe.each([
   });
 
   it("grpc Watch of an unknown service sends SERVICE_UNKNOWN and keeps the stream open", async () => {
-    const client = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+    const client = createClient(Health, transportOf("gRPC, HTTP/2", server.baseUrl));
     const abort = new AbortController();
     const call = client.watch({ service: "no.such.Service" }, { signal: abort.signal });
     const stream = call[Symbol.asyncIterator]();

@@ -6,7 +6,7 @@ import * as net from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, connectNodeAdapter } from "@connectrpc/connect-node";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
   Health,
@@ -16,6 +16,7 @@ import { createOnePortServer } from "../../src/server/index.js";
 import { captureLog } from "../support/log-capture.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
 import { curl } from "../support/server-clients.js";
+import { transportOf } from "../support/transports.js";
 
 const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /** An empty HTTP/2 SETTINGS frame: length 0, type 4, flags 0, stream 0. */
@@ -203,7 +204,7 @@ describe("protocol sniffing and bad input on the wire", () => {
   });
 
   it("keeps an HTTP/2 session with an open stream past the idle timeout", async () => {
-    const client = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
+    const client = createClient(Health, transportOf("gRPC, HTTP/2", server.baseUrl));
     const abort = new AbortController();
     const stream = client.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator]();
     expect((await stream.next()).value).toMatchObject({ status: ServingStatus.SERVING });
@@ -243,10 +244,7 @@ describe("graceful close", () => {
         },
       },
     });
-    const chat = createClient(
-      ChatService,
-      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" }),
-    );
+    const chat = createClient(ChatService, transportOf("Connect JSON, HTTP/1.1", server.baseUrl));
     const call = chat.listModels({ product: "p" });
     await inHandler;
     const closing = server.close(10_000);
@@ -274,10 +272,7 @@ describe("graceful close", () => {
         },
       },
     });
-    const chat = createClient(
-      ChatService,
-      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2" }),
-    );
+    const chat = createClient(ChatService, transportOf("Connect JSON, HTTP/2", server.baseUrl));
     const call = chat.listModels({ product: "p" });
     await inHandler;
     const closing = server.close(10_000);
@@ -298,10 +293,7 @@ describe("graceful close", () => {
         },
       },
     });
-    const chat = createClient(
-      ChatService,
-      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" }),
-    );
+    const chat = createClient(ChatService, transportOf("Connect JSON, HTTP/1.1", server.baseUrl));
     const call = chat.listModels({ product: "p" }).catch((e: unknown) => ConnectError.from(e));
     await inHandler;
     await server.close(50);

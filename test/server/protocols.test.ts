@@ -1,14 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  createGrpcWebTransport,
-} from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
+import { transportCases } from "../support/transports.js";
 import { curl, grpcClient, grpcUnary, loadGrpcPackage } from "../support/server-clients.js";
 
 // SPEC S3: one port, every protocol, both HTTP versions, each exercised with a real client.
@@ -69,27 +65,10 @@ describe("curl", () => {
 });
 
 describe("Connect-ES clients", () => {
-  const transports: [string, () => Transport][] = [
-    [
-      "Connect JSON, HTTP/1.1",
-      () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
-    ],
-    [
-      "Connect binary, HTTP/1.1",
-      () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
-    ],
-    [
-      "Connect JSON, HTTP/2",
-      () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2", useBinaryFormat: false }),
-    ],
-    [
-      "Connect binary, HTTP/2",
-      () => createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "2", useBinaryFormat: true }),
-    ],
-    ["gRPC-Web, HTTP/1.1", () => createGrpcWebTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" })],
-    ["gRPC-Web, HTTP/2", () => createGrpcWebTransport({ baseUrl: server.baseUrl, httpVersion: "2" })],
-    ["gRPC, HTTP/2", () => createGrpcTransport({ baseUrl: server.baseUrl })],
-  ];
+  const transports: [string, () => Transport][] = transportCases.map((c) => [
+    c.name,
+    () => c.transport(server.baseUrl),
+  ]);
 
   it.each(transports)("%s: HealthService.Check answers", async (_name, transport) => {
     const res = await createClient(HealthService, transport()).check({});

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
@@ -9,6 +8,7 @@ import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { json_presence } from "../../gen/apikeyserver/v1/json_options_pb.js";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
+import { transportOf } from "../support/transports.js";
 import { bufBinary, run } from "../support/server-clients.js";
 
 let server: TestServer;
@@ -78,7 +78,7 @@ async function reflect(
   version: "v1" | "v1alpha",
   requests: Request[],
 ): Promise<v1.ServerReflectionResponse[]> {
-  const transport = createGrpcTransport({ baseUrl: server.baseUrl });
+  const transport = transportOf("gRPC, HTTP/2", server.baseUrl);
   const out: v1.ServerReflectionResponse[] = [];
   if (version === "v1") {
     const client: Client<typeof v1.ServerReflection> = createClient(v1.ServerReflection, transport);

@@ -1,16 +1,6 @@
-import http from "node:http";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createClient,
-  type ConnectRouter,
-  type Interceptor,
-  type ServiceImplSpec,
-} from "@connectrpc/connect";
-import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Code, ConnectError, createClient, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import {
   ChatCompletionChunkSchema,
@@ -23,8 +13,9 @@ import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { assertCanUseProduct, principalKey, signRequest, type Principal } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
 import { composeEdge } from "../../src/edge/index.js";
-import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
+import { createConnectOptions, createDispatch, createOnePortServer } from "../../src/server/index.js";
 import type { Secrets } from "../../src/secrets/types.js";
+import { captureLog } from "./log-capture.js";
 
 /** How a test call authenticates. */
 export type Credentials =
@@ -169,7 +160,7 @@ function routes(secrets: () => Secrets | undefined): (router: ConnectRouter) => 
 }
 
 export interface AuthTestServer {
-  /** h2c URL (gRPC, Connect over HTTP/2, REST over HTTP/2). */
+  /** h2c URL (gRPC, Connect over HTTP/2, REST over HTTP/2). One port: the same as `h1Url`. */
   readonly h2Url: string;
   /** HTTP/1.1 URL (Connect, REST). */
   readonly h1Url: string;
@@ -180,58 +171,29 @@ export interface AuthTestServer {
 const restMaxBodyBytes = 1024 * 1024;
 
 /**
- * Starts h2c and HTTP/1.1 servers on 127.0.0.1 port 0 with the given interceptor in front of the test
- * services. Requests that are not RPCs go to the real REST transcoder (src/http) over the same router
- * handlers, as in src/app.ts, so REST calls run through the same interceptor.
+ * Starts the one-port server on 127.0.0.1 port 0, built as src/app.ts builds it (createDispatch: the gRPC
+ * fast path, the Connect router and the REST transcoder), with the given interceptor in front of the test
+ * services, so every protocol's calls run through the same interceptor.
  */
 export async function startAuthTestServer(
   interceptor: Interceptor,
   secrets: () => Secrets | undefined,
 ): Promise<AuthTestServer> {
-  let rest: RestHandler | undefined;
-  const handler = connectNodeAdapter({
-    routes(router) {
-      const services: ServiceImplSpec[] = [];
-      // Records each service's implementation for the REST transcoder, which invokes it in-process.
-      routes(secrets)(recordServices(router, services));
-      const restOptions = { services, interceptors: [interceptor], maxBodyBytes: restMaxBodyBytes };
-      rest = createRestHandler(restOptions);
-    },
-    interceptors: [interceptor],
-    fallback: (req, res) => {
-      if (rest === undefined) throw new Error("the REST handler is built with the routes");
-      composeEdge({ entries: [], dispatch: rest })(req, res);
-    },
+  const { logger } = captureLog("info");
+  const dispatch = createDispatch({
+    connectOptions: createConnectOptions({ interceptors: [interceptor], bodyLimitBytes: restMaxBodyBytes }),
+    logger,
+    routes: routes(secrets),
   });
-  // Large header limits so the oversized-token case reaches the interceptor instead of Node's own 431.
-  const h2 = http2.createServer(
-    { maxSessionMemory: 64, settings: { maxHeaderListSize: 256 * 1024 } },
-    handler,
-  );
-  const h1 = http.createServer({ maxHeaderSize: 256 * 1024 }, handler);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
+  const server = createOnePortServer({
+    handler: composeEdge({ entries: [], dispatch }),
+    logger,
+    // Large header limits so the oversized-token case reaches the interceptor instead of the server's 431.
+    maxHeaderBytes: 256 * 1024,
   });
-  const listen = (server: http.Server | http2.Http2Server): Promise<number> =>
-    new Promise((resolve) =>
-      server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
-    );
-  const h2Port = await listen(h2);
-  const h1Port = await listen(h1);
-  return {
-    h2Url: `http://127.0.0.1:${h2Port}`,
-    h1Url: `http://127.0.0.1:${h1Port}`,
-    close: async () => {
-      for (const s of sessions) s.destroy();
-      h1.closeAllConnections();
-      await Promise.all([
-        new Promise<void>((resolve) => h2.close(() => resolve())),
-        new Promise<void>((resolve) => h1.close(() => resolve())),
-      ]);
-    },
-  };
+  const { port } = await server.listen(0, "127.0.0.1");
+  const url = `http://127.0.0.1:${port}`;
+  return { h2Url: url, h1Url: url, close: () => server.close(0) };
 }
 
 function fromConnectError(err: unknown): Outcome {
