@@ -17,7 +17,7 @@ import {
   createHeaderLimitEdge,
   shutdownCutError,
 } from "./edge/index.js";
-import { recordServices, toRestJson } from "./http/index.js";
+import { createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
@@ -223,6 +223,17 @@ export function createApp(options: AppOptions): App {
       // preflight is answered before the header limit, routing, auth or any handler.
       createCorsEdge({ origins: config.corsOrigins, ...webClientHeaders }),
       createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
+      // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL"), on the call path
+      // the REST transcoder uses, with the ChatService implementation the router serves.
+      createOpenAiEdge({
+        chat,
+        interceptors,
+        maxBodyBytes: connectOptions.readMaxBytes,
+        maxTimeoutMs: connectOptions.maxTimeoutMs,
+        shutdownSignal: shutdown.signal,
+        logger,
+        precheck: auth.precheck,
+      }),
     ],
     dispatch,
     cutSignal: shutdown.signal,

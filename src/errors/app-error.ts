@@ -11,8 +11,13 @@ export const errorTable = {
   unauthenticated: { code: Code.Unauthenticated, http: 401, message: "Unauthorized" },
   forbidden: { code: Code.PermissionDenied, http: 403, message: "Forbidden" },
   product_not_found: { code: Code.NotFound, http: 404, message: "Product not found" },
+  /** A model id asked for by path (the OpenAI surface's `models/{model}`) that the product does not list. */
+  model_not_found: { code: Code.NotFound, http: 404, message: "Model not found" },
   model_not_supported: { code: Code.InvalidArgument, http: 400, message: "Model not supported" },
+  /** `stream: true` on the unary RPC; the AppError's message adds the RPC and REST route to use. */
   streaming_not_supported: { code: Code.InvalidArgument, http: 400, message: "Streaming not supported" },
+  /** `stream: false` on the streaming RPC; the AppError's message adds the RPC and REST route to use. */
+  streaming_required: { code: Code.InvalidArgument, http: 400, message: "Streaming required" },
   /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
   invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
   request_too_large: { code: Code.ResourceExhausted, http: 413, message: "Request too large" },
@@ -46,8 +51,17 @@ export type AppErrorCode = keyof typeof errorTable;
 export const errorDomain = "api-key-server";
 
 export interface AppErrorOptions {
-  /** Public message; defaults to the table's. Only for codes whose message varies (invalid_argument, upstream_rejected, too_many_concurrent_calls). */
+  /**
+   * Public message; defaults to the table's. Only for codes whose message varies (invalid_argument,
+   * upstream_rejected, too_many_concurrent_calls) or adds to the table's (streaming_not_supported,
+   * streaming_required).
+   */
   readonly message?: string;
+  /**
+   * The request field at fault (`model`, `max_tokens`, `messages[0].role`), for invalid-argument codes. It
+   * travels as `param` in the ErrorInfo metadata and becomes OpenAI's `error.param` on the OpenAI surface.
+   */
+  readonly param?: string;
   /** For the log only; never sent to the caller. */
   readonly cause?: unknown;
   /** For rate_limited: how long the caller should wait. */
@@ -62,10 +76,12 @@ export class AppError extends Error {
   readonly code: AppErrorCode;
   readonly retryAfterMs: number | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
+  readonly param: string | undefined;
 
   constructor(code: AppErrorCode, options: AppErrorOptions = {}) {
     super(options.message ?? errorTable[code].message, { cause: options.cause });
     this.code = code;
+    this.param = options.param;
     this.retryAfterMs = options.retryAfterMs;
     this.headers = options.headers;
   }
@@ -86,7 +102,14 @@ export function toConnectError(err: unknown): ConnectError {
   const app = err instanceof AppError ? err : new AppError("internal", { cause: err });
   const row = errorTable[app.code];
   const details = [
-    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: app.code, domain: errorDomain }) },
+    {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, {
+        reason: app.code,
+        domain: errorDomain,
+        metadata: app.param === undefined ? {} : { param: app.param },
+      }),
+    },
   ];
   if (app.retryAfterMs !== undefined) {
     const ms = Math.max(0, Math.ceil(app.retryAfterMs));

@@ -2,3 +2,4 @@ export { createRestHandler, type RestHandler, type RestHandlerOptions } from "./
 export { recordServices } from "./rest-services.js";
 export { toRestJson, fromRestJson } from "./rest-json.js";
 export { restErrorBody, restErrorFromConnect, type RestError } from "./rest-error.js";
+export { createOpenAiEdge, type OpenAiEdgeOptions } from "./openai-handler.js";

@@ -337,7 +337,15 @@ function reaches(plan: Plan, seen: Set<Plan>): boolean {
 }
 
 /** REST JSON that does not fit the message's shape; names the JSON key, never the value. */
-class ShapeError extends Error {}
+/** A REST JSON shape the contract's options do not allow; `param` is the key the caller wrote. */
+class ShapeError extends Error {
+  constructor(
+    message: string,
+    readonly param: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Rewrites REST JSON into protobuf's JSON for one message: a union's key becomes its member's key (chosen
@@ -349,7 +357,7 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     const { field, item } = plan.list;
     // Checked here so that the error names the key the caller wrote, not the wrapper's hidden field.
     if (!Array.isArray(json) || json.some((v) => jsonTypeOfValue(v) !== item)) {
-      throw new ShapeError(`Invalid value for field "${key}"`);
+      throw new ShapeError(`Invalid value for field "${key}"`, key);
     }
     const nested = field.message === undefined ? undefined : planOf(field.message);
     const items =
@@ -365,7 +373,7 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
   };
   for (const union of plan.unions) {
     const named = ownKey(json, union.memberKeys);
-    if (named !== undefined) throw new ShapeError(`Unknown field "${named}"`);
+    if (named !== undefined) throw new ShapeError(`Unknown field "${named}"`, named);
     const name = ownKey(json, union.readKeys);
     if (name === undefined) continue;
     const value = json[name];
@@ -373,7 +381,7 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     if (value === null || value === undefined) continue;
     const type = jsonTypeOfValue(value);
     const member = type === "null" ? undefined : union.members.get(type);
-    if (member === undefined) throw new ShapeError(`Invalid value for field "${union.key}"`);
+    if (member === undefined) throw new ShapeError(`Invalid value for field "${union.key}"`, union.key);
     const nested = member.message === undefined ? undefined : planOf(member.message);
     put(
       member.name,
@@ -448,8 +456,13 @@ export function fromRestJson<Desc extends DescMessage>(schema: Desc, json: JsonV
     const protoJson = plan !== undefined && needsRead(plan) ? toProtoJson(plan, json, schema.name) : json;
     return fromJson(schema, protoJson, { ignoreUnknownFields: false });
   } catch (err) {
-    const message = err instanceof ShapeError ? err.message : describeJsonError(err, schema);
-    throw new AppError("invalid_argument", { message, cause: err });
+    const { message, param } =
+      err instanceof ShapeError ? { message: err.message, param: err.param } : describeJsonError(err, schema);
+    throw new AppError("invalid_argument", {
+      message,
+      ...(param === undefined ? {} : { param }),
+      cause: err,
+    });
   }
 }
 
@@ -459,20 +472,23 @@ const unknownKey = /key "([^"]*)" is unknown/;
 const badEnum = /^cannot decode enum ([\w.]+) from JSON/;
 const badMessage = /^cannot decode message ([\w.]+) from JSON/;
 
-/** Turns protobuf-es's decode errors into a short message that names the field but never the value. */
-function describeJsonError(err: unknown, schema: DescMessage): string {
+/**
+ * Turns protobuf-es's decode errors into a short message that names the field but never the value, and the
+ * field's name as `param` when it is known.
+ */
+function describeJsonError(err: unknown, schema: DescMessage): { message: string; param?: string } {
   const cause = err instanceof Error ? err.cause : undefined;
   if (typeof cause === "object" && cause !== null && "field" in cause && typeof cause.field === "function") {
     const field = (cause.field as () => { name: string })();
-    return `Invalid value for field "${field.name}"`;
+    return { message: `Invalid value for field "${field.name}"`, param: field.name };
   }
   const unknown = unknownKey.exec(err instanceof Error ? err.message : "");
-  if (unknown !== null) return `Unknown field "${unknown[1] ?? ""}"`;
+  if (unknown !== null) return { message: `Unknown field "${unknown[1] ?? ""}"`, param: unknown[1] ?? "" };
   const enumType = badEnum.exec(err instanceof Error ? err.message : "");
-  if (enumType !== null) return `Invalid value for enum ${enumType[1] ?? ""}`;
+  if (enumType !== null) return { message: `Invalid value for enum ${enumType[1] ?? ""}` };
   const messageType = badMessage.exec(err instanceof Error ? err.message : "");
   if (messageType !== null && messageType[1] !== schema.typeName) {
-    return `Invalid value for message ${messageType[1] ?? ""}`;
+    return { message: `Invalid value for message ${messageType[1] ?? ""}` };
   }
-  return "Invalid request body";
+  return { message: "Invalid request body" };
 }

@@ -1,15 +1,29 @@
 import type { EventEmitter } from "node:events";
 import { once } from "node:events";
 import type { OutgoingHttpHeaders } from "node:http";
-import type { Message } from "@bufbuild/protobuf";
+import type { DescMessage, JsonObject, Message } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
+import {
+  ChatCompletionChunkSchema,
+  ChatCompletionRequestSchema,
+  type ChatCompletionChunk,
+  type ChatCompletionRequest,
+} from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { NodeServerResponse } from "../edge/exchange.js";
-import { restErrorFromConnect } from "./rest-error.js";
+import type { RestError } from "./rest-error.js";
+import { toRestJson } from "./rest-json.js";
+import { isJsonObject } from "./rest-write.js";
 
-/** One Server-Sent Event: `data: <json>`, or `event: <name>` and its data. */
+/** One Server-Sent Event: `data: <json>`, or `event: <name>` and its data (OpenAI's framing). */
 export function sseEvent(json: string, event?: string): string {
   return event === undefined ? `data: ${json}\n\n` : `event: ${event}\ndata: ${json}\n\n`;
 }
+
+/**
+ * The last event of a stream that finished well, as OpenAI sends it. OpenAI's SDKs and most hand-written
+ * readers stop on it; a stream that ends without it ended badly (README, "Streams over REST").
+ */
+export const sseDone = "data: [DONE]\n\n";
 
 /** Writes a chunk and waits for the socket to drain; false when the client has gone. */
 async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal): Promise<boolean> {
@@ -25,10 +39,11 @@ async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal
 
 /**
  * Writes a server stream as Server-Sent Events: `data: <json>` per message, waiting for the socket to
- * drain, and a failure as `event: error` with the error body. Every stream that fails ends with its error
- * event; a stream cut at the end of the shutdown grace too (its signal is aborted then, its connection not
- * yet), so the client retries rather than taking a truncated answer for a complete one. Only a client
- * that left gets none. `messages` throws wire errors (src/server/in-process-call.ts).
+ * drain, then OpenAI's `data: [DONE]` when the stream finished; a failure as `event: error` with the
+ * surface's error body (`errorOf`) and no `[DONE]`. Every stream that fails ends with its error event; a
+ * stream cut at the end of the shutdown grace too (its signal is aborted then, its connection not yet), so
+ * the client retries rather than taking a truncated answer for a complete one. Only a client that left
+ * gets none. `messages` throws wire errors (src/server/in-process-call.ts).
  */
 export async function writeSse(
   res: NodeServerResponse,
@@ -36,6 +51,7 @@ export async function writeSse(
   first: IteratorResult<Message>,
   messages: AsyncIterator<Message>,
   toJson: (message: Message) => string,
+  errorOf: (err: ConnectError) => RestError,
   signal: AbortSignal,
 ): Promise<void> {
   headers["content-type"] = "text/event-stream; charset=utf-8";
@@ -48,12 +64,45 @@ export async function writeSse(
       try {
         next = await messages.next();
       } catch (err) {
-        if (!res.destroyed) res.write(sseEvent(restErrorFromConnect(err as ConnectError).body, "error"));
+        if (!res.destroyed) res.write(sseEvent(errorOf(err as ConnectError).body, "error"));
         break;
       }
     }
+    if (next.done === true) await write(res, sseDone, signal);
   } finally {
     if (next.done !== true) await messages.return?.();
   }
   res.end();
+}
+
+const usageKey = ChatCompletionChunkSchema.field.usage.name;
+const chunkKeys = ChatCompletionChunkSchema.fields.map((f) => f.name);
+
+/**
+ * The JSON writer of one stream's messages: the REST JSON writer, plus OpenAI's `"usage": null` on every
+ * chunk without usage when the request asked for `stream_options.include_usage` (OpenAI then sends the key
+ * on every chunk and fills it on the last). A proto message field cannot tell `null` from absent, so this
+ * depends on the request, not on a field option. Any other stream gets the REST JSON writer unchanged.
+ */
+export function streamJsonWriter(output: DescMessage, request: Message): (message: Message) => string {
+  const plain = (message: Message): string => JSON.stringify(toRestJson(output, message));
+  if (output.typeName !== ChatCompletionChunkSchema.typeName) return plain;
+  if (request.$typeName !== ChatCompletionRequestSchema.typeName) return plain;
+  if ((request as ChatCompletionRequest).streamOptions?.includeUsage !== true) return plain;
+  return (message) => {
+    const chunk = message as ChatCompletionChunk;
+    const json = toRestJson(ChatCompletionChunkSchema, chunk);
+    if (chunk.usage !== undefined || !isJsonObject(json)) return JSON.stringify(json);
+    return JSON.stringify(withNullUsage(json));
+  };
+}
+
+/** The chunk's JSON with `"usage": null` in the key order of the contract (as the REST writer orders nulls). */
+function withNullUsage(json: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const key of chunkKeys) {
+    const value = key === usageKey ? null : json[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
 }

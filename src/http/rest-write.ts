@@ -2,11 +2,12 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import type { ConnectError, HandlerContext } from "@connectrpc/connect";
 import type { NodeServerRequest, NodeServerResponse } from "../edge/exchange.js";
-import { isProtocolHeader, restErrorFromConnect, type RestError } from "./rest-error.js";
+import { isProtocolHeader, type RestError } from "./rest-error.js";
 import { toRestJson } from "./rest-json.js";
 import type { RestRoute } from "./rest-routes.js";
 
-// The REST transcoder's JSON answers: a message, or an error of the error table (docs/architecture.md).
+// The JSON answers of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): a message, or
+// an error of the error table in the surface's shape (docs/architecture.md).
 
 export function isJsonObject(value: JsonValue): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -37,7 +38,7 @@ export function sendError(
   sendJson(res, err.status, err.body, headers);
 }
 
-/** Copies the non-protocol entries of call metadata into REST response headers. */
+/** Copies the non-protocol entries of call metadata into HTTP response headers. */
 export function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHttpHeaders {
   from.forEach((value, name) => {
     if (!isProtocolHeader(name)) to[name] = value;
@@ -46,11 +47,17 @@ export function copyHeaders(from: Headers, to: OutgoingHttpHeaders): OutgoingHtt
 }
 
 /**
- * The REST answer of a failed call: the error table's status and body; as headers, the call's response headers (unary
- * only) and trailers, then the error's metadata, as a Connect handler would send them.
+ * The answer of a failed call: the error table's status and the surface's body (`errorOf`); as headers,
+ * the call's response headers (unary only) and trailers, then the error's metadata, as a Connect handler
+ * would send them.
  */
-export function callError(err: ConnectError, context: HandlerContext, unary: boolean): RestError {
-  const answer = restErrorFromConnect(err);
+export function callError(
+  err: ConnectError,
+  context: HandlerContext,
+  unary: boolean,
+  errorOf: (err: ConnectError) => RestError,
+): RestError {
+  const answer = errorOf(err);
   const headers: OutgoingHttpHeaders = {};
   if (unary) copyHeaders(context.responseHeader, headers);
   copyHeaders(context.responseTrailer, headers);

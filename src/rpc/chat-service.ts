@@ -1,16 +1,17 @@
-import { fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, type DescMethod, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
   type ChatCompletionRequest,
-  type ChatService,
+  ChatService,
   ListModelsResponseSchema,
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { create } from "@bufbuild/protobuf";
+import { http } from "../../gen/google/api/annotations_pb.js";
 import { assertCanUseProduct, type Principal } from "../auth/index.js";
-import { AppError } from "../errors/index.js";
+import { AppError, errorTable } from "../errors/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { accessRecordKey } from "./access-record.js";
 import type { ChatLimiter } from "../ratelimit/index.js";
@@ -34,10 +35,14 @@ const parseOptions = { ignoreUnknownFields: true } as const;
 /**
  * ChatService (README, API). Each call runs these steps in order: the caller (authenticated by the
  * interceptor) → the product exists → the caller may use it → the model is one of the product's →
- * no `stream: true` on the unary RPC → max tokens within the cap → rate limit → forward → map the answer.
+ * the `stream` flag fits the RPC → max tokens within the cap → rate limit → forward → map the answer.
  */
 export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
   positiveInt("createChatService", "maxTokens", options.maxTokens);
+  // A request with the wrong `stream` flag is told where to go instead, in terms every caller can use: the
+  // RPC and its REST route (read once from the contract's google.api.http option, so it cannot drift).
+  const unaryRoute = routeHint(ChatService.method.createChatCompletion);
+  const streamRoute = routeHint(ChatService.method.streamChatCompletion);
 
   /** Steps shared by both chat RPCs, up to and including the rate limit. */
   function admit(request: ChatCompletionRequest, ctx: HandlerContext) {
@@ -45,7 +50,7 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = request.model;
     const provider = product.models.get(request.model);
-    if (!provider) throw new AppError("model_not_supported");
+    if (!provider) throw new AppError("model_not_supported", { param: "model" });
     return { product, caller, provider };
   }
 
@@ -76,11 +81,17 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
 
   function validateMessages(request: ChatCompletionRequest): void {
     if (request.messages.length === 0) {
-      throw new AppError("invalid_argument", { message: "messages: must contain at least one message" });
+      throw new AppError("invalid_argument", {
+        message: "messages: must contain at least one message",
+        param: "messages",
+      });
     }
     request.messages.forEach((message, i) => {
       if (message.role === "") {
-        throw new AppError("invalid_argument", { message: `messages[${i}].role: is required` });
+        throw new AppError("invalid_argument", {
+          message: `messages[${i}].role: is required`,
+          param: `messages[${i}].role`,
+        });
       }
     });
   }
@@ -121,7 +132,12 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   return {
     async createChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
-      if (request.stream === true) throw new AppError("streaming_not_supported");
+      if (request.stream === true) {
+        throw new AppError("streaming_not_supported", {
+          message: streamRoute(request.product),
+          param: "stream",
+        });
+      }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
@@ -134,6 +150,9 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
 
     async *streamChatCompletion(request, ctx) {
       const { product, caller, provider } = admit(request, ctx);
+      if (request.stream === false) {
+        throw new AppError("streaming_required", { message: unaryRoute(request.product), param: "stream" });
+      }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
       await options.limiter.admit(product, caller);
@@ -176,11 +195,29 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   };
 }
 
+/**
+ * The message for a call sent to the wrong chat RPC: the table's text (which callers of the earlier server
+ * match on) followed by the RPC to use and its REST route for the product, e.g. `Streaming not supported:
+ * use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
+ */
+function routeHint(target: DescMethod): (product: string) => string {
+  const { message } =
+    errorTable[target.methodKind === "unary" ? "streaming_required" : "streaming_not_supported"];
+  const pattern = getOption(target, http).pattern;
+  if (pattern.case !== "post") return () => `${message}: use ${target.name}`;
+  const template = pattern.value;
+  return (product) => `${message}: use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
+}
+
 function checkTokens(field: string, value: number | undefined, cap: number): void {
   if (value === undefined) return;
-  if (value <= 0) throw new AppError("invalid_argument", { message: `${field} must be a positive integer` });
+  if (value <= 0)
+    throw new AppError("invalid_argument", { message: `${field} must be a positive integer`, param: field });
   if (value > cap) {
-    throw new AppError("invalid_argument", { message: `${field} exceeds the maximum of ${cap} tokens` });
+    throw new AppError("invalid_argument", {
+      message: `${field} exceeds the maximum of ${cap} tokens`,
+      param: field,
+    });
   }
 }
 

@@ -133,7 +133,7 @@ const rows: readonly Row[] = [
     body: { ...hello, stream: true },
     status: 400,
     code: "INVALID_ARGUMENT",
-    message: "Streaming not supported",
+    message: "Streaming not supported: use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
     upstream: false,
   },
   {
@@ -141,7 +141,7 @@ const rows: readonly Row[] = [
     body: { ...hello, stream: true, max_tokens: 999_999 },
     status: 400,
     code: "INVALID_ARGUMENT",
-    message: "Streaming not supported",
+    message: "Streaming not supported: use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
     upstream: false,
   },
   {
@@ -324,7 +324,7 @@ function reasonOf(row: Row): string {
   };
   if (row.status !== 400) return byStatus[row.status] ?? "?";
   if (row.message === "Model not supported") return "model_not_supported";
-  if (row.message === "Streaming not supported") return "streaming_not_supported";
+  if (row.message.startsWith("Streaming not supported")) return "streaming_not_supported";
   return row.upstream === true ? "upstream_rejected" : "invalid_argument";
 }
 

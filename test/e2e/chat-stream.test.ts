@@ -7,6 +7,7 @@ import {
   e2eProducts,
   parseSse,
   protocols,
+  relayedChunks,
   type E2eClients,
   type StreamOutcome,
 } from "../support/e2e-clients.js";
@@ -17,20 +18,15 @@ import { fixture } from "../upstream/helpers.js";
 // gRPC server streaming; the mock provider streams OpenAI's chunks or breaks off in the ways real ones do.
 
 const chunks = fixture<Record<string, unknown>[]>("chat-completion-chunks.json");
-/**
- * The chunks as the server relays them. Known deviation (reported, outside these paths: proto/chat.proto):
- * a proto message field cannot tell `null` from absent, so OpenAI's `"usage": null` on the chunks before the
- * last (with include_usage) and `"refusal": null` in the first delta are left out. Everything else,
- * including `"logprobs": null`, `"finish_reason": null` and `"content": ""`, comes through as sent.
- */
-const relayed = chunks.map((chunk) => {
+/** The chunks as the server relays them over REST: OpenAI's, field for field (see relayedChunks). */
+const relayedRest = relayedChunks(chunks);
+/** Connect and gRPC messages rendered by the REST JSON writer, which knows nothing of the request: no `"usage": null`. */
+const relayedMessages = relayedRest.map((chunk) => {
   const { usage, ...rest } = chunk;
-  const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
-    const { refusal, ...delta } = choice.delta;
-    return refusal === null ? { ...choice, delta } : choice;
-  });
-  return usage === null ? { ...rest, choices } : { ...rest, usage, choices };
+  return usage === null ? rest : chunk;
 });
+const relayed = (protocol: (typeof protocols)[number]) =>
+  protocol === "rest" ? relayedRest : relayedMessages;
 const request = {
   model: "gpt-4o-mini",
   messages: [{ role: "user", content: "Hello" }],
@@ -78,11 +74,20 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       const before = mock.requests.length;
       const outcome = await stream(protocol, behaviors.sse(chunks, "done", split));
       expect(outcome.end).toEqual({ code: "OK", message: "" });
-      expect(outcome.messages).toStrictEqual(relayed);
+      expect(outcome.messages).toStrictEqual(relayed(protocol));
       if (protocol === "rest") {
         expect(outcome.status).toBe(200);
         expect(outcome.headers["content-type"]).toBe("text/event-stream; charset=utf-8");
-        expect(parseSse(outcome.raw).map((e) => e.event)).toEqual(chunks.map(() => undefined));
+        // OpenAI's framing exactly: one `data: {chunk}\n\n` per chunk, then `data: [DONE]\n\n`, nothing else.
+        expect(outcome.done).toBe(true);
+        expect(outcome.raw.endsWith("}\n\ndata: [DONE]\n\n")).toBe(true);
+        expect(
+          outcome.raw
+            .split("\n\n")
+            .slice(0, -1)
+            .every((e) => /^data: [^\n]+$/.test(e)),
+        ).toBe(true);
+        expect(parseSse(outcome.raw).map((e) => e.event)).toEqual([...chunks, "done"].map(() => undefined));
       }
       // What the provider got: the caller's body, stream forced on, include_usage passed through, the cap added.
       expect(mock.requests.length).toBe(before + 1);
@@ -118,9 +123,11 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
     "$protocol: $name → the chunks before it, then a clean UNAVAILABLE Upstream service error",
     async ({ protocol, behavior, before }) => {
       const outcome = await stream(protocol, behavior);
-      expect(outcome.messages).toStrictEqual(relayed.slice(0, before));
+      expect(outcome.messages).toStrictEqual(relayed(protocol).slice(0, before));
       expect({ code: outcome.end.code, message: outcome.end.message }).toEqual(upstreamError);
       if (protocol === "rest") {
+        // A stream the server had to end never ends like a finished one: no [DONE] after the error event.
+        expect(outcome.done).toBe(false);
         // The 200 and the first events are already sent: the failure is an `event: error` with the S7 body.
         expect(outcome.status).toBe(200);
         const events = parseSse(outcome.raw);
@@ -148,6 +155,14 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       status: 400,
       code: "INVALID_ARGUMENT",
       message: "Model not supported",
+    },
+    // S7 order: the model is checked first, then the stream flag, then the token cap.
+    {
+      name: "stream: false on the streaming RPC",
+      body: { ...request, stream: false, max_tokens: 4096 },
+      status: 400,
+      code: "INVALID_ARGUMENT",
+      message: "Streaming required: use CreateChatCompletion (REST: POST /v1/chat/product-dev)",
     },
     {
       name: "max_tokens over the cap",
@@ -242,7 +257,8 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       seen.push(outcome.raw);
       expect(outcome.end.code).toBe("DEADLINE_EXCEEDED");
       if (protocol === "rest") {
-        expect(outcome.messages).toStrictEqual(relayed.slice(0, 1));
+        expect(outcome.messages).toStrictEqual(relayed(protocol).slice(0, 1));
+        expect(outcome.done).toBe(false);
         expect(outcome.end.body).toStrictEqual({
           error: { code: 504, status: "DEADLINE_EXCEEDED", message: "Upstream timeout" },
           detail: "Upstream timeout",
@@ -284,10 +300,26 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       };
       expect(usage.completion_tokens).toBeGreaterThan(0);
       expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
-      // Only the last chunk carries usage.
-      expect(all.slice(0, -1).every((m) => m.usage === undefined)).toBe(true);
+      // Only the last chunk carries usage; over REST the others say `"usage": null`, as OpenAI's do.
+      const before = protocol === "rest" ? null : undefined;
+      expect(all.slice(0, -1).every((m) => m.usage === before)).toBe(true);
+      if (protocol === "rest") expect(outcome.done).toBe(true);
     },
   );
+
+  it("REST: without include_usage no chunk has a usage key, and `stream: true` is accepted", async () => {
+    const outcome = await clients.stream(
+      "rest",
+      "product-dev",
+      { model: "echo-1", messages: [{ role: "user", content: "Hi" }], stream: true },
+      { authorization: auth },
+    );
+    seen.push(outcome.raw);
+    expect(outcome.end.code).toBe("OK");
+    expect(outcome.done).toBe(true);
+    expect(outcome.messages.length).toBeGreaterThan(1);
+    expect(outcome.messages.every((m) => !Object.hasOwn(m as object, "usage"))).toBe(true);
+  });
 
   it("no stream output, header or log line ever contained the canary key or its first/last 4 characters", () => {
     expect(seen.length).toBeGreaterThan(30);

@@ -1,3 +1,4 @@
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { createE2eClients, parseSse, protocols, type E2eClients } from "../support/e2e-clients.js";
@@ -81,6 +82,19 @@ function relayed(json: unknown, parent = ""): unknown {
   return out;
 }
 
+/**
+ * The chunks as REST (and the OpenAI surface) write them: with `stream_options.include_usage`, OpenAI's
+ * `"usage": null` on every chunk before the usage chunk (README, "Streams over REST"); Connect and gRPC
+ * messages have no such key.
+ */
+function relayedChunks(f: StreamFixture, surface: (typeof protocols)[number] | "openai"): unknown {
+  const chunks = relayed(f.openai_chunks) as Record<string, unknown>[];
+  const includeUsage =
+    (f.openai_request["stream_options"] as { include_usage?: boolean } | undefined)?.include_usage === true;
+  if (!includeUsage || surface === "connect" || surface === "grpc") return chunks;
+  return chunks.map((chunk) => ("usage" in chunk ? chunk : { ...chunk, usage: null }));
+}
+
 /** `created` is the server's clock for Anthropic and Gemini answers: compare everything else. */
 function withoutCreated(json: unknown): unknown {
   if (Array.isArray(json)) return json.map(withoutCreated);
@@ -94,13 +108,15 @@ describe("every provider kind end to end (issue 14)", () => {
   let app: AppHarness;
   let clients: E2eClients;
   let auth: string;
+  let token: string;
   const seen: string[] = [];
 
   beforeAll(async () => {
     mock = await startMockProvider();
     app = await startApp({ products: products(mock.url) });
     clients = createE2eClients(app.url);
-    auth = `Bearer ${await app.token({ claims: { products: "*" } })}`;
+    token = await app.token({ claims: { products: "*" } });
+    auth = `Bearer ${token}`;
   });
   afterAll(async () => {
     clients.close();
@@ -148,9 +164,46 @@ describe("every provider kind end to end (issue 14)", () => {
       const outcome = await clients.stream(protocol, `p-${kind}`, f.openai_request, { authorization: auth });
       seen.push(outcome.raw, JSON.stringify(outcome.headers));
       expect(outcome.end).toEqual({ code: "OK", message: "" });
-      expect(withoutCreated(outcome.messages)).toStrictEqual(withoutCreated(relayed(f.openai_chunks)));
+      expect(withoutCreated(outcome.messages)).toStrictEqual(withoutCreated(relayedChunks(f, protocol)));
       expect(mock.requests[before]?.path).toBe(wire.path(modelOf(f.openai_request), true));
       expect(mock.requests[before]?.body).toStrictEqual(f.provider_request);
+    },
+  );
+
+  const sdkCases = kinds.flatMap((kind) => [
+    ...wires[kind].unary.map((name) => ({ kind, name, stream: false })),
+    ...wires[kind].streams.map((name) => ({ kind, name, stream: true })),
+  ]);
+
+  it.each(sdkCases)(
+    "openai SDK at /openai/p-$kind/v1 → $kind $name (stream: $stream): the same request upstream, the same answer",
+    async ({ kind, name, stream }) => {
+      const wire = wires[kind];
+      const client = new OpenAI({ baseURL: `${app.url}/openai/p-${kind}/v1`, apiKey: token, maxRetries: 0 });
+      const before = mock.requests.length;
+      if (stream) {
+        const f = providerFixture<StreamFixture>(kind, name);
+        mock.setBehavior(wire.stream(f.provider_events));
+        const chunks: unknown[] = [];
+        const body = {
+          ...f.openai_request,
+          stream: true,
+        } as unknown as OpenAI.ChatCompletionCreateParamsStreaming;
+        for await (const chunk of await client.chat.completions.create(body)) chunks.push(chunk);
+        seen.push(JSON.stringify(chunks));
+        expect(withoutCreated(chunks)).toStrictEqual(withoutCreated(relayedChunks(f, "openai")));
+        expect(mock.requests[before]?.path).toBe(wire.path(modelOf(f.openai_request), true));
+        expect(mock.requests[before]?.body).toStrictEqual(f.provider_request);
+      } else {
+        const f = providerFixture<UnaryFixture>(kind, name);
+        mock.setBehavior(behaviors.json(200, f.provider_response));
+        const body = f.openai_request as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming;
+        const answer = await client.chat.completions.create(body);
+        seen.push(JSON.stringify(answer));
+        expect(withoutCreated(answer)).toStrictEqual(withoutCreated(relayed(f.openai_response)));
+        expect(mock.requests[before]?.path).toBe(wire.path(modelOf(f.openai_request), false));
+        expect(mock.requests[before]?.body).toStrictEqual(f.provider_request);
+      }
     },
   );
 

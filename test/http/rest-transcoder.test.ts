@@ -555,11 +555,12 @@ describe("REST transcoder over HTTP/1.1", () => {
 
   it.each([
     {
-      name: "streams each message as an SSE data event",
+      name: "streams each message as an SSE data event, then OpenAI's data: [DONE]",
       path: "/v1/shelves/s1:watch?count=2",
       events: [
         `data: ${JSON.stringify(book({ name: "shelves/s1/books/0" }))}\n\n`,
         `data: ${JSON.stringify(book({ name: "shelves/s1/books/1", pages: 1 }))}\n\n`,
+        "data: [DONE]\n\n",
       ],
     },
     {
@@ -570,7 +571,11 @@ describe("REST transcoder over HTTP/1.1", () => {
         `event: error\ndata: ${JSON.stringify(s7(429, "RESOURCE_EXHAUSTED", "Rate limit exceeded"))}\n\n`,
       ],
     },
-    { name: "answers an empty stream with no events", path: "/v1/shelves/s1:watch", events: [] },
+    {
+      name: "answers an empty stream with only data: [DONE]",
+      path: "/v1/shelves/s1:watch",
+      events: ["data: [DONE]\n\n"],
+    },
   ])("$name", async ({ path, events }) => {
     const res = await fetch(base1 + path);
     expect(res.status).toBe(200);
@@ -670,7 +675,7 @@ describe("REST transcoder over HTTP/2 (h2c)", () => {
       method: "GET",
       path: "/v1/shelves/s1:watch?count=1",
       status: 200,
-      answer: `data: ${JSON.stringify(book({ name: "shelves/s1/books/0" }))}\n\n`,
+      answer: `data: ${JSON.stringify(book({ name: "shelves/s1/books/0" }))}\n\ndata: [DONE]\n\n`,
     },
   ])("$name", async (c) => {
     const sendBody = "answer" in c ? c.body : undefined;

@@ -302,6 +302,8 @@ export function restClient(server: AuthTestServer): ProtocolClient {
       if (rpc === "StreamChatCompletion") {
         expect200EventStream(res);
         const events = text.split("\n\n").filter((e) => e.trim() !== "");
+        // A stream that finished ends with OpenAI's terminator, which carries no message.
+        if (events.pop() !== "data: [DONE]") throw new Error("the stream did not end with data: [DONE]");
         const ids = events.map((e) => {
           if (!e.startsWith("data: ")) throw new Error(`unexpected SSE event: ${e}`);
           return (JSON.parse(e.slice("data: ".length)) as { id: string }).id;

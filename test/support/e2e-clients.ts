@@ -68,6 +68,8 @@ export interface StreamOutcome {
   readonly end: { readonly code: CodeName; readonly message: string; readonly body?: unknown };
   readonly headers: Readonly<Record<string, string>>;
   readonly raw: string;
+  /** REST only: the stream's last event was `data: [DONE]` (OpenAI's terminator of a stream that finished). */
+  readonly done?: boolean;
 }
 
 export interface CallOptions {
@@ -280,7 +282,11 @@ export function createE2eClients(baseUrl: string): E2eClients {
           }
           const messages: unknown[] = [];
           let end: StreamOutcome["end"] = { code: "OK", message: "" };
-          for (const event of parseSse(raw)) {
+          const events = parseSse(raw);
+          const last = events.at(-1);
+          const done = last !== undefined && last.event === undefined && last.data === "[DONE]";
+          if (done) events.pop();
+          for (const event of events) {
             const data = parseJson(event.data);
             if (event.event === "error") {
               const error = errorOf(data);
@@ -293,7 +299,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
             }
             messages.push(data);
           }
-          return { status: res.status, messages, end, headers, raw };
+          return { status: res.status, messages, end, headers, raw, done };
         }
         case "connect": {
           const headers: Record<string, string> = {};
@@ -488,4 +494,19 @@ export function e2eProducts(mockUrl: string, cap = 100): Record<string, unknown>
     "product-capped": { max_tokens: cap, providers: { openai } },
     "product-other": { providers: { echo: { models: ["echo-1"] } } },
   };
+}
+
+/**
+ * OpenAI's stream chunks as the server relays them over REST and the OpenAI surface: field for field,
+ * `"usage": null` included, except the `"refusal": null` of a delta, which a proto field cannot keep
+ * (known gap, README "Streams over REST").
+ */
+export function relayedChunks(chunks: readonly Record<string, unknown>[]): Record<string, unknown>[] {
+  return chunks.map((chunk) => {
+    const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
+      const { refusal, ...delta } = choice.delta;
+      return refusal === null ? { ...choice, delta } : choice;
+    });
+    return { ...chunk, choices };
+  });
 }

@@ -1,0 +1,68 @@
+import type { ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { codeTable, errorDomain, type AppErrorCode } from "../errors/index.js";
+import { restErrorFromConnect, type RestError } from "./rest-error.js";
+
+/**
+ * OpenAI's `error.type` by HTTP status, for the statuses of the README's error table. OpenAI's SDKs pick
+ * their error class from the status alone (README, "OpenAI-compatible base URL"); `type` is for people
+ * reading the body.
+ */
+const typeByStatus: Readonly<Record<number, string>> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "invalid_request_error",
+  405: "invalid_request_error",
+  413: "invalid_request_error",
+  415: "invalid_request_error",
+  429: "rate_limit_error",
+};
+
+/** The request field a code is always about, when the error itself does not name one. */
+const paramByReason: Partial<Record<AppErrorCode, string>> = {
+  model_not_found: "model",
+  model_not_supported: "model",
+  streaming_not_supported: "stream",
+  streaming_required: "stream",
+};
+
+/** OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`. */
+export function openAiErrorBody(status: number, message: string, code: string, param: string | null): string {
+  const type = typeByStatus[status] ?? (status >= 500 ? "server_error" : "invalid_request_error");
+  return JSON.stringify({ error: { message, type, param, code } });
+}
+
+/** An error the OpenAI surface raises itself (unknown path, wrong method, a model that is not listed). */
+export function openAiError(
+  status: number,
+  message: string,
+  code: string,
+  param: string | null = null,
+  headers: Record<string, string> = {},
+): RestError {
+  return { status, body: openAiErrorBody(status, message, code, param), headers };
+}
+
+/**
+ * Turns a ConnectError into the OpenAI surface's answer: the same status and headers as the REST answer
+ * (S7 status; rate-limit headers; `Retry-After` in whole seconds on 429), OpenAI's body with the message of
+ * the README's table, `code` the stable reason of our ErrorInfo (`rate_limited`, `upstream_error`, ...) or
+ * the gRPC code name in lower case, `param` the field at fault when known; and on 429 also
+ * `retry-after-ms`, which OpenAI's SDKs prefer to `Retry-After`, so their built-in retry waits exactly as
+ * long as the limiter asks.
+ */
+export function openAiErrorFromConnect(error: ConnectError): RestError {
+  const rest = restErrorFromConnect(error);
+  const info = error.findDetails(ErrorInfoSchema).find((i) => i.domain === errorDomain);
+  const code = info?.reason ?? codeTable[error.code].name.toLowerCase();
+  const param = info?.metadata["param"] ?? paramByReason[code as AppErrorCode] ?? null;
+  const headers = { ...rest.headers };
+  const retry = rest.status === 429 ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
+  if (retry !== undefined) {
+    headers["retry-after-ms"] = String(
+      Math.max(0, Math.ceil(Number(retry.seconds) * 1000 + retry.nanos / 1e6)),
+    );
+  }
+  return { status: rest.status, body: openAiErrorBody(rest.status, error.rawMessage, code, param), headers };
+}
