@@ -151,6 +151,13 @@ describe("a page on an allowed origin", () => {
     expect(deltas.join("")).toBe("one two three");
   });
 
+  it("(b) calls the OpenAI-compatible base URL with the official openai package, unary and streaming", async () => {
+    expect(await run(page, "openaiUnary", {}, "hello openai")).toBe("hello openai");
+    const deltas = await run(page, "openaiStream", {}, "streamed through the sdk");
+    expect(deltas.join("")).toBe("streamed through the sdk");
+    expect(deltas.length).toBeGreaterThan(1);
+  });
+
   it("(c) calls with @connectrpc/connect-web's Connect transport, unary and server streaming", async () => {
     expect(await run(page, "connectUnary", {}, "connect unary")).toEqual({
       ok: true,
