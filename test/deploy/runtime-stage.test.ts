@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, posix } from "node:path";
+import { join, posix } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestKey, mintJwt } from "../support/auth-keys.js";
 import { parseCopy, parseDockerfile, parseEnv, type Stage } from "../support/dockerfile.js";
@@ -29,7 +29,12 @@ const imageEnv = Object.assign(
 ) as Record<string, string>;
 const imageUser = runtime.instructions.find((i) => i.keyword === "USER")?.args;
 const cmd = JSON.parse(runtime.instructions.find((i) => i.keyword === "CMD")?.args ?? "null") as string[];
-const nodeDir = dirname(process.execPath);
+/**
+ * The image's Node: a copy of the Node running this test in a folder every user can reach. The repository's
+ * own `node_modules/node` may sit under a folder only its owner can enter (a `mktemp -d` clone), which the
+ * unprivileged server user could not execute from.
+ */
+let nodeDir: string;
 /** Who runs the server: `nobody` when the test runs as root (CI), else the test's own unprivileged user. */
 const user = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : undefined;
 
@@ -85,6 +90,10 @@ const serverEnv = (): Record<string, string> => ({
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "aks-image-"));
   await chmod(root, 0o755);
+  nodeDir = join(root, "node-bin");
+  await mkdir(nodeDir, { mode: 0o755 });
+  await cp(process.execPath, join(nodeDir, "node"));
+  await chmod(join(nodeDir, "node"), 0o755);
   const stages = new Map(dockerfile.filter((s) => s.name !== undefined).map((s) => [s.name, s]));
   for (const [name, stage] of stages) {
     const dir = join(root, `stage-${name}`);
@@ -178,7 +187,7 @@ describe("the image's server, as its CMD runs it", () => {
     await sh("chmod a+r *", configDir);
     const [program = "", ...args] = cmd;
     server = await startServerProcess({
-      command: [program === "node" ? process.execPath : program, ...args],
+      command: [program === "node" ? join(nodeDir, "node") : program, ...args],
       cwd: app,
       env: serverEnv(),
       ...(user !== undefined ? { user } : {}),
