@@ -1,4 +1,4 @@
-import type { EdgeEntry, Exchange } from "../edge/index.js";
+import type { EdgeEntry, Exchange, Outcome } from "../edge/index.js";
 import type { Metrics } from "./metrics.js";
 
 export interface MetricsEdgeOptions {
@@ -21,23 +21,14 @@ export function createMetricsEdge(options: MetricsEdgeOptions): EdgeEntry {
     for (const exchange of live) if (exchange.rpc !== undefined && streaming.has(exchange.rpc)) streams += 1;
     return { unary: live.size - streams, streams };
   });
+  // One listener for every request (no closure per request): out of the live set, then recorded.
+  const ended = (outcome: Outcome, exchange: Exchange): void => {
+    live.delete(exchange);
+    metrics.exchangeEnded(outcome, exchange);
+  };
   return (next) => (exchange) => {
     live.add(exchange);
-    exchange.onEnd((outcome) => {
-      live.delete(exchange);
-      const { record } = exchange;
-      metrics.requestEnded({
-        rpc: exchange.rpc ?? "",
-        protocol: exchange.protocol,
-        product: record.product,
-        model: record.model,
-        status: outcome.status,
-        code: outcome.code,
-        durationSeconds: outcome.latencySeconds,
-        promptTokens: record.promptTokens,
-        completionTokens: record.completionTokens,
-      });
-    });
+    exchange.onEnd(ended);
     next(exchange);
   };
 }
