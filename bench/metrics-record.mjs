@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The CPU the metrics add to one chat call, measured without a server: the hooks one successful call runs
-// (the edge entry's requestEnded, the forwarder's report, the limiter's decision) called in a loop on the
+// (the request's recording, here through requestEnded, which the edge entry's exchangeEnded shares; the
+// forwarder's report; the limiter's decision) called in a loop on the
 // built registry (dist/), plus one scrape per 5,000 calls. A figure the shared host's noise barely moves,
 // to read next to `npm run bench -- --metrics compare`. Usage: node bench/metrics-record.mjs [calls]
 

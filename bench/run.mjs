@@ -52,6 +52,8 @@ const USAGE = `usage: npm run bench -- [options]
   --server-log <file>   write the server's stdout there instead of /dev/null (debugging)
   --server-env <K=V>    extra environment for the server (repeatable)
   --server-entry <file> the server's entry file (default dist/src/main.js)
+  --server-node-arg <a> extra Node option for the server process (repeatable), for flags NODE_OPTIONS refuses,
+                        e.g. --server-node-arg=--trace-gc with --server-log <file> (each line names the pid)
   --metrics <mode>      on (default): the server records metrics (API_KEY_SERVER_METRICS_PORT set) and the harness
                         scrapes them every 5 s during the run; off: no metrics; compare: a second server without
                         metrics runs every server scenario too, in the same rounds (alternating which goes first),
@@ -86,6 +88,7 @@ function readOptions() {
         "server-log": { type: "string" },
         "server-env": { type: "string", multiple: true, default: [] },
         "server-entry": { type: "string", default: SERVER_ENTRY },
+        "server-node-arg": { type: "string", multiple: true, default: [] },
         metrics: { type: "string", default: "on" },
         "memory-limit": { type: "string", default: "512" },
         pin: { type: "string", default: "off" },
@@ -127,6 +130,7 @@ function readOptions() {
     floorOnly: values["floor-only"],
     cpuProf: values["cpu-prof"],
     logLevel: values["log-level"],
+    serverNodeArgs: values["server-node-arg"],
     serverLog: values["server-log"],
     serverEnv,
     serverEntry: path.resolve(values["server-entry"]),
@@ -359,7 +363,10 @@ async function startServer(options, configDir, procs, { metrics }) {
     ...(metricsPort === undefined ? {} : { API_KEY_SERVER_METRICS_PORT: String(metricsPort) }),
     ...options.serverEnv,
   };
-  const nodeArgs = options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const nodeArgs = [
+    ...(options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+    ...options.serverNodeArgs,
+  ];
   const stdout = options.serverLog === undefined ? "ignore" : openForAppend(options.serverLog);
   const [command, ...args] = inCgroup(procs, [process.execPath, ...nodeArgs, options.serverEntry]);
   const child = spawn(command, args, {

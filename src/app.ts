@@ -54,7 +54,10 @@ export interface AppOptions {
   readonly redis?: Redis | undefined;
   /** The upstream HTTP dispatcher; by default the forwarder creates its own keep-alive pool. */
   readonly upstreamDispatcher?: Dispatcher;
-  /** Called when the Redis circuit breaker changes state (a metrics hook; logged either way). */
+  /**
+   * Called when the Redis circuit breaker changes state (logged either way; `metrics`, when given, records
+   * it too).
+   */
   readonly onRedisBreakerStateChange?: (state: BreakerState, previous: BreakerState) => void;
   /** Recorded when given (API_KEY_SERVER_METRICS_PORT set); served on its own port by main.ts. */
   readonly metrics?: Metrics | undefined;
@@ -91,7 +94,10 @@ export function createApp(options: AppOptions): App {
       name: "Redis",
       probe: () => redis.ping(),
       logger,
-      ...(options.onRedisBreakerStateChange ? { onStateChange: options.onRedisBreakerStateChange } : {}),
+      onStateChange: (state, previous) => {
+        metrics?.redisBreakerChanged(state, previous);
+        options.onRedisBreakerStateChange?.(state, previous);
+      },
     });
   // A reconnected client is proof enough that Redis is back (the probe is for a connection that hangs).
   redis?.on("ready", () => breaker?.reset("connection ready"));

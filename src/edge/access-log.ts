@@ -25,7 +25,7 @@ export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
   const { logger, gcpProjectId } = options;
   const quiet: ReadonlySet<string> = new Set(options.quietServices ?? []);
 
-  function write(exchange: Exchange, outcome: Outcome): void {
+  function write(outcome: Outcome, exchange: Exchange): void {
     const { req, record, error } = exchange;
     const { status } = outcome;
     const line: Record<string, unknown> = {
@@ -59,7 +59,7 @@ export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
   }
 
   return (next) => (exchange) => {
-    exchange.onEnd((outcome) => write(exchange, outcome));
+    exchange.onEnd(write);
     next(exchange);
   };
 }

@@ -60,9 +60,15 @@ export interface Exchange {
    * where no interceptor saw it (set by the Connect dispatcher). Undefined when unknown or OK.
    */
   wireCode: Code | undefined;
-  /** Calls `listener` once, when the response is over (finished, reset or cut), with the outcome. */
-  onEnd(listener: (outcome: Outcome) => void): void;
+  /**
+   * Calls `listener` once, when the response is over (finished, reset or cut), with the outcome and this
+   * exchange (so a listener shared by all requests needs no closure per request).
+   */
+  onEnd(listener: EndListener): void;
 }
+
+/** See {@link Exchange.onEnd}. */
+export type EndListener = (outcome: Outcome, exchange: Exchange) => void;
 
 export type EdgeHandler = (exchange: Exchange) => void;
 
@@ -117,7 +123,7 @@ export function createExchange(
 ): Exchange {
   const url = req.url ?? "/";
   const q = url.indexOf("?");
-  const listeners: ((outcome: Outcome) => void)[] = [];
+  const listeners: EndListener[] = [];
   const exchange: Exchange = {
     req,
     res,
@@ -152,7 +158,7 @@ export function createExchange(
   res.once("close", () => {
     if (listeners.length === 0) return;
     const outcome = outcomeOf(exchange, reset || !res.writableEnded, cutSignal?.aborted === true);
-    for (const listener of listeners) listener(outcome);
+    for (const listener of listeners) listener(outcome, exchange);
   });
   return exchange;
 }

@@ -6,6 +6,7 @@ export {
   type EdgeEntry,
   type EdgeHandler,
   type EdgeOptions,
+  type EndListener,
   type Exchange,
   type NodeListener,
   type NodeServerRequest,

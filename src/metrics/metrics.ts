@@ -1,9 +1,12 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { AuthFailureReason, AuthMethodTried } from "../auth/index.js";
-import type { Protocol } from "../edge/index.js";
+import type { Exchange, Outcome, Protocol } from "../edge/index.js";
+import type { BreakerState } from "../lib/circuit-breaker.js";
 import type { RateLimitDimension, RateLimitResult, RateLimitSource } from "../ratelimit/index.js";
 import type { ProductConfig, SecretReadReport } from "../secrets/index.js";
 import type { UpstreamCallReport } from "../upstream/index.js";
+import type { CounterCell, HistogramCell } from "./families.js";
+import { CounterFamily, HistogramFamily } from "./families.js";
 
 /** One finished request, as the edge layer reports it. */
 export interface RequestReport {
@@ -48,8 +51,13 @@ export interface MetricsOptions {
  */
 export interface Metrics {
   readonly registry: Registry;
-  /** The edge layer's one entry: a request finished. */
+  /** A request finished (what the edge entry records, as a report: tests, other callers). */
   requestEnded(report: RequestReport): void;
+  /**
+   * The edge layer's one entry: a request finished. The same as `requestEnded`, read straight from the
+   * exchange, so the request path builds no report object (the shape of an `Exchange.onEnd` listener).
+   */
+  readonly exchangeEnded: (outcome: Outcome, exchange: Exchange) => void;
   /**
    * The edge layer's one entry: where the in-flight gauges read, at each scrape, how many unary calls and
    * streams are open (it knows its live requests; counting there costs nothing per request beyond a Set).
@@ -63,6 +71,8 @@ export interface Metrics {
   readonly rateLimitDecided: (dimension: RateLimitDimension, result: RateLimitResult) => void;
   /** For the Redis limiter's and nonce store's `onFallback`. */
   redisFallback(component: "rate_limiter" | "nonce_store"): () => void;
+  /** For the Redis circuit breaker's `onStateChange` (createApp wires it when Redis is used). */
+  readonly redisBreakerChanged: (state: BreakerState, previous: BreakerState) => void;
   /** For `createSecretStore({ onRead })`. */
   readonly secretRead: (report: SecretReadReport) => void;
 }
@@ -98,10 +108,13 @@ export function createMetrics(options: MetricsOptions): Metrics {
     }
   }
 
+  // prom-client metrics for what happens at most once per failed request or per refresh; the per-request
+  // series (requests, durations, tokens, upstream calls) are cell families (./families.ts).
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     new Counter({ name: prefix + name, help, labelNames, registers: [registry] });
-  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    new Histogram({ name: prefix + name, help, labelNames, buckets: requestBuckets, registers: [registry] });
+  const counterFamily = (name: string, help: string) => new CounterFamily(prefix + name, help, registry);
+  const histogramFamily = (name: string, help: string) =>
+    new HistogramFamily(prefix + name, help, registry, requestBuckets);
 
   const build = new Gauge({
     name: `${prefix}build_info`,
@@ -111,20 +124,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   build.set({ version: options.version, node_version: process.version }, 1);
 
-  const requests = counter(
+  const requests = counterFamily(
     "requests_total",
     "Finished requests by RPC, protocol, product, model, HTTP status and gRPC code.",
-    ["rpc", "protocol", "product", "model", "status", "code"],
   );
-  const requestDuration = histogram(
+  const requestDuration = histogramFamily(
     "request_duration_seconds",
     "Time from a request's arrival to the end of its answer (the whole stream for a stream).",
-    ["rpc", "protocol", "product", "model"],
   );
-  const tokens = counter(
+  const tokens = counterFamily(
     "tokens_total",
     "Tokens the providers reported: in (prompt) and out (completion), by product and model.",
-    ["product", "model", "direction"],
   );
   let readInFlight = (): InFlight => ({ unary: 0, streams: 0 });
   new Gauge({
@@ -144,20 +154,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
-  const upstreamCalls = counter(
+  const upstreamCalls = counterFamily(
     "upstream_requests_total",
     "Calls to providers by provider, model and outcome (ok, canceled, abandoned or the error code).",
-    ["provider", "model", "outcome"],
   );
-  const upstreamDuration = histogram(
+  const upstreamDuration = histogramFamily(
     "upstream_duration_seconds",
     "Provider call time, from sending the request to the end of the answer (or of the stream).",
-    ["provider", "model"],
   );
-  const upstreamFirstByte = histogram(
+  const upstreamFirstByte = histogramFamily(
     "upstream_ttfb_seconds",
     "Streams: time from sending the request to the provider's first event.",
-    ["provider", "model"],
   );
 
   const authFailures = counter(
@@ -187,6 +194,27 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
+  // The Redis circuit breaker (docs/ratelimit.md): only with Redis, where it exists, closed at start.
+  let breakerState: BreakerState | undefined = options.limiterSource === "redis" ? "closed" : undefined;
+  const breakerStates = ["closed", "open", "half-open"] as const satisfies readonly BreakerState[];
+  new Gauge({
+    name: `${prefix}redis_breaker_state`,
+    help: "1 for the state the Redis circuit breaker is in (closed, open or half-open), 0 for the others.",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    collect() {
+      if (breakerState === undefined) return;
+      for (const state of breakerStates) this.set({ state }, state === breakerState ? 1 : 0);
+    },
+  });
+  const breakerTransitions = counter(
+    "redis_breaker_transitions_total",
+    "State changes of the Redis circuit breaker, by the state it moved to.",
+    ["state"],
+  );
+  // Present at 0 from the start, so `increase()` and alerts see the series before the first outage.
+  if (breakerState !== undefined) for (const state of breakerStates) breakerTransitions.inc({ state }, 0);
+
   const secretLoads = counter(
     "secret_loads_total",
     "Reads of each secret at start and on refresh, by result (ok, missing, failed).",
@@ -205,31 +233,133 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
-  /** The product label: the configured name the caller gave, else `unknown`; none when no product applies. */
-  function productOf(name: string | undefined): { label: string; config: ProductConfig | undefined } {
-    if (name === undefined || name === "") return { label: "", config: undefined };
-    const config = options.products()?.get(name);
-    return config === undefined ? { label: unknownLabel, config } : { label: name, config };
+  /**
+   * The series of one (rpc, protocol, product, model), found by one Map lookup per label: created at the
+   * first request with those labels, then reused, so a request allocates nothing here. Every key is a
+   * label value already bounded (configuration, closed sets of the code), never raw caller input.
+   */
+  interface RequestSeries {
+    readonly labels: Readonly<Record<"rpc" | "protocol" | "product" | "model", string>>;
+    readonly duration: HistogramCell;
+    /** HTTP status, then gRPC code name. */
+    readonly outcomes: Map<number, Map<string, CounterCell>>;
+    readonly tokens: TokenSeries;
   }
+  interface TokenSeries {
+    readonly labels: Readonly<Record<"product" | "model", string>>;
+    in: CounterCell | undefined;
+    out: CounterCell | undefined;
+  }
+  const requestSeries = new Map<string, Map<string, Map<string, Map<string, RequestSeries>>>>();
+  const tokenSeries = new Map<string, Map<string, TokenSeries>>();
+
+  function seriesOf(rpc: string, protocol: string, product: string, model: string): RequestSeries {
+    const byProtocol = inner(requestSeries, rpc);
+    const byProduct = inner(byProtocol, protocol);
+    const byModel = inner(byProduct, product);
+    let series = byModel.get(model);
+    if (series === undefined) {
+      const labels = { rpc, protocol, product, model };
+      series = {
+        labels,
+        duration: requestDuration.cell(labels),
+        outcomes: new Map(),
+        tokens: getOrAdd(inner(tokenSeries, product), model, () => ({
+          labels: { product, model },
+          in: undefined,
+          out: undefined,
+        })),
+      };
+      byModel.set(model, series);
+    }
+    return series;
+  }
+
+  function outcomeOf(series: RequestSeries, status: number, code: string): CounterCell {
+    const byCode = inner(series.outcomes, status);
+    let cell = byCode.get(code);
+    if (cell === undefined) {
+      cell = requests.cell({ ...series.labels, status: String(status), code });
+      byCode.set(code, cell);
+    }
+    return cell;
+  }
+
+  /** Records one finished request (positional, so the edge's call allocates nothing). */
+  function recordRequest(
+    rpc: string,
+    protocol: string,
+    productName: string | undefined,
+    modelName: string | undefined,
+    status: number,
+    code: string,
+    durationSeconds: number,
+    promptTokens: number | undefined,
+    completionTokens: number | undefined,
+  ): void {
+    // The product label: the configured name the caller gave, else `unknown`; none when no product applies.
+    let product = "";
+    let config: ProductConfig | undefined;
+    if (productName !== undefined && productName !== "") {
+      config = options.products()?.get(productName);
+      product = config === undefined ? unknownLabel : productName;
+    }
+    let model = "";
+    if (modelName !== undefined && modelName !== "") {
+      model = config?.models.has(modelName) === true ? modelName : unknownLabel;
+    }
+    const series = seriesOf(rpc, protocol, product, model);
+    outcomeOf(series, status, code).inc();
+    series.duration.observe(durationSeconds);
+    if (promptTokens !== undefined && promptTokens > 0) {
+      series.tokens.in ??= tokens.cell({ ...series.tokens.labels, direction: "in" });
+      series.tokens.in.inc(promptTokens);
+    }
+    if (completionTokens !== undefined && completionTokens > 0) {
+      series.tokens.out ??= tokens.cell({ ...series.tokens.labels, direction: "out" });
+      series.tokens.out.inc(completionTokens);
+    }
+  }
+
+  /** Upstream series by provider name, then model label. */
+  interface UpstreamSeries {
+    readonly labels: Readonly<Record<"provider" | "model", string>>;
+    readonly duration: HistogramCell;
+    firstByte: HistogramCell | undefined;
+    readonly outcomes: Map<string, CounterCell>;
+  }
+  const upstreamSeries = new Map<string, Map<string, UpstreamSeries>>();
 
   return {
     registry,
 
     requestEnded(report) {
-      const product = productOf(report.product);
-      let model = "";
-      if (report.model !== undefined && report.model !== "") {
-        model = product.config?.models.has(report.model) === true ? report.model : unknownLabel;
-      }
-      const series = { rpc: report.rpc, protocol: report.protocol, product: product.label, model };
-      requests.inc({ ...series, status: String(report.status), code: report.code });
-      requestDuration.observe(series, report.durationSeconds);
-      if (report.promptTokens !== undefined && report.promptTokens > 0) {
-        tokens.inc({ product: product.label, model, direction: "in" }, report.promptTokens);
-      }
-      if (report.completionTokens !== undefined && report.completionTokens > 0) {
-        tokens.inc({ product: product.label, model, direction: "out" }, report.completionTokens);
-      }
+      recordRequest(
+        report.rpc,
+        report.protocol,
+        report.product,
+        report.model,
+        report.status,
+        report.code,
+        report.durationSeconds,
+        report.promptTokens,
+        report.completionTokens,
+      );
+    },
+
+    exchangeEnded(outcome, exchange) {
+      const { record } = exchange;
+      recordRequest(
+        exchange.rpc ?? "",
+        exchange.protocol,
+        record.product,
+        record.model,
+        outcome.status,
+        outcome.code,
+        outcome.latencySeconds,
+        record.promptTokens,
+        record.completionTokens,
+      );
     },
 
     countInFlight(read) {
@@ -239,10 +369,28 @@ export function createMetrics(options: MetricsOptions): Metrics {
     upstreamCallEnded(report) {
       const { provider } = report;
       const model = provider.models.includes(report.model) ? report.model : unknownLabel;
-      upstreamCalls.inc({ provider: provider.name, model, outcome: report.outcome });
-      upstreamDuration.observe({ provider: provider.name, model }, report.durationSeconds);
+      const byModel = inner(upstreamSeries, provider.name);
+      let series = byModel.get(model);
+      if (series === undefined) {
+        const labels = { provider: provider.name, model };
+        series = {
+          labels,
+          duration: upstreamDuration.cell(labels),
+          firstByte: undefined,
+          outcomes: new Map(),
+        };
+        byModel.set(model, series);
+      }
+      let calls = series.outcomes.get(report.outcome);
+      if (calls === undefined) {
+        calls = upstreamCalls.cell({ ...series.labels, outcome: report.outcome });
+        series.outcomes.set(report.outcome, calls);
+      }
+      calls.inc();
+      series.duration.observe(report.durationSeconds);
       if (report.firstEventSeconds !== undefined) {
-        upstreamFirstByte.observe({ provider: provider.name, model }, report.firstEventSeconds);
+        series.firstByte ??= upstreamFirstByte.cell(series.labels);
+        series.firstByte.observe(report.firstEventSeconds);
       }
     },
 
@@ -262,9 +410,33 @@ export function createMetrics(options: MetricsOptions): Metrics {
       return () => child.inc();
     },
 
+    redisBreakerChanged(state) {
+      breakerState = state;
+      breakerTransitions.inc({ state });
+    },
+
     secretRead(report) {
       secretLoads.inc({ secret: report.secret, phase: report.phase, result: report.result });
       if (report.result !== "failed") lastGoodRead.set(report.secret, now());
     },
   };
+}
+
+/** The map under `key` in a map of maps, added empty when missing. */
+function inner<K, K2, V>(map: Map<K, Map<K2, V>>, key: K): Map<K2, V> {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = new Map<K2, V>();
+    map.set(key, value);
+  }
+  return value;
+}
+
+function getOrAdd<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = create();
+    map.set(key, value);
+  }
+  return value;
 }

@@ -292,6 +292,65 @@ describe("recording, with labels bounded by the configuration", () => {
   });
 });
 
+describe("the Redis circuit breaker", () => {
+  it("with Redis: closed at start, then the state it moved to, each transition counted by that state", async () => {
+    const local = createMetrics({
+      version: "t",
+      products: () => undefined,
+      limiterSource: "redis",
+      processMetrics: false,
+    });
+    const breaker = async () => {
+      const text = await local.registry.metrics();
+      return [
+        ...series(text, "api_key_server_redis_breaker_state"),
+        ...series(text, "api_key_server_redis_breaker_transitions_total"),
+      ];
+    };
+    expect(await breaker()).toEqual([
+      "{state=closed} 1",
+      "{state=half-open} 0",
+      "{state=open} 0",
+      "{state=closed} 0",
+      "{state=half-open} 0",
+      "{state=open} 0",
+    ]);
+    local.redisBreakerChanged("open", "closed");
+    local.redisBreakerChanged("half-open", "open");
+    local.redisBreakerChanged("open", "half-open");
+    expect(await breaker()).toEqual([
+      "{state=closed} 0",
+      "{state=half-open} 0",
+      "{state=open} 1",
+      "{state=closed} 0",
+      "{state=half-open} 1",
+      "{state=open} 2",
+    ]);
+    local.redisBreakerChanged("half-open", "open");
+    local.redisBreakerChanged("closed", "half-open");
+    expect(await breaker()).toEqual([
+      "{state=closed} 1",
+      "{state=half-open} 0",
+      "{state=open} 0",
+      "{state=closed} 1",
+      "{state=half-open} 2",
+      "{state=open} 2",
+    ]);
+  });
+
+  it("without Redis there is no breaker, and no breaker series", async () => {
+    const local = createMetrics({
+      version: "t",
+      products: () => undefined,
+      limiterSource: "memory",
+      processMetrics: false,
+    });
+    const text = await local.registry.metrics();
+    expect(series(text, "api_key_server_redis_breaker_state")).toEqual([]);
+    expect(series(text, "api_key_server_redis_breaker_transitions_total")).toEqual([]);
+  });
+});
+
 describe("secret loads and the age of the secrets in use (a real store, a controllable source)", () => {
   it("counts each read by result; the age restarts at every good read and grows while reads fail", async () => {
     let failing = false;
@@ -399,6 +458,8 @@ describe("promtool", () => {
       "rate_limit_refusals_total",
       "redis_fallbacks_total",
       "rate_limiter_source",
+      "redis_breaker_state",
+      "redis_breaker_transitions_total",
       "build_info",
     ]) {
       expect(text, name).toMatch(new RegExp(`^api_key_server_${name}[{ ]`, "m"));

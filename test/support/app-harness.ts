@@ -56,6 +56,8 @@ export interface AppHarnessOptions {
   readonly metrics?: boolean;
   /** Wait for the Redis connection before serving (default true); false for tests of an unreachable Redis. */
   readonly waitForRedis?: boolean;
+  /** The Redis command timeout (default 5000 ms); short for tests of a hung Redis. */
+  readonly redisCommandTimeoutMs?: number;
 }
 
 export const defaultProducts = { "product-dev": { providers: { echo: { models: ["echo-1"] } } } };
@@ -97,7 +99,11 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
   const redis: Redis | undefined =
     config.redisUrl === undefined
       ? undefined
-      : createRedisClient({ url: config.redisUrl, logger: logs.logger, commandTimeoutMs: 5_000 });
+      : createRedisClient({
+          url: config.redisUrl,
+          logger: logs.logger,
+          commandTimeoutMs: options.redisCommandTimeoutMs ?? 5_000,
+        });
   if (redis !== undefined && redis.status !== "ready" && options.waitForRedis !== false) {
     await once(redis, "ready");
   }
