@@ -25,10 +25,11 @@ import {
   freePort,
   grpcFrame,
   inCgroup,
+  loadChatPb,
   memoryCgroup,
   productionNodeOptions,
   removeCgroups,
-} from "./lib/harness.mjs";
+} from "./lib/harness.ts";
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -290,7 +291,8 @@ function random(seed) {
   };
 }
 
-function createTraffic(port, tokens) {
+/** `pb`: the generated chat.proto code (dist/gen), for the gRPC calls. */
+function createTraffic(port, tokens, pb) {
   const base = `http://127.0.0.1:${port}`;
   const next = random(18);
   const token = () => tokens[Math.floor(next() * tokens.length)];
@@ -335,7 +337,7 @@ function createTraffic(port, tokens) {
       stream.on("data", () => undefined);
       stream.on("close", () => resolve(status));
       stream.on("error", () => undefined);
-      stream.end(grpcFrame(encodeChatRequest(product, "gpt-4o-mini", "user", "Hello")));
+      stream.end(grpcFrame(encodeChatRequest(pb, product, "gpt-4o-mini", "Hello")));
       if (cancelAfterMs !== undefined) {
         setTimeout(() => {
           if (!stream.closed) status = "cancelled";
@@ -466,7 +468,7 @@ async function main() {
     const cgroup = await memoryCgroup(options.memoryLimitMib, "soak-server");
     const server = await startServer(options, configDir, cgroup.procs);
     const inspector = await connectInspector(server.inspectorUrl);
-    const traffic = createTraffic(server.port, tokens);
+    const traffic = createTraffic(server.port, tokens, await loadChatPb());
     console.log(
       `soak: ${options.minutes} min at ${options.rate} calls/s, server ${cgroup.why}, ` +
         `NODE_OPTIONS="${server.nodeOptions}"; series in ${seriesFile}`,
