@@ -65,6 +65,9 @@ export async function startServer(
     API_KEY_SERVER_CONFIG_DIR: configDir,
     API_KEY_SERVER_LOG_LEVEL: options.logLevel,
     API_KEY_SERVER_RATE_LIMIT_REQUESTS_PER_MINUTE: "100000000",
+    // One caller (the bench's JWT subject) makes every call: its concurrency cap (default 100) must not
+    // turn the 512 slow calls into 429s, as the rate limit must not.
+    API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER: "100000",
     NODE_OPTIONS: nodeOptions,
     ...(metricsPort === undefined ? {} : { API_KEY_SERVER_METRICS_PORT: String(metricsPort) }),
     ...options.serverEnv,
