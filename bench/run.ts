@@ -85,16 +85,16 @@ async function main(): Promise<void> {
   const options = readOptions();
   const plan = scenarios(options);
   if (plan.length === 0) fail(`--only matched no scenario (ids: see --help)`);
+  const peerSpec = options.peer === undefined ? undefined : PEERS[options.peer];
+  if (peerSpec !== undefined && !plan.some(peerRuns)) {
+    fail(`--peer measures the REST unary scenarios (rest-1, rest-32, slow-512); --only selected none`);
+  }
   if (plan.some((s) => s.api !== "grpc")) await requireTool("wrk", ["--version"]);
   if (!options.floorOnly && plan.some((s) => s.api === "grpc")) await requireTool("h2load", ["--version"]);
   if (!options.floorOnly && !existsSync(options.serverEntry)) {
     fail(
       `${path.relative(ROOT, options.serverEntry)} not found: run \`npm run build\` first (or pass --floor-only)`,
     );
-  }
-  const peerSpec = options.peer === undefined ? undefined : PEERS[options.peer];
-  if (peerSpec !== undefined && !plan.some(peerRuns)) {
-    fail(`--peer measures the REST unary scenarios (rest-1, rest-32, slow-512); --only selected none`);
   }
   // The gRPC bodies come from the generated code as built (dist/gen), which the server needs anyway.
   let pb: ChatPb | undefined;
