@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     }
     log(
       pinning.enabled
-        ? `pinned: floor and server on CPU ${pinning.testCpu}, mock and load tools on CPU ${pinning.otherCpus}`
+        ? `pinned: the processes under test (floor, server${peerSpec === undefined ? "" : ", peer"}) on CPU ${pinning.testCpu}, mock and load tools on CPU ${pinning.otherCpus}`
         : "not pinned",
     );
     const mock = await forkHelper("mock-provider.mjs", []);
