@@ -291,6 +291,12 @@ function random(seed) {
   };
 }
 
+/**
+ * The messages in Connect JSON: protobuf's canonical form, where `content` is the typed `text` member (the
+ * REST shape `content: "Hello"` is a 400 on Connect, as for the benchmark's Connect scenarios).
+ */
+const CONNECT_MESSAGES = [{ role: "user", text: "Hello" }];
+
 /** `pb`: the generated chat.proto code (dist/gen), for the gRPC calls. */
 function createTraffic(port, tokens, pb) {
   const base = `http://127.0.0.1:${port}`;
@@ -347,7 +353,7 @@ function createTraffic(port, tokens, pb) {
     });
   const connectStream = async (product) => {
     const message = Buffer.from(
-      JSON.stringify({ product, model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] }),
+      JSON.stringify({ product, model: "gpt-4o-mini", messages: CONNECT_MESSAGES }),
     );
     const envelope = Buffer.alloc(5);
     envelope.writeUInt32BE(message.length, 1);
@@ -389,7 +395,7 @@ function createTraffic(port, tokens, pb) {
             body: JSON.stringify({
               product: "soak",
               model: "gpt-4o-mini",
-              messages: [{ role: "user", content: "Hello" }],
+              messages: CONNECT_MESSAGES,
             }),
           }),
         ),
