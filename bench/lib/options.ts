@@ -20,6 +20,8 @@ export interface Options {
   floorOnly: boolean;
   cpuProf: boolean;
   logLevel: string;
+  /** Extra Node options for the server process (before its entry file). */
+  serverNodeArgs: string[];
   serverLog: string | undefined;
   serverEnv: Record<string, string>;
   serverEntry: string;
@@ -47,6 +49,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --server-log <file>   write the server's stdout there instead of /dev/null (debugging)
   --server-env <K=V>    extra environment for the server (repeatable)
   --server-entry <file> the server's entry file (default dist/src/main.js)
+  --server-node-arg <a> extra Node option for the server process (repeatable), for flags NODE_OPTIONS refuses,
+                        e.g. --server-node-arg=--trace-gc with --server-log <file> (each line names the pid)
   --metrics <mode>      on (default): the server records metrics (API_KEY_SERVER_METRICS_PORT set) and the harness
                         scrapes them every 5 s during the run; off: no metrics; compare: a second server without
                         metrics runs every server scenario too, in the same rounds (alternating which goes first),
@@ -99,6 +103,7 @@ export function readOptions(argv: string[] = process.argv.slice(2)): Options {
         "server-log": { type: "string" },
         "server-env": { type: "string", multiple: true, default: [] },
         "server-entry": { type: "string", default: SERVER_ENTRY },
+        "server-node-arg": { type: "string", multiple: true, default: [] },
         metrics: { type: "string", default: "on" },
         peer: { type: "string" },
         "peer-dir": { type: "string" },
@@ -151,6 +156,7 @@ export function readOptions(argv: string[] = process.argv.slice(2)): Options {
     floorOnly: values["floor-only"],
     cpuProf: values["cpu-prof"],
     logLevel: values["log-level"],
+    serverNodeArgs: values["server-node-arg"],
     serverLog: values["server-log"],
     serverEnv,
     serverEntry: path.resolve(values["server-entry"]),

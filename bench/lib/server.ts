@@ -72,7 +72,10 @@ export async function startServer(
     ...(metricsPort === undefined ? {} : { API_KEY_SERVER_METRICS_PORT: String(metricsPort) }),
     ...options.serverEnv,
   };
-  const nodeArgs = options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const nodeArgs = [
+    ...(options.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+    ...options.serverNodeArgs,
+  ];
   const service = await startService({
     name: "the server",
     argv: [process.execPath, ...nodeArgs, options.serverEntry],

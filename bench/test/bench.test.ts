@@ -60,6 +60,7 @@ describe("command line", () => {
       "--server-log",
       "--server-env",
       "--server-entry",
+      "--server-node-arg",
       "--metrics",
       "--peer <name>",
       "--peer-dir",
