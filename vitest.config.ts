@@ -2,7 +2,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    // bench/test: the benchmark's own pieces (bench/README.md); type-checked by bench/tsconfig.json.
+    include: ["test/**/*.test.ts", "bench/test/**/*.test.ts"],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     pool: "forks",

@@ -25,10 +25,11 @@ import {
   freePort,
   grpcFrame,
   inCgroup,
+  loadChatPb,
   memoryCgroup,
   productionNodeOptions,
   removeCgroups,
-} from "./lib/harness.mjs";
+} from "./lib/harness.ts";
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -290,7 +291,14 @@ function random(seed) {
   };
 }
 
-function createTraffic(port, tokens) {
+/**
+ * The messages in Connect JSON: protobuf's canonical form, where `content` is the typed `text` member (the
+ * REST shape `content: "Hello"` is a 400 on Connect, as for the benchmark's Connect scenarios).
+ */
+const CONNECT_MESSAGES = [{ role: "user", text: "Hello" }];
+
+/** `pb`: the generated chat.proto code (dist/gen), for the gRPC calls. */
+function createTraffic(port, tokens, pb) {
   const base = `http://127.0.0.1:${port}`;
   const next = random(18);
   const token = () => tokens[Math.floor(next() * tokens.length)];
@@ -335,7 +343,7 @@ function createTraffic(port, tokens) {
       stream.on("data", () => undefined);
       stream.on("close", () => resolve(status));
       stream.on("error", () => undefined);
-      stream.end(grpcFrame(encodeChatRequest(product, "gpt-4o-mini", "user", "Hello")));
+      stream.end(grpcFrame(encodeChatRequest(pb, product, "gpt-4o-mini", "Hello")));
       if (cancelAfterMs !== undefined) {
         setTimeout(() => {
           if (!stream.closed) status = "cancelled";
@@ -345,7 +353,7 @@ function createTraffic(port, tokens) {
     });
   const connectStream = async (product) => {
     const message = Buffer.from(
-      JSON.stringify({ product, model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] }),
+      JSON.stringify({ product, model: "gpt-4o-mini", messages: CONNECT_MESSAGES }),
     );
     const envelope = Buffer.alloc(5);
     envelope.writeUInt32BE(message.length, 1);
@@ -387,7 +395,7 @@ function createTraffic(port, tokens) {
             body: JSON.stringify({
               product: "soak",
               model: "gpt-4o-mini",
-              messages: [{ role: "user", content: "Hello" }],
+              messages: CONNECT_MESSAGES,
             }),
           }),
         ),
@@ -466,7 +474,7 @@ async function main() {
     const cgroup = await memoryCgroup(options.memoryLimitMib, "soak-server");
     const server = await startServer(options, configDir, cgroup.procs);
     const inspector = await connectInspector(server.inspectorUrl);
-    const traffic = createTraffic(server.port, tokens);
+    const traffic = createTraffic(server.port, tokens, await loadChatPb());
     console.log(
       `soak: ${options.minutes} min at ${options.rate} calls/s, server ${cgroup.why}, ` +
         `NODE_OPTIONS="${server.nodeOptions}"; series in ${seriesFile}`,

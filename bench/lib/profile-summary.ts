@@ -1,13 +1,38 @@
 // Summarises a V8 .cpuprofile (written by `node --cpu-prof`) into the two views that find a hot
 // path quickly: the functions with the most self time, and self time rolled up by where the code
 // lives (our src/, generated code, each npm package, Node internals, GC/idle).
-// Usage as a script: node bench/lib/profile-summary.mjs <file.cpuprofile> [top]
+// Usage as a script: node bench/lib/profile-summary.ts <file.cpuprofile> [top]
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 
+/** The parts of V8's .cpuprofile format (Chrome DevTools Protocol `Profiler.Profile`) read here. */
+interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }[];
+  samples: number[];
+  timeDeltas?: number[];
+}
+
+/** One row of a ranking: a name, its self time and its share of the busy time. */
+export interface ProfileRow {
+  name: string;
+  ms: number;
+  share: number;
+}
+
+export interface ProfileSummary {
+  busyMs: number;
+  functions: ProfileRow[];
+  origins: ProfileRow[];
+  appCallers: ProfileRow[];
+}
+
 /** Where a call frame's code lives, for the roll-up. */
-function origin(url, functionName) {
+function origin(url: string, functionName: string): string {
   if (url === "") {
     if (functionName === "(garbage collector)") return "(gc)";
     if (functionName === "(idle)" || functionName === "(program)") return functionName;
@@ -28,22 +53,22 @@ function origin(url, functionName) {
  * Reads a .cpuprofile and returns the busy time, the top `top` functions by self time and the
  * self time per origin, each entry with milliseconds and a share of the busy (non-idle) time.
  */
-export async function summariseProfile(file, top = 25) {
-  const profile = JSON.parse(await readFile(file, "utf8"));
+export async function summariseProfile(file: string, top = 25): Promise<ProfileSummary> {
+  const profile = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const selfUs = new Map();
+  const selfUs = new Map<number, number>();
   const deltas = profile.timeDeltas ?? [];
   profile.samples.forEach((id, index) => {
     // Each sample's weight is the time until the next sample; the last one has none.
     const next = deltas[index + 1] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + next);
   });
-  const parent = new Map();
+  const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
   // The nearest frame of the app itself (dist/src) up the stack: which of our functions caused the
   // time spent in libraries and Node internals below it.
-  const appFrame = (id) => {
-    for (let at = id; at !== undefined; at = parent.get(at)) {
+  const appFrame = (id: number): string => {
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
       const frame = byId.get(at)?.callFrame;
       if (frame !== undefined && frame.url.includes("/dist/src/")) {
         return `${frame.functionName || "(anonymous)"} ${frame.url.replace(/^.*\/dist\//, "dist/")}:${frame.lineNumber + 1}`;
@@ -51,9 +76,9 @@ export async function summariseProfile(file, top = 25) {
     }
     return "(no app frame on the stack)";
   };
-  const functions = new Map();
-  const origins = new Map();
-  const callers = new Map();
+  const functions = new Map<string, number>();
+  const origins = new Map<string, number>();
+  const callers = new Map<string, number>();
   let busyUs = 0;
   for (const [id, us] of selfUs) {
     const frame = byId.get(id)?.callFrame;
@@ -69,7 +94,7 @@ export async function summariseProfile(file, top = 25) {
       callers.set(app, (callers.get(app) ?? 0) + us);
     }
   }
-  const rank = (map) =>
+  const rank = (map: Map<string, number>): ProfileRow[] =>
     [...map]
       .filter(([name]) => name !== "(idle)" && !name.startsWith("(idle) "))
       .sort((a, b) => b[1] - a[1])
@@ -83,8 +108,8 @@ export async function summariseProfile(file, top = 25) {
 }
 
 /** Markdown rendering of summariseProfile's result. */
-export function formatProfileSummary(summary) {
-  const pct = (share) => `${(share * 100).toFixed(1)}%`;
+export function formatProfileSummary(summary: ProfileSummary): string {
+  const pct = (share: number): string => `${(share * 100).toFixed(1)}%`;
   const lines = [
     `Busy (non-idle) CPU time: ${summary.busyMs.toFixed(0)} ms`,
     "",
@@ -109,7 +134,7 @@ export function formatProfileSummary(summary) {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const file = process.argv[2];
   if (file === undefined) {
-    process.stderr.write("usage: node bench/lib/profile-summary.mjs <file.cpuprofile> [top]\n");
+    process.stderr.write("usage: node bench/lib/profile-summary.ts <file.cpuprofile> [top]\n");
     process.exit(2);
   }
   const summary = await summariseProfile(file, Number(process.argv[3] ?? 25));

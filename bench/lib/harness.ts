@@ -1,5 +1,5 @@
-// What the benchmark (run.mjs) and the soak (soak.mjs) both need: the hand-encoded request, memory
-// cgroups like a Cloud Run instance's, a free port, and the production image's NODE_OPTIONS.
+// What the benchmark (run.ts) and the soak (soak.mjs) both need: the gRPC request from the generated code,
+// memory cgroups like a Cloud Run instance's, a free port, and the production image's NODE_OPTIONS.
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
@@ -8,39 +8,46 @@ import net from "node:net";
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { create, toBinary } from "@bufbuild/protobuf";
+import type * as ChatProto from "../../gen/apikeyserver/v1/chat_pb.ts";
 
 const ROOT = path.dirname(path.dirname(path.dirname(fileURLToPath(import.meta.url))));
 
-// Hand-written protobuf encoding of the one request the benchmark sends, so the harness does not
-// depend on the build output. Field numbers from proto/apikeyserver/v1/chat.proto:
-// ChatCompletionRequest{product=1, messages=2, model=3}, ChatMessage{role=1, text=9 (the `content`
-// oneof's string member)}. The pre-flight call proves the server decodes it.
+/** The generated code of proto/apikeyserver/v1/chat.proto (gen/apikeyserver/v1/chat_pb.ts). */
+export type ChatPb = typeof ChatProto;
 
-function varint(n) {
-  const bytes = [];
-  while (n > 0x7f) {
-    bytes.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  bytes.push(n);
-  return Buffer.from(bytes);
+/**
+ * Loads the generated schemas of chat.proto as `npm run build` compiled them (dist/gen/). Node cannot run
+ * gen/ itself: json_options_pb.ts, which chat_pb.ts imports, declares a TypeScript enum, which type
+ * stripping refuses. The server under test is dist/ too, so both sides use the same build.
+ */
+export async function loadChatPb(): Promise<ChatPb> {
+  const file = path.join(ROOT, "dist", "gen", "apikeyserver", "v1", "chat_pb.js");
+  if (!existsSync(file))
+    throw new Error(`${path.relative(ROOT, file)} not found: run \`npm run build\` first`);
+  return (await import(pathToFileURL(file).href)) as ChatPb;
 }
 
-function lengthDelimited(field, payload) {
-  const bytes = typeof payload === "string" ? Buffer.from(payload) : payload;
-  return Buffer.concat([varint((field << 3) | 2), varint(bytes.length), bytes]);
+/** The protobuf encoding of the one-message chat request the benchmark and the soak send. */
+export function encodeChatRequest(pb: ChatPb, product: string, model: string, text: string): Uint8Array {
+  const { ChatCompletionRequestSchema } = pb;
+  return toBinary(
+    ChatCompletionRequestSchema,
+    create(ChatCompletionRequestSchema, {
+      product,
+      model,
+      messages: [{ role: "user", content: { case: "text", value: text } }],
+    }),
+  );
 }
 
-export function encodeChatRequest(product, model, role, content) {
-  const message = Buffer.concat([lengthDelimited(1, role), lengthDelimited(9, content)]);
-  return Buffer.concat([lengthDelimited(1, product), lengthDelimited(2, message), lengthDelimited(3, model)]);
-}
-
-export function grpcFrame(message) {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
+/** A gRPC length-prefixed message: flag byte 0 (not compressed), 4-byte big-endian length, the message. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
 }
 
 /**
@@ -48,7 +55,14 @@ export function grpcFrame(message) {
  * instance of that size (V8 derives its heap limits from the constrained memory it finds at start-up).
  * Returns the cgroup.procs file to join, or undefined (with the reason) when cgroups cannot be used here.
  */
-export async function memoryCgroup(limitMib, role) {
+export interface MemoryCgroup {
+  /** The cgroup.procs file a process writes its pid to, to join; undefined when unconstrained. */
+  procs: string | undefined;
+  /** What the report says about it. */
+  why: string;
+}
+
+export async function memoryCgroup(limitMib: number, role: string): Promise<MemoryCgroup> {
   if (limitMib === 0) return { procs: undefined, why: "unconstrained (--memory-limit 0)" };
   const bytes = String(limitMib * 2 ** 20);
   const name = `api-key-server-bench-${process.pid}-${role}`;
@@ -81,10 +95,10 @@ export async function memoryCgroup(limitMib, role) {
   return { procs: undefined, why: `unconstrained (${why})` };
 }
 
-const cgroupDirs = [];
+const cgroupDirs: string[] = [];
 
 /** Removes the benchmark's cgroups once their processes are gone (rmdir fails while one is still inside). */
-export async function removeCgroups() {
+export async function removeCgroups(): Promise<void> {
   for (const dir of cgroupDirs.splice(0)) {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
@@ -101,20 +115,21 @@ export async function removeCgroups() {
  * `sh` arguments that join the cgroup and then exec the command that follows them, so the process is in
  * the cgroup before Node starts (V8 reads the limit once, at start-up).
  */
-export function joinCgroup(procs) {
+export function joinCgroup(procs: string): string[] {
   return ["-c", `echo $$ > '${procs}' && exec "$@"`, "sh"];
 }
 
 /** The command line that starts `argv` inside the cgroup (unchanged without one). */
-export function inCgroup(procs, argv) {
+export function inCgroup(procs: string | undefined, argv: string[]): string[] {
   return procs === undefined ? argv : ["/bin/sh", ...joinCgroup(procs), ...argv];
 }
 
-export async function freePort() {
+export async function freePort(): Promise<number> {
   const server = net.createServer();
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
-  const { port } = server.address();
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
   server.close();
   await once(server, "close");
   return port;
@@ -124,7 +139,7 @@ export async function freePort() {
  * The NODE_OPTIONS the production image sets (the Dockerfile's `ENV ... NODE_OPTIONS="..."`), so the
  * server runs with the heap settings it has on Cloud Run; "" when the Dockerfile sets none.
  */
-export async function productionNodeOptions() {
+export async function productionNodeOptions(): Promise<string> {
   const dockerfile = await readFile(path.join(ROOT, "Dockerfile"), "utf8").catch(() => "");
   return /^\s*NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)?.[1] ?? "";
 }
