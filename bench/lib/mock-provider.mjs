@@ -1,4 +1,4 @@
-// Mock OpenAI provider for the benchmark. Runs in its own process (forked by run.mjs) so its CPU is
+// Mock OpenAI provider for the benchmark. Runs in its own process (forked by run.ts) so its CPU is
 // not charged to the process under test. It answers POST .../chat/completions with one fixed body;
 // the path may start with /delay/<ms>/ so that one mock serves both the fast and the slow scenarios
 // (the server reaches it through a product whose base_url carries the prefix, the forwarder by

@@ -1,7 +1,7 @@
 // The floor: the least a Node HTTP hop can cost. It pipes each request, unparsed, to the mock
 // provider over a keep-alive agent and pipes the answer back: no auth, no JSON, no logging. A proxy
 // that does real work cannot beat it, so the proxy's numbers are reported as a ratio to these.
-// Runs in its own process (forked by run.mjs); argv[2] is the mock's port.
+// Runs in its own process (forked by run.ts); argv[2] is the mock's port.
 import http from "node:http";
 import { serveForBench } from "./serve.mjs";
 import process from "node:process";

@@ -1,5 +1,5 @@
 // How the benchmark's own helper servers (the mock provider and the raw forwarder) listen: on a free
-// loopback port reported to run.mjs over IPC, with timeouts that never close a pooled keep-alive
+// loopback port reported to run.ts over IPC, with timeouts that never close a pooled keep-alive
 // connection between rounds, and gone when the harness goes.
 import process from "node:process";
 
