@@ -142,15 +142,27 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       if (compression.error) throw compression.error;
       if (timeout.error) throw timeout.error;
       const input = await readUnaryEnvelope(req, readMaxBytes);
-      // Read (size-limited) but not parsed: no unauthenticated request costs a decode.
-      await options.precheck?.(spec.method.parent.typeName, spec.method.name, header, req.rawHeaders);
-      const bytes =
-        (input.flags & compressedFlag) === 0
-          ? input.data
-          : await decompress(compression.request, input.data, readMaxBytes);
+      let bytes: Uint8Array | undefined;
+      const messageBytes = async (): Promise<Uint8Array> =>
+        (bytes ??=
+          (input.flags & compressedFlag) === 0
+            ? input.data
+            : await decompress(compression.request, input.data, readMaxBytes));
+      // Read (size-limited) but not decoded: authentication (an HMAC signature over the message bytes
+      // included) comes first, so no unauthenticated request costs a decode.
+      await options.precheck?.({
+        service: spec.method.parent.typeName,
+        method: spec.method.name,
+        headers: header,
+        rawHeaders: req.rawHeaders,
+        exchange,
+        signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
+        body: messageBytes,
+      });
+      const decompressed = await messageBytes();
       let request: Message;
       try {
-        request = route.input.parse(bytes);
+        request = route.input.parse(decompressed);
       } catch (err) {
         throw malformedMessage(err);
       }
