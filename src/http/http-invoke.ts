@@ -24,7 +24,7 @@ import { createInProcessCalls } from "../server/in-process-call.js";
 import type { RestError } from "./rest-error.js";
 import { sseEvent, writeSse } from "./rest-sse.js";
 import { callError, copyHeaders, sendError, sendJson } from "./rest-write.js";
-import { headerValue, readRequestBody } from "./request-body.js";
+import { headerValue, readRequestBody, RequestBodyEnded } from "./request-body.js";
 
 export interface HttpInvokeOptions {
   /** The router's interceptors, outermost first; they run for every HTTP call as for gRPC and Connect. */
@@ -248,6 +248,11 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
       const { req, res } = exchange;
       exchange.protocol = protocol;
       handle(exchange).catch((err: unknown) => {
+        if (err instanceof RequestBodyEnded) {
+          // Nobody to answer (or the body deadline already did): the access line tells how it ended.
+          if (!res.writableEnded) res.destroy();
+          return;
+        }
         // Only a scrubbed message: the cause of an unexpected failure may quote anything.
         const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
         logger?.error({ cause, path: exchange.path }, `${name} failure`);
