@@ -1,6 +1,7 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { checkJsonValues } from "../lib/message-limits.js";
 import { readBody } from "../server/read-body.js";
 
 // The request body of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): read whole up
@@ -59,6 +60,8 @@ export function parseJsonBody(req: NodeServerRequest, body: Buffer): JsonValue {
   if (mime !== "application/json" || (encoding !== undefined && encoding !== "identity")) {
     throw new AppError("unsupported_media_type");
   }
+  // Authenticated (the precheck ran): the parse is bounded (src/lib/message-limits.ts) before it starts.
+  checkJsonValues(body);
   try {
     return JSON.parse(utf8.decode(body)) as JsonValue;
   } catch {

@@ -28,6 +28,7 @@ import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
+import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
 import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
 
 export interface ConnectDispatchOptions extends ConnectRouterOptions {
@@ -107,17 +108,28 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
     const { precheck } = options;
     // Only calls with one request message: a bidi or client stream's body does not end before the answer.
     const single = handler.method.methodKind === "unary" || handler.method.methodKind === "server_streaming";
-    if (precheck !== undefined && single) {
-      const check = (chunks: readonly Uint8Array[]) =>
-        precheck({
+    if (single) {
+      const input = handler.method.input;
+      const json = /json/i.test(contentType);
+      const check = async (chunks: readonly Uint8Array[]): Promise<void> => {
+        let message: Promise<Uint8Array | undefined> | undefined;
+        const messageBytes = () =>
+          (message ??= requestMessage(exchange, enveloped, chunks, options.acceptCompression, readMaxBytes));
+        await precheck?.({
           service: handler.service.typeName,
           method: handler.method.name,
           headers: uReq.header,
           rawHeaders: req.rawHeaders,
           exchange,
           signed: { method: "POST", path: exchange.path, query: "" },
-          body: () => signedMessage(exchange, enveloped, chunks, options.acceptCompression, readMaxBytes),
+          body: messageBytes,
         });
+        // Authenticated: the decode is bounded (src/lib/message-limits.ts) before connect starts it.
+        const bytes = await messageBytes();
+        if (bytes === undefined) return;
+        if (json) checkJsonValues(bytes);
+        else checkBinaryValues(input, bytes);
+      };
       body = afterCheck(body, check, contextValues);
     }
     handler({ ...uReq, body })
@@ -305,9 +317,9 @@ function isTooLarge(error: ConnectError | undefined): boolean {
 
 /**
  * The body, ending only once `check` has passed: connect decodes a message when its bytes are complete,
- * so authentication (the HMAC signature over the raw message included) runs after the (size-limited) read
- * and before the decode, and a refusal fails the call with its own code in every protocol. The size limit
- * keeps its precedence.
+ * so authentication (the HMAC signature over the raw message included) and the decoding limits run after
+ * the (size-limited) read and before the decode, and a refusal fails the call with its own code in every
+ * protocol. The size limit keeps its precedence.
  */
 async function* afterCheck(
   body: AsyncIterable<Uint8Array>,
@@ -327,14 +339,14 @@ async function* afterCheck(
 const compressedFlag = 0b0000_0001;
 
 /**
- * The bytes an HMAC signature covers for a gRPC, gRPC-Web or Connect call (docs/auth.md, "gRPC and
- * Connect callers"): the one request message as encoded on the wire (protobuf binary, or JSON for Connect
- * JSON), uncompressed. Connect unary: the POST body, content coding removed. Enveloped protocols: the
+ * The one request message of a gRPC, gRPC-Web or Connect call as encoded on the wire (protobuf binary, or
+ * JSON), uncompressed: what an HMAC signature covers (docs/auth.md, "gRPC and Connect callers") and what
+ * the decoding limits count. Connect unary: the POST body, content coding removed. Enveloped protocols: the
  * payload of the one message frame, decompressed per `grpc-encoding` (`connect-content-encoding` for
  * Connect streams). Undefined for anything else (no body, several frames, an unknown coding, a GET):
  * connect refuses those itself, and the interceptor refuses an HMAC call the check could not verify.
  */
-async function signedMessage(
+async function requestMessage(
   exchange: Exchange,
   enveloped: boolean,
   chunks: readonly Uint8Array[],

@@ -10,6 +10,7 @@ import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grp
 import type { Message } from "@bufbuild/protobuf";
 import type { Auth } from "../auth/index.js";
 import type { Exchange } from "../edge/exchange.js";
+import { checkBinaryValues } from "../lib/message-limits.js";
 import { toSpecEncoding } from "./grpc-message.js";
 import { createInProcessCalls } from "./in-process-call.js";
 import { malformedMessage } from "./malformed-message.js";
@@ -160,6 +161,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         body: messageBytes,
       });
       const decompressed = await messageBytes();
+      // Authenticated: the decode is bounded (src/lib/message-limits.ts) before it starts.
+      checkBinaryValues(spec.method.input, decompressed);
       let request: Message;
       try {
         request = route.input.parse(decompressed);
