@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -234,5 +235,63 @@ describe.each(cases)("HMAC over $name", (c) => {
     const again = await curl(c.args(file, headers));
     expect(c.outcome(again)).toBe(refused[c.name]);
     expect(reasons()).toContain("replayed_nonce");
+  });
+});
+
+describe("HMAC over a compressed request", () => {
+  const compressed = [
+    {
+      name: "gRPC, grpc-encoding: gzip",
+      body: () => {
+        const data = gzipSync(small.proto);
+        const head = Buffer.from([1, 0, 0, 0, 0]);
+        head.writeUInt32BE(data.length, 1);
+        return Buffer.concat([head, data]);
+      },
+      args: (file: string, headers: Record<string, string>) => [
+        "--http2-prior-knowledge",
+        "-D",
+        "-",
+        ...headerArgs(headers),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "grpc-encoding: gzip",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        `@${file}`,
+        `${app.url}${chat}`,
+      ],
+      outcome: grpcStatus,
+      served: "0",
+    },
+    {
+      name: "Connect binary, Content-Encoding: gzip",
+      body: () => gzipSync(small.proto),
+      args: (file: string, headers: Record<string, string>) => [
+        ...headerArgs(headers),
+        "-H",
+        "content-type: application/proto",
+        "-H",
+        "content-encoding: gzip",
+        "--data-binary",
+        `@${file}`,
+        `${app.url}${chat}`,
+      ],
+      outcome: http,
+      served: "200",
+    },
+  ] as const;
+
+  it.each(compressed)("$name: signs the message before compression", async (c) => {
+    const file = join(dir, `${c.name.replace(/\W+/g, "-")}.bin`);
+    await writeFile(file, c.body());
+    const res = await curl(c.args(file, rpcSign(small.proto, randomUUID())));
+    expect(c.outcome(res), res.stdout).toBe(c.served);
+    // Signed over the compressed bytes instead: refused.
+    const wrong = await curl(c.args(file, rpcSign(Buffer.from(c.body()), randomUUID())));
+    expect(c.outcome(wrong)).not.toBe(c.served);
+    expect(reasons()).toContain("bad_signature");
   });
 });
