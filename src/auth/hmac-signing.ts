@@ -126,15 +126,21 @@ export interface SignGrpcRequestOptions {
   readonly service: string;
   /** Method name, e.g. "CreateChatCompletion". */
   readonly method: string;
-  /** The request message serialised to protobuf binary (the one request message of a unary or server-streaming call). */
-  readonly message: Uint8Array;
+  /**
+   * The one request message of a unary or server-streaming call, exactly as it goes on the wire and
+   * before any compression: its protobuf binary for gRPC, gRPC-Web and Connect `application/proto` /
+   * `application/connect+proto` (`toBinary(Schema, message)`), the JSON bytes sent for Connect JSON
+   * (`application/json`, `application/connect+json`). The server hashes what it receives, before decoding.
+   */
+  readonly message: Uint8Array | string;
   readonly timestamp?: number;
   readonly nonce?: string;
 }
 
 /**
- * Signs a gRPC or Connect call: method "POST", path `/<service>/<method>`, empty query, body = the
- * protobuf binary of the request message (whatever encoding goes on the wire). Returns metadata entries.
+ * Signs a gRPC or Connect call: method "POST", path `/<service>/<method>`, empty query, body = the request
+ * message's bytes as sent, uncompressed (docs/auth.md, "gRPC and Connect callers"). Returns metadata
+ * entries.
  */
 export function signGrpcRequest(options: SignGrpcRequestOptions): Record<string, string> {
   return signRequest({

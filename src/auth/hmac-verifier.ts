@@ -33,7 +33,7 @@ export interface HmacVerifier {
    * Resolves the caller, or rejects with an AuthFailure naming the failed check.
    */
   verify(
-    headers: Headers,
+    headers: Pick<Headers, "get">,
     request: RequestParts,
     keys: ReadonlyMap<string, HmacKey> | undefined,
   ): Promise<Principal & { kind: "hmac" }>;

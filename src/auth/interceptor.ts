@@ -1,15 +1,14 @@
-import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import type { Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { ConnectError, type Interceptor, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
 import { AppError, toConnectError } from "../errors/index.js";
 import type { NonceStore } from "../lib/nonce-store.js";
-import { httpRequestInfoKey } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import type { Secrets } from "../secrets/types.js";
-import { exchangeKey } from "../edge/exchange.js";
+import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AuthFailure, type AuthFailureReason } from "./auth-failure.js";
 import { repeatedCredentialHeader } from "./credential-headers.js";
 import { hmacHeaders, sha256Hex } from "./hmac-signing.js";
-import { createHmacVerifier, type RequestParts } from "./hmac-verifier.js";
+import { createHmacVerifier } from "./hmac-verifier.js";
 import { createJwtVerifier } from "./jwt-verifier.js";
 import { principalKey, type Principal } from "./principal.js";
 
@@ -90,23 +89,47 @@ export interface CredentialHeaders {
   has(name: string): boolean;
 }
 
+/**
+ * One request as a dispatch path hands it to `Auth.precheck`: read (size-limited), not yet decoded.
+ */
+export interface PrecheckRequest {
+  /** Fully qualified service name and method name of the call. */
+  readonly service: string;
+  readonly method: string;
+  readonly headers: CredentialHeaders;
+  /** The raw request headers (Node's `rawHeaders`), to find a credential header sent twice. */
+  readonly rawHeaders: readonly string[];
+  /** The request's exchange: a caller proven here is remembered for it, for the interceptor. */
+  readonly exchange: Exchange;
+  /**
+   * What an HMAC signature covers besides the body (docs/auth.md, "string to sign"): REST and the
+   * OpenAI-compatible surface the HTTP method, path and raw query as sent; gRPC and Connect `POST`,
+   * `/<service>/<method>` and "".
+   */
+  readonly signed: { readonly method: string; readonly path: string; readonly query: string };
+  /**
+   * The signed body bytes, asked for only by an HMAC request whose headers passed: REST the raw HTTP
+   * body; gRPC and Connect the one request message as encoded on the wire, uncompressed (docs/auth.md).
+   * Undefined when the body is not exactly one message (the protocol refuses it before any call).
+   */
+  readonly body: () => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+}
+
 export interface Auth {
   /** The interceptor of {@link createAuthInterceptor}. */
   readonly interceptor: Interceptor;
   /**
-   * What can be decided before the request body is read (issue 18: no unauthenticated request may cost a
-   * JSON or protobuf parse): the credential headers present and unambiguous, a JWT verified (the
-   * interceptor's own check then hits the verifier's cache), the HMAC headers well-formed, in the window
-   * and of a known key. Throws the AppError the interceptor would turn into the answer (401, or 400 for
-   * ambiguous credentials), after the same log line; resolves when the call may go on to be read. Public
-   * services and a server without secrets yet pass (the interceptor answers those).
+   * Authentication on the raw request (issue 18: no unauthenticated request may cost a JSON or protobuf
+   * decode), run by every dispatch path after the size-limited read and before any decode: the credential
+   * headers present and unambiguous, a JWT verified (the interceptor's own check then hits the verifier's
+   * cache), or the HMAC headers well-formed, in the window and of a known key, then the signature over the
+   * raw body bytes and only then the nonce (consumed here, once per request). A verified HMAC caller is
+   * remembered for the exchange; the interceptor takes it from there and verifies nothing again. Throws
+   * the AppError the interceptor would turn into the answer (401, or 400 for ambiguous credentials), after
+   * the same log line; resolves when the call may go on to be decoded. Public services and a server
+   * without secrets yet pass (the interceptor answers those).
    */
-  readonly precheck: (
-    service: string,
-    method: string,
-    headers: CredentialHeaders,
-    rawHeaders: readonly string[],
-  ) => Promise<void>;
+  readonly precheck: (request: PrecheckRequest) => Promise<void>;
 }
 
 type Credentials = { readonly kind: "jwt"; readonly token: string } | { readonly kind: "hmac" };
@@ -129,6 +152,8 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
   });
   const publicServices = new Set(options.publicServices);
   const { logger } = options;
+  // HMAC callers proven by the precheck, by exchange (a trusted in-process value, nothing a caller sends).
+  const verified = new WeakMap<Exchange, Principal>();
 
   /** Which credentials the request carries; throws AuthFailure for none, both, repeated or unsupported. */
   const credentialsOf = (
@@ -171,10 +196,22 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
     const exchange = req.contextValues.get(exchangeKey);
     const credentials = credentialsOf(req.header, exchange?.req.rawHeaders);
     if (credentials.kind === "jwt") return [await jwt.verify(credentials.token, secrets.jwtKeys), req];
-    const [parts, forwarded] = await requestParts(req);
-    return [await hmac.verify(req.header, parts, secrets.hmacKeys), forwarded];
+    // HMAC is verified over the raw body by the precheck, before anything is decoded. A server stream's
+    // interceptor runs before its body is read: the first message is awaited (which runs the precheck
+    // first, then the decode) and handed on in a fresh iterable.
+    let forwarded: AnyRequest = req;
+    if (req.stream) {
+      if (req.method.methodKind !== "server_streaming") throw new AuthFailure("unsupported_stream");
+      const iterator = req.message[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done === true) throw new AuthFailure("unsupported_stream");
+      forwarded = { ...req, message: replay(first.value, iterator) };
+    }
+    const principal = exchange === undefined ? undefined : verified.get(exchange);
+    // Every dispatch path runs the precheck; a call without it was wired wrongly: refused, logged as ERROR.
+    if (principal === undefined) throw new Error("HMAC call whose raw body no dispatch path checked");
+    return [principal, forwarded];
   };
-
   const interceptor: Interceptor = (next) => async (req) => {
     if (publicServices.has(req.service.typeName)) return next(req);
     const secrets = options.secrets();
@@ -184,6 +221,8 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
     try {
       [principal, forwarded] = await authenticate(req, secrets);
     } catch (err) {
+      // Already a wire error: the stream's body failed (its precheck refused it, logged and counted there).
+      if (err instanceof ConnectError) throw err;
       throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`, req.header));
     }
     req.contextValues.set(principalKey, principal);
@@ -192,16 +231,32 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
 
   return {
     interceptor,
-    async precheck(service, method, headers, rawHeaders) {
+    async precheck(request) {
+      const { service, method, headers } = request;
       if (publicServices.has(service)) return;
       const secrets = options.secrets();
       if (secrets === undefined) return;
+      const procedure = `/${service}/${method}`;
       try {
-        const credentials = credentialsOf(headers, rawHeaders);
-        if (credentials.kind === "jwt") await jwt.verify(credentials.token, secrets.jwtKeys);
-        else hmac.precheck(headers, secrets.hmacKeys);
+        const credentials = credentialsOf(headers, request.rawHeaders);
+        if (credentials.kind === "jwt") {
+          await jwt.verify(credentials.token, secrets.jwtKeys);
+          return;
+        }
+        // Headers, window and key id first: a request failing them costs no hash (nor decompression).
+        hmac.precheck(headers, secrets.hmacKeys);
       } catch (err) {
-        throw refusal(err, `/${service}/${method}`, headers);
+        throw refusal(err, procedure, headers);
+      }
+      // Outside the refusal: a body that cannot be decompressed is the protocol's error, not auth's.
+      const body = await request.body();
+      // Not one message: the protocol refuses it before any call (and the interceptor would refuse it).
+      if (body === undefined) return;
+      try {
+        const signed = { ...request.signed, bodySha256: sha256Hex(body) };
+        verified.set(request.exchange, await hmac.verify(headers, signed, secrets.hmacKeys));
+      } catch (err) {
+        throw refusal(err, procedure, headers);
       }
     },
   };
@@ -213,32 +268,6 @@ function ambiguity(err: AuthFailure): string {
   return header === "authorization+hmac"
     ? "Ambiguous credentials (both an Authorization header and HMAC headers are sent)"
     : `Ambiguous credentials (the ${header ?? "credential"} header is sent more than once)`;
-}
-
-/**
- * What the HMAC signature covers. REST: the original request, from the transcoder. gRPC and Connect:
- * POST, `/<service>/<method>`, no query, and the protobuf binary of the (single) request message; for a
- * server-streaming call that message is read here and handed on in a fresh iterable.
- */
-async function requestParts(req: AnyRequest): Promise<[RequestParts, AnyRequest]> {
-  const info = req.contextValues.get(httpRequestInfoKey);
-  if (info !== undefined) {
-    return [{ method: info.method, path: info.path, query: info.query, bodySha256: info.bodySha256 }, req];
-  }
-  const base = { method: "POST", path: `/${req.service.typeName}/${req.method.name}`, query: "" };
-  if (!req.stream) {
-    return [{ ...base, bodySha256: sha256Hex(toBinary(req.method.input, req.message)) }, req];
-  }
-  if (req.method.methodKind !== "server_streaming") throw new AuthFailure("unsupported_stream");
-  const iterator = req.message[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done === true) throw new AuthFailure("unsupported_stream");
-  const message = first.value;
-  const bodySha256 = sha256Hex(toBinary(req.method.input, message));
-  return [
-    { ...base, bodySha256 },
-    { ...req, message: replay(message, iterator) },
-  ];
 }
 
 async function* replay<T extends DescMessage>(

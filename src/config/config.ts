@@ -1,5 +1,12 @@
 import { parseOriginRule } from "../lib/origin.js";
 
+/**
+ * The largest `API_KEY_SERVER_MAX_BODY_BYTES` accepted: the worst body of that size within the decoding
+ * limits (src/lib/message-limits.ts) is read, checked and decoded without a 50 ms stall of the event loop
+ * (test/e2e/decode-limits.test.ts; docs/auth.md, "Decoding limits").
+ */
+export const maxBodyBytesLimit = 2_097_152;
+
 /** Levels the logger accepts (`API_KEY_SERVER_LOG_LEVEL`). */
 export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof logLevels)[number];
@@ -105,7 +112,7 @@ export interface Config {
    * call (and its memory) open for Node's 300 s.
    */
   readonly bodyTimeoutMs: number;
-  /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB). */
+  /** `API_KEY_SERVER_MAX_BODY_BYTES` (default 1 MiB, at most `maxBodyBytesLimit`). */
   readonly maxBodyBytes: number;
   /**
    * `API_KEY_SERVER_CORS_ORIGINS` (comma-separated origins, exact or `https://*.example.com`; default none:
@@ -274,7 +281,7 @@ export function loadConfig(env: Env): Config {
       read("API_KEY_SERVER_HMAC_REQUIRE_NONCE") ?? "true",
       "API_KEY_SERVER_HMAC_REQUIRE_NONCE",
     ),
-    maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1),
+    maxBodyBytes: int("API_KEY_SERVER_MAX_BODY_BYTES", 1_048_576, 1, maxBodyBytesLimit),
     bodyTimeoutMs: int("API_KEY_SERVER_BODY_TIMEOUT_SECONDS", 30, 1, 300) * 1000,
     maxConcurrentCallsPerCaller: int("API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER", 100, 1),
     corsOrigins: readOrigins(read("API_KEY_SERVER_CORS_ORIGINS")),

@@ -3,6 +3,7 @@ export {
   unknownSettings,
   ConfigError,
   logLevels,
+  maxBodyBytesLimit,
   type Config,
   type LogLevel,
   type SecretNames,

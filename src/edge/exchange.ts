@@ -190,6 +190,8 @@ function outcomeOf(exchange: Exchange, cut: boolean, afterGrace: boolean): Outco
     };
   }
   const sent = exchange.res.statusCode;
+  // 408 is the body deadline (README error table: DEADLINE_EXCEEDED); connect maps it to UNKNOWN.
+  if (sent === 408) return { status: sent, code: "DEADLINE_EXCEEDED", cut: undefined, latencySeconds };
   if (sent >= 400)
     return { status: sent, code: codeTable[codeFromHttpStatus(sent)].name, cut: undefined, latencySeconds };
   if (exchange.wireCode !== undefined) {

@@ -1,4 +1,3 @@
-import { hash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import {
@@ -25,7 +24,7 @@ import { createInProcessCalls } from "../server/in-process-call.js";
 import type { RestError } from "./rest-error.js";
 import { sseEvent, writeSse } from "./rest-sse.js";
 import { callError, copyHeaders, sendError, sendJson } from "./rest-write.js";
-import { headerValue, readRequestBody } from "./request-body.js";
+import { headerValue, readRequestBody, RequestBodyEnded } from "./request-body.js";
 
 export interface HttpInvokeOptions {
   /** The router's interceptors, outermost first; they run for every HTTP call as for gRPC and Connect. */
@@ -64,8 +63,6 @@ export interface CallWriter {
 export interface HttpCall {
   readonly spec: ServiceImplSpec["methods"][string];
   readonly request: Message;
-  /** The raw body, for the HMAC signature (hashed only when a verifier asks). */
-  readonly body: Buffer;
   /** The procedure URL the context reports (`/<service>/<method>`). */
   readonly url: string;
 }
@@ -140,22 +137,9 @@ function requestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   return out;
 }
 
-const emptySha256 = hash("sha256", Buffer.alloc(0), "hex");
-
-/**
- * The HTTP request info for interceptors. The body's SHA-256 is computed on first read: only HMAC
- * verification needs it, a JWT caller's call never pays for it.
- */
-function requestInfo(exchange: Exchange, body: Buffer): HttpRequestInfo {
-  let sha256: string | undefined = body.length === 0 ? emptySha256 : undefined;
-  return {
-    method: exchange.method,
-    path: exchange.path,
-    query: exchange.query,
-    get bodySha256(): string {
-      return (sha256 ??= hash("sha256", body, "hex"));
-    },
-  };
+/** The HTTP request info for interceptors. */
+function requestInfo(exchange: Exchange): HttpRequestInfo {
+  return { method: exchange.method, path: exchange.path, query: exchange.query };
 }
 
 /**
@@ -176,7 +160,16 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
         get: (name: string) => headerValue(req.headers[name]) ?? null,
         has: (name: string) => name in req.headers,
       };
-      await precheck(method.parent.typeName, method.name, headers, req.rawHeaders);
+      await precheck({
+        service: method.parent.typeName,
+        method: method.name,
+        headers,
+        rawHeaders: req.rawHeaders,
+        exchange,
+        // The HMAC signature covers the HTTP request as sent, raw body included (docs/auth.md).
+        signed: { method: exchange.method, path: exchange.path, query: exchange.query },
+        body: () => body,
+      });
     }
     return body;
   }
@@ -199,7 +192,7 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
     }
     const contextValues = (options.contextValues?.(req) ?? createContextValues()).set(
       httpRequestInfoKey,
-      requestInfo(exchange, call.body),
+      requestInfo(exchange),
     );
     const opened = calls.open(exchange, spec, {
       protocolName: exchange.protocol,
@@ -255,6 +248,11 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
       const { req, res } = exchange;
       exchange.protocol = protocol;
       handle(exchange).catch((err: unknown) => {
+        if (err instanceof RequestBodyEnded) {
+          // Nobody to answer (or the body deadline already did): the access line tells how it ended.
+          if (!res.writableEnded) res.destroy();
+          return;
+        }
         // Only a scrubbed message: the cause of an unexpected failure may quote anything.
         const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
         logger?.error({ cause, path: exchange.path }, `${name} failure`);

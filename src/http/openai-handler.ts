@@ -88,14 +88,13 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   async function handle(exchange: Exchange): Promise<void> {
     let target: { product: string; endpoint: Endpoint };
     let request: Message;
-    let body: Buffer;
     try {
       target = route(exchange);
       const { product, endpoint } = target;
       // Read and prechecked by auth before any parse. For chat the parse tells which of the two RPCs
       // runs, so the precheck names the unary one (it only goes into its log line's procedure).
       const method = endpoint.kind === "chat" ? unary.spec.method : models.spec.method;
-      body = await http.read(exchange, method, maxBodyBytes);
+      const body = await http.read(exchange, method, maxBodyBytes);
       request =
         endpoint.kind === "chat"
           ? chatRequest(exchange, body, product)
@@ -115,7 +114,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
         : endpoint.kind === "models"
           ? modelsWriter
           : modelWriter(endpoint.model);
-    await http.invoke(exchange, { spec: called.spec, request, body, url: called.url }, writer);
+    await http.invoke(exchange, { spec: called.spec, request, url: called.url }, writer);
   }
 
   const handler = http.handler("OpenAI surface", "openai", handle, openAiErrorFromConnect);

@@ -1,6 +1,7 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { checkJsonValues } from "../lib/message-limits.js";
 import { readBody } from "../server/read-body.js";
 
 // The request body of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): read whole up
@@ -11,19 +12,36 @@ export function headerValue(value: string | string[] | undefined): string | unde
 }
 
 const bodyTooLarge = new Error("request body over the limit");
-const bodyClosed = (): Error => new Error("the request body ended early");
+
+/**
+ * The request body stopped before its end: the client went away (a closed connection, an HTTP/2 reset),
+ * or the server cut it (the body deadline answered 408 and closed the connection). Not a failure of the
+ * server: there is no one left to answer, and the exchange's access line says how it ended.
+ */
+export class RequestBodyEnded extends Error {
+  constructor(cause?: unknown) {
+    super("the request body ended early", cause === undefined ? {} : { cause });
+    this.name = "RequestBodyEnded";
+  }
+}
 
 /**
  * Reads the whole body; throws AppError `request_too_large` when it is larger than `maxBytes` (declared
- * or sent), leaving the rest unread (the caller's 413 then closes an HTTP/1.1 connection).
+ * or sent), leaving the rest unread (the caller's 413 then closes an HTTP/1.1 connection), and
+ * RequestBodyEnded when the body stops before its end.
  */
 export async function readRequestBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > maxBytes) throw new AppError("request_too_large");
   try {
-    return await readBody(req, (_chunk, total) => (total > maxBytes ? bodyTooLarge : undefined), bodyClosed);
+    return await readBody(
+      req,
+      (_chunk, total) => (total > maxBytes ? bodyTooLarge : undefined),
+      () => new RequestBodyEnded(),
+    );
   } catch (err) {
-    if (err !== bodyTooLarge) throw err;
+    if (err instanceof RequestBodyEnded) throw err;
+    if (err !== bodyTooLarge) throw new RequestBodyEnded(err);
     req.pause();
     throw new AppError("request_too_large");
   }
@@ -42,6 +60,8 @@ export function parseJsonBody(req: NodeServerRequest, body: Buffer): JsonValue {
   if (mime !== "application/json" || (encoding !== undefined && encoding !== "identity")) {
     throw new AppError("unsupported_media_type");
   }
+  // Authenticated (the precheck ran): the parse is bounded (src/lib/message-limits.ts) before it starts.
+  checkJsonValues(body);
   try {
     return JSON.parse(utf8.decode(body)) as JsonValue;
   } catch {

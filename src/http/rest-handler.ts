@@ -55,7 +55,6 @@ function requestJson(
 interface Built {
   readonly route: RestRoute;
   readonly request: Message;
-  readonly body: Buffer;
 }
 
 /** The REST writer of a route: the REST JSON writer (and `response_body`), the error table's bodies. */
@@ -119,7 +118,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     // Read (size-limited) and prechecked by auth, but not parsed: no unauthenticated request costs a parse.
     const body = await http.read(exchange, spec.method, maxBodyBytes);
     const built = requestJson(route, pathValues, exchange.query, body, req);
-    return { route, request: fromRestJson(route.spec.method.input, built), body };
+    return { route, request: fromRestJson(route.spec.method.input, built) };
   }
 
   async function handle(exchange: Exchange): Promise<void> {
@@ -131,9 +130,9 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       http.refuse(exchange, thrown, restErrorFromConnect);
       return;
     }
-    const { route, request, body } = built;
+    const { route, request } = built;
     const writer = writers.get(route) ?? writerOf(route);
-    await http.invoke(exchange, { spec: route.spec, request, body, url: route.url }, writer);
+    await http.invoke(exchange, { spec: route.spec, request, url: route.url }, writer);
   }
 
   return http.handler("REST transcoder", "rest", handle, restErrorFromConnect);

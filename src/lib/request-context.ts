@@ -1,10 +1,10 @@
 import { createContextKey } from "@connectrpc/connect";
 
 /**
- * What the REST transcoder knows about the original HTTP request and an interceptor cannot see: the HTTP
- * method, path and raw query as the caller sent them, and the SHA-256 of the exact body bytes. The
- * transcoder sets it (a trusted, in-process value, never a header a caller could forge); it is undefined
- * for gRPC and Connect calls.
+ * What the HTTP surfaces (REST, OpenAI-compatible) know about the original HTTP request and an interceptor
+ * cannot see: the HTTP method, path and raw query as the caller sent them. They set it (a trusted,
+ * in-process value, never a header a caller could forge); it is undefined for gRPC and Connect calls.
+ * (The HMAC signature is checked on the raw request before this exists: `Auth.precheck`.)
  */
 export interface HttpRequestInfo {
   readonly method: string;
@@ -12,8 +12,6 @@ export interface HttpRequestInfo {
   readonly path: string;
   /** The raw query string without the leading "?" ("" when none). */
   readonly query: string;
-  /** Lowercase hex SHA-256 of the raw request body (of the empty string when there is none). */
-  readonly bodySha256: string;
 }
 
 export const httpRequestInfoKey = createContextKey<HttpRequestInfo | undefined>(undefined, {

@@ -28,6 +28,7 @@ import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
+import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
 import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
 
 export interface ConnectDispatchOptions extends ConnectRouterOptions {
@@ -107,9 +108,28 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
     const { precheck } = options;
     // Only calls with one request message: a bidi or client stream's body does not end before the answer.
     const single = handler.method.methodKind === "unary" || handler.method.methodKind === "server_streaming";
-    if (precheck !== undefined && single) {
-      const check = () =>
-        precheck(handler.service.typeName, handler.method.name, uReq.header, req.rawHeaders);
+    if (single) {
+      const input = handler.method.input;
+      const json = /json/i.test(contentType);
+      const check = async (chunks: readonly Uint8Array[]): Promise<void> => {
+        let message: Promise<Uint8Array | undefined> | undefined;
+        const messageBytes = () =>
+          (message ??= requestMessage(exchange, enveloped, chunks, options.acceptCompression, readMaxBytes));
+        await precheck?.({
+          service: handler.service.typeName,
+          method: handler.method.name,
+          headers: uReq.header,
+          rawHeaders: req.rawHeaders,
+          exchange,
+          signed: { method: "POST", path: exchange.path, query: "" },
+          body: messageBytes,
+        });
+        // Authenticated: the decode is bounded (src/lib/message-limits.ts) before connect starts it.
+        const bytes = await messageBytes();
+        if (bytes === undefined) return;
+        if (json) checkJsonValues(bytes);
+        else checkBinaryValues(input, bytes);
+      };
       body = afterCheck(body, check, contextValues);
     }
     handler({ ...uReq, body })
@@ -296,23 +316,68 @@ function isTooLarge(error: ConnectError | undefined): boolean {
 }
 
 /**
- * The body, ending only once `check` has passed: connect parses a message when its bytes are complete,
- * so authentication's body-free checks run after the (size-limited) read and before the parse, and a
- * refusal fails the call with its own code in every protocol. The size limit keeps its precedence.
+ * The body, ending only once `check` has passed: connect decodes a message when its bytes are complete,
+ * so authentication (the HMAC signature over the raw message included) and the decoding limits run after
+ * the (size-limited) read and before the decode, and a refusal fails the call with its own code in every
+ * protocol. The size limit keeps its precedence.
  */
 async function* afterCheck(
   body: AsyncIterable<Uint8Array>,
-  check: () => Promise<void>,
+  check: (chunks: readonly Uint8Array[]) => Promise<void>,
   values: ContextValues,
 ): AsyncGenerator<Uint8Array> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of body) chunks.push(chunk);
   try {
-    await check();
+    await check(chunks);
   } catch (err) {
     throw failCall(values, err);
   }
   yield* chunks;
+}
+
+const compressedFlag = 0b0000_0001;
+
+/**
+ * The one request message of a gRPC, gRPC-Web or Connect call as encoded on the wire (protobuf binary, or
+ * JSON), uncompressed: what an HMAC signature covers (docs/auth.md, "gRPC and Connect callers") and what
+ * the decoding limits count. Connect unary: the POST body, content coding removed. Enveloped protocols: the
+ * payload of the one message frame, decompressed per `grpc-encoding` (`connect-content-encoding` for
+ * Connect streams). Undefined for anything else (no body, several frames, an unknown coding, a GET):
+ * connect refuses those itself, and the interceptor refuses an HMAC call the check could not verify.
+ */
+async function requestMessage(
+  exchange: Exchange,
+  enveloped: boolean,
+  chunks: readonly Uint8Array[],
+  compressions: readonly Compression[],
+  readMaxBytes: number,
+): Promise<Uint8Array | undefined> {
+  if (exchange.method !== "POST") return undefined;
+  const first = chunks[0];
+  const all =
+    chunks.length === 1 && first !== undefined
+      ? Buffer.from(first.buffer, first.byteOffset, first.byteLength)
+      : Buffer.concat(chunks);
+  const headers = exchange.req.headers;
+  const header = (name: string): string | undefined => {
+    const value = headers[name];
+    return Array.isArray(value) ? value.join(",") : value;
+  };
+  /** Decompresses per a content coding name; undefined for one the server does not accept. */
+  const decode = async (data: Uint8Array, coding: string | undefined) => {
+    if (coding === undefined || coding === "identity") return data;
+    return compressions.find((c) => c.name === coding)?.decompress(data, readMaxBytes);
+  };
+  if (!enveloped) return decode(all, header("content-encoding"));
+  if (all.length < 5 || all.readUInt32BE(1) !== all.length - 5) return undefined;
+  const flags = all[0] ?? 0;
+  const data = all.subarray(5);
+  if (flags === 0) return data;
+  if (flags !== compressedFlag) return undefined;
+  const coding =
+    exchange.protocol === "connect" ? header("connect-content-encoding") : header("grpc-encoding");
+  return coding === undefined || coding === "identity" ? undefined : decode(data, coding);
 }
 
 /** The body, failing with `tooLarge()` before the byte past `maxBytes` reaches connect. */

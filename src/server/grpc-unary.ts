@@ -10,6 +10,7 @@ import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grp
 import type { Message } from "@bufbuild/protobuf";
 import type { Auth } from "../auth/index.js";
 import type { Exchange } from "../edge/exchange.js";
+import { checkBinaryValues } from "../lib/message-limits.js";
 import { toSpecEncoding } from "./grpc-message.js";
 import { createInProcessCalls } from "./in-process-call.js";
 import { malformedMessage } from "./malformed-message.js";
@@ -142,15 +143,29 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       if (compression.error) throw compression.error;
       if (timeout.error) throw timeout.error;
       const input = await readUnaryEnvelope(req, readMaxBytes);
-      // Read (size-limited) but not parsed: no unauthenticated request costs a decode.
-      await options.precheck?.(spec.method.parent.typeName, spec.method.name, header, req.rawHeaders);
-      const bytes =
-        (input.flags & compressedFlag) === 0
-          ? input.data
-          : await decompress(compression.request, input.data, readMaxBytes);
+      let bytes: Uint8Array | undefined;
+      const messageBytes = async (): Promise<Uint8Array> =>
+        (bytes ??=
+          (input.flags & compressedFlag) === 0
+            ? input.data
+            : await decompress(compression.request, input.data, readMaxBytes));
+      // Read (size-limited) but not decoded: authentication (an HMAC signature over the message bytes
+      // included) comes first, so no unauthenticated request costs a decode.
+      await options.precheck?.({
+        service: spec.method.parent.typeName,
+        method: spec.method.name,
+        headers: header,
+        rawHeaders: req.rawHeaders,
+        exchange,
+        signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
+        body: messageBytes,
+      });
+      const decompressed = await messageBytes();
+      // Authenticated: the decode is bounded (src/lib/message-limits.ts) before it starts.
+      checkBinaryValues(spec.method.input, decompressed);
       let request: Message;
       try {
-        request = route.input.parse(bytes);
+        request = route.input.parse(decompressed);
       } catch (err) {
         throw malformedMessage(err);
       }

@@ -94,6 +94,8 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
   const sessions = new Map<http2.ServerHttp2Session, number>();
   /** HTTP/1.1 requests in flight per socket, so close() can tell idle keep-alive sockets from busy ones. */
   const h1InFlight = new Map<net.Socket, number>();
+  /** The response being written on each HTTP/1.1 socket (one at a time: no pipelining is answered early). */
+  const h1Current = new WeakMap<net.Socket, http.ServerResponse>();
   const h2Sockets = new WeakSet<net.Socket>();
 
   const h1 = http.createServer(
@@ -109,9 +111,11 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
     (req, res) => {
       const socket = req.socket;
       h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
+      h1Current.set(socket, res);
       // Once shutting down, no request may keep a keep-alive connection open after its answer.
       if (closing) res.shouldKeepAlive = false;
       res.once("close", () => {
+        if (h1Current.get(socket) === res) h1Current.delete(socket);
         // When the client went away first, the socket's own "close" (which forgets it) has already run:
         // writing it back would keep every cancelled call's socket and response alive for good (issue 18).
         if (socket.destroyed) {
@@ -125,6 +129,16 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       handler(req, res);
     },
   );
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const res = h1Current.get(socket);
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT" && res !== undefined && !res.headersSent) {
+      // The body deadline over a request already handed to the handler: answered through its response, so
+      // the exchange sees the 408 (one access line) and the handler's read ends as a body that stopped.
+      answerBodyTimeout(res, socket);
+      return;
+    }
+    nodeClientError(err, socket, res);
+  });
   // Connections reach `h1` through emit("connection") and it never listens itself, but Node starts the
   // timer that enforces headersTimeout/requestTimeout on "listening"; tell it.
   h1.emit("listening");
@@ -358,6 +372,39 @@ function sendPing(session: http2.Http2Session, queue: PingQueue): void {
   queue.inFlight = true;
   // false: not sent (too many unanswered PINGs); on a closing session Node calls back on its own.
   if (session.ping(done) === false) done();
+}
+
+/**
+ * Node's `requestTimeout` fired on an HTTP/1.1 request whose handler runs: answer 408 on its response and
+ * close the connection (the rest of the body is never read).
+ */
+function answerBodyTimeout(res: http.ServerResponse, socket: net.Socket): void {
+  res.shouldKeepAlive = false;
+  res.writeHead(408, { "content-type": "text/plain; charset=utf-8", connection: "close" });
+  res.end("Request Timeout", () => socket.destroy());
+}
+
+/** Node's own answers to a client error (lib/_http_server.js, `socketOnError`), for every other case. */
+const clientErrorAnswers: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: "431 Request Header Fields Too Large",
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: "413 Payload Too Large",
+  ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
+};
+
+/**
+ * What Node does on a client error when no `clientError` listener is registered: a raw error answer if
+ * nothing of a response was written yet, then the socket is destroyed.
+ */
+function nodeClientError(
+  err: NodeJS.ErrnoException,
+  socket: net.Socket,
+  res: http.ServerResponse | undefined,
+): void {
+  if (socket.writable && (res === undefined || !res.headersSent)) {
+    const status = clientErrorAnswers[err.code ?? ""] ?? "400 Bad Request";
+    socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+  }
+  socket.destroy(err);
 }
 
 /** Most bytes of an unread request body read and dropped after the answer; beyond it the stream is reset. */

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
-  createAuthInterceptor,
+  createAuth,
   createMemoryNonceStore,
   defaultPublicServices,
   type AuthMethodTried,
@@ -72,7 +72,7 @@ beforeAll(async () => {
     makeTestKey("stranger", "RS256"),
   ]);
   current = testSecrets([rsa, ec, ed], [hmacA, hmacAll]);
-  const interceptor = createAuthInterceptor({
+  const auth = createAuth({
     secrets: () => current,
     jwt: { issuer, audience, clockToleranceSeconds: 30, maxTokenAgeSeconds: 86_400 },
     hmac: { windowSeconds: 300, nonceStore: createMemoryNonceStore({ maxEntries: 1000 }) },
@@ -80,7 +80,7 @@ beforeAll(async () => {
     logger: log.logger,
     onFailure: (method, reason) => reported.push({ method, reason }),
   });
-  server = await startAuthTestServer(interceptor, () => current);
+  server = await startAuthTestServer(auth, () => current);
   for (const [name, make] of protocols) clients.set(name, make(server));
 });
 

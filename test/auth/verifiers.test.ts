@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import {
   Code,
-  ConnectError,
   createContextValues,
   type StreamRequest,
   type UnaryRequest,
@@ -17,6 +16,7 @@ import {
 import {
   assertCanUseProduct,
   canUseProduct,
+  createAuth,
   createAuthInterceptor,
   createMemoryNonceStore,
   defaultPublicServices,
@@ -24,6 +24,7 @@ import {
   principalKey,
   sha256Hex,
   signRequest,
+  type Auth,
   type AuthInterceptorOptions,
   type Principal,
 } from "../../src/auth/index.js";
@@ -31,7 +32,7 @@ import { AuthFailure } from "../../src/auth/auth-failure.js";
 import { createHmacVerifier } from "../../src/auth/hmac-verifier.js";
 import { createJwtVerifier } from "../../src/auth/jwt-verifier.js";
 import { AppError } from "../../src/errors/index.js";
-import { httpRequestInfoKey, type HttpRequestInfo } from "../../src/lib/request-context.js";
+import { exchangeKey, type Exchange } from "../../src/edge/exchange.js";
 import { hmacKey, makeTestKey, mintJwt, testSecrets, type TestKey } from "../support/auth-keys.js";
 import { captureLog } from "../support/log-capture.js";
 
@@ -166,7 +167,7 @@ describe("HMAC verifier with the REST request of the transcoder", () => {
   });
 });
 
-describe("auth interceptor in process", () => {
+describe("auth precheck and interceptor in process", () => {
   const secret = "rest-secret-0123456789";
   const secrets = testSecrets(undefined, [hmacKey("svc-rest", secret, "*")]);
   const options = (log = captureLog()): AuthInterceptorOptions => ({
@@ -177,7 +178,9 @@ describe("auth interceptor in process", () => {
     logger: log.logger,
   });
   const method = ChatService.method.listModels;
-  const request = (headers: Record<string, string>, info: HttpRequestInfo | undefined): UnaryRequest => ({
+  /** Only what auth reads of an exchange: the raw headers (a credential header sent twice). */
+  const fakeExchange = (): Exchange => ({ req: { rawHeaders: [] } }) as unknown as Exchange;
+  const request = (headers: Record<string, string>, exchange: Exchange | undefined): UnaryRequest => ({
     stream: false,
     service: ChatService,
     method,
@@ -185,7 +188,7 @@ describe("auth interceptor in process", () => {
     url: "http://127.0.0.1/v1/chat/product-dev/models",
     signal: new AbortController().signal,
     header: new Headers(headers),
-    contextValues: createContextValues().set(httpRequestInfoKey, info),
+    contextValues: createContextValues().set(exchangeKey, exchange),
     message: create(ListModelsRequestSchema, { product: "product-dev" }),
   });
   const next = (req: UnaryRequest | StreamRequest): Promise<UnaryResponse> => {
@@ -199,51 +202,97 @@ describe("auth interceptor in process", () => {
       message: create(ListModelsResponseSchema, { object: principal?.id ?? "none" }),
     } as UnaryResponse);
   };
-
-  it("verifies REST calls against the original HTTP request from httpRequestInfoKey", async () => {
-    const info: HttpRequestInfo = {
-      method: "GET",
-      path: "/v1/chat/product-dev/models",
-      query: "b=1&a=2",
-      bodySha256: sha256Hex(""),
-    };
-    const headers = signRequest({
-      keyId: "svc-rest",
-      secret,
-      method: "GET",
-      path: info.path,
-      query: "a=2&b=1",
-      body: "",
-      nonce: "nonce-rest-0123",
+  const rest = { method: "GET", path: "/v1/chat/product-dev/models", query: "b=1&a=2" };
+  const precheckOf = (
+    auth: Auth,
+    headers: Record<string, string>,
+    exchange: Exchange,
+    body: () => Uint8Array | undefined = () => new Uint8Array(),
+  ) =>
+    auth.precheck({
+      service: ChatService.typeName,
+      method: method.name,
+      headers: new Headers(headers),
+      rawHeaders: [],
+      exchange,
+      signed: rest,
+      body,
     });
-    const res = await createAuthInterceptor(options())(next)(request(headers, info));
+  const signed = (nonce: string, body = "") =>
+    signRequest({ keyId: "svc-rest", secret, ...rest, query: "a=2&b=1", body, nonce });
+
+  it("verifies the signature over the raw request; the interceptor takes the caller from the precheck", async () => {
+    const auth = createAuth(options());
+    const headers = signed("nonce-rest-0123");
+    const exchange = fakeExchange();
+    await precheckOf(auth, headers, exchange);
+    const res = await auth.interceptor(next)(request(headers, exchange));
     expect(res.message).toMatchObject({ object: "svc-rest" });
-    // The same headers do not fit the gRPC form of the call (POST /service/method, message bytes).
-    await expect(createAuthInterceptor(options())(next)(request(headers, undefined))).rejects.toMatchObject({
-      code: Code.Unauthenticated,
-      rawMessage: "Unauthorized",
+    // The nonce was consumed once, by the precheck: the same request again is a replay.
+    await expect(precheckOf(auth, headers, fakeExchange())).rejects.toMatchObject({
+      code: "unauthenticated",
     });
   });
 
-  it("lets a nonce-store failure surface as INTERNAL, without a 401 log line", async () => {
+  it("refuses a forged signature before the body is decoded and leaves the nonce unused", async () => {
+    const log = captureLog();
+    const auth = createAuth(options(log));
+    const forged = { ...signed("nonce-forged-01"), [hmacHeaders.signature]: "0".repeat(64) };
+    await expect(precheckOf(auth, forged, fakeExchange())).rejects.toMatchObject({ code: "unauthenticated" });
+    expect(log.records()).toMatchObject([{ auth: { reason: "bad_signature", keyId: "svc-rest" } }]);
+    // The owner of the key can still use that nonce: a forgery burns nothing.
+    await expect(precheckOf(auth, signed("nonce-forged-01"), fakeExchange())).resolves.toBeUndefined();
+  });
+
+  it("signs the raw bytes: a body that differs by one byte is refused", async () => {
+    const auth = createAuth(options());
+    const headers = signed("nonce-body-0123", '{"a":1}');
+    await expect(
+      precheckOf(auth, headers, fakeExchange(), () => Buffer.from('{"a":1} ')),
+    ).rejects.toMatchObject({ code: "unauthenticated" });
+    await expect(
+      precheckOf(auth, headers, fakeExchange(), () => Buffer.from('{"a":1}')),
+    ).resolves.toBeUndefined();
+  });
+
+  it("asks for no body when the headers already fail", async () => {
+    const auth = createAuth(options());
+    const headers = { ...signed("nonce-unknown-1"), [hmacHeaders.keyId]: "svc-unknown" };
+    const body = () => {
+      throw new Error("the body was asked for");
+    };
+    await expect(precheckOf(auth, headers, fakeExchange(), body)).rejects.toMatchObject({
+      code: "unauthenticated",
+    });
+  });
+
+  it("refuses, as a server fault, an HMAC call no precheck verified", async () => {
+    const log = captureLog();
+    const auth = createAuth(options(log));
+    const headers = signed("nonce-nocheck-1");
+    // A body that is not one message (the protocol refuses it) leaves the call unverified.
+    await precheckOf(auth, headers, fakeExchange(), () => undefined);
+    for (const exchange of [fakeExchange(), undefined]) {
+      await expect(auth.interceptor(next)(request(headers, exchange))).rejects.toMatchObject({
+        code: Code.Internal,
+      });
+    }
+    expect(log.records()).toMatchObject([
+      { severity: "ERROR", message: "Authentication could not be completed" },
+      { severity: "ERROR", message: "Authentication could not be completed" },
+    ]);
+  });
+
+  it("lets a nonce-store failure surface as itself, without a 401 log line", async () => {
     const log = captureLog();
     const failing = {
       ...options(log),
       hmac: { windowSeconds: 300, nonceStore: { remember: () => Promise.reject(new Error("redis down")) } },
     };
-    const headers = signRequest({
-      keyId: "svc-rest",
-      secret,
-      method: "POST",
-      path: "/apikeyserver.v1.ChatService/ListModels",
-      body: new Uint8Array([0x0a, 0x0b, ...Buffer.from("product-dev")]),
-      nonce: "nonce-0123456789",
-    });
-    const err = await createAuthInterceptor(failing)(next)(request(headers, undefined)).catch(
+    const err = await precheckOf(createAuth(failing), signed("nonce-0123456789"), fakeExchange()).catch(
       (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(ConnectError);
-    expect(err).toMatchObject({ code: Code.Internal, rawMessage: "Internal server error" });
+    expect(err).toMatchObject({ message: "redis down" });
     expect(log.text()).not.toContain("Authentication failed");
     expect(log.records()).toMatchObject([
       { severity: "ERROR", message: "Authentication could not be completed" },

@@ -165,6 +165,10 @@ describe("loadConfig", () => {
       { API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS: "0" },
       'API_KEY_SERVER_STREAM_IDLE_TIMEOUT_SECONDS: expected a positive integer, got "0"',
     ],
+    [
+      { API_KEY_SERVER_MAX_BODY_BYTES: "2097153" },
+      'API_KEY_SERVER_MAX_BODY_BYTES: expected an integer from 1 to 2097152, got "2097153"',
+    ],
     [{ PORT: "70000" }, 'PORT: expected an integer from 0 to 65535, got "70000"'],
     [{ PORT: "http" }, 'PORT: expected an integer from 0 to 65535, got "http"'],
     [

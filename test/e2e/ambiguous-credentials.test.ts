@@ -115,7 +115,7 @@ const expectedCode: Readonly<Record<Protocol, string>> = {
   grpc: "3",
 };
 
-/** HMAC headers signed for exactly the request `protocol` sends. */
+/** HMAC headers (the ambiguity is refused before any signature check, so the signed body does not matter). */
 function hmacHeaderLines(protocol: Protocol): string[] {
   const key = { keyId: "svc-a", secret: hmacSecret, nonce: randomUUID() };
   const headers =

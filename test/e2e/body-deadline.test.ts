@@ -20,6 +20,15 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
+const accessLines = (path: string) =>
+  app.logs
+    .records()
+    .filter((r) => (r["httpRequest"] as { requestUrl?: string } | undefined)?.requestUrl === path);
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 /** HTTP/1.1 over a raw socket: the headers promise 100 bytes, 10 come. Resolves with all the server sent. */
 async function slowHttp1(path: string, contentType: string): Promise<string> {
   const socket = net.connect(app.port, "127.0.0.1");
@@ -64,8 +73,18 @@ describe("body read deadline", () => {
     ["REST", "/v1/chat/product-dev", "application/json"],
     ["Connect", "/apikeyserver.v1.ChatService/CreateChatCompletion", "application/json"],
   ])("answers 408 to a %s body that stops arriving, over HTTP/1.1", async (_name, path, contentType) => {
+    app.logs.lines.length = 0;
     const received = await slowHttp1(path, contentType);
     expect(received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(received.toLowerCase()).toContain("connection: close");
+    // One access line saying what happened, and no ERROR (the read that stopped is no server failure).
+    await waitFor(() => accessLines(path).length > 0);
+    expect(accessLines(path)).toMatchObject([{ httpRequest: { status: 408 }, code: "DEADLINE_EXCEEDED" }]);
+    // The server cut the read; the client did not go away.
+    expect(accessLines(path)[0]).not.toHaveProperty("cut");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(accessLines(path)).toHaveLength(1);
+    expect(app.logs.records().filter((r) => r["severity"] === "ERROR")).toEqual([]);
   });
 
   it.each([

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -10,7 +10,13 @@ import {
   ListModelsResponseSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
-import { assertCanUseProduct, principalKey, signRequest, type Principal } from "../../src/auth/index.js";
+import {
+  assertCanUseProduct,
+  principalKey,
+  signRequest,
+  type Auth,
+  type Principal,
+} from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
 import { composeEdge } from "../../src/edge/index.js";
 import { createConnectOptions, createDispatch, createOnePortServer } from "../../src/server/index.js";
@@ -114,7 +120,10 @@ function chatRequest(product: string): MessageShape<typeof ChatCompletionRequest
   return create(ChatCompletionRequestSchema, { product, model: "echo-1" });
 }
 
-/** gRPC and Connect sign POST /<service>/<method>, no query, the request message's protobuf binary. */
+/**
+ * gRPC and Connect sign POST /<service>/<method>, no query, and the request message as sent: here its
+ * protobuf binary (the binary clients); the Connect JSON client signs its JSON body instead.
+ */
 function rpcTarget(rpc: AuthRpc, product: string): SignTarget {
   const [service, method] = methodNames[rpc];
   return { method: "POST", path: `/${service}/${method}`, query: "", body: requestBytes(rpc, product) };
@@ -172,16 +181,20 @@ const restMaxBodyBytes = 1024 * 1024;
 
 /**
  * Starts the one-port server on 127.0.0.1 port 0, built as src/app.ts builds it (createDispatch: the gRPC
- * fast path, the Connect router and the REST transcoder), with the given interceptor in front of the test
- * services, so every protocol's calls run through the same interceptor.
+ * fast path, the Connect router and the REST transcoder), with the given auth's interceptor in front of the
+ * test services and its precheck on every path, so every protocol's calls run through the same checks.
  */
 export async function startAuthTestServer(
-  interceptor: Interceptor,
+  auth: Auth,
   secrets: () => Secrets | undefined,
 ): Promise<AuthTestServer> {
   const { logger } = captureLog("info");
   const dispatch = createDispatch({
-    connectOptions: createConnectOptions({ interceptors: [interceptor], bodyLimitBytes: restMaxBodyBytes }),
+    connectOptions: createConnectOptions({
+      interceptors: [auth.interceptor],
+      bodyLimitBytes: restMaxBodyBytes,
+    }),
+    precheck: auth.precheck,
     logger,
     routes: routes(secrets),
   });
@@ -215,7 +228,9 @@ export function connectFetchClient(server: AuthTestServer): ProtocolClient {
     name: "connect (HTTP/1.1, fetch)",
     async call(rpc, product, credentials) {
       if (rpc === "StreamChatCompletion") throw new Error("use a Connect client for streams");
-      const target = rpcTarget(rpc, product);
+      const sent = rpc === "HealthCheck" ? "{}" : JSON.stringify({ product });
+      // Connect JSON signs the JSON bytes it sends.
+      const target = { ...rpcTarget(rpc, product), body: sent };
       const res = await fetch(`${server.h1Url}${target.path}`, {
         method: "POST",
         headers: {
@@ -223,7 +238,7 @@ export function connectFetchClient(server: AuthTestServer): ProtocolClient {
           "connect-protocol-version": "1",
           ...credentialHeaders(credentials, target),
         },
-        body: rpc === "HealthCheck" ? "{}" : JSON.stringify({ product }),
+        body: sent,
       });
       const body = (await res.json()) as {
         code?: string;
