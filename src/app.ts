@@ -29,7 +29,7 @@ import {
   createRedisNonceStore,
   rateLimitHeaderNames,
 } from "./ratelimit/index.js";
-import { createChatService } from "./rpc/chat-service.js";
+import { createChatCore, createChatService } from "./rpc/chat-service.js";
 import type { JsonObject } from "./rpc/ports.js";
 import { createWireErrorInterceptor } from "./rpc/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
@@ -123,18 +123,22 @@ export function createApp(options: AppOptions): App {
     onDecision: metrics?.rateLimitDecided,
   });
 
-  const chat = createChatService({
+  // The chat steps, once: the protobuf service (gRPC, Connect) and the JSON surfaces (REST, OpenAI) run them.
+  const chatCore = createChatCore({
     secrets: () => secrets.current(),
     caller: (ctx) => ctx.values.get(principalKey),
     upstream: forwarder,
     limiter: chatLimiter,
+    maxTokens: config.maxTokens,
+  });
+  const chat = createChatService({
+    core: chatCore,
     toUpstreamJson: (request) => {
       // A rest copy rather than `delete`, which would leave the object in V8's slow dictionary mode for
       // the JSON.stringify that follows.
       const { product: _product, ...json } = toRestJson(ChatCompletionRequestSchema, request) as JsonObject;
       return json;
     },
-    maxTokens: config.maxTokens,
   });
 
   const readiness = (): Readiness => {
