@@ -17,7 +17,7 @@ import {
   createHeaderLimitEdge,
   shutdownCutError,
 } from "./edge/index.js";
-import { createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
+import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
@@ -141,6 +141,9 @@ export function createApp(options: AppOptions): App {
     },
   });
 
+  // JSON in, JSON out for the JSON surfaces (docs/architecture.md): the same core, no protobuf round trip.
+  const chatJson = createJsonChat(chatCore);
+
   const readiness = (): Readiness => {
     const current = secrets.current();
     if (!current) return { ready: false, products: 0, authMethods: [], secretsAgeSeconds: 0 };
@@ -199,6 +202,7 @@ export function createApp(options: AppOptions): App {
     logger,
     // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
     precheck: auth.precheck,
+    chatJson,
     routes(connectRouter) {
       // Recorded here too: the metrics entry tells streams from unary calls by the registered methods.
       const router = recordServices(connectRouter, services);
@@ -231,6 +235,7 @@ export function createApp(options: AppOptions): App {
       // the REST transcoder uses, with the ChatService implementation the router serves.
       createOpenAiEdge({
         chat,
+        chatJson,
         interceptors,
         maxBodyBytes: connectOptions.readMaxBytes,
         maxTimeoutMs: connectOptions.maxTimeoutMs,

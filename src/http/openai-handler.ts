@@ -10,6 +10,7 @@ import {
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
+import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
@@ -21,6 +22,11 @@ export interface OpenAiEdgeOptions extends HttpInvokeOptions {
   readonly chat: ServiceImpl<typeof ChatService>;
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /**
+   * The chat RPCs for JSON callers (chat-json.ts), run by the same core as `chat`: with it, chat requests
+   * the JSON fast path takes get JSON in and JSON out without protobuf messages.
+   */
+  readonly chatJson?: JsonChat | undefined;
 }
 
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
@@ -87,7 +93,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
 
   async function handle(exchange: Exchange): Promise<void> {
     let target: { product: string; endpoint: Endpoint };
-    let request: Message;
+    let request: Message | JsonChatRequest;
     let body: Buffer;
     try {
       target = route(exchange);
@@ -98,7 +104,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       body = await http.read(exchange, method, maxBodyBytes);
       request =
         endpoint.kind === "chat"
-          ? chatRequest(exchange, body, product)
+          ? chatRequest(exchange, body, product, options.chatJson)
           : fromRestJson(models.spec.method.input, { product });
     } catch (thrown) {
       if (!(thrown instanceof AppError)) throw thrown;
@@ -106,6 +112,29 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       return;
     }
     const { endpoint } = target;
+    if (!("$typeName" in request)) {
+      const chat = options.chatJson;
+      if (chat === undefined) throw new Error("createOpenAiEdge: a JSON chat request without chatJson");
+      const json = request;
+      const streaming = json.view.stream === true;
+      const { spec, url, rpc } = streaming ? stream : unary;
+      exchange.rpc = rpc;
+      await http.invokeJson(
+        exchange,
+        streaming
+          ? { spec, url, body, request: json, stream: chat.stream, text: chat.chunkText(json) }
+          : {
+              spec,
+              url,
+              body,
+              request: json,
+              unary: chat.complete,
+              text: (answer) => JSON.stringify(answer),
+            },
+        openAiErrorFromConnect,
+      );
+      return;
+    }
     const called =
       endpoint.kind !== "chat" ? models : (request as ChatCompletionRequest).stream === true ? stream : unary;
     exchange.rpc = called.rpc;
@@ -149,13 +178,23 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
   return { product, endpoint };
 }
 
-/** The chat request from the body: OpenAI's JSON with the product of the path (which wins). */
-function chatRequest(exchange: Exchange, body: Buffer, product: string): ChatCompletionRequest {
+/**
+ * The chat request from the body: OpenAI's JSON with the product of the path (which wins), taken by the
+ * JSON fast path when it can (chat-json.ts), else built as a message.
+ */
+function chatRequest(
+  exchange: Exchange,
+  body: Buffer,
+  product: string,
+  chatJson: JsonChat | undefined,
+): ChatCompletionRequest | JsonChatRequest {
   const json = parseJsonBody(exchange.req, body);
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
   }
-  return fromRestJson(ChatCompletionRequestSchema, { ...json, product });
+  const withProduct = { ...json, product };
+  // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
+  return chatJson?.take(withProduct) ?? fromRestJson(ChatCompletionRequestSchema, withProduct);
 }
 
 function decode(segment: string): string | undefined {

@@ -153,11 +153,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       validateMessages(request);
       await options.limiter.admit(product, caller);
 
-      const result = await options.upstream.complete(
-        provider,
-        request.upstreamBody(),
-        callOptions(ctx, cap),
-      );
+      const result = await options.upstream.complete(provider, request.upstreamBody(), callOptions(ctx, cap));
       recordUsage(ctx, result.usage, result.upstreamLatencyMs);
       if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
       return answer(result.body, provider);

@@ -1,10 +1,11 @@
 import { create, fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
+import type {
+  ChatService} from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
   type ChatCompletionRequest,
-  ChatService,
   ListModelsResponseSchema,
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
