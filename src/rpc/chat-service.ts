@@ -1,7 +1,6 @@
 import { create, fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type {
-  ChatService} from "../../gen/apikeyserver/v1/chat_pb.js";
+import type { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
