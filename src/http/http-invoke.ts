@@ -75,18 +75,26 @@ export interface HttpCall {
  * A call whose implementation is given with it, answering with JSON rather than protobuf messages (the chat
  * RPCs of the JSON surfaces, src/http/chat-json.ts): the same interceptors, context and error handling.
  */
-export interface JsonHttpCall<I, O> {
+export type JsonHttpCall<I, O> = {
   readonly spec: ServiceImplSpec["methods"][string];
   /** What the implementation gets, and interceptors see as the request message. */
   readonly request: I;
   readonly body: Buffer;
   readonly url: string;
-  /** For a unary method: runs it; the answer is written as JSON. */
-  readonly unary?: (request: I, context: HandlerContext) => Promise<O>;
-  /** For a server-streaming method: runs it; `text` gives each SSE `data:`. */
-  readonly stream?: (request: I, context: HandlerContext) => AsyncIterable<O>;
+  /** The JSON of the answer (unary) or the SSE `data:` of each streamed answer. */
   readonly text: (answer: O) => string;
-}
+} & (
+  | {
+      /** A unary method's implementation: its answer is written as JSON. */
+      readonly unary: (request: I, context: HandlerContext) => Promise<O>;
+      readonly stream?: undefined;
+    }
+  | {
+      /** A server-streaming method's implementation: its answers are written as Server-Sent Events. */
+      readonly stream: (request: I, context: HandlerContext) => AsyncIterable<O>;
+      readonly unary?: undefined;
+    }
+);
 
 export interface HttpInvoker {
   /**
@@ -304,15 +312,14 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
     call: JsonHttpCall<I, O>,
     errorOf: ErrorWriter,
   ): Promise<void> {
-    const { spec, request, unary, stream } = call;
+    const { spec, request } = call;
     const opened = open(exchange, spec, call.url, call.body, errorOf);
     if (opened === undefined) return;
-    if (unary !== undefined) {
+    if (call.unary !== undefined) {
+      const { unary } = call;
       await answerUnary(exchange, opened, () => opened.unaryWith(request, unary), call.text, errorOf);
-    } else if (stream !== undefined) {
-      await answerStream(exchange, opened, opened.streamWith(request, stream), call.text, errorOf);
     } else {
-      throw opened.fail(new Error(`${spec.method.name}: a JSON call needs an implementation`));
+      await answerStream(exchange, opened, opened.streamWith(request, call.stream), call.text, errorOf);
     }
   }
 

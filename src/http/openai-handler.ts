@@ -29,6 +29,12 @@ export interface OpenAiEdgeOptions extends HttpInvokeOptions {
   readonly chatJson?: JsonChat | undefined;
 }
 
+/** A chat request the JSON fast path took, with the JSON chat that runs it. */
+interface JsonChatCall {
+  readonly chat: JsonChat;
+  readonly json: JsonChatRequest;
+}
+
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
 const prefix = "/openai/";
 const chatPath = "/v1/chat/completions";
@@ -93,7 +99,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
 
   async function handle(exchange: Exchange): Promise<void> {
     let target: { product: string; endpoint: Endpoint };
-    let request: Message | JsonChatRequest;
+    let request: Message | JsonChatCall;
     let body: Buffer;
     try {
       target = route(exchange);
@@ -112,10 +118,8 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       return;
     }
     const { endpoint } = target;
-    if (!("$typeName" in request)) {
-      const chat = options.chatJson;
-      if (chat === undefined) throw new Error("createOpenAiEdge: a JSON chat request without chatJson");
-      const json = request;
+    if ("chat" in request) {
+      const { chat, json } = request;
       const streaming = json.view.stream === true;
       const { spec, url, rpc } = streaming ? stream : unary;
       exchange.rpc = rpc;
@@ -187,14 +191,16 @@ function chatRequest(
   body: Buffer,
   product: string,
   chatJson: JsonChat | undefined,
-): ChatCompletionRequest | JsonChatRequest {
+): ChatCompletionRequest | JsonChatCall {
   const json = parseJsonBody(exchange.req, body);
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
   }
   const withProduct = { ...json, product };
   // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
-  return chatJson?.take(withProduct) ?? fromRestJson(ChatCompletionRequestSchema, withProduct);
+  const taken = chatJson?.take(withProduct);
+  if (chatJson !== undefined && taken !== undefined) return { chat: chatJson, json: taken };
+  return fromRestJson(ChatCompletionRequestSchema, withProduct);
 }
 
 function decode(segment: string): string | undefined {

@@ -113,7 +113,7 @@ describe("the JSON fast path gives what the protobuf path gives", () => {
   });
 
   it("a field the contract does not know: dropped from an answer, as the protobuf path drops it", () => {
-    const answer = { ...fixture("chat-completion-plain.json"), brand_new: { a: 1 } };
+    const answer: JsonObject = { ...fixture("chat-completion-plain.json"), brand_new: { a: 1 } };
     const choices = answer["choices"] as JsonObject[];
     answer["choices"] = choices.map((c) => ({ ...c, new_choice_field: true }));
     expectSame(ChatCompletionSchema, answer, false);
