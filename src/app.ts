@@ -17,7 +17,7 @@ import {
   createHeaderLimitEdge,
   shutdownCutError,
 } from "./edge/index.js";
-import { createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
+import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
@@ -29,7 +29,7 @@ import {
   createRedisNonceStore,
   rateLimitHeaderNames,
 } from "./ratelimit/index.js";
-import { createChatService } from "./rpc/chat-service.js";
+import { createChatCore, createChatService } from "./rpc/chat-service.js";
 import type { JsonObject } from "./rpc/ports.js";
 import { createWireErrorInterceptor } from "./rpc/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
@@ -129,19 +129,26 @@ export function createApp(options: AppOptions): App {
     onDecision: metrics?.rateLimitDecided,
   });
 
-  const chat = createChatService({
+  // The chat steps, once: the protobuf service (gRPC, Connect) and the JSON surfaces (REST, OpenAI) run them.
+  const chatCore = createChatCore({
     secrets: () => secrets.current(),
     caller: (ctx) => ctx.values.get(principalKey),
     upstream: forwarder,
     limiter: chatLimiter,
+    maxTokens: config.maxTokens,
+  });
+  const chat = createChatService({
+    core: chatCore,
     toUpstreamJson: (request) => {
       // A rest copy rather than `delete`, which would leave the object in V8's slow dictionary mode for
       // the JSON.stringify that follows.
       const { product: _product, ...json } = toRestJson(ChatCompletionRequestSchema, request) as JsonObject;
       return json;
     },
-    maxTokens: config.maxTokens,
   });
+
+  // JSON in, JSON out for the JSON surfaces (docs/architecture.md): the same core, no protobuf round trip.
+  const chatJson = createJsonChat(chatCore);
 
   const readiness = (): Readiness => {
     const current = secrets.current();
@@ -201,6 +208,7 @@ export function createApp(options: AppOptions): App {
     logger,
     // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
     precheck: auth.precheck,
+    chatJson,
     routes(connectRouter) {
       // Recorded here too: the metrics entry tells streams from unary calls by the registered methods.
       const router = recordServices(connectRouter, services);
@@ -233,6 +241,7 @@ export function createApp(options: AppOptions): App {
       // the REST transcoder uses, with the ChatService implementation the router serves.
       createOpenAiEdge({
         chat,
+        chatJson,
         interceptors,
         maxBodyBytes: connectOptions.readMaxBytes,
         maxTimeoutMs: connectOptions.maxTimeoutMs,

@@ -4,6 +4,7 @@ import {
   createContextValues,
   type ConnectError,
   type ContextValues,
+  type HandlerContext,
   type Interceptor,
   type ServiceImplSpec,
 } from "@connectrpc/connect";
@@ -20,7 +21,7 @@ import { AppError, scrubSecrets } from "../errors/index.js";
 import { httpRequestInfoKey, type HttpRequestInfo } from "../lib/request-context.js";
 import type { Logger } from "../log/index.js";
 import { failCall } from "../rpc/wire-error.js";
-import { createInProcessCalls } from "../server/in-process-call.js";
+import { createInProcessCalls, type InProcessCall } from "../server/in-process-call.js";
 import type { RestError } from "./rest-error.js";
 import { sseEvent, writeSse } from "./rest-sse.js";
 import { callError, copyHeaders, sendError, sendJson } from "./rest-write.js";
@@ -67,6 +68,30 @@ export interface HttpCall {
   readonly url: string;
 }
 
+/**
+ * A call whose implementation is given with it, answering with JSON rather than protobuf messages (the chat
+ * RPCs of the JSON surfaces, src/http/chat-json.ts): the same interceptors, context and error handling.
+ */
+export type JsonHttpCall<I, O> = {
+  readonly spec: ServiceImplSpec["methods"][string];
+  /** What the implementation gets, and interceptors see as the request message. */
+  readonly request: I;
+  readonly url: string;
+  /** The JSON of the answer (unary) or the SSE `data:` of each streamed answer. */
+  readonly text: (answer: O) => string;
+} & (
+  | {
+      /** A unary method's implementation: its answer is written as JSON. */
+      readonly unary: (request: I, context: HandlerContext) => Promise<O>;
+      readonly stream?: undefined;
+    }
+  | {
+      /** A server-streaming method's implementation: its answers are written as Server-Sent Events. */
+      readonly stream: (request: I, context: HandlerContext) => AsyncIterable<O>;
+      readonly unary?: undefined;
+    }
+);
+
 export interface HttpInvoker {
   /**
    * Reads the request body up to `maxBytes` (AppError `request_too_large` beyond), then runs auth's
@@ -81,6 +106,8 @@ export interface HttpInvoker {
    * authorization, `x-*` and trace headers; a gRPC-style deadline header counts as the Connect one.
    */
   invoke(exchange: Exchange, call: HttpCall, writer: CallWriter): Promise<void>;
+  /** Like `invoke`, for a call that brings its implementation and answers JSON (JsonHttpCall). */
+  invokeJson<I, O>(exchange: Exchange, call: JsonHttpCall<I, O>, errorOf: ErrorWriter): Promise<void>;
   /**
    * Answers a request refused before any call (an AppError: what the caller got wrong): the wire error is
    * recorded on the exchange by the one converter (failCall) and written in the surface's shape. A 413
@@ -180,62 +207,112 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
     sendError(exchange.req, exchange.res, errorOf(err), unread);
   }
 
-  async function invoke(exchange: Exchange, call: HttpCall, writer: CallWriter): Promise<void> {
-    const { req, res } = exchange;
-    const { spec, request } = call;
+  /** Opens the call (or refuses it for its deadline header: undefined) with the caller's headers and deadline. */
+  function open(exchange: Exchange, spec: HttpCall["spec"], url: string, errorOf: ErrorWriter) {
+    const { req } = exchange;
     const requestHeader = requestHeaders(req.headers);
     const timeout = parseTimeout(requestHeader["connect-timeout-ms"] ?? null, maxTimeoutMs);
     if (timeout.error !== undefined) {
       // Refused before the call, as the Connect handler does (no interceptor runs).
-      refuse(exchange, timeout.error, writer.error);
-      return;
+      refuse(exchange, timeout.error, errorOf);
+      return undefined;
     }
     const contextValues = (options.contextValues?.(req) ?? createContextValues()).set(
       httpRequestInfoKey,
       requestInfo(exchange),
     );
-    const opened = calls.open(exchange, spec, {
+    return calls.open(exchange, spec, {
       protocolName: exchange.protocol,
-      url: call.url,
+      url,
       requestHeader,
       timeoutMs: timeout.timeoutMs,
       contextValues,
     });
-    const { context } = opened;
+  }
 
-    if (spec.kind === "unary") {
-      let message: Message;
-      try {
-        message = await opened.unary(request);
-      } catch (err) {
-        sendError(req, res, callError(err as ConnectError, context, true, writer.error));
-        return;
-      }
-      let body: string;
-      try {
-        body = writer.unary(message);
-      } catch (thrown) {
-        // An AppError of the surface (a model not listed) answers the call; anything else is our fault.
-        if (!(thrown instanceof AppError)) throw thrown;
-        sendError(req, res, callError(opened.fail(thrown), context, true, writer.error));
-        return;
-      }
-      const headers = copyHeaders(context.responseTrailer, copyHeaders(context.responseHeader, {}));
-      sendJson(res, 200, body, headers);
+  /** Writes a unary call's answer: 200 with its JSON, or the error answer. */
+  async function answerUnary<O>(
+    exchange: Exchange,
+    opened: InProcessCall,
+    run: () => Promise<O>,
+    text: (answer: O) => string,
+    errorOf: ErrorWriter,
+  ): Promise<void> {
+    const { req, res } = exchange;
+    const { context } = opened;
+    let answer: O;
+    try {
+      answer = await run();
+    } catch (err) {
+      sendError(req, res, callError(err as ConnectError, context, true, errorOf));
       return;
     }
+    let body: string;
+    try {
+      body = text(answer);
+    } catch (thrown) {
+      // An AppError of the surface (a model not listed) answers the call; anything else is our fault.
+      if (!(thrown instanceof AppError)) throw thrown;
+      sendError(req, res, callError(opened.fail(thrown), context, true, errorOf));
+      return;
+    }
+    const headers = copyHeaders(context.responseTrailer, copyHeaders(context.responseHeader, {}));
+    sendJson(res, 200, body, headers);
+  }
 
-    const messages = opened.stream(request);
-    let first: IteratorResult<Message>;
+  /** Writes a server stream as Server-Sent Events, or the error answer when it fails before the first message. */
+  async function answerStream<O>(
+    exchange: Exchange,
+    opened: InProcessCall,
+    messages: AsyncIterator<O>,
+    text: (answer: O) => string,
+    errorOf: ErrorWriter,
+  ): Promise<void> {
+    const { req, res } = exchange;
+    const { context } = opened;
+    let first: IteratorResult<O>;
     try {
       first = await messages.next();
     } catch (err) {
       // An error before the first message (authentication, limits) is an ordinary error answer, not a stream.
-      sendError(req, res, callError(err as ConnectError, context, false, writer.error));
+      sendError(req, res, callError(err as ConnectError, context, false, errorOf));
       return;
     }
     const headers = copyHeaders(context.responseHeader, {});
-    await writeSse(res, headers, first, messages, writer.stream(request), writer.error, context.signal);
+    await writeSse(res, headers, first, messages, text, errorOf, context.signal);
+  }
+
+  async function invoke(exchange: Exchange, call: HttpCall, writer: CallWriter): Promise<void> {
+    const { spec, request } = call;
+    const opened = open(exchange, spec, call.url, writer.error);
+    if (opened === undefined) return;
+    if (spec.kind === "unary") {
+      await answerUnary(
+        exchange,
+        opened,
+        () => opened.unary(request),
+        (m) => writer.unary(m),
+        writer.error,
+      );
+      return;
+    }
+    await answerStream(exchange, opened, opened.stream(request), writer.stream(request), writer.error);
+  }
+
+  async function invokeJson<I, O>(
+    exchange: Exchange,
+    call: JsonHttpCall<I, O>,
+    errorOf: ErrorWriter,
+  ): Promise<void> {
+    const { spec, request } = call;
+    const opened = open(exchange, spec, call.url, errorOf);
+    if (opened === undefined) return;
+    if (call.unary !== undefined) {
+      const { unary } = call;
+      await answerUnary(exchange, opened, () => opened.unaryWith(request, unary), call.text, errorOf);
+    } else {
+      await answerStream(exchange, opened, opened.streamWith(request, call.stream), call.text, errorOf);
+    }
   }
 
   function handler(
@@ -267,5 +344,5 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
     };
   }
 
-  return { read, invoke, refuse, handler };
+  return { read, invoke, invokeJson, refuse, handler };
 }

@@ -10,6 +10,7 @@ import {
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
+import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
@@ -21,6 +22,17 @@ export interface OpenAiEdgeOptions extends HttpInvokeOptions {
   readonly chat: ServiceImpl<typeof ChatService>;
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /**
+   * The chat RPCs for JSON callers (chat-json.ts), run by the same core as `chat`: with it, chat requests
+   * the JSON fast path takes get JSON in and JSON out without protobuf messages.
+   */
+  readonly chatJson?: JsonChat | undefined;
+}
+
+/** A chat request the JSON fast path took, with the JSON chat that runs it. */
+interface JsonChatCall {
+  readonly chat: JsonChat;
+  readonly json: JsonChatRequest;
 }
 
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
@@ -87,7 +99,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
 
   async function handle(exchange: Exchange): Promise<void> {
     let target: { product: string; endpoint: Endpoint };
-    let request: Message;
+    let request: Message | JsonChatCall;
     try {
       target = route(exchange);
       const { product, endpoint } = target;
@@ -97,7 +109,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       const body = await http.read(exchange, method, maxBodyBytes);
       request =
         endpoint.kind === "chat"
-          ? chatRequest(exchange, body, product)
+          ? chatRequest(exchange, body, product, options.chatJson)
           : fromRestJson(models.spec.method.input, { product });
     } catch (thrown) {
       if (!(thrown instanceof AppError)) throw thrown;
@@ -105,6 +117,26 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       return;
     }
     const { endpoint } = target;
+    if ("chat" in request) {
+      const { chat, json } = request;
+      const streaming = json.view.stream === true;
+      const { spec, url, rpc } = streaming ? stream : unary;
+      exchange.rpc = rpc;
+      await http.invokeJson(
+        exchange,
+        streaming
+          ? { spec, url, request: json, stream: chat.stream, text: chat.chunkText(json) }
+          : {
+              spec,
+              url,
+              request: json,
+              unary: chat.complete,
+              text: (answer) => JSON.stringify(answer),
+            },
+        openAiErrorFromConnect,
+      );
+      return;
+    }
     const called =
       endpoint.kind !== "chat" ? models : (request as ChatCompletionRequest).stream === true ? stream : unary;
     exchange.rpc = called.rpc;
@@ -148,13 +180,25 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
   return { product, endpoint };
 }
 
-/** The chat request from the body: OpenAI's JSON with the product of the path (which wins). */
-function chatRequest(exchange: Exchange, body: Buffer, product: string): ChatCompletionRequest {
+/**
+ * The chat request from the body: OpenAI's JSON with the product of the path (which wins), taken by the
+ * JSON fast path when it can (chat-json.ts), else built as a message.
+ */
+function chatRequest(
+  exchange: Exchange,
+  body: Buffer,
+  product: string,
+  chatJson: JsonChat | undefined,
+): ChatCompletionRequest | JsonChatCall {
   const json = parseJsonBody(exchange.req, body);
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
   }
-  return fromRestJson(ChatCompletionRequestSchema, { ...json, product });
+  const withProduct = { ...json, product };
+  // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
+  const taken = chatJson?.take(withProduct);
+  if (chatJson !== undefined && taken !== undefined) return { chat: chatJson, json: taken };
+  return fromRestJson(ChatCompletionRequestSchema, withProduct);
 }
 
 function decode(segment: string): string | undefined {

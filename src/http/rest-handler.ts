@@ -1,8 +1,10 @@
-import type { JsonObject, Message } from "@bufbuild/protobuf";
+import type { DescMethod, JsonObject, Message } from "@bufbuild/protobuf";
+import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { ServiceImplSpec } from "@connectrpc/connect";
 import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
+import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
 import { restErrorFromConnect } from "./rest-error.js";
 import { fromRestJson } from "./rest-json.js";
@@ -19,6 +21,11 @@ export interface RestHandlerOptions extends HttpInvokeOptions {
   readonly services: readonly ServiceImplSpec[];
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /**
+   * The chat RPCs for JSON callers (chat-json.ts): with it, the chat routes take JSON in and give JSON out
+   * without protobuf messages; requests it does not take, and every other route, are built as messages.
+   */
+  readonly chatJson?: JsonChat | undefined;
 }
 
 /** The innermost edge handler for REST requests (the dispatcher's last resort: it answers 404 itself). */
@@ -52,10 +59,11 @@ function requestJson(
   return json;
 }
 
-interface Built {
-  readonly route: RestRoute;
-  readonly request: Message;
-}
+type Built =
+  | { readonly route: RestRoute; readonly request: Message; readonly json?: undefined }
+  | { readonly route: RestRoute; readonly json: JsonChatRequest; readonly chat: JsonChat };
+
+const jsonText = (json: JsonObject): string => JSON.stringify(json);
 
 /** The REST writer of a route: the REST JSON writer (and `response_body`), the error table's bodies. */
 function writerOf(route: RestRoute): CallWriter {
@@ -86,6 +94,11 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
   const { maxBodyBytes } = options;
   const http = createHttpInvoker(options);
   const writers = new Map(routes.map((route) => [route, writerOf(route)]));
+  const { chatJson } = options;
+  const chatMethods: ReadonlySet<DescMethod> = new Set([
+    ChatService.method.createChatCompletion,
+    ChatService.method.streamChatCompletion,
+  ]);
 
   /**
    * Matches the route and builds the request message; throws an AppError for what the caller got wrong
@@ -118,6 +131,10 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     // Read (size-limited) and prechecked by auth, but not parsed: no unauthenticated request costs a parse.
     const body = await http.read(exchange, spec.method, maxBodyBytes);
     const built = requestJson(route, pathValues, exchange.query, body, req);
+    if (chatJson !== undefined && chatMethods.has(spec.method)) {
+      const json = chatJson.take(built);
+      if (json !== undefined) return { route, json, chat: chatJson };
+    }
     return { route, request: fromRestJson(route.spec.method.input, built) };
   }
 
@@ -130,9 +147,22 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
       http.refuse(exchange, thrown, restErrorFromConnect);
       return;
     }
-    const { route, request } = built;
+    const { route } = built;
+    if (built.json !== undefined) {
+      const { spec, url } = route;
+      const { chat } = built;
+      const request = built.json;
+      await http.invokeJson(
+        exchange,
+        route.serverStreaming
+          ? { spec, url, request, stream: chat.stream, text: chat.chunkText(request) }
+          : { spec, url, request, unary: chat.complete, text: jsonText },
+        restErrorFromConnect,
+      );
+      return;
+    }
     const writer = writers.get(route) ?? writerOf(route);
-    await http.invoke(exchange, { spec: route.spec, request, url: route.url }, writer);
+    await http.invoke(exchange, { spec: route.spec, request: built.request, url: route.url }, writer);
   }
 
   return http.handler("REST transcoder", "rest", handle, restErrorFromConnect);

@@ -45,12 +45,12 @@ async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal
  * the client retries rather than taking a truncated answer for a complete one. Only a client that left
  * gets none. `messages` throws wire errors (src/server/in-process-call.ts).
  */
-export async function writeSse(
+export async function writeSse<T>(
   res: NodeServerResponse,
   headers: OutgoingHttpHeaders,
-  first: IteratorResult<Message>,
-  messages: AsyncIterator<Message>,
-  toJson: (message: Message) => string,
+  first: IteratorResult<T>,
+  messages: AsyncIterator<T>,
+  toJson: (message: T) => string,
   errorOf: (err: ConnectError) => RestError,
   signal: AbortSignal,
 ): Promise<void> {

@@ -2,7 +2,7 @@ import type { ConnectRouter, ServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Auth } from "../auth/index.js";
 import type { EdgeHandler } from "../edge/exchange.js";
-import { createRestHandler, recordServices } from "../http/index.js";
+import { createRestHandler, recordServices, type JsonChat } from "../http/index.js";
 import type { Logger } from "../log/index.js";
 import { createConnectDispatch } from "./connect-dispatch.js";
 import type { ConnectOptions } from "./connect-options.js";
@@ -19,6 +19,8 @@ export interface DispatchOptions {
    * before the body is parsed, so that no unauthenticated request costs a parse. None by default.
    */
   readonly precheck?: Auth["precheck"];
+  /** The chat RPCs for REST's JSON callers (src/http/chat-json.ts); without it REST builds messages. */
+  readonly chatJson?: JsonChat | undefined;
 }
 
 /**
@@ -53,6 +55,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
     ...shutdown,
     logger,
     ...precheck,
+    chatJson: options.chatJson,
   });
   const grpcUnary = createGrpcUnaryHandler({
     services,

@@ -7,6 +7,10 @@ import {
   type HandlerContext,
   type Interceptor,
   type ServiceImplSpec,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+  type UnaryResponse,
 } from "@connectrpc/connect";
 import {
   createAsyncIterable,
@@ -50,6 +54,17 @@ export interface InProcessCall {
   stream(request: Message): AsyncIterator<Message>;
   /** The wire error for something that failed this call outside the interceptors; aborts the context. */
   fail(thrown: unknown): ConnectError;
+  /**
+   * Like `unary`, with `impl` in place of the method's implementation and answers that are not protobuf
+   * messages (the JSON surfaces' chat calls, src/http/chat-json.ts): the interceptors see the method, the
+   * context and `request` as the request message, and connect's normalization of the answer is skipped.
+   */
+  unaryWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => Promise<O>): Promise<O>;
+  /** Like `stream`, with `impl` in place of the method's implementation (see `unaryWith`). */
+  streamWith<I, O>(
+    request: I,
+    impl: (request: I, context: HandlerContext) => AsyncIterable<O>,
+  ): AsyncIterator<O>;
 }
 
 export interface InProcessCalls {
@@ -103,9 +118,93 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
         context.abort(err);
         return err;
       };
+      /** What connect's invoke-implementation.js gives interceptors: the call's common request fields. */
+      const requestCommon = {
+        requestMethod: context.requestMethod,
+        url: context.url,
+        signal: context.signal,
+        header: context.requestHeader,
+        service: spec.method.parent,
+        contextValues: context.values,
+      };
+      const responseCommon = {
+        service: spec.method.parent,
+        header: context.responseHeader,
+        trailer: context.responseTrailer,
+      };
+      /** The handler context an implementation sees, as connect merges it with what interceptors passed on. */
+      const merged = (req: UnaryRequest | StreamRequest): HandlerContext => ({
+        ...context,
+        service: req.service,
+        requestHeader: req.header,
+        signal: req.signal,
+        values: req.contextValues,
+      });
       return {
         context,
         fail,
+        async unaryWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => Promise<O>) {
+          const method = spec.method as UnaryRequest["method"];
+          let answer: O;
+          try {
+            const next = intercept<UnaryFn>(async (req) => {
+              const message = await impl(req.message as unknown as I, merged(req));
+              return { ...responseCommon, method, stream: false, message: message as unknown as Message };
+            }, interceptors);
+            const res = await next({
+              ...requestCommon,
+              method,
+              stream: false,
+              message: request as unknown as Message,
+            });
+            copyHeaders(res.header, context.responseHeader);
+            copyHeaders(res.trailer, context.responseTrailer);
+            answer = res.message as unknown as O;
+          } catch (thrown) {
+            throw fail(thrown);
+          }
+          if (init.timeoutMs !== undefined) context.abort(callEnded);
+          return answer;
+        },
+        streamWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => AsyncIterable<O>) {
+          const method = spec.method as StreamRequest["method"];
+          const next = intercept<StreamingFn>(async (req) => {
+            const first: IteratorResult<unknown> = await req.message[Symbol.asyncIterator]().next();
+            const message = impl(first.value as I, merged(req));
+            return {
+              ...responseCommon,
+              method,
+              stream: true,
+              message: message as unknown as AsyncIterable<Message>,
+            };
+          }, interceptors);
+          async function* run(): AsyncGenerator<O> {
+            const res = await next({
+              ...requestCommon,
+              method,
+              stream: true,
+              message: createAsyncIterable([request as unknown as Message]),
+            });
+            copyHeaders(res.header, context.responseHeader);
+            for await (const message of res.message) yield message as unknown as O;
+            copyHeaders(res.trailer, context.responseTrailer);
+          }
+          const messages = run();
+          return {
+            async next() {
+              try {
+                return await messages.next();
+              } catch (thrown) {
+                throw fail(thrown);
+              }
+            },
+            async return() {
+              await messages.return(undefined);
+              context.abort();
+              return { done: true, value: undefined };
+            },
+          };
+        },
         async unary(request) {
           if (spec.kind !== "unary") throw fail(new Error(`${spec.method.name} is not unary`));
           let message: Message;
@@ -144,6 +243,23 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
       };
     },
   };
+}
+
+type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
+type StreamingFn = (req: StreamRequest) => Promise<StreamResponse>;
+
+/** connect's applyInterceptors (interceptor.js, not exported): the first interceptor is the outermost. */
+function intercept<F extends UnaryFn | StreamingFn>(next: F, interceptors: readonly Interceptor[]): F {
+  let fn = next as unknown as Parameters<Interceptor>[0];
+  for (let i = interceptors.length - 1; i >= 0; i--) fn = (interceptors[i] as Interceptor)(fn);
+  return fn as unknown as F;
+}
+
+/** connect's copyHeaders (invoke-implementation.js): `to` becomes a copy of `from`. */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
 }
 
 /** Why a call's signal aborts when its client went away: connect-node's mapping of HTTP/2 reset codes. */
