@@ -19,7 +19,6 @@ import {
   contentTypeUnaryRegExp,
   errorToJsonBytes,
   parseTimeout,
-  trailerMux,
 } from "@connectrpc/connect/protocol-connect";
 import type { DescMessage, Message } from "@bufbuild/protobuf";
 import type { Auth } from "../auth/index.js";
@@ -201,7 +200,14 @@ export function createConnectUnaryHandler(options: ConnectUnaryOptions): Connect
       body = await compression.response.compress(body);
       context.responseHeader.set(headerEncoding, compression.response.name);
     }
-    const out = nodeHeaders(trailerMux(context.responseHeader, context.responseTrailer));
+    // connect's trailerMux, without its copy of the headers: trailers go out as `trailer-` headers.
+    const out = nodeHeaders(context.responseHeader);
+    context.responseTrailer.forEach((value, name) => {
+      const key = `trailer-${name}`;
+      const seen = out[key];
+      out[key] =
+        seen === undefined ? value : `${typeof seen === "string" ? seen : seen.join(", ")}, ${value}`;
+    });
     out["content-length"] = String(body.byteLength);
     if ("stream" in res) {
       if (res.writableEnded || res.stream.destroyed) return;
