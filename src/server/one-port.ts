@@ -156,10 +156,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
   });
   h2.on("sessionError", (err) => logger.debug({ err: String(err) }, "http2 session error"));
 
-  // Nagle off, as Node's own HTTP server does (`http.createServer`'s `noDelay: true`; a bare `net` or `http2`
-  // server leaves it on): an HTTP/2 answer goes out in more than one write (Node sends trailers one event-loop
-  // turn after the data), and Nagle would hold the second small write until the first is acknowledged.
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  const server = net.createServer((socket) => {
     if (closing) {
       socket.destroy();
       return;

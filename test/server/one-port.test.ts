@@ -322,36 +322,6 @@ describe("options", () => {
     expect(() => createOnePortServer({ handler, logger, ...bad })).toThrow(name);
   });
 
-  it("turns Nagle off on every connection, HTTP/1.1 and h2c, as Node's own HTTP server does", async () => {
-    // Node keeps the flag it set in an internal symbol of the socket; there is no public getter. HTTP/2's
-    // session socket is a proxy that reads properties through but does not list them: the symbol is taken
-    // from the HTTP/1.1 socket (the same symbol for every socket).
-    const sockets: object[] = [];
-    const server = createOnePortServer({
-      logger,
-      handler: (req, res) => {
-        const socket = "stream" in req ? req.stream.session?.socket : req.socket;
-        if (socket !== undefined) sockets.push(socket);
-        res.end();
-      },
-    });
-    const { port } = await server.listen(0, "127.0.0.1");
-    const url = `http://127.0.0.1:${port}`;
-    expect((await fetch(url)).status).toBe(200);
-    const session = http2.connect(url);
-    const stream = session.request({ ":path": "/" });
-    stream.end();
-    stream.resume();
-    await once(stream, "close");
-    session.close();
-    const [h1, h2] = sockets;
-    const key = Object.getOwnPropertySymbols(h1).find((s) => s.description === "kSetNoDelay");
-    expect(key).toBeDefined();
-    const noDelay = (socket: object | undefined) => (socket as Record<symbol, unknown>)[key as symbol];
-    expect([noDelay(h1), noDelay(h2)]).toEqual([true, true]);
-    await server.close(0);
-  });
-
   it("rejects a negative grace period", async () => {
     const server = createOnePortServer({ handler, logger });
     await server.listen(0, "127.0.0.1");
