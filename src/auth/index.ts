@@ -13,6 +13,7 @@ export {
   type AuthInterceptorOptions,
   type AuthMethodTried,
   type CredentialHeaders,
+  type PrecheckRequest,
 } from "./interceptor.js";
 export { repeatedCredentialHeader } from "./credential-headers.js";
 export { createMemoryNonceStore, type MemoryNonceStoreOptions } from "./memory-nonce-store.js";

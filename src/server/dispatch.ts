@@ -5,6 +5,7 @@ import type { EdgeHandler } from "../edge/exchange.js";
 import { createRestHandler, recordServices, type JsonChat } from "../http/index.js";
 import type { Logger } from "../log/index.js";
 import { createConnectDispatch } from "./connect-dispatch.js";
+import { createConnectUnaryHandler } from "./connect-unary.js";
 import type { ConnectOptions } from "./connect-options.js";
 import { createGrpcUnaryHandler } from "./grpc-unary.js";
 
@@ -25,8 +26,8 @@ export interface DispatchOptions {
 
 /**
  * The innermost edge handler (docs/architecture.md, "The request path"): unary binary gRPC over HTTP/2
- * takes the fast path, the Connect router takes its RPC paths, the REST transcoder takes the rest (and
- * answers 404 for unknown paths). All three serve the same service implementations through the same
+ * and Connect unary POST calls take their fast paths, the Connect router takes its other RPC requests, the REST transcoder takes the rest (and
+ * answers 404 for unknown paths). All of them serve the same service implementations through the same
  * interceptors, limits and shutdown signal. The server (src/app.ts) and the tests' servers are built with it.
  */
 export function createDispatch(options: DispatchOptions): EdgeHandler {
@@ -67,8 +68,23 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
     ...shutdown,
     ...precheck,
   });
+  // A server that requires `connect-protocol-version` leaves every Connect call to connect, which checks it.
+  const connectUnary =
+    connectOptions.requireConnectProtocolHeader === true
+      ? () => false
+      : createConnectUnaryHandler({
+          services,
+          interceptors,
+          readMaxBytes: connectOptions.readMaxBytes,
+          writeMaxBytes: connectOptions.writeMaxBytes,
+          maxTimeoutMs: connectOptions.maxTimeoutMs,
+          jsonOptions: connectOptions.jsonOptions,
+          acceptCompression,
+          ...shutdown,
+          ...precheck,
+        });
   return (exchange) => {
-    if (grpcUnary(exchange) || connect(exchange)) return;
+    if (grpcUnary(exchange) || connectUnary(exchange) || connect(exchange)) return;
     rest(exchange);
   };
 }

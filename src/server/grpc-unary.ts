@@ -14,6 +14,7 @@ import { checkBinaryValues } from "../lib/message-limits.js";
 import { toSpecEncoding } from "./grpc-message.js";
 import { createInProcessCalls } from "./in-process-call.js";
 import { malformedMessage } from "./malformed-message.js";
+import { nodeHeaders, requestHeaders } from "./node-headers.js";
 import { readBody } from "./read-body.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
@@ -183,27 +184,6 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     if (body === undefined) res.end();
     else res.end(body);
   }
-}
-
-/** The request metadata as connect-node gives it to handlers: every field but the pseudo-headers. */
-function requestHeaders(headers: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const name in headers) {
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (typeof value === "string") out.append(name, value);
-    else for (const v of value) out.append(name, v);
-  }
-  return out;
-}
-
-function nodeHeaders(headers: Headers): Record<string, string> {
-  const out: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    out[name] = value;
-  });
-  return out;
 }
 
 /**
