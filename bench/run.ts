@@ -16,6 +16,7 @@ import path from "node:path";
 import process from "node:process";
 import type { ChatPb } from "./lib/harness.ts";
 import { loadChatPb, memoryCgroup, removeCgroups } from "./lib/harness.ts";
+import type { LoadResult } from "./lib/load.ts";
 import { load } from "./lib/load.ts";
 import { fail, log, readOptions } from "./lib/options.ts";
 import { ROOT } from "./lib/paths.ts";
@@ -32,6 +33,7 @@ import {
   pinning,
   rssBytes,
   run,
+  sampleRss,
   stopChild,
 } from "./lib/processes.ts";
 import { formatProfileSummary, summariseProfile } from "./lib/profile-summary.ts";
@@ -241,14 +243,22 @@ async function main(): Promise<void> {
         const key = resultKey(t.target, t.scenario.id);
         if (targetDead(t)) continue;
         const cpuBefore = await cpuMs(t.pid);
-        const r = await load(
-          t.service.port,
-          t.scenario,
-          t.request,
-          options.duration,
-          scratch,
-          expectedBytes.get(key) ?? 0,
-        );
+        // sse-<n>: the target's memory while the streams are open, not only after them.
+        const sampler = t.scenario.api === "sse" ? sampleRss(t.pid, 50) : undefined;
+        let r: LoadResult;
+        let peakRss: number | undefined;
+        try {
+          r = await load(
+            t.service.port,
+            t.scenario,
+            t.request,
+            options.duration,
+            scratch,
+            expectedBytes.get(key) ?? 0,
+          );
+        } finally {
+          peakRss = await sampler?.stop();
+        }
         if (targetDead(t)) {
           failures.push(
             `${t.target} died during ${t.scenario.id} round ${round}: ${processOf(t.target)?.describeExit()}`,
@@ -261,10 +271,16 @@ async function main(): Promise<void> {
         // than req/s by the load tools and the mock sharing the cores.
         const cpuUsPerRequest =
           r.requests > 0 ? (((await cpuMs(t.pid)) - cpuBefore) * 1000) / r.requests : NaN;
-        results.set(key, [...(results.get(key) ?? []), { ...r, rss: mem.rss, cpuUs: cpuUsPerRequest }]);
+        results.set(key, [
+          ...(results.get(key) ?? []),
+          { ...r, rss: mem.rss, cpuUs: cpuUsPerRequest, ...(peakRss === undefined ? {} : { peakRss }) },
+        ]);
         log(
           `round ${round}/${options.rounds} ${(t.target === "bare" ? "no-met" : t.target).padEnd(6)} ${t.scenario.id.padEnd(11)} ${fmt.rps(r.rps).padStart(7)} req/s` +
             `  p50 ${fmt.ms(r.p50Ms)} ms  p99 ${fmt.ms(r.p99Ms)} ms  rss ${fmt.mb(mem.rss / 2 ** 20)} MB  cpu ${fmt.rps(cpuUsPerRequest)} µs/req  errors ${r.errors}` +
+            (r.sse === undefined
+              ? ""
+              : `  max gap ${fmt.ms(r.sse.maxGapMs)} ms  p99 gap ${fmt.ms(r.sse.p99GapMs)} ms  peak rss ${fmt.mb((peakRss ?? NaN) / 2 ** 20)} MB`) +
             (r.errors > 0 ? ` (${r.errorDetail})` : ""),
         );
         if (r.errors > 0) failures.push(`${key} round ${round}: ${r.errors} errors (${r.errorDetail})`);

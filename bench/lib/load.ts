@@ -1,11 +1,16 @@
 // The load generators: wrk for HTTP/1.1 (REST, Connect JSON) through bench/lib/wrk-post.lua, h2load for
-// gRPC over h2c. Each returns the same summary of one measured run.
+// gRPC over h2c, bench/lib/sse-load.ts for the SSE streams of sse-<n>. Each returns the same summary of one
+// measured run (sse-<n> adds its per-stream counts and gaps).
+import { Buffer } from "node:buffer";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import process from "node:process";
 import { BENCH_DIR } from "./paths.ts";
 import { loadCommand, run } from "./processes.ts";
 import type { BenchRequest } from "./requests.ts";
 import type { Scenario } from "./scenarios.ts";
+import { SSE_CHUNKS, SSE_SPREAD_MS } from "./scenarios.ts";
+import type { SseLoadConfig, SseStats } from "./sse-load.ts";
 
 export interface LoadResult {
   rps: number;
@@ -14,6 +19,8 @@ export interface LoadResult {
   requests: number;
   errors: number;
   errorDetail: string;
+  /** sse-<n> only: what the streams carried. */
+  sse?: SseStats;
 }
 
 /** What wrk-post.lua prints on its BENCH_RESULT line. */
@@ -142,6 +149,43 @@ async function h2load(
 }
 
 /**
+ * Runs the SSE driver (bench/lib/sse-load.ts) in a process of its own for one wave of `config.streams`
+ * streams; rejects when it does not print its result.
+ */
+export async function sseWave(config: SseLoadConfig): Promise<SseStats> {
+  const [command, args] = loadCommand(process.execPath, [path.join(BENCH_DIR, "lib", "sse-load.ts")]);
+  const result = await run(command, args, { BENCH_SSE_CONFIG: JSON.stringify(config) });
+  const line = /^SSE_RESULT (\{.*\})$/m.exec(result.stdout);
+  if (result.code !== 0 || line?.[1] === undefined)
+    throw new Error(`the SSE driver failed (${result.code}): ${result.stderr}${result.stdout}`);
+  return JSON.parse(line[1]) as SseStats;
+}
+
+/** sse-<n>: one wave per run, whatever the duration (each stream lasts SSE_SPREAD_MS). */
+async function sse(port: number, request: BenchRequest, streams: number): Promise<LoadResult> {
+  const stats = await sseWave({
+    port,
+    path: request.path,
+    body: Buffer.from(request.body).toString("utf8"),
+    headers: request.headers,
+    streams,
+    expectedChunks: SSE_CHUNKS,
+    timeoutMs: SSE_SPREAD_MS + 30_000,
+  });
+  return {
+    rps: stats.completed / (stats.wallMs / 1000),
+    p50Ms: stats.p50DurationMs,
+    p99Ms: stats.p99DurationMs,
+    requests: stats.completed,
+    errors: stats.errors,
+    errorDetail:
+      `non-200 ${stats.non200}, missing chunks ${stats.missingChunks}, no [DONE] ${stats.noDone}, ` +
+      `error events ${stats.errorEvents}, socket errors ${stats.socketErrors}`,
+    sse: stats,
+  };
+}
+
+/**
  * One run of `seconds` of load on a target; `expectedResponseBytes` is one gRPC answer's size (from the
  * pre-flight call), 0 when unknown.
  */
@@ -153,6 +197,7 @@ export function load(
   scratch: string,
   expectedResponseBytes: number,
 ): Promise<LoadResult> {
+  if (scenario.api === "sse") return sse(port, request, scenario.connections);
   return scenario.api === "grpc"
     ? h2load(port, request, scenario.connections, scenario.streams, seconds, scratch, expectedResponseBytes)
     : wrk(port, request, scenario.connections, seconds, scratch);

@@ -4,6 +4,8 @@
 // (the server reaches it through a product whose base_url carries the prefix, the forwarder by
 // forwarding the path unchanged). A request with "stream": true gets an OpenAI-style SSE answer. A path
 // starting with /status/<code>/ answers that status with an OpenAI error body (the soak's upstream errors).
+// A /chunks/<n>/ prefix (before or after /delay/<ms>/) makes a streamed answer carry n content chunks,
+// sent one every <ms>/n ms after the role chunk, then the finish and usage chunks and [DONE] (sse-1000).
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import { serveForBench } from "./serve.mjs";
@@ -56,6 +58,7 @@ const STREAM_EVENTS = [
 ];
 
 const DELAY_PREFIX = /^\/delay\/(\d+)(\/.*)$/;
+const CHUNKS_PREFIX = /^\/chunks\/(\d+)(\/.*)$/;
 const STATUS_PREFIX = /^\/status\/([1-5]\d\d)\//;
 
 function sendJson(res, status, body) {
@@ -82,13 +85,57 @@ function sendStream(res, delayMs) {
   tick();
 }
 
+/** The SSE answer with `n` content chunks: "c1 ", "c2 ", ... (the sse-1000 scenario counts them). */
+function chunkedEvents(n) {
+  return [
+    chunk({ role: "assistant", content: "" }, null),
+    ...Array.from({ length: n }, (_, i) => chunk({ content: `c${i + 1} ` }, null)),
+    chunk({}, "stop"),
+    STREAM_EVENTS.at(-2),
+    STREAM_EVENTS.at(-1),
+  ];
+}
+
+/**
+ * Sends the role chunk at once, then the n content chunks one every delayMs/n, then the finish chunk, the
+ * usage chunk and [DONE] right after the last content chunk.
+ */
+function sendChunks(res, delayMs, n) {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  const events = chunkedEvents(n);
+  res.write(events[0]);
+  let sent = 0;
+  const tick = () => {
+    sent += 1;
+    if (sent < n) {
+      res.write(events[sent]);
+      setTimeout(tick, delayMs / n);
+      return;
+    }
+    res.end(events.slice(sent).join(""));
+  };
+  if (n === 0) res.end(events.slice(1).join(""));
+  else setTimeout(tick, delayMs / n);
+}
+
 const server = http.createServer((req, res) => {
   let path = req.url ?? "/";
   let delayMs = 0;
-  const prefixed = DELAY_PREFIX.exec(path);
-  if (prefixed !== null) {
-    delayMs = Number(prefixed[1]);
-    path = prefixed[2] ?? "/";
+  let chunkCount;
+  for (;;) {
+    const delayed = DELAY_PREFIX.exec(path);
+    if (delayed !== null) {
+      delayMs = Number(delayed[1]);
+      path = delayed[2] ?? "/";
+      continue;
+    }
+    const chunked = CHUNKS_PREFIX.exec(path);
+    if (chunked !== null) {
+      chunkCount = Number(chunked[1]);
+      path = chunked[2] ?? "/";
+      continue;
+    }
+    break;
   }
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
@@ -107,6 +154,10 @@ const server = http.createServer((req, res) => {
     // Only look for the stream flag: parsing the whole body would make the mock slower than needed
     // without changing what the proxies see.
     const streaming = /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString("utf8"));
+    if (streaming && chunkCount !== undefined) {
+      sendChunks(res, delayMs, chunkCount);
+      return;
+    }
     if (streaming) {
       sendStream(res, delayMs);
       return;

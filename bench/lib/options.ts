@@ -15,6 +15,8 @@ export interface Options {
   duration: number;
   warmup: number;
   slowConnections: number;
+  /** Concurrent streams of the sse-1000 scenario. */
+  sseStreams: number;
   /** Scenario ids (or keys such as slow-512) to run; undefined: all. */
   only: Set<string> | undefined;
   floorOnly: boolean;
@@ -42,6 +44,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --duration <s>        seconds per measured run (default 5)
   --warmup <s>          seconds of unmeasured load per target and scenario before round 1 (default 2)
   --slow-connections <n> concurrent calls in the slow-provider scenarios (default 512)
+  --sse-streams <n>     concurrent SSE streams in the sse-1000 scenario, one wave per round (default 1000)
   --only <ids>          comma-separated scenario ids (${SCENARIO_IDS.join(",")})
   --floor-only          measure the mock and raw forwarder only (no dist/ server needed)
   --cpu-prof            run the server under --cpu-prof and summarise the profile (bench/out/profiles)
@@ -96,6 +99,7 @@ export function readOptions(argv: string[] = process.argv.slice(2)): Options {
         duration: { type: "string" },
         warmup: { type: "string" },
         "slow-connections": { type: "string" },
+        "sse-streams": { type: "string" },
         only: { type: "string" },
         "floor-only": { type: "boolean", default: false },
         "cpu-prof": { type: "boolean", default: false },
@@ -152,6 +156,7 @@ export function readOptions(argv: string[] = process.argv.slice(2)): Options {
     warmup: values.warmup === "0" ? 0 : Math.round(positive("warmup", values.warmup, smoke ? 0 : 2)),
     // Smoke proves the script works, not capacity: 512 connections in a 1 s run mostly measure connect time.
     slowConnections: Math.round(positive("slow-connections", values["slow-connections"], smoke ? 64 : 512)),
+    sseStreams: Math.round(positive("sse-streams", values["sse-streams"], smoke ? 50 : 1000)),
     only: values.only === undefined ? undefined : new Set(values.only.split(",").map((s) => s.trim())),
     floorOnly: values["floor-only"],
     cpuProf: values["cpu-prof"],

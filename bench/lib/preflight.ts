@@ -7,6 +7,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { BenchRequest } from "./requests.ts";
 import { EXPECTED_ANSWER } from "./requests.ts";
 import type { Scenario } from "./scenarios.ts";
+import { SSE_CHUNKS } from "./scenarios.ts";
+import { SseParser, newOutcome, recordEvent, summariseStreams } from "./sse-load.ts";
+
+/** A whole SSE answer (status 200) read as the driver reads a stream, without the timing. */
+function summariseText(text: string): { stats: ReturnType<typeof summariseStreams> } {
+  const outcome = newOutcome();
+  outcome.status = 200;
+  for (const event of new SseParser().push(text)) recordEvent(outcome, event);
+  return { stats: summariseStreams([outcome], SSE_CHUNKS, 0) };
+}
 
 export type Check = { ok: true; responseBytes?: number } | { ok: false; why: string };
 
@@ -28,6 +38,13 @@ async function httpCall(port: number, scenario: Scenario, request: BenchRequest)
   });
   const text = await res.text();
   if (res.status !== 200) return { ok: false, why: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+  if (scenario.api === "sse") {
+    // The whole stream, as the driver reads it: every content chunk, then [DONE].
+    const { stats } = summariseText(text);
+    return stats.completed === 1
+      ? { ok: true }
+      : { ok: false, why: `not ${SSE_CHUNKS} content chunks and [DONE]: ${text.slice(0, 200)}` };
+  }
   if (scenario.api === "rest-stream") {
     const type = res.headers.get("content-type") ?? "";
     const ok = type.startsWith("text/event-stream") && text.includes("help");

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
-import { clearTimeout, setTimeout } from "node:timers";
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inCgroup, joinCgroup } from "./harness.ts";
 import { BENCH_DIR } from "./paths.ts";
@@ -192,6 +192,26 @@ export async function cpuMs(pid: number): Promise<number> {
   // Fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Samples a process's VmRSS every `intervalMs` until `stop()`, which resolves with the largest sample in
+ * bytes (VmHWM cannot say: it is the peak over the process's whole life).
+ */
+export function sampleRss(pid: number, intervalMs: number): { stop(): Promise<number> } {
+  let peak = NaN;
+  const take = async (): Promise<void> => {
+    const { rss } = await rssBytes(pid).catch(() => ({ rss: NaN }));
+    if (Number.isFinite(rss) && !(rss <= peak)) peak = rss;
+  };
+  const timer = setInterval(() => void take(), intervalMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await take();
+      return peak;
+    },
+  };
 }
 
 /** Resident memory now (VmRSS) and at its peak (VmHWM), in bytes. */

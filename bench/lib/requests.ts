@@ -6,6 +6,10 @@ import { encodeChatRequest, grpcFrame } from "./harness.ts";
 import type { PeerRequestContext } from "./peer.ts";
 import { peerRequest } from "./peer.ts";
 import type { Scenario } from "./scenarios.ts";
+import { SSE_CHUNKS, SSE_SPREAD_MS } from "./scenarios.ts";
+
+/** The mock's path prefix for sse-<n>: SSE_CHUNKS content chunks spread over SSE_SPREAD_MS. */
+export const SSE_MOCK_PREFIX = `/chunks/${SSE_CHUNKS}/delay/${SSE_SPREAD_MS}`;
 
 /** What every target is measured as: the floor, the server, the server without metrics, the peer gateway. */
 export type TargetKind = "floor" | "server" | "bare" | "peer";
@@ -28,7 +32,7 @@ const CONNECT_MESSAGES = [{ role: "user", text: "Hello" }];
 export const CHAT_PATH = "/apikeyserver.v1.ChatService/CreateChatCompletion";
 
 export interface RequestContext {
-  /** The server's JWT (ES256, products bench and bench-slow). */
+  /** The server's JWT (ES256, products bench, bench-slow and bench-sse). */
   token: string;
   /** The generated chat.proto code; needed only for gRPC scenarios on the server. */
   pb: ChatPb | undefined;
@@ -43,14 +47,16 @@ export function openAiBody(scenario: Scenario): Buffer {
   return json({
     model: MODEL,
     messages: MESSAGES,
-    ...(scenario.api === "rest-stream" ? { stream: true } : {}),
+    ...(scenario.api === "rest-stream" || scenario.api === "sse" ? { stream: true } : {}),
   });
 }
 
 export function requestFor(target: TargetKind, scenario: Scenario, context: RequestContext): BenchRequest {
   const auth = `Bearer ${context.token}`;
-  const delayPrefix = scenario.delayMs > 0 ? `/delay/${scenario.delayMs}` : "";
-  const product = scenario.delayMs > 0 ? "bench-slow" : "bench";
+  // sse-<n>: the mock sends SSE_CHUNKS content chunks over SSE_SPREAD_MS (product bench-sse, the same prefix).
+  const delayPrefix =
+    scenario.api === "sse" ? SSE_MOCK_PREFIX : scenario.delayMs > 0 ? `/delay/${scenario.delayMs}` : "";
+  const product = scenario.api === "sse" ? "bench-sse" : scenario.delayMs > 0 ? "bench-slow" : "bench";
   if (target === "floor") {
     return {
       path: `${delayPrefix}/v1/chat/completions`,
@@ -67,6 +73,12 @@ export function requestFor(target: TargetKind, scenario: Scenario, context: Requ
       return {
         path: `/v1/chat/${product}`,
         body: json({ model: MODEL, messages: MESSAGES }),
+        headers: { authorization: auth },
+      };
+    case "sse":
+      return {
+        path: `/v1/chat/${product}:stream`,
+        body: json({ model: MODEL, messages: MESSAGES, stream: true }),
         headers: { authorization: auth },
       };
     case "rest-stream":

@@ -5,13 +5,21 @@
 /** Provider latency the slow scenarios add (the mock's /delay/<ms> prefix). */
 export const SLOW_DELAY_MS = 100;
 
-/** The surface a scenario calls: REST JSON, REST SSE, Connect JSON or gRPC over h2c. */
-export type Api = "rest" | "rest-stream" | "connect" | "grpc";
+/** Content chunks of each stream in sse-<n> (the mock's /chunks/<n>/ prefix)... */
+export const SSE_CHUNKS = 20;
+/** ...sent over this long (the mock's /delay/<ms>/ prefix): one chunk every 100 ms. */
+export const SSE_SPREAD_MS = 2000;
+
+/**
+ * The surface a scenario calls: REST JSON, REST SSE (wrk), Connect JSON, gRPC over h2c, or REST SSE read
+ * stream by stream (bench/lib/sse-load.ts).
+ */
+export type Api = "rest" | "rest-stream" | "connect" | "grpc" | "sse";
 
 export interface Scenario {
-  /** The id in the report and in --only (slow-<n> and stream-<n> carry --slow-connections). */
+  /** The id in the report and in --only (slow-<n> and stream-<n> carry --slow-connections, sse-<n> --sse-streams). */
   id: string;
-  /** A stable name that --only also takes and the verdicts look for (slow-512, stream-512); else the id. */
+  /** A stable name that --only also takes and the verdicts look for (slow-512, stream-512, sse-1000); else the id. */
   key: string;
   title: string;
   api: Api;
@@ -36,13 +44,18 @@ export const SCENARIO_IDS = [
   "grpc-1x32",
   "slow-512",
   "stream-512",
+  "sse-1000",
 ] as const;
 
 type ScenarioInput = Omit<Scenario, "key" | "streams" | "optional"> &
   Partial<Pick<Scenario, "key" | "streams" | "optional">>;
 
 /** The scenarios to run: all, or those --only names (by id or key). */
-export function scenarios(options: { slowConnections: number; only: Set<string> | undefined }): Scenario[] {
+export function scenarios(options: {
+  slowConnections: number;
+  sseStreams: number;
+  only: Set<string> | undefined;
+}): Scenario[] {
   const slow = options.slowConnections;
   const all: ScenarioInput[] = [
     { id: "rest-1", title: "REST unary, 1 conn", api: "rest", connections: 1, delayMs: 0, floor: "rest-1" },
@@ -109,6 +122,16 @@ export function scenarios(options: { slowConnections: number; only: Set<string> 
       // Streaming is optional in the server's history: the scenario is skipped (and said so) when the
       // route does not answer with an event stream yet.
       optional: true,
+    },
+    {
+      // One wave of n streams opened at once per round (not wrk: it cannot see chunks, gaps or [DONE]).
+      id: `sse-${options.sseStreams}`,
+      key: "sse-1000",
+      title: `REST SSE, ${options.sseStreams} streams × ${SSE_CHUNKS} chunks over ${SSE_SPREAD_MS / 1000} s`,
+      api: "sse",
+      connections: options.sseStreams,
+      delayMs: SSE_SPREAD_MS,
+      floor: `sse-${options.sseStreams}`,
     },
   ];
   return all

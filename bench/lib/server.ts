@@ -11,11 +11,13 @@ import type { Options } from "./options.ts";
 import { OUT_DIR } from "./paths.ts";
 import type { Service } from "./processes.ts";
 import { startService } from "./processes.ts";
+import { SSE_MOCK_PREFIX } from "./requests.ts";
 import { SLOW_DELAY_MS } from "./scenarios.ts";
 
 /**
- * Writes the server's config dir: products `bench` (mock, no delay) and `bench-slow` (mock with +100 ms),
- * a rate limit that never triggers, and a fresh ES256 public key. Resolves with a JWT for both products.
+ * Writes the server's config dir: products `bench` (mock, no delay), `bench-slow` (mock with +100 ms) and
+ * `bench-sse` (mock streaming 20 chunks over 2 s, for sse-1000), a rate limit that never triggers, and a
+ * fresh ES256 public key. Resolves with a JWT for the three products.
  */
 export async function writeServerConfig(dir: string, mockPort: number): Promise<string> {
   const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
@@ -27,10 +29,11 @@ export async function writeServerConfig(dir: string, mockPort: number): Promise<
   const products = {
     bench: provider(`http://127.0.0.1:${mockPort}/v1`),
     "bench-slow": provider(`http://127.0.0.1:${mockPort}/delay/${SLOW_DELAY_MS}/v1`),
+    "bench-sse": provider(`http://127.0.0.1:${mockPort}${SSE_MOCK_PREFIX}/v1`),
   };
   await writeFile(path.join(dir, "openai_api_keys.json"), JSON.stringify(products, null, 2));
   await writeFile(path.join(dir, "jwt_public_keys.json"), JSON.stringify({ keys: [jwk] }, null, 2));
-  return new SignJWT({ products: ["bench", "bench-slow"] })
+  return new SignJWT({ products: ["bench", "bench-slow", "bench-sse"] })
     .setProtectedHeader({ alg: "ES256", kid: "bench" })
     .setSubject("bench")
     .setIssuedAt()

@@ -36,7 +36,7 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
   }
 }
 
-const all = scenarios({ slowConnections: 512, only: undefined });
+const all = scenarios({ slowConnections: 512, sseStreams: 1000, only: undefined });
 const scenario = (id: string) => {
   const found = all.find((s) => s.id === id);
   if (found === undefined) throw new Error(`no scenario ${id}`);
@@ -93,7 +93,7 @@ describe("command line", () => {
 
 describe("scenarios", () => {
   it("--only takes the slow scenarios by key at any --slow-connections", () => {
-    const plan = scenarios({ slowConnections: 64, only: new Set(["slow-512", "rest-1"]) });
+    const plan = scenarios({ slowConnections: 64, sseStreams: 1000, only: new Set(["slow-512", "rest-1"]) });
     expect(plan.map((s) => s.id)).toEqual(["rest-1", "slow-64"]);
     expect(plan[1]?.key).toBe("slow-512");
   });
