@@ -229,7 +229,9 @@ async function main(): Promise<void> {
 
     if (options.warmup > 0) {
       for (const t of active) {
-        log(`warm-up ${t.target} ${t.scenario.id} (${options.warmup} s)`);
+        log(
+          `warm-up ${t.target} ${t.scenario.id} (${t.scenario.api === "sse" ? "one wave" : `${options.warmup} s`})`,
+        );
         await load(t.service.port, t.scenario, t.request, options.warmup, scratch, 0);
       }
     }
