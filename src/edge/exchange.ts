@@ -194,11 +194,23 @@ function outcomeOf(exchange: Exchange, cut: boolean, afterGrace: boolean): Outco
   if (sent === 408) return { status: sent, code: "DEADLINE_EXCEEDED", cut: undefined, latencySeconds };
   if (sent >= 400)
     return { status: sent, code: codeTable[codeFromHttpStatus(sent)].name, cut: undefined, latencySeconds };
-  if (exchange.wireCode !== undefined) {
-    const row = codeTable[exchange.wireCode];
+  const wireCode =
+    exchange.wireCode ?? (exchange.protocol === "grpc" ? trailersOnlyCode(exchange) : undefined);
+  if (wireCode !== undefined) {
+    const row = codeTable[wireCode];
     return { status: row.http, code: row.name, cut: undefined, latencySeconds };
   }
   return { status: sent, code: "OK", cut: undefined, latencySeconds };
+}
+
+/**
+ * The status of a gRPC trailers-only answer written outside any call (the HTTP/2 body deadline of
+ * src/server/one-port.ts answers DEADLINE_EXCEEDED so): its `grpc-status` header, when not OK.
+ */
+function trailersOnlyCode(exchange: Exchange): Code | undefined {
+  const value = exchange.res.getHeader("grpc-status");
+  const code = typeof value === "string" ? Number(value) : undefined;
+  return code !== undefined && Number.isInteger(code) && code > 0 && code <= 16 ? code : undefined;
 }
 
 /** The error a call gets when the shutdown grace ends under it (see src/app.ts). */

@@ -97,7 +97,14 @@ describe("body read deadline", () => {
       { ":status": 200, "grpc-status": "4", "grpc-message": "Request body not received in time" },
     ],
   ])("answers a %s body that stops arriving over HTTP/2", async (_name, path, contentType, expected) => {
+    const before = accessLines(path).length;
     expect(await slowHttp2(path, contentType)).toMatchObject(expected);
+    // One access line, saying the deadline (not 200/OK for gRPC's trailers-only answer, not a cancel).
+    await waitFor(() => accessLines(path).length > before);
+    const lines = accessLines(path).slice(before);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ code: "DEADLINE_EXCEEDED" });
+    expect(lines[0]).not.toHaveProperty("cut");
   });
 
   it("leaves a request alone whose body arrives in time", async () => {
