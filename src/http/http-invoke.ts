@@ -25,7 +25,8 @@ import { createInProcessCalls, type InProcessCall } from "../server/in-process-c
 import type { RestError } from "./rest-error.js";
 import { sseEvent, writeSse } from "./rest-sse.js";
 import { callError, copyHeaders, sendError, sendJson } from "./rest-write.js";
-import { headerValue, readRequestBody, RequestBodyEnded } from "./request-body.js";
+import { headerValue } from "../server/node-headers.js";
+import { readRequestBody, RequestBodyEnded } from "./request-body.js";
 
 export interface HttpInvokeOptions {
   /** The router's interceptors, outermost first; they run for every HTTP call as for gRPC and Connect. */

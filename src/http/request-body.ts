@@ -2,14 +2,11 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import type { NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { checkJsonValues } from "../lib/message-limits.js";
+import { headerValue } from "../server/node-headers.js";
 import { readBody } from "../server/read-body.js";
 
 // The request body of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): read whole up
 // to the body limit, then parsed as JSON (docs/architecture.md, "Layers and what each owns").
-
-export function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(", ") : value;
-}
 
 const bodyTooLarge = new Error("request body over the limit");
 

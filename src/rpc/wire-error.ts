@@ -1,6 +1,6 @@
 import type { ConnectError, ContextValues, Interceptor } from "@connectrpc/connect";
 import { exchangeKey, shutdownCutError } from "../edge/exchange.js";
-import { toConnectError } from "../errors/index.js";
+import { AppError, toConnectError } from "../errors/index.js";
 
 /**
  * Turns what a call threw into its wire error (through toConnectError, the one converter) and records it
@@ -42,4 +42,9 @@ export function createWireErrorInterceptor(): Interceptor {
       })(),
     };
   };
+}
+
+/** Whether a wire error is the refusal of a request body over the limit (413 `Request too large`). */
+export function isRequestTooLarge(error: ConnectError | undefined): boolean {
+  return error?.cause instanceof AppError && error.cause.code === "request_too_large";
 }

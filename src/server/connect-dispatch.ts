@@ -26,7 +26,7 @@ import { AppError } from "../errors/index.js";
 import type { Auth } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
-import { failCall } from "../rpc/wire-error.js";
+import { failCall, isRequestTooLarge } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
 import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
@@ -262,7 +262,7 @@ function envelopeOf(flags: number, data: Uint8Array): Uint8Array {
 }
 
 function observe(exchange: Exchange, uRes: UniversalServerResponse): UniversalServerResponse {
-  if (exchange.protocol === "connect" && uRes.status === 429 && isTooLarge(exchange.error)) {
+  if (exchange.protocol === "connect" && uRes.status === 429 && isRequestTooLarge(exchange.error)) {
     return { ...uRes, status: 413 };
   }
   const body = uRes.body;
@@ -309,10 +309,6 @@ function endStreamCode(envelope: Uint8Array): Code | undefined {
   } catch {
     return undefined;
   }
-}
-
-function isTooLarge(error: ConnectError | undefined): boolean {
-  return error?.cause instanceof AppError && error.cause.code === "request_too_large";
 }
 
 /**

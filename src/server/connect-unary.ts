@@ -25,9 +25,10 @@ import type { Auth } from "../auth/index.js";
 import type { Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
+import { isRequestTooLarge } from "../rpc/wire-error.js";
 import { createInProcessCalls } from "./in-process-call.js";
 import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
-import { nodeHeaders, requestHeaders } from "./node-headers.js";
+import { headerValue, nodeHeaders, requestHeaders } from "./node-headers.js";
 import { readBody } from "./read-body.js";
 
 type UnarySpec = Extract<ServiceImplSpec["methods"][string], { kind: "unary" }>;
@@ -130,7 +131,7 @@ export function createConnectUnaryHandler(options: ConnectUnaryOptions): Connect
     if (encoding !== undefined && encoding !== "identity") return false;
     const declared = headers["content-length"];
     if (declared !== undefined && Number(declared) > readMaxBytes) return false;
-    const timeout = parseTimeout(headerValue(headers[headerTimeout]), maxTimeoutMs);
+    const timeout = parseTimeout(headerValue(headers[headerTimeout]) ?? null, maxTimeoutMs);
     if (timeout.error !== undefined) return false;
     const authority = "authority" in req ? req.authority : headers.host;
     if (authority === undefined) return false;
@@ -204,7 +205,7 @@ export function createConnectUnaryHandler(options: ConnectUnaryOptions): Connect
     } catch (thrown) {
       const err = call.fail(thrown);
       // connect sends 429 for RESOURCE_EXHAUSTED; a body over the limit is 413 on this server.
-      status = isTooLarge(err) ? 413 : codeToHttpStatus(err.code);
+      status = isRequestTooLarge(err) ? 413 : codeToHttpStatus(err.code);
       context.responseHeader.set(headerContentType, contentTypeJson);
       if (!err.isWireError) mergeNonProtocolHeaders(context.responseHeader, err.metadata);
       body = errorToJsonBytes(err, jsonOptions);
@@ -236,11 +237,6 @@ export function createConnectUnaryHandler(options: ConnectUnaryOptions): Connect
   }
 }
 
-function headerValue(value: string | string[] | undefined): string | null {
-  if (value === undefined) return null;
-  return typeof value === "string" ? value : value.join(", ");
-}
-
 /** The body of a unary call, up to the limit; a larger one fails with `Request too large` (413). */
 function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buffer> {
   return readBody(
@@ -253,10 +249,6 @@ function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buff
     },
     () => new ConnectError("the request body ended early", Code.Canceled),
   );
-}
-
-function isTooLarge(error: ConnectError): boolean {
-  return error.cause instanceof AppError && error.cause.code === "request_too_large";
 }
 
 /**

@@ -1,5 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
 
+/** A request header's value as one string (repeated values joined as HTTP joins them), undefined if absent. */
+export function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
 /**
  * The request metadata as connect-node gives it to handlers (`nodeHeaderToWebHeader`): every field but
  * HTTP/2's pseudo-headers. Shared by the unary fast paths (gRPC and Connect).
