@@ -1,4 +1,4 @@
-import { cors as connectCors, type ServiceImplSpec } from "@connectrpc/connect";
+import { cors as connectCors, type Interceptor, type ServiceImplSpec } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
@@ -9,6 +9,7 @@ import {
   hmacHeaders,
   principalKey,
 } from "./auth/index.js";
+import { createCallPipeline } from "./call/pipeline.js";
 import type { Config } from "./config/index.js";
 import {
   composeEdge,
@@ -61,6 +62,11 @@ export interface AppOptions {
   readonly onRedisBreakerStateChange?: (state: BreakerState, previous: BreakerState) => void;
   /** Recorded when given (API_KEY_SERVER_METRICS_PORT set); served on its own port by main.ts. */
   readonly metrics?: Metrics | undefined;
+  /**
+   * More per-call rules, run after the built-in interceptors (innermost) on every call of every protocol
+   * and surface. None in production; the tests add one to show a rule reaches every route.
+   */
+  readonly interceptors?: readonly Interceptor[];
 }
 
 export interface App {
@@ -194,6 +200,7 @@ export function createApp(options: AppOptions): App {
         return principal && `${principal.kind}:${principal.id}`;
       },
     }),
+    ...(options.interceptors ?? []),
   ];
 
   const shutdown = new AbortController();
@@ -203,8 +210,16 @@ export function createApp(options: AppOptions): App {
     interceptors,
     shutdownSignal: shutdown.signal,
   });
+  // The one pipeline every call of every codec passes (docs/architecture.md, "The call pipeline").
+  const pipeline = createCallPipeline({
+    interceptors,
+    shutdownSignal: shutdown.signal,
+    precheck: auth.precheck,
+    logger,
+  });
   const dispatch = createDispatch({
     connectOptions,
+    pipeline,
     logger,
     // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
     precheck: auth.precheck,
@@ -242,12 +257,9 @@ export function createApp(options: AppOptions): App {
       createOpenAiEdge({
         chat,
         chatJson,
-        interceptors,
+        pipeline,
         maxBodyBytes: connectOptions.readMaxBytes,
         maxTimeoutMs: connectOptions.maxTimeoutMs,
-        shutdownSignal: shutdown.signal,
-        logger,
-        precheck: auth.precheck,
       }),
     ],
     dispatch,

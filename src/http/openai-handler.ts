@@ -4,35 +4,34 @@ import {
   ChatCompletionRequestSchema,
   ChatService,
   ModelSchema,
-  type ChatCompletionRequest,
   type ListModelsResponse,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
-import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
+import type { CallPipeline, CallWire } from "../call/pipeline.js";
+import { httpWire } from "./http-wire.js";
+import { sendError } from "./rest-write.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 import { fromRestJson, toRestJson } from "./rest-json.js";
 import { streamJsonWriter } from "./rest-sse.js";
 import { parseJsonBody } from "./request-body.js";
 
-export interface OpenAiEdgeOptions extends HttpInvokeOptions {
+export interface OpenAiEdgeOptions {
   /** The ChatService implementation the Connect router serves (the same object), invoked in-process. */
   readonly chat: ServiceImpl<typeof ChatService>;
+  /** The call pipeline every call passes (src/call/pipeline.ts). */
+  readonly pipeline: CallPipeline;
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /** Largest deadline a caller may set (connect-timeout-ms / grpc-timeout); a larger one is refused. */
+  readonly maxTimeoutMs?: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts), run by the same core as `chat`: with it, chat requests
    * the JSON fast path takes get JSON in and JSON out without protobuf messages.
    */
   readonly chatJson?: JsonChat | undefined;
-}
-
-/** A chat request the JSON fast path took, with the JSON chat that runs it. */
-interface JsonChatCall {
-  readonly chat: JsonChat;
-  readonly json: JsonChatRequest;
 }
 
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
@@ -57,13 +56,15 @@ type Endpoint =
  * - `GET …/models` runs ListModels; `GET …/models/{model}` runs ListModels and answers the one model.
  *
  * These are the ChatService implementations the router serves, invoked in-process through the same
- * interceptors on the call path the REST transcoder uses (http-invoke.ts; docs/architecture.md, "HTTP
+ * interceptors on the call pipeline the REST transcoder uses (http-wire.ts; docs/architecture.md, "HTTP
  * surfaces"): auth, limits, upstream and the access line are the same; only the routing, the framing and
  * the error body differ: OpenAI's `{"error": {"message", "type", "param", "code"}}` with the statuses of
  * the README's error table.
  */
 export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   const maxBodyBytes = nonNegativeInt("createOpenAiEdge", "maxBodyBytes", options.maxBodyBytes);
+  const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
+  const { pipeline, chatJson } = options;
   const chat = createServiceImplSpec<typeof ChatService>(ChatService, options.chat);
   const specOf = (method: DescMethod) => {
     const spec = chat.methods[method.localName];
@@ -77,83 +78,97 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   const unary = specOf(ChatService.method.createChatCompletion);
   const stream = specOf(ChatService.method.streamChatCompletion);
   const models = specOf(ChatService.method.listModels);
-  const http = createHttpInvoker(options);
-
-  const chatWriter: CallWriter = {
-    error: openAiErrorFromConnect,
-    unary: (message) => JSON.stringify(toRestJson(unary.spec.method.output, message)),
-    stream: (request) => streamJsonWriter(stream.spec.method.output, request),
-  };
-  const modelsWriter: CallWriter = {
-    ...chatWriter,
-    unary: (message) => JSON.stringify(toRestJson(models.spec.method.output, message)),
-  };
-  const modelWriter = (id: string): CallWriter => ({
-    ...chatWriter,
-    unary: (message) => {
-      const model = (message as ListModelsResponse).data.find((m) => m.id === id);
+  const text = (answer: unknown): string => JSON.stringify(answer);
+  const chunkText = (request: unknown): ((message: unknown) => string) =>
+    isMessage(request)
+      ? (streamJsonWriter(stream.spec.method.output, request) as (m: unknown) => string)
+      : (chatJson?.chunkText(request as JsonChatRequest) as (m: unknown) => string);
+  const chatText = (answer: unknown): string =>
+    isMessage(answer) ? JSON.stringify(toRestJson(unary.spec.method.output, answer)) : text(answer);
+  const modelsText = (answer: unknown): string =>
+    JSON.stringify(toRestJson(models.spec.method.output, answer as Message));
+  const modelText =
+    (id: string) =>
+    (answer: unknown): string => {
+      const model = (answer as ListModelsResponse).data.find((m) => m.id === id);
       if (model === undefined) throw new AppError("model_not_found", { param: "model" });
       return JSON.stringify(toRestJson(ModelSchema, model));
-    },
-  });
+    };
 
-  async function handle(exchange: Exchange): Promise<void> {
-    let target: { product: string; endpoint: Endpoint };
-    let request: Message | JsonChatCall;
-    try {
-      target = route(exchange);
-      const { product, endpoint } = target;
-      // Read and prechecked by auth before any parse. For chat the parse tells which of the two RPCs
-      // runs, so the precheck names the unary one (it only goes into its log line's procedure).
-      const method = endpoint.kind === "chat" ? unary.spec.method : models.spec.method;
-      const body = await http.read(exchange, method, maxBodyBytes);
-      request =
-        endpoint.kind === "chat"
-          ? chatRequest(exchange, body, product, options.chatJson)
-          : fromRestJson(models.spec.method.input, { product });
-    } catch (thrown) {
-      if (!(thrown instanceof AppError)) throw thrown;
-      http.refuse(exchange, thrown, openAiErrorFromConnect);
+  /** The call of an endpoint: chat picks CreateChatCompletion or StreamChatCompletion by the body. */
+  function callOf(exchange: Exchange, product: string, endpoint: Endpoint): CallWire {
+    if (endpoint.kind !== "chat") {
+      exchange.rpc = models.rpc;
+      return httpWire(exchange, {
+        name,
+        spec: models.spec,
+        url: models.url,
+        maxBodyBytes,
+        maxTimeoutMs,
+        decode: () => ({ request: fromRestJson(models.spec.method.input, { product }) }),
+        unary: endpoint.kind === "models" ? modelsText : modelText(endpoint.model),
+        stream: () => text,
+        error: openAiErrorFromConnect,
+      });
+    }
+    // The body tells which of the two RPCs runs: until it is read, the call is named after the unary one.
+    exchange.rpc = unary.rpc;
+    return httpWire(exchange, {
+      name,
+      spec: unary.spec,
+      url: unary.url,
+      maxBodyBytes,
+      maxTimeoutMs,
+      decode(body) {
+        const json = parseJsonBody(exchange.req, body);
+        if (typeof json !== "object" || json === null || Array.isArray(json)) {
+          throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
+        }
+        const withProduct = { ...json, product };
+        // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
+        const taken = chatJson?.take(withProduct);
+        if (chatJson !== undefined && taken !== undefined) {
+          const streaming = taken.view.stream === true;
+          exchange.rpc = streaming ? stream.rpc : unary.rpc;
+          return streaming
+            ? { request: taken, stream: chatJson.stream as never, spec: stream.spec }
+            : { request: taken, unary: chatJson.complete, spec: unary.spec };
+        }
+        const request = fromRestJson(ChatCompletionRequestSchema, withProduct);
+        const called = request.stream ? stream : unary;
+        exchange.rpc = called.rpc;
+        return { request, spec: called.spec };
+      },
+      unary: chatText,
+      stream: chunkText,
+      error: openAiErrorFromConnect,
+    });
+  }
+
+  return (next) => (exchange) => {
+    if (!exchange.path.startsWith(prefix)) {
+      next(exchange);
       return;
     }
-    const { endpoint } = target;
-    if ("chat" in request) {
-      const { chat, json } = request;
-      const streaming = json.view.stream === true;
-      const { spec, url, rpc } = streaming ? stream : unary;
-      exchange.rpc = rpc;
-      await http.invokeJson(
-        exchange,
-        streaming
-          ? { spec, url, request: json, stream: chat.stream, text: chat.chunkText(json) }
-          : {
-              spec,
-              url,
-              request: json,
-              unary: chat.complete,
-              text: (answer) => JSON.stringify(answer),
-            },
-        openAiErrorFromConnect,
+    exchange.protocol = "openai";
+    let target: { product: string; endpoint: Endpoint };
+    try {
+      target = route(exchange);
+    } catch (thrown) {
+      pipeline.refuse(exchange, thrown, (err) =>
+        sendError(exchange.req, exchange.res, openAiErrorFromConnect(err)),
       );
       return;
     }
-    const called =
-      endpoint.kind !== "chat" ? models : (request as ChatCompletionRequest).stream === true ? stream : unary;
-    exchange.rpc = called.rpc;
-    const writer =
-      endpoint.kind === "chat"
-        ? chatWriter
-        : endpoint.kind === "models"
-          ? modelsWriter
-          : modelWriter(endpoint.model);
-    await http.invoke(exchange, { spec: called.spec, request, url: called.url }, writer);
-  }
-
-  const handler = http.handler("OpenAI surface", "openai", handle, openAiErrorFromConnect);
-  return (next) => (exchange) => {
-    if (exchange.path.startsWith(prefix)) handler(exchange);
-    else next(exchange);
+    void pipeline.run(exchange, callOf(exchange, target.product, target.endpoint));
   };
+}
+
+const name = "OpenAI surface";
+
+/** Whether an answer is a protobuf message (the JSON chat answers plain JSON). */
+function isMessage(value: unknown): value is Message {
+  return typeof value === "object" && value !== null && "$typeName" in value;
 }
 
 /**
@@ -178,27 +193,6 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
   const allowed = endpoint.kind === "chat" ? "POST" : "GET";
   if (exchange.method !== allowed) throw new AppError("method_not_allowed", { headers: { allow: allowed } });
   return { product, endpoint };
-}
-
-/**
- * The chat request from the body: OpenAI's JSON with the product of the path (which wins), taken by the
- * JSON fast path when it can (chat-json.ts), else built as a message.
- */
-function chatRequest(
-  exchange: Exchange,
-  body: Buffer,
-  product: string,
-  chatJson: JsonChat | undefined,
-): ChatCompletionRequest | JsonChatCall {
-  const json = parseJsonBody(exchange.req, body);
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
-  }
-  const withProduct = { ...json, product };
-  // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
-  const taken = chatJson?.take(withProduct);
-  if (chatJson !== undefined && taken !== undefined) return { chat: chatJson, json: taken };
-  return fromRestJson(ChatCompletionRequestSchema, withProduct);
 }
 
 function decode(segment: string): string | undefined {

@@ -5,22 +5,27 @@ import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
-import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
+import type { CallPipeline } from "../call/pipeline.js";
+import { httpWire } from "./http-wire.js";
 import { restErrorFromConnect } from "./rest-error.js";
 import { fromRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
 import { streamJsonWriter } from "./rest-sse.js";
-import { answerJson, isJsonObject } from "./rest-write.js";
+import { answerJson, isJsonObject, sendError } from "./rest-write.js";
 import { parseJsonBody } from "./request-body.js";
 
-export interface RestHandlerOptions extends HttpInvokeOptions {
+export interface RestHandlerOptions {
   /**
    * The services whose methods get routes from their google.api.http options: the very specs registered
    * on the Connect router (see recordServices), invoked in-process.
    */
   readonly services: readonly ServiceImplSpec[];
+  /** The call pipeline every call passes (src/call/pipeline.ts). */
+  readonly pipeline: CallPipeline;
   /** Largest accepted request body in bytes; larger bodies get 413 before they are read in full. */
   readonly maxBodyBytes: number;
+  /** Largest deadline a caller may set (connect-timeout-ms / grpc-timeout); a larger one is refused. */
+  readonly maxTimeoutMs?: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts): with it, the chat routes take JSON in and give JSON out
    * without protobuf messages; requests it does not take, and every other route, are built as messages.
@@ -36,7 +41,7 @@ function requestJson(
   route: RestRoute,
   pathValues: readonly string[],
   rawQuery: string,
-  body: Buffer,
+  body: Uint8Array,
   req: NodeServerRequest,
 ): JsonObject {
   let json: JsonObject = {};
@@ -59,55 +64,40 @@ function requestJson(
   return json;
 }
 
-type Built =
-  | { readonly route: RestRoute; readonly request: Message; readonly json?: undefined }
-  | { readonly route: RestRoute; readonly json: JsonChatRequest; readonly chat: JsonChat };
-
-const jsonText = (json: JsonObject): string => JSON.stringify(json);
-
-/** The REST writer of a route: the REST JSON writer (and `response_body`), the error table's bodies. */
-function writerOf(route: RestRoute): CallWriter {
-  const output = route.spec.method.output;
-  const toJson = (message: Message): string => answerJson(route, output, message);
-  return {
-    error: restErrorFromConnect,
-    unary: toJson,
-    stream: (request) => (route.responseBody === undefined ? streamJsonWriter(output, request) : toJson),
-  };
-}
+const jsonText = (json: unknown): string => JSON.stringify(json);
+const name = "REST transcoder";
 
 /**
  * Creates the REST transcoder: routes from the google.api.http options of the services' methods, compiled
  * once (throws on an invalid rule). Per request it matches the route (404 unknown path, 405 with `Allow`
- * for a known path with another method), reads the body up to `maxBodyBytes` (413), requires
- * `application/json` for a non-empty body (415), builds the request from body, query and path (400 naming
- * the field), and invokes the method's implementation in-process on the call path it shares with the
- * OpenAI-compatible surface (http-invoke.ts): the same interceptors, context, deadline and error handling
- * as the Connect router, without serializing the messages. Answers use the REST JSON writer; server
- * streams are Server-Sent Events (`data: <json>` per message with OpenAI's `"usage": null` rule,
- * `data: [DONE]` after the last, a failure as `event: error` with the error body); errors use the error
- * table's body and status.
+ * for a known path with another method) and hands the call to the call pipeline with the HTTP codec
+ * (http-wire.ts): the body read up to `maxBodyBytes` (413), auth's precheck, then `application/json`
+ * required for a non-empty body (415) and the request built from body, query and path (400 naming the
+ * field). Answers use the REST JSON writer; server streams are Server-Sent Events (`data: <json>` per
+ * message with OpenAI's `"usage": null` rule, `data: [DONE]` after the last, a failure as `event: error`
+ * with the error body); errors use the error table's body and status.
  */
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   nonNegativeInt("createRestHandler", "maxBodyBytes", options.maxBodyBytes);
   const routes = compileRoutes(options.services);
-  const { maxBodyBytes } = options;
-  const http = createHttpInvoker(options);
-  const writers = new Map(routes.map((route) => [route, writerOf(route)]));
-  const { chatJson } = options;
+  const { maxBodyBytes, pipeline, chatJson } = options;
+  const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
   const chatMethods: ReadonlySet<DescMethod> = new Set([
     ChatService.method.createChatCompletion,
     ChatService.method.streamChatCompletion,
   ]);
+  const calls = new Map(
+    routes.map((route) => {
+      const output = route.spec.method.output;
+      const unary = (answer: unknown): string =>
+        isMessage(answer) ? answerJson(route, output, answer) : jsonText(answer);
+      return [route, { unary, stream: streamText(route, unary) }] as const;
+    }),
+  );
 
-  /**
-   * Matches the route and builds the request message; throws an AppError for what the caller got wrong
-   * (404, 405 with `Allow`, 413, 415, 400).
-   */
-  async function build(exchange: Exchange): Promise<Built> {
+  /** The route and its path values; throws the AppError of an unknown path (404) or method (405). */
+  function match(exchange: Exchange): { route: RestRoute; pathValues: string[] } {
     const { method, path } = exchange;
-    let route: RestRoute | undefined;
-    let pathValues: string[] | undefined;
     let allowed: Set<string> | undefined;
     for (const candidate of routes) {
       const values = candidate.template.match(path);
@@ -116,54 +106,71 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         (allowed ??= new Set()).add(candidate.httpMethod);
         continue;
       }
-      route = candidate;
-      pathValues = values;
-      break;
+      return { route: candidate, pathValues: values };
     }
-    if (route === undefined || pathValues === undefined) {
-      if (allowed === undefined) throw new AppError("route_not_found");
-      throw new AppError("method_not_allowed", { headers: { allow: [...allowed].join(", ") } });
-    }
-    const spec = route.spec;
-    exchange.rpc = `${spec.method.parent.typeName}/${spec.method.name}`;
-
-    const { req } = exchange;
-    // Read (size-limited) and prechecked by auth, but not parsed: no unauthenticated request costs a parse.
-    const body = await http.read(exchange, spec.method, maxBodyBytes);
-    const built = requestJson(route, pathValues, exchange.query, body, req);
-    if (chatJson !== undefined && chatMethods.has(spec.method)) {
-      const json = chatJson.take(built);
-      if (json !== undefined) return { route, json, chat: chatJson };
-    }
-    return { route, request: fromRestJson(route.spec.method.input, built) };
+    if (allowed === undefined) throw new AppError("route_not_found");
+    throw new AppError("method_not_allowed", { headers: { allow: [...allowed].join(", ") } });
   }
 
-  async function handle(exchange: Exchange): Promise<void> {
-    let built: Built;
+  return function restHandler(exchange) {
+    exchange.protocol = "rest";
+    let matched: { route: RestRoute; pathValues: string[] };
     try {
-      built = await build(exchange);
+      matched = match(exchange);
     } catch (thrown) {
-      if (!(thrown instanceof AppError)) throw thrown;
-      http.refuse(exchange, thrown, restErrorFromConnect);
-      return;
-    }
-    const { route } = built;
-    if (built.json !== undefined) {
-      const { spec, url } = route;
-      const { chat } = built;
-      const request = built.json;
-      await http.invokeJson(
-        exchange,
-        route.serverStreaming
-          ? { spec, url, request, stream: chat.stream, text: chat.chunkText(request) }
-          : { spec, url, request, unary: chat.complete, text: jsonText },
-        restErrorFromConnect,
+      pipeline.refuse(exchange, thrown, (err) =>
+        sendError(exchange.req, exchange.res, restErrorFromConnect(err)),
       );
       return;
     }
-    const writer = writers.get(route) ?? writerOf(route);
-    await http.invoke(exchange, { spec: route.spec, request: built.request, url: route.url }, writer);
-  }
+    const { route, pathValues } = matched;
+    const { spec } = route;
+    exchange.rpc = `${spec.method.parent.typeName}/${spec.method.name}`;
+    const writers = calls.get(route);
+    if (writers === undefined) throw new Error("unreachable: every route has its writers");
+    const chat = chatJson !== undefined && chatMethods.has(spec.method) ? chatJson : undefined;
+    void pipeline.run(
+      exchange,
+      httpWire(exchange, {
+        name,
+        spec,
+        url: route.url,
+        maxBodyBytes,
+        maxTimeoutMs,
+        decode(body) {
+          const built = requestJson(route, pathValues, exchange.query, body, exchange.req);
+          const json = chat?.take(built);
+          if (chat !== undefined && json !== undefined) {
+            return route.serverStreaming
+              ? { request: json, stream: chat.stream as never }
+              : { request: json, unary: chat.complete };
+          }
+          return { request: fromRestJson(spec.method.input, built) };
+        },
+        unary: writers.unary,
+        stream: (request) =>
+          chat !== undefined && !isMessage(request)
+            ? (chat.chunkText(request as JsonChatRequest) as (m: unknown) => string)
+            : writers.stream(request),
+        error: restErrorFromConnect,
+      }),
+    );
+  };
+}
 
-  return http.handler("REST transcoder", "rest", handle, restErrorFromConnect);
+/** Whether an answer is a protobuf message (the JSON chat answers plain JSON). */
+function isMessage(value: unknown): value is Message {
+  return typeof value === "object" && value !== null && "$typeName" in value;
+}
+
+/** The SSE `data:` writer of a route's stream for a request message: the REST JSON writer's. */
+function streamText(
+  route: RestRoute,
+  unary: (answer: unknown) => string,
+): (request: unknown) => (message: unknown) => string {
+  const output = route.spec.method.output;
+  return (request) =>
+    route.responseBody === undefined && isMessage(request)
+      ? (streamJsonWriter(output, request) as (m: unknown) => string)
+      : unary;
 }

@@ -3,9 +3,8 @@ import { AppError } from "../errors/index.js";
 
 // Bounds on what an authenticated request body may make the server decode (docs/auth.md, "Decoding
 // limits"): the count is taken on the raw bytes before JSON.parse or the protobuf decode, so a body over
-// the limit costs a scan, never the decode. Self-contained, called at every decode point: the REST and
-// OpenAI JSON bodies (src/http/request-body.ts), the Connect router (src/server/connect-dispatch.ts) and
-// the gRPC fast path (src/server/grpc-unary.ts).
+// the limit costs a scan, never the decode. Self-contained, called where bodies are decoded: the call
+// pipeline (src/call/pipeline.ts) for every codec, and the fallback lane (src/server/connect-dispatch.ts).
 
 /**
  * Most values one request body may hold: JSON values (counted as 1 + the `{`, `[` and `,` outside

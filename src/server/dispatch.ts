@@ -1,23 +1,30 @@
 import type { ConnectRouter, ServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Auth } from "../auth/index.js";
+import { createCallPipeline, type CallPipeline } from "../call/pipeline.js";
 import type { EdgeHandler } from "../edge/exchange.js";
 import { createRestHandler, recordServices, type JsonChat } from "../http/index.js";
 import type { Logger } from "../log/index.js";
+import { createConnectCodec } from "../protocols/connect/connect-codec.js";
+import { createGrpcCodec } from "../protocols/grpc/grpc-codec.js";
 import { createConnectDispatch } from "./connect-dispatch.js";
-import { createConnectUnaryHandler } from "./connect-unary.js";
 import type { ConnectOptions } from "./connect-options.js";
-import { createGrpcUnaryHandler } from "./grpc-unary.js";
 
 export interface DispatchOptions {
   /** From createConnectOptions: limits, interceptors (outermost first) and the shutdown signal. */
   readonly connectOptions: ConnectOptions;
   /** Registers the services, as connectNodeAdapter's option of the same name. */
   readonly routes: (router: ConnectRouter) => void;
+  /**
+   * The call pipeline (src/call/pipeline.ts), when the caller shares it with another surface (src/app.ts:
+   * the OpenAI one). By default one is built from `connectOptions`' interceptors and shutdown signal,
+   * `precheck` and `logger`.
+   */
+  readonly pipeline?: CallPipeline;
   readonly logger: Logger;
   /**
-   * Auth's body-free checks (see `Auth.precheck`), run by every path after the size-limited read and
-   * before the body is parsed, so that no unauthenticated request costs a parse. None by default.
+   * Auth's precheck for the fallback lane (connect-node's handlers), which runs it itself after the
+   * size-limited read and before connect decodes. None by default.
    */
   readonly precheck?: Auth["precheck"];
   /** The chat RPCs for REST's JSON callers (src/http/chat-json.ts); without it REST builds messages. */
@@ -25,66 +32,63 @@ export interface DispatchOptions {
 }
 
 /**
- * The innermost edge handler (docs/architecture.md, "The request path"): unary binary gRPC over HTTP/2
- * and Connect unary POST calls take their fast paths, the Connect router takes its other RPC requests, the REST transcoder takes the rest (and
- * answers 404 for unknown paths). All of them serve the same service implementations through the same
- * interceptors, limits and shutdown signal. The server (src/app.ts) and the tests' servers are built with it.
+ * The innermost edge handler (docs/architecture.md, "The request path"): two lanes. The call pipeline
+ * serves every call a codec takes — gRPC and gRPC-Web (src/protocols/grpc/grpc-codec.ts), Connect
+ * (src/protocols/connect/connect-codec.ts), REST from google.api.http (src/http/rest-handler.ts), which
+ * also answers 404/405 for unknown paths. connect-node's handlers (src/server/connect-dispatch.ts) are the
+ * fallback lane for the RPC requests no codec takes: Connect GET, compressed Connect unary bodies, client
+ * and bidi streams (server reflection), gRPC over HTTP/1.1, gRPC-Web text, unsupported content types.
+ * Both lanes serve the same implementations through the same interceptors, limits and shutdown signal.
  */
 export function createDispatch(options: DispatchOptions): EdgeHandler {
   const { connectOptions, logger } = options;
-  const interceptors = connectOptions.interceptors ?? [];
-  const shutdown =
-    connectOptions.shutdownSignal === undefined ? {} : { shutdownSignal: connectOptions.shutdownSignal };
   const precheck = options.precheck === undefined ? {} : { precheck: options.precheck };
-  // Every service registered on the router is recorded for the REST transcoder and the fast path, which
-  // invoke the same implementations in-process.
+  const pipeline =
+    options.pipeline ??
+    createCallPipeline({
+      interceptors: connectOptions.interceptors ?? [],
+      shutdownSignal: connectOptions.shutdownSignal,
+      logger,
+      ...precheck,
+    });
+  // Every service registered on the router is recorded for the codecs, which invoke the same
+  // implementations in-process.
   const services: ServiceImplSpec[] = [];
-  // connect-node's own default, named so the gRPC fast path negotiates from the same list.
+  // connect-node's own default, named so the codecs negotiate from the same list.
   const acceptCompression = [compressionGzip, compressionBrotli];
-  const connect = createConnectDispatch({
+  const fallback = createConnectDispatch({
     ...connectOptions,
     acceptCompression,
     logger,
     ...precheck,
     routes: (router) => options.routes(recordServices(router, services)),
   });
-  const rest = createRestHandler({
+  const limits = {
     services,
-    interceptors,
-    maxBodyBytes: connectOptions.readMaxBytes,
-    maxTimeoutMs: connectOptions.maxTimeoutMs,
-    ...shutdown,
-    logger,
-    ...precheck,
-    chatJson: options.chatJson,
-  });
-  const grpcUnary = createGrpcUnaryHandler({
-    services,
-    interceptors,
     readMaxBytes: connectOptions.readMaxBytes,
     writeMaxBytes: connectOptions.writeMaxBytes,
     maxTimeoutMs: connectOptions.maxTimeoutMs,
+    jsonOptions: connectOptions.jsonOptions,
     acceptCompression,
-    ...shutdown,
-    ...precheck,
-  });
+  };
+  const grpc = createGrpcCodec(limits);
   // A server that requires `connect-protocol-version` leaves every Connect call to connect, which checks it.
-  const connectUnary =
-    connectOptions.requireConnectProtocolHeader === true
-      ? () => false
-      : createConnectUnaryHandler({
-          services,
-          interceptors,
-          readMaxBytes: connectOptions.readMaxBytes,
-          writeMaxBytes: connectOptions.writeMaxBytes,
-          maxTimeoutMs: connectOptions.maxTimeoutMs,
-          jsonOptions: connectOptions.jsonOptions,
-          acceptCompression,
-          ...shutdown,
-          ...precheck,
-        });
+  const connect =
+    connectOptions.requireConnectProtocolHeader === true ? () => undefined : createConnectCodec(limits);
+  const rest = createRestHandler({
+    services,
+    pipeline,
+    maxBodyBytes: connectOptions.readMaxBytes,
+    maxTimeoutMs: connectOptions.maxTimeoutMs,
+    chatJson: options.chatJson,
+  });
   return (exchange) => {
-    if (grpcUnary(exchange) || connectUnary(exchange) || connect(exchange)) return;
+    const wire = grpc(exchange) ?? connect(exchange);
+    if (wire !== undefined) {
+      void pipeline.run(exchange, wire);
+      return;
+    }
+    if (fallback(exchange)) return;
     rest(exchange);
   };
 }

@@ -20,5 +20,4 @@ export {
   type ConnectDispatch,
   type ConnectDispatchOptions,
 } from "./connect-dispatch.js";
-export { createGrpcUnaryHandler, type GrpcUnaryHandler, type GrpcUnaryOptions } from "./grpc-unary.js";
 export { createDispatch, type DispatchOptions } from "./dispatch.js";

@@ -10,6 +10,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookSchema, BrokenService, LibraryService } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { composeEdge } from "../../src/edge/index.js";
+import { createCallPipeline } from "../../src/call/pipeline.js";
 import { createRestHandler } from "../../src/http/index.js";
 import { captureLog } from "../support/log-capture.js";
 
@@ -43,8 +44,7 @@ const breaking: Interceptor = (next) => async (req) => {
 
 const rest = createRestHandler({
   maxBodyBytes: 1024,
-  logger: log.logger,
-  interceptors: [breaking],
+  pipeline: createCallPipeline({ logger: log.logger, interceptors: [breaking] }),
   services: [
     createServiceImplSpec<typeof LibraryService>(LibraryService, {
       getBook: (req) => req,
@@ -55,6 +55,7 @@ const rest = createRestHandler({
     }),
   ],
 });
+const pipeline = createCallPipeline({ logger: log.logger, interceptors: [] });
 const server = http.createServer(composeEdge({ entries: [], dispatch: rest }));
 let base = "";
 
@@ -132,14 +133,12 @@ describe("REST transcoder failures", () => {
       error: 'invalid google.api.http path template "/v1/**/{kind}": "**" must be the last segment',
     },
   ])("refuses the rule of $method.name at construction", ({ method, error }) => {
-    expect(() => createRestHandler({ services: [only(method)], interceptors: [], maxBodyBytes: 1 })).toThrow(
-      error,
-    );
+    expect(() => createRestHandler({ services: [only(method)], pipeline, maxBodyBytes: 1 })).toThrow(error);
   });
 
   it("ignores a method without a google.api.http rule", () => {
     const services = [only(LibraryService.method.hidden)];
-    expect(() => createRestHandler({ services, interceptors: [], maxBodyBytes: 1 })).not.toThrow();
+    expect(() => createRestHandler({ services, pipeline, maxBodyBytes: 1 })).not.toThrow();
   });
 });
 

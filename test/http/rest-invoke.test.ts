@@ -11,7 +11,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LibraryService, type BookQuery } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { composeEdge } from "../../src/edge/index.js";
+import { createCallPipeline } from "../../src/call/pipeline.js";
 import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
+import { captureLog } from "../support/log-capture.js";
 
 /**
  * The in-process invocation of the transcoder: deadlines (connect-timeout-ms / grpc-timeout, capped by
@@ -57,10 +59,23 @@ let closing: { base: string; server: http.Server };
 
 beforeAll(async () => {
   main = await serve(
-    createRestHandler({ services, interceptors: [counting], maxBodyBytes: 1024, maxTimeoutMs: 1000 }),
+    createRestHandler({
+      services,
+      pipeline: createCallPipeline({ logger: captureLog().logger, interceptors: [counting] }),
+      maxBodyBytes: 1024,
+      maxTimeoutMs: 1000,
+    }),
   );
   closing = await serve(
-    createRestHandler({ services, interceptors: [], maxBodyBytes: 1024, shutdownSignal: shutdown.signal }),
+    createRestHandler({
+      services,
+      pipeline: createCallPipeline({
+        logger: captureLog().logger,
+        interceptors: [],
+        shutdownSignal: shutdown.signal,
+      }),
+      maxBodyBytes: 1024,
+    }),
   );
 });
 

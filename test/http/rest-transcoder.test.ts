@@ -2,8 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type ServiceImplSpec } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BookSchema,
@@ -12,9 +11,10 @@ import {
   type WatchShelfRequest,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError, isAppErrorCode, toConnectError } from "../../src/errors/index.js";
-import { composeEdge } from "../../src/edge/index.js";
-import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
-import { httpRequestInfoKey, type HttpRequestInfo } from "../../src/lib/request-context.js";
+import { composeEdge, exchangeKey, type Exchange } from "../../src/edge/index.js";
+import { createConnectOptions, createDispatch } from "../../src/server/index.js";
+import { createCallPipeline } from "../../src/call/pipeline.js";
+import { createRestHandler } from "../../src/http/index.js";
 import { captureLog } from "../support/log-capture.js";
 
 /** What the test interceptor saw of each call. */
@@ -28,10 +28,19 @@ interface Seen {
 }
 
 const seen: Seen[] = [];
+/** The HTTP request line a call came with, as the exchange holds it. */
+function requestInfo(exchange: Exchange | undefined): HttpRequestInfo | undefined {
+  return exchange && { method: exchange.method, path: exchange.path, query: exchange.query };
+}
+interface HttpRequestInfo {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+}
 const recordingInterceptor: Interceptor = (next) => async (req) => {
   seen.push({
     method: req.method.name,
-    info: req.contextValues.get(httpRequestInfoKey),
+    info: requestInfo(req.contextValues.get(exchangeKey)),
     authorization: req.header.get("authorization"),
     xTest: req.header.get("x-test"),
     cookie: req.header.get("cookie"),
@@ -77,54 +86,53 @@ async function* watchShelf(req: WatchShelfRequest, signal: AbortSignal): AsyncGe
 }
 
 const log = captureLog();
-let rest: RestHandler | undefined;
 const interceptors = [recordingInterceptor];
-const adapter = connectNodeAdapter({
-  interceptors,
-  routes: (connectRouter) => {
-    const services: ServiceImplSpec[] = [];
-    const router = recordServices(connectRouter, services);
-    router.service(LibraryService, {
-      getBook: (req, ctx) => {
-        ctx.responseHeader.set("x-served-by", "library");
-        ctx.responseTrailer.set("x-trailer", "t");
-        return req;
-      },
-      createBook: (req) => req,
-      updateBook: (req) => req,
-      deleteBook: (req) => req,
-      archiveBook: (req) => req,
-      searchBooks: (req) => req,
-      getFile: (req) => req,
-      listBooks: (req) => ({
-        books: [
-          { name: `${req.parent}/books/1`, pages: 1741569952n, huge: 2n ** 64n - 1n, counts: { read: 5n } },
-        ],
-        nextPageToken: String(req.pageSize),
-      }),
-      watchShelf: (req, ctx) => watchShelf(req, ctx.signal),
-      ping: (req) => ({ kind: `pong ${req.kind}` }),
-      hidden: (req) => req,
-      fail: (req) => {
-        if (isAppErrorCode(req.kind)) {
-          throw toConnectError(
-            req.kind === "rate_limited"
-              ? new AppError("rate_limited", { retryAfterMs: 2500, headers: { "ratelimit-limit": "60" } })
-              : req.kind === "upstream_rejected"
-                ? new AppError("upstream_rejected", { message: "max_tokens is too large" })
-                : new AppError(req.kind),
-          );
-        }
-        if (req.kind === "not_found") throw new ConnectError("nope", Code.NotFound);
-        if (req.kind === "aborted") throw new ConnectError("try again", Code.Aborted);
-        throw new Error("boom with sk-secretsecretsecret");
-      },
-    });
-    rest = createRestHandler({ services, interceptors, maxBodyBytes: 1024, logger: log.logger });
-  },
-  fallback: (req, res) => {
-    if (rest !== undefined) composeEdge({ entries: [], dispatch: rest })(req, res);
-  },
+// The server's own dispatcher (codecs, fallback lane, REST) behind the edge, as src/app.ts composes it.
+const adapter = composeEdge({
+  entries: [],
+  dispatch: createDispatch({
+    connectOptions: createConnectOptions({ interceptors, bodyLimitBytes: 1024 }),
+    logger: log.logger,
+    routes: (connectRouter) => {
+      const router = connectRouter;
+      router.service(LibraryService, {
+        getBook: (req, ctx) => {
+          ctx.responseHeader.set("x-served-by", "library");
+          ctx.responseTrailer.set("x-trailer", "t");
+          return req;
+        },
+        createBook: (req) => req,
+        updateBook: (req) => req,
+        deleteBook: (req) => req,
+        archiveBook: (req) => req,
+        searchBooks: (req) => req,
+        getFile: (req) => req,
+        listBooks: (req) => ({
+          books: [
+            { name: `${req.parent}/books/1`, pages: 1741569952n, huge: 2n ** 64n - 1n, counts: { read: 5n } },
+          ],
+          nextPageToken: String(req.pageSize),
+        }),
+        watchShelf: (req, ctx) => watchShelf(req, ctx.signal),
+        ping: (req) => ({ kind: `pong ${req.kind}` }),
+        hidden: (req) => req,
+        fail: (req) => {
+          if (isAppErrorCode(req.kind)) {
+            throw toConnectError(
+              req.kind === "rate_limited"
+                ? new AppError("rate_limited", { retryAfterMs: 2500, headers: { "ratelimit-limit": "60" } })
+                : req.kind === "upstream_rejected"
+                  ? new AppError("upstream_rejected", { message: "max_tokens is too large" })
+                  : new AppError(req.kind),
+            );
+          }
+          if (req.kind === "not_found") throw new ConnectError("nope", Code.NotFound);
+          if (req.kind === "aborted") throw new ConnectError("try again", Code.Aborted);
+          throw new Error("boom with sk-secretsecretsecret");
+        },
+      });
+    },
+  }),
 });
 
 const server1 = http.createServer(adapter);
@@ -685,8 +693,12 @@ describe("REST transcoder over HTTP/2 (h2c)", () => {
 
 describe("createRestHandler options", () => {
   it.each([-1, 1.5, Number.NaN])("rejects maxBodyBytes %s", (maxBodyBytes) => {
-    expect(() => createRestHandler({ services: [], interceptors: [], maxBodyBytes })).toThrow(
-      `createRestHandler: maxBodyBytes must be a non-negative integer, got ${String(maxBodyBytes)}`,
-    );
+    expect(() =>
+      createRestHandler({
+        services: [],
+        pipeline: createCallPipeline({ logger: log.logger, interceptors: [] }),
+        maxBodyBytes,
+      }),
+    ).toThrow(`createRestHandler: maxBodyBytes must be a non-negative integer, got ${String(maxBodyBytes)}`);
   });
 });

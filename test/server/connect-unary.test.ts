@@ -17,7 +17,8 @@ import { AppError } from "../../src/errors/index.js";
 import { recordServices } from "../../src/http/index.js";
 import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
 import { createConnectDispatch } from "../../src/server/connect-dispatch.js";
-import { createConnectUnaryHandler } from "../../src/server/connect-unary.js";
+import { createCallPipeline } from "../../src/call/pipeline.js";
+import { createConnectCodec } from "../../src/protocols/connect/connect-codec.js";
 import { createOnePortServer } from "../../src/server/one-port.js";
 import { captureLog } from "../support/log-capture.js";
 
@@ -152,20 +153,22 @@ function startFastPath(): Promise<Server> {
     ...adapterOptions,
     routes: (router) => routes(recordServices(router, services)),
   });
-  const fast = createConnectUnaryHandler({
+  // The server's Connect codec on the call pipeline (src/server/dispatch.ts composes them the same way).
+  const codec = createConnectCodec({
     services,
-    interceptors,
     readMaxBytes,
     writeMaxBytes,
     maxTimeoutMs,
     jsonOptions,
     acceptCompression,
-    precheck,
   });
+  const pipeline = createCallPipeline({ interceptors, precheck, logger: captureLog().logger });
   const counter = { taken: 0 };
   return start((exchange) => {
-    if (!fast(exchange)) return connect(exchange);
+    const wire = codec(exchange);
+    if (wire === undefined) return connect(exchange);
     counter.taken++;
+    void pipeline.run(exchange, wire);
     return true;
   }, counter);
 }

@@ -17,7 +17,7 @@ import {
   invokeUnaryImplementation,
   transformInvokeImplementation,
 } from "@connectrpc/connect/protocol";
-import type { Message } from "@bufbuild/protobuf";
+import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { callEnded, createCallSignals } from "../lib/call-signals.js";
 import { accessRecordKey } from "../rpc/access-record.js";
@@ -59,11 +59,19 @@ export interface InProcessCall {
    * messages (the JSON surfaces' chat calls, src/http/chat-json.ts): the interceptors see the method, the
    * context and `request` as the request message, and connect's normalization of the answer is skipped.
    */
-  unaryWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => Promise<O>): Promise<O>;
-  /** Like `stream`, with `impl` in place of the method's implementation (see `unaryWith`). */
+  unaryWith<I, O>(
+    request: I,
+    impl: (request: I, context: HandlerContext) => Promise<O>,
+    method?: DescMethod,
+  ): Promise<O>;
+  /**
+   * Like `stream`, with `impl` in place of the method's implementation (see `unaryWith`). `method`, when
+   * given, is the one the interceptors see: the OpenAI route learns from the body which of two RPCs runs.
+   */
   streamWith<I, O>(
     request: I,
     impl: (request: I, context: HandlerContext) => AsyncIterable<O>,
+    method?: DescMethod,
   ): AsyncIterator<O>;
 }
 
@@ -143,8 +151,12 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
       return {
         context,
         fail,
-        async unaryWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => Promise<O>) {
-          const method = spec.method as UnaryRequest["method"];
+        async unaryWith<I, O>(
+          request: I,
+          impl: (request: I, context: HandlerContext) => Promise<O>,
+          called?: DescMethod,
+        ) {
+          const method = (called ?? spec.method) as UnaryRequest["method"];
           let answer: O;
           try {
             const next = intercept<UnaryFn>(async (req) => {
@@ -166,8 +178,12 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
           if (init.timeoutMs !== undefined) context.abort(callEnded);
           return answer;
         },
-        streamWith<I, O>(request: I, impl: (request: I, context: HandlerContext) => AsyncIterable<O>) {
-          const method = spec.method as StreamRequest["method"];
+        streamWith<I, O>(
+          request: I,
+          impl: (request: I, context: HandlerContext) => AsyncIterable<O>,
+          called?: DescMethod,
+        ) {
+          const method = (called ?? spec.method) as StreamRequest["method"];
           const next = intercept<StreamingFn>(async (req) => {
             const first: IteratorResult<unknown> = await req.message[Symbol.asyncIterator]().next();
             const message = impl(first.value as I, merged(req));

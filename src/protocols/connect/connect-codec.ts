@@ -1,0 +1,400 @@
+import type * as http from "node:http";
+import * as http2 from "node:http2";
+import type { DescMessage, Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouterOptions, type ServiceImplSpec } from "@connectrpc/connect";
+import {
+  compressionNegotiate,
+  createMethodSerializationLookup,
+  mergeNonProtocolHeaders,
+  type Compression,
+  type MethodSerializationLookup,
+} from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  contentTypeUnaryRegExp,
+  endStreamFlag,
+  endStreamToJson,
+  errorToJsonBytes,
+  parseTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import type { InProcessCall } from "../../call/in-process-call.js";
+import type { CallWire, MethodSpec } from "../../call/pipeline.js";
+import { readBody } from "../../call/read-body.js";
+import type { Exchange } from "../../edge/exchange.js";
+import { AppError } from "../../errors/index.js";
+import { isRequestTooLarge } from "../../rpc/wire-error.js";
+import { malformedMessage } from "../../server/malformed-message.js";
+import { headerValue, nodeHeaders, requestHeaders } from "../../server/node-headers.js";
+import { compressedFlag, envelope, readSingleEnvelope, send } from "../envelope.js";
+
+// The Connect codec of the call pipeline (docs/architecture.md, "The call pipeline"): unary POST calls
+// (`application/json`, `application/proto`) and server streams (`application/connect+json`,
+// `application/connect+proto`), over HTTP/1.1 and h2c. It mirrors connect-es 2.3.0's Connect handlers
+// (@connectrpc/connect/protocol-connect) and connect-node 2.3.0's response writer;
+// test/server/connect-unary.test.ts and test/server/stream-codecs.test.ts compare it byte for byte with
+// connect-node's answers. Re-check both when connect-es is upgraded.
+
+interface Route {
+  readonly spec: MethodSpec;
+  readonly rpc: string;
+  readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+}
+
+export interface ConnectCodecOptions {
+  /** The services registered on the router (see recordServices); their unary and server-streaming methods. */
+  readonly services: readonly ServiceImplSpec[];
+  /** As the router's options of the same names. */
+  readonly readMaxBytes: number;
+  readonly writeMaxBytes: number;
+  readonly maxTimeoutMs: number;
+  /** As the router's (unknown fields, field names). */
+  readonly jsonOptions?: ConnectRouterOptions["jsonOptions"];
+  /** Request and response compressions, as connect-node's `acceptCompression`. */
+  readonly acceptCompression: readonly Compression[];
+  /** Responses at least this large are compressed when the caller accepts it (connect's default 1024). */
+  readonly compressMinBytes?: number;
+}
+
+/** Takes a Connect call it serves and says how (a CallWire); undefined for any other request. */
+export type ConnectCodec = (exchange: Exchange) => CallWire | undefined;
+
+const headerContentType = "content-type";
+const headerEncoding = "content-encoding";
+const headerAcceptEncoding = "accept-encoding";
+const headerStreamEncoding = "connect-content-encoding";
+const headerStreamAcceptEncoding = "connect-accept-encoding";
+const headerTimeout = "connect-timeout-ms";
+const contentTypeJson = "application/json";
+const contentTypeProto = "application/proto";
+const binaryContentType = /^application\/proto$/i;
+const streamContentType = /^application\/connect\+(proto|json)(?:;|$)/i;
+/** connect-node's limit on the unread request body it reads and drops before answering over HTTP/1.1. */
+const maxDrainBytes = 256 * 1024;
+/** connect-node's delay between half-closing and closing a connection whose request was left unread. */
+const closeDelayMs = 500;
+const encoder = new TextEncoder();
+
+/**
+ * Creates the Connect codec. Left to the fallback lane (so answered exactly as connect does): GET calls,
+ * a compressed unary request body (`content-encoding` other than identity), a unary `connect-timeout-ms`
+ * connect refuses, a unary body declared over the limit, other content types (415), client and bidi
+ * streams, unknown methods, HTTP/1.0 without `Host`.
+ */
+export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
+  const { readMaxBytes, maxTimeoutMs } = options;
+  const jsonOptions = options.jsonOptions ?? {};
+  const acceptCompression = [...options.acceptCompression];
+  const compressMinBytes = options.compressMinBytes ?? 1024;
+  const limits = { readMaxBytes, writeMaxBytes: options.writeMaxBytes, compressMinBytes };
+  const unaryRoutes = new Map<string, Route>();
+  const streamRoutes = new Map<string, Route>();
+  for (const service of options.services) {
+    for (const spec of Object.values(service.methods)) {
+      if (spec.kind !== "unary" && spec.kind !== "server_streaming") continue;
+      const routes = spec.kind === "unary" ? unaryRoutes : streamRoutes;
+      routes.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
+        spec,
+        rpc: `${spec.method.parent.typeName}/${spec.method.name}`,
+        serialization: createMethodSerializationLookup(spec.method, undefined, jsonOptions, limits),
+      });
+    }
+  }
+
+  return function connectCodec(exchange) {
+    if (exchange.method !== "POST") return undefined;
+    const { req } = exchange;
+    const headers = req.headers;
+    const contentType = headers["content-type"];
+    if (contentType === undefined) return undefined;
+    const authority = "authority" in req ? req.authority : headers.host;
+    if (authority === undefined) return undefined;
+    const url = `http://${authority}${req.url ?? ""}`;
+    const stream = streamContentType.exec(contentType);
+    if (stream !== null) {
+      const route = streamRoutes.get(exchange.path);
+      if (route === undefined) return undefined;
+      exchange.protocol = "connect";
+      exchange.rpc = route.rpc;
+      return streamWire(exchange, route, (stream[1] as string).toLowerCase() === "proto", url);
+    }
+    const route = unaryRoutes.get(exchange.path);
+    if (route === undefined) return undefined;
+    if (!contentTypeUnaryRegExp.test(contentType)) return undefined;
+    const encoding = headers[headerEncoding];
+    if (encoding !== undefined && encoding !== "identity") return undefined;
+    const declared = headers["content-length"];
+    if (declared !== undefined && Number(declared) > readMaxBytes) return undefined;
+    const timeout = parseTimeout(headerValue(headers[headerTimeout]) ?? null, maxTimeoutMs);
+    if (timeout.error !== undefined) return undefined;
+    exchange.protocol = "connect";
+    exchange.rpc = route.rpc;
+    return unaryWire(exchange, route, binaryContentType.test(contentType), url, timeout.timeoutMs);
+  };
+
+  function unaryWire(
+    exchange: Exchange,
+    route: Route,
+    binary: boolean,
+    url: string,
+    timeoutMs: number | undefined,
+  ): CallWire {
+    const { spec, serialization } = route;
+    const header = requestHeaders(exchange.req.headers);
+    const compression = compressionNegotiate(
+      acceptCompression,
+      null,
+      header.get(headerAcceptEncoding),
+      headerAcceptEncoding,
+    );
+    const answer = async (call: InProcessCall, status: number, data: Uint8Array): Promise<void> => {
+      const { req, res } = exchange;
+      const { context } = call;
+      let body = data;
+      if (compression.response !== null && body.byteLength >= compressMinBytes) {
+        body = await compression.response.compress(body);
+        context.responseHeader.set(headerEncoding, compression.response.name);
+      }
+      // connect's trailerMux, without its copy of the headers: trailers go out as `trailer-` headers.
+      const out = nodeHeaders(context.responseHeader);
+      context.responseTrailer.forEach((value, name) => {
+        const key = `trailer-${name}`;
+        const seen = out[key];
+        out[key] =
+          seen === undefined ? value : `${typeof seen === "string" ? seen : seen.join(", ")}, ${value}`;
+      });
+      out["content-length"] = String(body.byteLength);
+      if ("stream" in res) {
+        if (res.writableEnded || res.stream.destroyed) return;
+        if (!req.readableEnded) stopUploadAfterAnswer(res.stream);
+      } else {
+        if (res.writableEnded || res.destroyed) return;
+        if (!(req as http.IncomingMessage).complete) {
+          await settleUnreadBody(req as http.IncomingMessage, res, out);
+        }
+      }
+      res.writeHead(status, out);
+      res.end(body);
+    };
+    const error = async (call: InProcessCall, err: ConnectError): Promise<void> => {
+      if (exchange.res.headersSent) {
+        if (!exchange.res.writableEnded) exchange.res.destroy();
+        return;
+      }
+      const { context } = call;
+      // connect sends 429 for RESOURCE_EXHAUSTED; a body over the limit is 413 on this server.
+      const status = isRequestTooLarge(err) ? 413 : codeToHttpStatus(err.code);
+      context.responseHeader.set(headerContentType, contentTypeJson);
+      if (!err.isWireError) mergeNonProtocolHeaders(context.responseHeader, err.metadata);
+      await answer(call, status, errorToJsonBytes(err, jsonOptions));
+    };
+    return {
+      name: "Connect codec",
+      spec,
+      init: {
+        protocolName: "connect",
+        url,
+        requestHeader: header,
+        responseHeader: { [headerContentType]: binary ? contentTypeProto : contentTypeJson },
+        timeoutMs,
+      },
+      signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
+      format: binary ? "binary" : "json",
+      read: () => readUnaryBody(exchange.req, readMaxBytes),
+      message: (body) => body,
+      decode(bytes) {
+        try {
+          return { request: serialization.getI(binary).parse(bytes) };
+        } catch (err) {
+          // Binary that does not decode is the caller's fault, not the server's (connect says INTERNAL).
+          if (binary) throw malformedMessage(err);
+          throw err;
+        }
+      },
+      async unary(call, message) {
+        let body: Uint8Array;
+        try {
+          body = serialization.getO(binary).serialize(message as Message);
+        } catch (thrown) {
+          await error(call, call.fail(thrown));
+          return;
+        }
+        await answer(call, 200, body);
+      },
+      stream: () => Promise.reject(new Error("a unary Connect wire has no stream")),
+      error,
+    };
+  }
+
+  function streamWire(exchange: Exchange, route: Route, binary: boolean, url: string): CallWire {
+    const { spec, serialization } = route;
+    const header = requestHeaders(exchange.req.headers);
+    const timeout = parseTimeout(header.get(headerTimeout), maxTimeoutMs);
+    const compression = compressionNegotiate(
+      acceptCompression,
+      header.get(headerStreamEncoding),
+      header.get(headerStreamAcceptEncoding),
+      headerStreamAcceptEncoding,
+    );
+    const responseHeader: Record<string, string> = {
+      [headerContentType]: binary ? "application/connect+proto" : "application/connect+json",
+    };
+    if (compression.response) responseHeader[headerStreamEncoding] = compression.response.name;
+    let flags = 0;
+    /** Ends the stream: the end-of-stream frame with the trailers as metadata and the error, if any. */
+    const end = async (call: InProcessCall, err: ConnectError | undefined): Promise<void> => {
+      const { res } = exchange;
+      if (res.writableEnded || res.destroyed) return;
+      if (!res.headersSent) res.writeHead(200, nodeHeaders(call.context.responseHeader));
+      let frame: Uint8Array;
+      try {
+        const json = endStreamToJson(call.context.responseTrailer, err, jsonOptions);
+        frame = await envelope(
+          encoder.encode(JSON.stringify(json)),
+          compression.response,
+          compressMinBytes,
+          endStreamFlag,
+        );
+      } catch {
+        res.destroy();
+        return;
+      }
+      res.end(frame);
+    };
+    return {
+      name: "Connect codec",
+      spec,
+      init: {
+        protocolName: "connect",
+        url,
+        requestHeader: header,
+        responseHeader,
+        timeoutMs: timeout.timeoutMs,
+      },
+      // Refusals before the body, in connect's order: compression, then the deadline.
+      refusal: compression.error ?? timeout.error,
+      signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
+      format: binary ? "binary" : "json",
+      async read() {
+        const read = await readSingleEnvelope(exchange, readMaxBytes, spec.kind);
+        flags = read.flags;
+        return read.data;
+      },
+      message(data) {
+        if ((flags & compressedFlag) === 0) return data;
+        if (compression.request === null) {
+          throw new ConnectError(
+            "received compressed envelope, but do not know how to decompress",
+            Code.Internal,
+          );
+        }
+        return compression.request.decompress(data, readMaxBytes);
+      },
+      decode(bytes) {
+        try {
+          return { request: serialization.getI(binary).parse(bytes) };
+        } catch (err) {
+          if (binary) throw malformedMessage(err);
+          throw err;
+        }
+      },
+      unary: () => Promise.reject(new Error("a Connect stream wire has no unary answer")),
+      async stream(call, messages) {
+        const { res } = exchange;
+        let failure: ConnectError | undefined;
+        let next: IteratorResult<unknown> | undefined;
+        try {
+          next = await messages.next();
+        } catch (err) {
+          failure = err as ConnectError;
+        }
+        // Headers go out with the first message or the end, as connect's handler waits for the first.
+        if (failure === undefined) res.writeHead(200, nodeHeaders(call.context.responseHeader));
+        try {
+          while (next !== undefined && next.done !== true && failure === undefined) {
+            let body: Uint8Array;
+            try {
+              body = await envelope(
+                serialization.getO(binary).serialize(next.value as Message),
+                compression.response,
+                compressMinBytes,
+              );
+            } catch (thrown) {
+              failure = call.fail(thrown);
+              break;
+            }
+            if (!(await send(exchange, body, call.context.signal))) return;
+            try {
+              next = await messages.next();
+            } catch (err) {
+              failure = err as ConnectError;
+            }
+          }
+        } finally {
+          if (next !== undefined && next.done !== true) await messages.return?.();
+        }
+        await end(call, failure);
+      },
+      error: (call, err) => end(call, err),
+    };
+  }
+}
+
+/** The body of a unary call, up to the limit; a larger one fails with `Request too large` (413). */
+function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buffer> {
+  return readBody(
+    req,
+    (_chunk, total) => {
+      if (total <= readMaxBytes) return undefined;
+      // What is left unread is drained or refused when the answer goes out (see serve()).
+      req.pause();
+      return new AppError("request_too_large");
+    },
+    () => new ConnectError("the request body ended early", Code.Canceled),
+  );
+}
+
+/**
+ * HTTP/2, an answer before the whole body was read: as connect-node, the stream is closed with NO_ERROR
+ * once the answer is out, so the client stops sending (src/server/one-port.ts lets the answer reach the
+ * client first).
+ */
+function stopUploadAfterAnswer(stream: http2.ServerHttp2Stream): void {
+  stream.once("wantTrailers", () => {
+    setImmediate(() => {
+      if (stream.state.remoteClose === 0) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+  });
+}
+
+/**
+ * HTTP/1.1, an answer before the whole body was read: as connect-node, up to 256 KiB more are read and
+ * dropped so the connection stays usable; a body still unfinished closes the connection after the
+ * answer (half-close first, so the client's TCP stack does not drop the answer).
+ */
+async function settleUnreadBody(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  headers: Record<string, string | string[]>,
+): Promise<void> {
+  const connection = headers["connection"];
+  if (!res.shouldKeepAlive || (typeof connection === "string" && connection.toLowerCase() === "close")) {
+    return;
+  }
+  let drained = 0;
+  let failed = false;
+  try {
+    for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+      drained += (chunk as Buffer).byteLength;
+      if (drained > maxDrainBytes) break;
+    }
+  } catch {
+    failed = true;
+  }
+  const socket = res.socket;
+  if (req.complete || socket === null) return;
+  headers["connection"] = "close";
+  if (failed) return;
+  socket.destroySoon = () => {
+    socket.end(() => setTimeout(() => socket.destroy(), closeDelayMs).unref());
+  };
+}

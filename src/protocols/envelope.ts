@@ -1,0 +1,94 @@
+import type { EventEmitter } from "node:events";
+import { once } from "node:events";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Compression } from "@connectrpc/connect/protocol";
+import type { MethodSpec } from "../call/pipeline.js";
+import { readBody } from "../call/read-body.js";
+import type { Exchange } from "../edge/exchange.js";
+
+// The envelope framing the gRPC, gRPC-Web and Connect streaming codecs share (flags byte, big-endian
+// length, data), with connect-es 2.3.0's limits and error texts (@connectrpc/connect/protocol).
+
+/** The envelope flag of a compressed message. */
+export const compressedFlag = 0b0000_0001;
+
+/** One envelope, its data compressed when at least `compressMinBytes` long and a compression is given. */
+export async function envelope(
+  data: Uint8Array,
+  compression: Compression | null,
+  compressMinBytes: number,
+  flags = 0,
+): Promise<Uint8Array> {
+  let out = data;
+  let f = flags;
+  if (compression !== null && data.byteLength >= compressMinBytes) {
+    out = await compression.compress(data);
+    f |= compressedFlag;
+  }
+  const buf = Buffer.allocUnsafe(5 + out.byteLength);
+  buf[0] = f;
+  buf.writeUInt32BE(out.byteLength, 1);
+  buf.set(out, 5);
+  return buf;
+}
+
+/** Writes one chunk, waiting for the socket to drain; false when the client has gone. */
+export async function send(exchange: Exchange, chunk: Uint8Array, signal: AbortSignal): Promise<boolean> {
+  const { res } = exchange;
+  if (signal.aborted || res.destroyed) return false;
+  if (res.write(chunk)) return true;
+  try {
+    await once(res as unknown as EventEmitter, "drain", { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads the body of a call with one request message: exactly one envelope. The errors are connect's, word
+ * for word, so a caller sees the same whichever lane served it.
+ */
+export async function readSingleEnvelope(
+  exchange: Exchange,
+  readMaxBytes: number,
+  kind: MethodSpec["kind"],
+): Promise<{ flags: number; data: Uint8Array }> {
+  const method = kind === "unary" ? "unary" : "server-streaming";
+  const extra = () =>
+    new ConnectError(`protocol error: received extra input message for ${method} method`, Code.Unimplemented);
+  let declared = -1;
+  const all = await readBody(
+    exchange.req,
+    (chunk, total, chunks) => {
+      if (declared < 0 && total >= 5) {
+        const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
+        declared = head.readUInt32BE(1);
+        if (declared > readMaxBytes) {
+          return new ConnectError(
+            `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
+            Code.ResourceExhausted,
+          );
+        }
+      }
+      // More bytes than one message and the header of a second one: connect reads no further either.
+      if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) return extra();
+      return undefined;
+    },
+    () => new ConnectError("the request body ended early", Code.Canceled),
+  );
+  const total = all.length;
+  if (total === 0) {
+    throw new ConnectError(`protocol error: missing input message for ${method} method`, Code.Unimplemented);
+  }
+  if (total < 5 || total < 5 + declared) {
+    throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  }
+  const end = 5 + declared;
+  if (total > end) {
+    const rest = all.subarray(end);
+    const complete = rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1);
+    throw complete ? extra() : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  }
+  return { flags: all[0] as number, data: all.subarray(5, end) };
+}
