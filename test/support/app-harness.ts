@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Interceptor } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import { createApp, type App } from "../../src/app.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
@@ -58,6 +59,8 @@ export interface AppHarnessOptions {
   readonly waitForRedis?: boolean;
   /** The Redis command timeout (default 5000 ms); short for tests of a hung Redis. */
   readonly redisCommandTimeoutMs?: number;
+  /** More per-call rules (AppOptions.interceptors), as a deployment would add one. */
+  readonly interceptors?: readonly Interceptor[];
 }
 
 export const defaultProducts = { "product-dev": { providers: { echo: { models: ["echo-1"] } } } };
@@ -107,7 +110,15 @@ export async function startApp(options: AppHarnessOptions = {}): Promise<AppHarn
   if (redis !== undefined && redis.status !== "ready" && options.waitForRedis !== false) {
     await once(redis, "ready");
   }
-  const app: App = createApp({ config, logger: logs.logger, secrets, version: "test", redis, metrics });
+  const app: App = createApp({
+    config,
+    logger: logs.logger,
+    secrets,
+    version: "test",
+    redis,
+    metrics,
+    ...(options.interceptors === undefined ? {} : { interceptors: options.interceptors }),
+  });
   const { port } = await app.listen(0, "127.0.0.1");
   const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger: logs.logger });
   const metricsPort =
