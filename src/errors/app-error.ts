@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -20,7 +21,13 @@ export const errorTable = {
   streaming_required: { code: Code.InvalidArgument, http: 400, message: "Streaming required" },
   /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
   invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
-  request_too_large: { code: Code.ResourceExhausted, http: 413, message: "Request too large" },
+  /** Connect unary answers it with HTTP 413 too (connect's status for RESOURCE_EXHAUSTED is 429). */
+  request_too_large: {
+    code: Code.ResourceExhausted,
+    http: 413,
+    connectHttp: 413,
+    message: "Request too large",
+  },
   /** No route for the path (REST). */
   route_not_found: { code: Code.NotFound, http: 404, message: "Not found" },
   /** A known REST path with another HTTP method; the AppError's headers carry `Allow`. */
@@ -43,7 +50,18 @@ export const errorTable = {
   upstream_timeout: { code: Code.DeadlineExceeded, http: 504, message: "Upstream timeout" },
   not_ready: { code: Code.Unavailable, http: 503, message: "Service not ready" },
   internal: { code: Code.Internal, http: 500, message: "Internal server error" },
-} as const satisfies Record<string, { code: Code; http: number; message: string }>;
+} as const satisfies Record<
+  string,
+  {
+    /** The gRPC status and Connect code. */
+    code: Code;
+    /** The HTTP status of REST and the OpenAI surface. */
+    http: number;
+    /** The HTTP status of a Connect unary error answer, where it is not connect's for `code`. */
+    connectHttp?: number;
+    message: string;
+  }
+>;
 
 export type AppErrorCode = keyof typeof errorTable;
 
@@ -90,15 +108,13 @@ export class AppError extends Error {
 /**
  * Turns anything thrown into the ConnectError that goes on the wire. AppErrors keep their code and public
  * message and carry a google.rpc.ErrorInfo detail whose `reason` is the AppErrorCode (the REST writer maps
- * it back to the HTTP status of the error table, e.g. 502 versus 503 for the same UNAVAILABLE). connect's
- * own message-size errors become `request_too_large`; other ConnectErrors pass through. Anything else
- * becomes INTERNAL "Internal server error" with no trace of its text.
+ * it back to the HTTP status of the error table, e.g. 502 versus 503 for the same UNAVAILABLE).
+ * ConnectErrors pass through: a failure the server classifies (a body over the limit, after
+ * decompression too) is an AppError where it arises (src/protocols/envelope.ts). Anything else becomes
+ * INTERNAL "Internal server error" with no trace of its text.
  */
 export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) {
-    if (!isConnectReadLimit(err)) return err;
-    err = new AppError("request_too_large", { cause: err });
-  }
+  if (err instanceof ConnectError) return err;
   const app = err instanceof AppError ? err : new AppError("internal", { cause: err });
   const row = errorTable[app.code];
   const details = [
@@ -128,12 +144,12 @@ export function toConnectError(err: unknown): ConnectError {
 }
 
 /**
- * connect's errors for a request message over `readMaxBytes` (declared, read, or after decompression):
- * RESOURCE_EXHAUSTED "message size ... is larger than configured readMaxBytes N" and "message is larger
- * than configured readMaxBytes N after decompression".
+ * The HTTP status of a Connect unary error answer: the error table's where the error is one of ours and
+ * its row says (`connectHttp`), otherwise connect's status for the code.
  */
-function isConnectReadLimit(err: ConnectError): boolean {
-  return err.code === Code.ResourceExhausted && err.rawMessage.includes("than configured readMaxBytes");
+export function connectHttpStatusOf(err: ConnectError): number {
+  const row = err.cause instanceof AppError ? errorTable[err.cause.code] : undefined;
+  return row !== undefined && "connectHttp" in row ? row.connectHttp : codeToHttpStatus(err.code);
 }
 
 /** The HTTP status for an AppErrorCode, for the REST writer. */

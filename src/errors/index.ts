@@ -3,6 +3,7 @@ export {
   errorTable,
   errorDomain,
   toConnectError,
+  connectHttpStatusOf,
   httpStatusOf,
   isAppErrorCode,
   type AppErrorCode,

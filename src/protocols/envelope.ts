@@ -5,12 +5,35 @@ import type { Compression } from "@connectrpc/connect/protocol";
 import type { MethodSpec } from "../call/pipeline.js";
 import { readBody } from "../call/read-body.js";
 import type { Exchange } from "../edge/exchange.js";
+import { AppError } from "../errors/index.js";
 
 // The envelope framing the gRPC, gRPC-Web and Connect streaming codecs share (flags byte, big-endian
 // length, data), with connect-es 2.3.0's limits and error texts (@connectrpc/connect/protocol).
 
 /** The envelope flag of a compressed message. */
 export const compressedFlag = 0b0000_0001;
+
+/**
+ * A message decompressed, at most `readMaxBytes` long: a larger one is the server's `Request too large`
+ * (classified here, where it arises); no compression to use is connect's INTERNAL refusal, word for word.
+ */
+export async function decompress(
+  compression: Compression | null,
+  data: Uint8Array,
+  readMaxBytes: number,
+): Promise<Uint8Array> {
+  if (compression === null) {
+    throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  }
+  try {
+    return await compression.decompress(data, readMaxBytes);
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.ResourceExhausted) {
+      throw new AppError("request_too_large", { cause: err });
+    }
+    throw err;
+  }
+}
 
 /** One envelope, its data compressed when at least `compressMinBytes` long and a compression is given. */
 export async function envelope(
@@ -64,12 +87,7 @@ export async function readSingleEnvelope(
       if (declared < 0 && total >= 5) {
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
         declared = head.readUInt32BE(1);
-        if (declared > readMaxBytes) {
-          return new ConnectError(
-            `message size ${declared} is larger than configured readMaxBytes ${readMaxBytes}`,
-            Code.ResourceExhausted,
-          );
-        }
+        if (declared > readMaxBytes) return new AppError("request_too_large");
       }
       // More bytes than one message and the header of a second one: connect reads no further either.
       if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) return extra();

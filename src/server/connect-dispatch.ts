@@ -7,29 +7,22 @@ import {
   type ConnectRouterOptions,
   type ContextValues,
 } from "@connectrpc/connect";
-import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import {
-  codeToHttpStatus,
-  endStreamFlag,
-  endStreamFromJson,
-  endStreamToJson,
-  errorFromJsonBytes,
-  errorToJsonBytes,
-} from "@connectrpc/connect/protocol-connect";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import { endStreamFlag, endStreamFromJson, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
+import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { AppError, connectHttpStatusOf } from "../errors/index.js";
 import type { Auth } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
-import { failCall, isRequestTooLarge } from "../rpc/wire-error.js";
+import { failCall } from "../rpc/wire-error.js";
 import { toSpecEncoding } from "./grpc-message.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
-import { isConnectParseFailure, malformedMessage } from "./malformed-message.js";
+import { malformedMessage } from "./malformed-message.js";
+import { decompress } from "../protocols/envelope.js";
 
 export interface ConnectDispatchOptions extends ConnectRouterOptions {
   readonly readMaxBytes: number;
@@ -97,12 +90,12 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
     if (enveloped) {
       body = limitEnvelopes(body, readMaxBytes, tooLarge);
     } else if (connectUnaryType.test(contentType)) {
+      // The Connect codec takes every other unary POST (src/protocols/connect/connect-codec.ts).
       const declared = req.headers["content-length"];
       if (declared !== undefined && Number(declared) > readMaxBytes) {
-        answerConnectError(exchange, tooLarge(), 413);
+        answerConnectError(exchange, tooLarge());
         return true;
       }
-      body = limitBytes(body, readMaxBytes, tooLarge);
     }
 
     const { precheck } = options;
@@ -128,12 +121,18 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
         const bytes = await messageBytes();
         if (bytes === undefined) return;
         if (json) checkJsonValues(bytes);
-        else checkBinaryValues(input, bytes);
+        else {
+          checkBinaryValues(input, bytes);
+          assertDecodes(input, bytes);
+        }
       };
       body = afterCheck(body, check, contextValues);
+    } else if (enveloped && !/json/i.test(contentType)) {
+      // Client and bidi streams (server reflection): each uncompressed message is checked as it arrives.
+      const input = handler.method.input;
+      body = checkEnvelopes(body, (data) => assertDecodes(input, data), contextValues);
     }
     handler({ ...uReq, body })
-      .then((uRes) => answerMalformed(uRes, contextValues))
       .then((uRes) => universalResponseToNodeResponse(observe(exchange, uRes), res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
@@ -146,7 +145,11 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
   };
 
   /** A Connect unary error answered here, before connect reads the request. */
-  function answerConnectError(exchange: Exchange, err: ConnectError, status: number): void {
+  function answerConnectError(
+    exchange: Exchange,
+    err: ConnectError,
+    status = connectHttpStatusOf(err),
+  ): void {
     const body = errorToJsonBytes(err, jsonOptions ?? {});
     const headers: Record<string, string | number> = {
       "content-type": "application/json",
@@ -160,111 +163,11 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
 }
 
 /**
- * Watches the response on its way out. Connect unary: a body over the limit gets 413 (connect maps
- * RESOURCE_EXHAUSTED to 429). gRPC: re-encodes `grpc-message` and records a failed status from the
- * trailers. gRPC-Web and Connect streams: records a failed status from the trailer frame or the
+ * Watches the response on its way out. gRPC: re-encodes `grpc-message` and records a failed status from
+ * the trailers. gRPC-Web and Connect streams: records a failed status from the trailer frame or the
  * end-of-stream message (each body chunk connect yields is one whole envelope).
  */
-/**
- * Connect answers a request message that is not valid protobuf binary with INTERNAL (see
- * malformed-message.ts); this turns that answer into our INVALID_ARGUMENT `Malformed request message`
- * in each protocol's form — the same bytes the gRPC fast path sends — and records it for the access line.
- */
-async function answerMalformed(
-  uRes: UniversalServerResponse,
-  values: ContextValues,
-): Promise<UniversalServerResponse> {
-  const error = () => failCall(values, malformedMessage(undefined));
-  // Connect unary: the error is the JSON body of a 500 (a few bytes: read before the status goes out).
-  if (uRes.status === 500 && uRes.body !== undefined) {
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of uRes.body) chunks.push(chunk);
-    const bytes = Buffer.concat(chunks);
-    let parsed: ConnectError | undefined;
-    try {
-      parsed = errorFromJsonBytes(bytes, undefined, new ConnectError("", Code.Internal));
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed === undefined || !isConnectParseFailure(parsed.code, parsed.rawMessage)) {
-      return { ...uRes, body: createAsyncIterable([bytes]) };
-    }
-    const err = error();
-    const json = errorToJsonBytes(err, {});
-    const header = new Headers(uRes.header);
-    if (header.has("content-length")) header.set("content-length", String(json.byteLength));
-    return { ...uRes, status: codeToHttpStatus(err.code), header, body: createAsyncIterable([json]) };
-  }
-  const body = uRes.body;
-  const trailer = uRes.trailer;
-  // gRPC: the status in the trailers, once the body (if any) is done.
-  const fixTrailer = () => {
-    const status = Number(trailer?.get("grpc-status"));
-    if (
-      trailer === undefined ||
-      !isConnectParseFailure(status, decodeURIComponent(trailer.get("grpc-message") ?? ""))
-    )
-      return;
-    trailer.delete("grpc-message");
-    setTrailerStatus(trailer, error());
-  };
-  if (body === undefined) {
-    fixTrailer();
-    return uRes;
-  }
-  return {
-    ...uRes,
-    body: (async function* () {
-      for await (const chunk of body) {
-        const flags = chunk.byteLength >= 5 ? (chunk[0] ?? 0) : 0;
-        // gRPC-Web: the trailer frame.
-        if ((flags & trailerFlag) === trailerFlag) {
-          const parsed = trailerParse(chunk.subarray(5));
-          if (
-            isConnectParseFailure(
-              Number(parsed.get("grpc-status")),
-              decodeURIComponent(parsed.get("grpc-message") ?? ""),
-            )
-          ) {
-            const fresh = new Headers();
-            setTrailerStatus(fresh, error());
-            yield envelopeOf(trailerFlag, trailerSerialize(fresh));
-            continue;
-          }
-        }
-        // Connect streaming: the end-of-stream message.
-        if ((flags & endStreamFlag) === endStreamFlag && (flags & trailerFlag) !== trailerFlag) {
-          let end;
-          try {
-            end = endStreamFromJson(chunk.subarray(5));
-          } catch {
-            end = undefined;
-          }
-          if (end?.error !== undefined && isConnectParseFailure(end.error.code, end.error.rawMessage)) {
-            const json = new TextEncoder().encode(JSON.stringify(endStreamToJson(end.metadata, error(), {})));
-            yield envelopeOf(endStreamFlag, json);
-            continue;
-          }
-        }
-        yield chunk;
-      }
-      fixTrailer();
-    })(),
-  };
-}
-
-function envelopeOf(flags: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + data.byteLength);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, data.byteLength);
-  out.set(data, 5);
-  return out;
-}
-
 function observe(exchange: Exchange, uRes: UniversalServerResponse): UniversalServerResponse {
-  if (exchange.protocol === "connect" && uRes.status === 429 && isRequestTooLarge(exchange.error)) {
-    return { ...uRes, status: 413 };
-  }
   const body = uRes.body;
   if (body === undefined) return uRes;
   const grpcWeb = exchange.protocol === "grpc-web";
@@ -363,7 +266,8 @@ async function requestMessage(
   /** Decompresses per a content coding name; undefined for one the server does not accept. */
   const decode = async (data: Uint8Array, coding: string | undefined) => {
     if (coding === undefined || coding === "identity") return data;
-    return compressions.find((c) => c.name === coding)?.decompress(data, readMaxBytes);
+    const compression = compressions.find((c) => c.name === coding);
+    return compression === undefined ? undefined : decompress(compression, data, readMaxBytes);
   };
   if (!enveloped) return decode(all, header("content-encoding"));
   if (all.length < 5 || all.readUInt32BE(1) !== all.length - 5) return undefined;
@@ -374,20 +278,6 @@ async function requestMessage(
   const coding =
     exchange.protocol === "connect" ? header("connect-content-encoding") : header("grpc-encoding");
   return coding === undefined || coding === "identity" ? undefined : decode(data, coding);
-}
-
-/** The body, failing with `tooLarge()` before the byte past `maxBytes` reaches connect. */
-async function* limitBytes(
-  body: AsyncIterable<Uint8Array>,
-  maxBytes: number,
-  tooLarge: () => ConnectError,
-): AsyncGenerator<Uint8Array> {
-  let total = 0;
-  for await (const chunk of body) {
-    total += chunk.byteLength;
-    if (total > maxBytes) throw tooLarge();
-    yield chunk;
-  }
 }
 
 /**
@@ -418,6 +308,47 @@ async function* limitEnvelopes(
         remaining = new DataView(head.buffer).getUint32(1);
         if (remaining > maxBytes) throw tooLarge();
       }
+    }
+    yield chunk;
+  }
+}
+
+/**
+ * Refuses a request message that is not valid protobuf binary before connect decodes it: the caller's
+ * fault, INVALID_ARGUMENT `Malformed request message` (connect would answer INTERNAL), decided by our own
+ * decode rather than by connect's error text. The fallback lane only: the codecs decode themselves.
+ */
+function assertDecodes(input: DescMessage, bytes: Uint8Array): void {
+  try {
+    fromBinary(input, bytes);
+  } catch (err) {
+    throw malformedMessage(err);
+  }
+}
+
+/**
+ * The body of a client or bidi stream, each complete uncompressed message envelope passed to `check`
+ * before connect reads it; a refusal fails the call with its own code (recorded for the access line).
+ */
+async function* checkEnvelopes(
+  body: AsyncIterable<Uint8Array>,
+  check: (data: Uint8Array) => void,
+  values: ContextValues,
+): AsyncGenerator<Uint8Array> {
+  let pending = Buffer.alloc(0);
+  for await (const chunk of body) {
+    pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, chunk]);
+    while (pending.length >= 5) {
+      const length = pending.readUInt32BE(1);
+      if (pending.length < 5 + length) break;
+      if (((pending[0] ?? 0) & compressedFlag) === 0) {
+        try {
+          check(pending.subarray(5, 5 + length));
+        } catch (err) {
+          throw failCall(values, err);
+        }
+      }
+      pending = pending.subarray(5 + length);
     }
     yield chunk;
   }

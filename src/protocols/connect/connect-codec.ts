@@ -10,7 +10,6 @@ import {
   type MethodSerializationLookup,
 } from "@connectrpc/connect/protocol";
 import {
-  codeToHttpStatus,
   contentTypeUnaryRegExp,
   endStreamFlag,
   endStreamToJson,
@@ -21,11 +20,10 @@ import type { InProcessCall } from "../../call/in-process-call.js";
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import { readBody } from "../../call/read-body.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { AppError } from "../../errors/index.js";
-import { isRequestTooLarge } from "../../rpc/wire-error.js";
+import { AppError, connectHttpStatusOf } from "../../errors/index.js";
 import { malformedMessage } from "../../server/malformed-message.js";
-import { headerValue, nodeHeaders, requestHeaders } from "../../server/node-headers.js";
-import { compressedFlag, envelope, readSingleEnvelope, send } from "../envelope.js";
+import { nodeHeaders, requestHeaders } from "../../server/node-headers.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
 
 // The Connect codec of the call pipeline (docs/architecture.md, "The call pipeline"): unary POST calls
 // (`application/json`, `application/proto`) and server streams (`application/connect+json`,
@@ -76,8 +74,7 @@ const encoder = new TextEncoder();
 
 /**
  * Creates the Connect codec. Left to the fallback lane (so answered exactly as connect does): GET calls,
- * a compressed unary request body (`content-encoding` other than identity), a unary `connect-timeout-ms`
- * connect refuses, a unary body declared over the limit, other content types (415), client and bidi
+ * a unary body declared over the limit (413 before any read), other content types (415), client and bidi
  * streams, unknown methods, HTTP/1.0 without `Host`.
  */
 export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
@@ -120,29 +117,20 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
     const route = unaryRoutes.get(exchange.path);
     if (route === undefined) return undefined;
     if (!contentTypeUnaryRegExp.test(contentType)) return undefined;
-    const encoding = headers[headerEncoding];
-    if (encoding !== undefined && encoding !== "identity") return undefined;
     const declared = headers["content-length"];
     if (declared !== undefined && Number(declared) > readMaxBytes) return undefined;
-    const timeout = parseTimeout(headerValue(headers[headerTimeout]) ?? null, maxTimeoutMs);
-    if (timeout.error !== undefined) return undefined;
     exchange.protocol = "connect";
     exchange.rpc = route.rpc;
-    return unaryWire(exchange, route, binaryContentType.test(contentType), url, timeout.timeoutMs);
+    return unaryWire(exchange, route, binaryContentType.test(contentType), url);
   };
 
-  function unaryWire(
-    exchange: Exchange,
-    route: Route,
-    binary: boolean,
-    url: string,
-    timeoutMs: number | undefined,
-  ): CallWire {
+  function unaryWire(exchange: Exchange, route: Route, binary: boolean, url: string): CallWire {
     const { spec, serialization } = route;
     const header = requestHeaders(exchange.req.headers);
+    const timeout = parseTimeout(header.get(headerTimeout), maxTimeoutMs);
     const compression = compressionNegotiate(
       acceptCompression,
-      null,
+      header.get(headerEncoding),
       header.get(headerAcceptEncoding),
       headerAcceptEncoding,
     );
@@ -181,8 +169,7 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
         return;
       }
       const { context } = call;
-      // connect sends 429 for RESOURCE_EXHAUSTED; a body over the limit is 413 on this server.
-      const status = isRequestTooLarge(err) ? 413 : codeToHttpStatus(err.code);
+      const status = connectHttpStatusOf(err);
       context.responseHeader.set(headerContentType, contentTypeJson);
       if (!err.isWireError) mergeNonProtocolHeaders(context.responseHeader, err.metadata);
       await answer(call, status, errorToJsonBytes(err, jsonOptions));
@@ -195,12 +182,16 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
         url,
         requestHeader: header,
         responseHeader: { [headerContentType]: binary ? contentTypeProto : contentTypeJson },
-        timeoutMs,
+        timeoutMs: timeout.timeoutMs,
       },
+      // Refusals before the body, in connect's order: compression, then the deadline.
+      refusal: compression.error ?? timeout.error,
       signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
       format: binary ? "binary" : "json",
       read: () => readUnaryBody(exchange.req, readMaxBytes),
-      message: (body) => body,
+      // The message as sent, content coding removed: what the signature covers (docs/auth.md).
+      message: (body) =>
+        compression.request === null ? body : decompress(compression.request, body, readMaxBytes),
       decode(bytes) {
         try {
           return { request: serialization.getI(binary).parse(bytes) };
@@ -281,13 +272,7 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
       },
       message(data) {
         if ((flags & compressedFlag) === 0) return data;
-        if (compression.request === null) {
-          throw new ConnectError(
-            "received compressed envelope, but do not know how to decompress",
-            Code.Internal,
-          );
-        }
-        return compression.request.decompress(data, readMaxBytes);
+        return decompress(compression.request, data, readMaxBytes);
       },
       decode(bytes) {
         try {

@@ -1,5 +1,6 @@
 import type { Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImplSpec } from "@connectrpc/connect";
+import type { ConnectError} from "@connectrpc/connect";
+import { Code, type ServiceImplSpec } from "@connectrpc/connect";
 import {
   compressionNegotiate,
   createMethodSerializationLookup,
@@ -11,7 +12,7 @@ import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { compressedFlag, envelope, readSingleEnvelope, send } from "../envelope.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
 import { malformedMessage } from "../../server/malformed-message.js";
 import { toSpecEncoding } from "../../server/grpc-message.js";
 import { nodeHeaders, requestHeaders } from "../../server/node-headers.js";
@@ -139,13 +140,7 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
       },
       message(data) {
         if ((flags & compressedFlag) === 0) return data;
-        if (compression.request === null) {
-          throw new ConnectError(
-            "received compressed envelope, but do not know how to decompress",
-            Code.Internal,
-          );
-        }
-        return compression.request.decompress(data, readMaxBytes);
+        return decompress(compression.request, data, readMaxBytes);
       },
       decode(bytes) {
         try {
