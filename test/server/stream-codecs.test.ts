@@ -44,30 +44,32 @@ import { captureLog } from "../support/log-capture.js";
 // server-streaming, binary and JSON, over HTTP/1.1 and h2c) must answer exactly as connect-node does.
 // Every case below is sent to two one-port servers built from the same service, interceptors, precheck,
 // limits and shutdown signal: the REFERENCE, connect-node's handlers behind src/server/connect-dispatch.ts
-// (the fallback lane) with the REST handler for what is not an RPC, as src/server/dispatch.ts composes
-// them; and the SUBJECT. Status, every header but `date`, every body byte (all frames) and the HTTP/2
-// trailers must be identical, and the subject's codec lane must have taken the call (`codec: true`) or
-// left it to connect-node (`codec: false`).
+// (the fallback lane) with the REST handler for what is no RPC, as src/server/dispatch.ts composes them;
+// and the SUBJECT. Status, every header but `date`, every body byte (all frames), the HTTP/2 trailers
+// and how the HTTP/2 stream ended (its RST_STREAM code) must be identical, and the subject's codec lane
+// must have taken the call (`codec: true`) or left it to connect-node (`codec: false`).
 //
-// HOW TO PLUG IN THE CODECS: replace the body of `startSubject` (below) so that it
-//   1. builds the production dispatcher from the SAME inputs the reference uses — `routes` or
-//      `libraryServices` (the ServiceImplSpec list), `interceptors`, `precheck`, `connectOptions` (the
-//      limits: readMaxBytes 1 KiB, writeMaxBytes 4 KiB, maxTimeoutMs 5 s, and `shutdown.signal`),
-//      `acceptCompression` and `logger` — e.g.
-//        const dispatch = createDispatch({ connectOptions, services: libraryServices, precheck, logger });
-//   2. counts the calls the codec lane took, synchronously when the dispatcher hands the call on (an
-//      option such as `onCodec: () => taken++`, or a field the codec sets on the exchange, read right
-//      after `dispatch(exchange)` returns);
-//   3. returns `{ ...(await startEdgeServer(observed)), taken: () => taken }`.
-// Today `taken` is undefined (there is no codec lane yet, the subject is the reference's composition), so
-// only the comparison runs; once it is a function, each case also checks its `codec` column. Flip `codec`
-// to false for a case the lead decides to leave to connect-node (say, compressed request bodies), and
-// keep the comparison: the answer must stay the same whichever lane serves it.
+// HOW TO PLUG IN THE CODECS. Only `startSubject` (below) changes:
+//   1. Build the production dispatcher from the very inputs the reference is built from: `routes` (or,
+//      for a dispatcher that takes a list, `[createServiceImplSpec(LibraryService, libraryService)]`),
+//      `interceptors`, `precheck`, `connectOptions` (readMaxBytes 1 KiB, writeMaxBytes 4 KiB,
+//      maxTimeoutMs 5 s, `shutdown.signal`), `acceptCompression`, `logger`. For example
+//        createDispatch({ connectOptions, services, precheck, logger, onCodec: () => taken++ })
+//      (today's `createDispatch({ connectOptions, routes, precheck, logger })` already passes every case:
+//      for these protocols it hands everything to connect-node.)
+//   2. Count the calls the codec lane takes, at the moment it takes them (before its answer is written):
+//      a hook option as above, or a mark the codec sets on the exchange read right after `dispatch`
+//      returns. Not from the access line or `onEnd`: those may run after the client has its answer.
+//   3. Return `{ ...(await startEdgeServer(dispatch)), taken: () => taken }`.
+// While `taken` is undefined (today: no codec lane, the subject is the reference's own composition, so
+// every comparison passes and proves the cases deterministic) only the comparison runs; once it is a
+// function each case also checks its `codec` column. If the codecs leave a case to connect-node on
+// purpose (say, compressed request bodies), flip its `codec` to false and keep the comparison.
 //
-// Determinism: no byte of these answers depends on timing except the `date` header (left out of every
-// comparison). The deadline cases are deterministic by construction: the service yields its messages at
-// once and only then waits on the deadline, whose error text is connect's constant ("the operation timed
-// out"); so nothing needs normalising. A case that ever differs between two runs of the reference is a
+// Determinism: no byte of these answers depends on timing except the `date` header, which is left out of
+// every comparison; nothing else is normalised. The deadline cases are deterministic by construction: the
+// service yields its messages at once and only then waits on the deadline, and connect's text for it is a
+// constant ("the operation timed out"). A case whose reference answer ever differs between two runs is a
 // harness defect to fix, not to mask.
 
 const readMaxBytes = 1024;
@@ -97,10 +99,8 @@ const connectOptions = createConnectOptions({
 /** connect-node's own default list, named as src/server/dispatch.ts names it. */
 const acceptCompression = [compressionGzip, compressionBrotli];
 const logger = captureLog().logger;
-/** The services as a list, for a dispatcher that takes them rather than `routes`. */
-const libraryServices: ServiceImplSpec[] = [{ service: LibraryService, impl: libraryService }];
 const routes = (router: ConnectRouter): void => {
-  for (const { service, impl } of libraryServices) router.service(service, impl);
+  router.service(LibraryService, libraryService);
 };
 
 interface Subject extends DiffServer {
@@ -547,7 +547,7 @@ describe("the reference answers as the specifications say", () => {
     return frames;
   };
 
-  it("gRPC: messages in uncompressed frames, the status and the service's trailers in HTTP/2 trailers", async () => {
+  it("gRPC: messages in frames flagged 0, status and the service's trailers in HTTP/2 trailers", async () => {
     const a = await call(grpc, "h2c", watch(grpc, { shelf: "s", count: 3 }));
     expect(a.status).toBe(200);
     expect(a.headers["content-type"]).toMatch(/^application\/grpc(\+proto)?$/);
@@ -561,7 +561,7 @@ describe("the reference answers as the specifications say", () => {
     expect(a.reset).toBe(0);
   });
 
-  it("gRPC: an error after messages is the trailers' status, percent-encoded message and Status details", async () => {
+  it("gRPC: an error after messages: status, percent-encoded message, Status details", async () => {
     const a = await call(grpc, "h2c", watch(grpc, { shelf: "details", count: 2, failAfter: true }));
     expect(a.status).toBe(200);
     expect(bookNames(bodyOf(a))).toEqual(["details/0", "details/1"]);
@@ -580,7 +580,7 @@ describe("the reference answers as the specifications say", () => {
     });
   });
 
-  it("gRPC: refusals before any message (precheck, deadline, framing, malformed) carry their own codes", async () => {
+  it("gRPC: refusals before any message carry their own codes", async () => {
     const plain = watch(grpc, { shelf: "s", count: 3 });
     const statusOf = async (body: Buffer, extra: Record<string, string> = {}) => {
       const a = await call(grpc, "h2c", body, extra);
@@ -618,7 +618,7 @@ describe("the reference answers as the specifications say", () => {
     expect(bookNames(bodyOf(small))).toEqual(["s/0", "s/1"]);
   });
 
-  it("gRPC: a deadline that passes mid-stream ends it DEADLINE_EXCEEDED after the messages sent", async () => {
+  it("gRPC: a deadline passing mid-stream ends it DEADLINE_EXCEEDED", async () => {
     const a = await call(grpc, "h2c", watch(grpc, { shelf: "s", count: 2, hang: true }), {
       "grpc-timeout": "200m",
     });
@@ -663,7 +663,7 @@ describe("the reference answers as the specifications say", () => {
   );
 
   it.each(["HTTP/1.1", "h2c"] as const)(
-    "Connect over %s: HTTP 200, messages, then one end-stream frame flagged 0x02 with JSON (trailers as metadata)",
+    "Connect over %s: HTTP 200, messages, then one end-stream frame flagged 0x02 holding JSON",
     async (version) => {
       const a = await call(connectProto, version, watch(connectProto, { shelf: "s", count: 2 }));
       expect(a.status).toBe(200);

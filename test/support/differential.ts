@@ -135,7 +135,7 @@ export interface DiffServer {
   close(): Promise<void>;
 }
 
-/** A one-port server (HTTP/1.1 and h2c, as src/app.ts serves) running the edge with no entries around `dispatch`. */
+/** A one-port server (HTTP/1.1 and h2c, as src/app.ts serves): the edge, no entries, around `dispatch`. */
 export async function startEdgeServer(dispatch: (exchange: Exchange) => void): Promise<DiffServer> {
   const handler = composeEdge({ entries: [], dispatch });
   const server = createOnePortServer({ handler, logger: captureLog().logger });

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { LibraryService, type BookSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
+import type { BookSchema, LibraryService } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
 
 /** Tags enough to put a message over 1 KiB (the size from which connect compresses an answer). */
