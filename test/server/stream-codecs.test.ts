@@ -283,6 +283,9 @@ function casesOf(p: Protocol): Case[] {
     stream("a deadline that expires mid-stream", envelope(watch({ shelf: "s", count: 2, hang: true })), {
       [p.timeout]: p.ms(200),
     }),
+    stream("a deadline that expires before the first message", envelope(watch({ shelf: "s", hang: true })), {
+      [p.timeout]: p.ms(100),
+    }),
     // Errors from the implementation.
     stream(
       "an error before the first message",
@@ -351,8 +354,14 @@ function casesOf(p: Protocol): Case[] {
     stream("a message and half of another", Buffer.concat([envelope(plain), envelope(plain).subarray(0, 6)])),
     stream("an envelope declaring more than readMaxBytes", overLimit(2_000)),
     stream("an envelope declaring more than readMaxBytes, body cut short", overLimit(10)),
+    {
+      ...stream("an envelope declaring more than readMaxBytes, length not declared", overLimit(2_000)),
+      declared: false,
+    },
     stream("a compressed flag without an encoding", envelope(plain, 1)),
     stream("an unknown envelope flag", envelope(plain, 0x04)),
+    stream("a request frame flagged end-stream (0x02)", envelope(plain, 0x02)),
+    stream("a request frame flagged trailers (0x80)", envelope(plain, 0x80)),
     // Undecodable messages.
     ...(p.json
       ? [
@@ -377,6 +386,7 @@ function casesOf(p: Protocol): Case[] {
       path: "/testing.transcode.v1.Nope/WatchShelf",
       codec: false,
     },
+    { ...stream("GET (left to connect-node)", Buffer.alloc(0)), method: "GET", codec: false },
   ];
 
   if (p.kind === "grpc") {
