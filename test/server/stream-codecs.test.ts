@@ -520,7 +520,7 @@ function readStatus(bytes: Uint8Array): { code: number; message: string; details
   return status;
 }
 
-/** A gRPC-Web trailer block: HTTP/1-style `name: value` lines, each ended by CRLF (PROTOCOL-WEB.md). */
+/** A gRPC-Web trailer block: HTTP/1-style `name: value` lines, each ended by CRLF (the gRPC-Web protocol). */
 function readWebTrailers(block: Buffer): Record<string, string> {
   const text = block.toString("latin1");
   expect(text.endsWith("\r\n")).toBe(true);
