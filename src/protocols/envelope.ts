@@ -69,15 +69,18 @@ export async function send(exchange: Exchange, chunk: Uint8Array, signal: AbortS
 }
 
 /**
- * Reads the body of a call with one request message: exactly one envelope. The errors are connect's, word
+ * Reads the body of a call with one request message: exactly one envelope, not flagged `endFlag`. The errors are connect's, word
  * for word, so a caller sees the same whichever lane served it.
  */
 export async function readSingleEnvelope(
   exchange: Exchange,
   readMaxBytes: number,
   kind: MethodSpec["kind"],
+  endFlag?: number,
 ): Promise<{ flags: number; data: Uint8Array }> {
   const method = kind === "unary" ? "unary" : "server-streaming";
+  const missing = () =>
+    new ConnectError(`protocol error: missing input message for ${method} method`, Code.Unimplemented);
   const extra = () =>
     new ConnectError(`protocol error: received extra input message for ${method} method`, Code.Unimplemented);
   let declared = -1;
@@ -96,9 +99,7 @@ export async function readSingleEnvelope(
     () => new ConnectError("the request body ended early", Code.Canceled),
   );
   const total = all.length;
-  if (total === 0) {
-    throw new ConnectError(`protocol error: missing input message for ${method} method`, Code.Unimplemented);
-  }
+  if (total === 0) throw missing();
   if (total < 5 || total < 5 + declared) {
     throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   }
@@ -108,5 +109,9 @@ export async function readSingleEnvelope(
     const complete = rest.length >= 5 && rest.length >= 5 + rest.readUInt32BE(1);
     throw complete ? extra() : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   }
-  return { flags: all[0] as number, data: all.subarray(5, end) };
+  const flags = all[0] as number;
+  // An envelope with the protocol's end flag (gRPC-Web trailers, a Connect end of stream) is skipped by
+  // connect: no message.
+  if (endFlag !== undefined && (flags & endFlag) === endFlag) throw missing();
+  return { flags, data: all.subarray(5, end) };
 }

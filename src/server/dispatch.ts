@@ -2,7 +2,7 @@ import type { ConnectRouter, ServiceImplSpec } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Auth } from "../auth/index.js";
 import { createCallPipeline, type CallPipeline } from "../call/pipeline.js";
-import type { EdgeHandler } from "../edge/exchange.js";
+import type { EdgeHandler, Exchange } from "../edge/exchange.js";
 import { createRestHandler, recordServices, type JsonChat } from "../http/index.js";
 import type { Logger } from "../log/index.js";
 import { createConnectCodec } from "../protocols/connect/connect-codec.js";
@@ -29,6 +29,8 @@ export interface DispatchOptions {
   readonly precheck?: Auth["precheck"];
   /** The chat RPCs for REST's JSON callers (src/http/chat-json.ts); without it REST builds messages. */
   readonly chatJson?: JsonChat | undefined;
+  /** Called when a codec takes a call, before it is served (the differential tests count them). */
+  readonly onCodecCall?: (exchange: Exchange) => void;
 }
 
 /**
@@ -85,6 +87,7 @@ export function createDispatch(options: DispatchOptions): EdgeHandler {
   return (exchange) => {
     const wire = grpc(exchange) ?? connect(exchange);
     if (wire !== undefined) {
+      options.onCodecCall?.(exchange);
       void pipeline.run(exchange, wire);
       return;
     }

@@ -266,7 +266,7 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
       signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
       format: binary ? "binary" : "json",
       async read() {
-        const read = await readSingleEnvelope(exchange, readMaxBytes, spec.kind);
+        const read = await readSingleEnvelope(exchange, readMaxBytes, spec.kind, endStreamFlag);
         flags = read.flags;
         return read.data;
       },

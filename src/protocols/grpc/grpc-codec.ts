@@ -1,5 +1,5 @@
 import type { Message } from "@bufbuild/protobuf";
-import type { ConnectError} from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { Code, type ServiceImplSpec } from "@connectrpc/connect";
 import {
   compressionNegotiate,
@@ -134,7 +134,12 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
       signed: { method: "POST", path: `/${spec.method.parent.typeName}/${spec.method.name}`, query: "" },
       format: binary ? "binary" : "json",
       async read() {
-        const envelope = await readSingleEnvelope(exchange, readMaxBytes, spec.kind);
+        const envelope = await readSingleEnvelope(
+          exchange,
+          readMaxBytes,
+          spec.kind,
+          web ? trailerFlag : undefined,
+        );
         flags = envelope.flags;
         return envelope.data;
       },
