@@ -172,7 +172,7 @@ export function createApp(options: AppOptions): App {
 
   // Interceptor order, outermost first: the one place errors become wire errors (and are recorded for the
   // access line); auth guards the handlers; the concurrency bound counts the caller auth found. REST calls
-  // and the gRPC fast path run the same list.
+  // and every codec of the call pipeline run the same list, and so does the fallback lane.
   const auth = createAuth({
     secrets: () => secrets.current(),
     jwt: {

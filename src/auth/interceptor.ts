@@ -119,7 +119,7 @@ export interface Auth {
   /** The interceptor of {@link createAuthInterceptor}. */
   readonly interceptor: Interceptor;
   /**
-   * Authentication on the raw request (issue 18: no unauthenticated request may cost a JSON or protobuf
+   * Authentication on the raw request (no unauthenticated request may cost a JSON or protobuf
    * decode), run by every dispatch path after the size-limited read and before any decode: the credential
    * headers present and unambiguous, a JWT verified (the interceptor's own check then hits the verifier's
    * cache), or the HMAC headers well-formed, in the window and of a known key, then the signature over the

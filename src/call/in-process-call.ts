@@ -3,7 +3,6 @@ import {
   ConnectError,
   createContextValues,
   createHandlerContext,
-  type ContextValues,
   type HandlerContext,
   type Interceptor,
   type ServiceImplSpec,
@@ -41,8 +40,6 @@ export interface CallInit {
   readonly responseTrailer?: HeadersInit;
   /** The caller's deadline, already parsed and checked against the maximum. */
   readonly timeoutMs: number | undefined;
-  /** Extra context values (the exchange and its access record are always set). */
-  readonly contextValues?: ContextValues;
 }
 
 /** One call invoked in-process, with connect's handler context. */
@@ -86,7 +83,7 @@ export interface InProcessCalls {
 }
 
 /**
- * What the REST transcoder and the unary gRPC fast path share: they invoke the very implementations the
+ * How the call pipeline (pipeline.ts) runs a call: it invokes the very implementations the
  * Connect router serves, through the same interceptors, without serializing messages, and with the same
  * links to the client, the deadline and the shutdown (docs/architecture.md, "The request path").
  */
@@ -105,7 +102,7 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
         const rst = "stream" in req ? req.stream.rstCode : undefined;
         if (!res.writableEnded || (rst !== undefined && rst !== 0)) abort.abort(cancelReason(rst));
       });
-      const contextValues = (init.contextValues ?? createContextValues())
+      const contextValues = createContextValues()
         .set(exchangeKey, exchange)
         .set(accessRecordKey, exchange.record);
       const context = createHandlerContext({

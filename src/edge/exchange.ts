@@ -88,7 +88,7 @@ export const exchangeKey = createContextKey<Exchange | undefined>(undefined, {
 export interface EdgeOptions {
   /** Outermost first. */
   readonly entries: readonly EdgeEntry[];
-  /** The innermost handler: routes the request to the gRPC fast path, the Connect router or REST. */
+  /** The innermost handler: routes the request to a codec of the call pipeline or the fallback lane. */
   readonly dispatch: EdgeHandler;
   /**
    * Aborted at the end of the shutdown grace: a response that is not over by then was cut by the server,
@@ -115,8 +115,8 @@ export function composeEdge(options: EdgeOptions): NodeListener {
   };
 }
 
-/** Builds the exchange of one request (exported for the in-process tests of single entries). */
-export function createExchange(
+/** Builds the exchange of one request. */
+function createExchange(
   req: NodeServerRequest,
   res: NodeServerResponse,
   cutSignal?: AbortSignal,

@@ -1,6 +1,5 @@
 export {
   composeEdge,
-  createExchange,
   exchangeKey,
   shutdownCutError,
   type EdgeEntry,

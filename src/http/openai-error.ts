@@ -33,20 +33,9 @@ export function openAiErrorBody(status: number, message: string, code: string, p
   return JSON.stringify({ error: { message, type, param, code } });
 }
 
-/** An error the OpenAI surface raises itself (unknown path, wrong method, a model that is not listed). */
-export function openAiError(
-  status: number,
-  message: string,
-  code: string,
-  param: string | null = null,
-  headers: Record<string, string> = {},
-): RestError {
-  return { status, body: openAiErrorBody(status, message, code, param), headers };
-}
-
 /**
  * Turns a ConnectError into the OpenAI surface's answer: the same status and headers as the REST answer
- * (S7 status; rate-limit headers; `Retry-After` in whole seconds on 429), OpenAI's body with the message of
+ * (the error table's status; rate-limit headers; `Retry-After` in whole seconds on 429), OpenAI's body with the message of
  * the README's table, `code` the stable reason of our ErrorInfo (`rate_limited`, `upstream_error`, ...) or
  * the gRPC code name in lower case, `param` the field at fault when known; and on 429 also
  * `retry-after-ms`, which OpenAI's SDKs prefer to `Retry-After`, so their built-in retry waits exactly as

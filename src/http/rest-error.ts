@@ -15,16 +15,6 @@ export function restErrorBody(status: number, code: Code, message: string): stri
   return JSON.stringify({ error: { code: status, status: codeTable[code].name, message }, detail: message });
 }
 
-/** An error the transcoder raises itself (404, 405, 413, 415, 400 on the body). */
-export function restError(
-  status: number,
-  code: Code,
-  message: string,
-  headers: Record<string, string> = {},
-): RestError {
-  return { status, body: restErrorBody(status, code, message), headers };
-}
-
 /** Response or error metadata that must not be copied to a REST answer (protocol framing). */
 export function isProtocolHeader(name: string): boolean {
   return (

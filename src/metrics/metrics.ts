@@ -16,7 +16,7 @@ export interface RequestReport {
   /** The product and model the caller named (caller input: bounded here against the configuration). */
   readonly product: string | undefined;
   readonly model: string | undefined;
-  /** The HTTP status of the outcome (SPEC S7 table; 499 for a caller that went away). */
+  /** The HTTP status of the outcome (README error table; 499 for a caller that went away). */
   readonly status: number;
   /** The gRPC code name of the outcome (`OK`, `UNAUTHENTICATED`, ...). */
   readonly code: string;

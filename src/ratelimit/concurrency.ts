@@ -9,7 +9,7 @@ export interface ConcurrencyInterceptorOptions {
 }
 
 /**
- * Bounds the calls one authenticated caller has open at once (issue 18: 500 parallel streams from one
+ * Bounds the calls one authenticated caller has open at once (500 parallel streams from one
  * caller were all admitted). Goes after the auth interceptor, whose caller it counts; calls without a
  * caller (health, reflection) pass. One call more is refused with 429 / RESOURCE_EXHAUSTED
  * `Too many concurrent calls from this caller (at most N at once)`. A unary call counts until it answers,

@@ -12,7 +12,7 @@ import {
 
 /**
  * Asymmetric signature algorithms accepted for caller JWTs (never `none` or HS*): the verifier's allow-list
- * (issue 4), so that a key which loads is a key whose tokens can verify.
+ * so that a key which loads is a key whose tokens can verify.
  */
 export const jwtAlgorithms = ["RS256", "PS256", "ES256", "EdDSA"] as const;
 export type JwtAlgorithm = (typeof jwtAlgorithms)[number];

@@ -3,7 +3,7 @@
  * encoded. connect-es encodes with encodeURIComponent (`:` → `%3A`, `=` → `%3D`), which is valid, but
  * @grpc/grpc-js decodes with decodeURI, which leaves those escapes in place, so its callers would read
  * `messages%3A must ...`. The spec's minimal form decodes to the same text in every compliant client. The
- * Connect dispatcher and the gRPC fast path both send it.
+ * gRPC codec (src/protocols/grpc/grpc-codec.ts) and the fallback lane (connect-dispatch.ts) both send it.
  */
 const encoder = new TextEncoder();
 

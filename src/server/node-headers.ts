@@ -7,7 +7,7 @@ export function headerValue(value: string | string[] | undefined): string | unde
 
 /**
  * The request metadata as connect-node gives it to handlers (`nodeHeaderToWebHeader`): every field but
- * HTTP/2's pseudo-headers. Shared by the unary fast paths (gRPC and Connect).
+ * HTTP/2's pseudo-headers. Shared by the gRPC and Connect codecs (src/protocols/).
  */
 export function requestHeaders(headers: IncomingHttpHeaders): Headers {
   const out = new Headers();

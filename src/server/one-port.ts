@@ -117,7 +117,7 @@ export function createOnePortServer(options: OnePortServerOptions): OnePortServe
       res.once("close", () => {
         if (h1Current.get(socket) === res) h1Current.delete(socket);
         // When the client went away first, the socket's own "close" (which forgets it) has already run:
-        // writing it back would keep every cancelled call's socket and response alive for good (issue 18).
+        // writing it back would keep every cancelled call's socket and response alive for good.
         if (socket.destroyed) {
           h1InFlight.delete(socket);
           return;

@@ -521,7 +521,7 @@ describe("REST transcoder over HTTP/1.1", () => {
     expect(await res.json()).toStrictEqual(s7(413, "RESOURCE_EXHAUSTED", "Request too large"));
   });
 
-  it("runs the router's interceptors with the caller's headers, a deadline and httpRequestInfoKey", async () => {
+  it("runs the router's interceptors with the caller's headers, a deadline and the HTTP request line", async () => {
     seen.length = 0;
     const body = '{"title":"T"}';
     const res = await fetch(`${base1}/v1/shelves/s%201/books?request_id=r%201`, {
