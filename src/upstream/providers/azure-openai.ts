@@ -1,5 +1,5 @@
 import type { ProviderAdapter } from "../types.js";
-import type { AdapterDeps } from "./registry.js";
+import type { AdapterDeps } from "./adapter-deps.js";
 import { createOpenAiAdapter } from "./openai.js";
 import { misconfigured } from "./shared.js";
 

@@ -1,7 +1,7 @@
 import type { HttpPost } from "../http.js";
 import { perKey } from "../per-key.js";
 import type { JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
-import type { AdapterDeps } from "./registry.js";
+import type { AdapterDeps } from "./adapter-deps.js";
 import {
   assistantToolCalls,
   badAnswer,

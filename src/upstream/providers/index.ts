@@ -1,1 +1,2 @@
-export { adapterRegistry, type AdapterDeps, type AdapterFactory } from "./registry.js";
+export { adapterRegistry } from "./registry.js";
+export type { AdapterDeps, AdapterFactory } from "./adapter-deps.js";

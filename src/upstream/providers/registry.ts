@@ -1,20 +1,11 @@
 import type { ProviderKind } from "../../secrets/types.js";
-import type { UpstreamHttp } from "../http.js";
-import type { Clock, ProviderAdapter } from "../types.js";
+import type { AdapterFactory } from "./adapter-deps.js";
 import { createAnthropicAdapter } from "./anthropic.js";
 import { createAzureOpenAiAdapter } from "./azure-openai.js";
 import { createEchoAdapter } from "./echo.js";
 import { createGeminiAdapter } from "./gemini.js";
 import { bearerTarget, createOpenAiAdapter, openAiDefaultBaseUrl } from "./openai.js";
 import { misconfigured } from "./shared.js";
-
-/** What every adapter may use; network adapters share the forwarder's one pooled HTTP client. */
-export interface AdapterDeps {
-  readonly http: UpstreamHttp;
-  readonly clock: Clock;
-}
-
-export type AdapterFactory = (deps: AdapterDeps) => ProviderAdapter;
 
 /**
  * Every provider kind (docs/config.md) to its adapter. Adding a provider: one file in this folder and one line
