@@ -10,6 +10,7 @@ import {
   principalKey,
 } from "./auth/index.js";
 import { createCallPipeline } from "./call/pipeline.js";
+import { createCallSignals } from "./lib/call-signals.js";
 import type { Config } from "./config/index.js";
 import {
   composeEdge,
@@ -213,7 +214,8 @@ export function createApp(options: AppOptions): App {
   // The one pipeline every call of every codec passes (docs/architecture.md, "The call pipeline").
   const pipeline = createCallPipeline({
     interceptors,
-    shutdownSignal: shutdown.signal,
+    // The one registry of the server's running calls, aborted together at the end of the shutdown grace.
+    registry: createCallSignals(shutdown.signal),
     precheck: auth.precheck,
     logger,
   });

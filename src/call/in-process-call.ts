@@ -18,7 +18,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { callEnded, createCallSignals } from "../lib/call-signals.js";
+import { callEnded, type CallSignals } from "../lib/call-signals.js";
 import { accessRecordKey } from "../rpc/access-record.js";
 import { failCall } from "../rpc/wire-error.js";
 
@@ -28,8 +28,8 @@ type HeadersInit = ConstructorParameters<typeof Headers>[0];
 export interface InProcessCallOptions {
   /** The router's interceptors, outermost first. */
   readonly interceptors: readonly Interceptor[];
-  /** Aborting it aborts the signal of every running call (the end of the shutdown grace). */
-  readonly shutdownSignal?: AbortSignal | undefined;
+  /** The running calls, aborted together at the end of the shutdown grace (src/lib/call-signals.ts). */
+  readonly registry: CallSignals;
 }
 
 export interface CallInit {
@@ -89,7 +89,7 @@ export interface InProcessCalls {
  */
 export function createInProcessCalls(options: InProcessCallOptions): InProcessCalls {
   const interceptors = [...options.interceptors];
-  const calls = createCallSignals(options.shutdownSignal);
+  const calls = options.registry;
 
   return {
     open(exchange, spec, init) {

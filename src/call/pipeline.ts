@@ -11,6 +11,7 @@ import type { PrecheckRequest } from "../auth/index.js";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AppError, scrubSecrets } from "../errors/index.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
+import { createCallSignals, type CallSignals } from "../lib/call-signals.js";
 import type { Logger } from "../log/index.js";
 import { failCall } from "../rpc/wire-error.js";
 import { createInProcessCalls, type CallInit, type InProcessCall } from "./in-process-call.js";
@@ -95,6 +96,11 @@ export interface CallPipelineOptions {
   /** Aborting it aborts the context signal of every running call (the end of the shutdown grace). */
   readonly shutdownSignal?: AbortSignal | undefined;
   /**
+   * The registry of running calls that the shutdown signal aborts together (src/app.ts creates the one
+   * of the server); by default one of its own, linked to `shutdownSignal`.
+   */
+  readonly registry?: CallSignals;
+  /**
    * Auth's precheck (`Auth.precheck`): over the raw request, after the size-limited read and before any
    * decode. None in tests of a codec alone.
    */
@@ -124,7 +130,7 @@ export function createCallPipeline(options: CallPipelineOptions): CallPipeline {
   const { precheck, logger } = options;
   const calls = createInProcessCalls({
     interceptors: options.interceptors,
-    shutdownSignal: options.shutdownSignal,
+    registry: options.registry ?? createCallSignals(options.shutdownSignal),
   });
 
   async function serve(exchange: Exchange, wire: CallWire, call: InProcessCall): Promise<void> {
