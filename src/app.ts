@@ -9,17 +9,10 @@ import {
   hmacHeaders,
   principalKey,
 } from "./auth/index.js";
-import { createCallPipeline } from "./call/pipeline.js";
-import { createCallSignals } from "./lib/call-signals.js";
 import type { Config } from "./config/index.js";
-import {
-  composeEdge,
-  createAccessLogEdge,
-  createCorsEdge,
-  createHeaderLimitEdge,
-  shutdownCutError,
-} from "./edge/index.js";
-import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
+import { createServer } from "./server.js";
+import { createCorsEdge } from "./edge/index.js";
+import { createJsonChat, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
@@ -35,14 +28,7 @@ import { createChatCore, createChatService } from "./rpc/chat-service.js";
 import type { JsonObject } from "./rpc/ports.js";
 import { createWireErrorInterceptor } from "./rpc/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
-import {
-  createConnectOptions,
-  createDispatch,
-  defaultMaxHeaderBytes,
-  createOnePortServer,
-  registerHealth,
-  registerReflection,
-} from "./server/index.js";
+import { registerHealth, registerReflection } from "./server/index.js";
 import type { Readiness } from "./server/index.js";
 import { createForwarder } from "./upstream/index.js";
 
@@ -204,31 +190,14 @@ export function createApp(options: AppOptions): App {
     ...(options.interceptors ?? []),
   ];
 
-  const shutdown = new AbortController();
-  const services: ServiceImplSpec[] = [];
-  const connectOptions = createConnectOptions({
-    bodyLimitBytes: config.maxBodyBytes,
-    interceptors,
-    shutdownSignal: shutdown.signal,
-  });
-  // The one pipeline every call of every codec passes (docs/architecture.md, "The call pipeline").
-  const pipeline = createCallPipeline({
-    interceptors,
-    // The one registry of the server's running calls, aborted together at the end of the shutdown grace.
-    registry: createCallSignals(shutdown.signal),
-    precheck: auth.precheck,
+  const server = createServer({
     logger,
-  });
-  const dispatch = createDispatch({
-    connectOptions,
-    pipeline,
-    logger,
-    // Every dispatch path runs auth's body-free checks before it reads (and so parses) a request body.
+    interceptors,
+    // Both lanes run auth's body-free checks before they read (and so parse) a request body.
     precheck: auth.precheck,
-    chatJson,
-    routes(connectRouter) {
-      // Recorded here too: the metrics entry tells streams from unary calls by the registered methods.
-      const router = recordServices(connectRouter, services);
+    limits: { bodyLimitBytes: config.maxBodyBytes },
+    chat: { impl: chat, json: chatJson },
+    routes(router) {
       router.service(ChatService, chat);
       registerHealth(router, {
         readiness,
@@ -237,59 +206,28 @@ export function createApp(options: AppOptions): App {
       });
       if (config.reflection) registerReflection(router);
     },
-  });
-  // The edge list, outermost first: every request on the port passes it (docs/architecture.md). New
-  // cross-cutting entries (CORS, metrics, the OpenAI-compatible route) go after the access log, which
-  // must stay first so it sees every answer, theirs included.
-  const edge = composeEdge({
-    entries: [
-      createAccessLogEdge({
-        logger,
-        gcpProjectId: gcpProjectOf(config),
-        quietServices: defaultPublicServices,
-      }),
+    accessLog: { gcpProjectId: gcpProjectOf(config), quietServices: defaultPublicServices },
+    entries: (services) => [
       // Right after the access log: it counts every request, the header-limit refusals included.
       ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
       // Before anything that may answer, so every answer an allowed page gets is readable by it, and a
       // preflight is answered before the header limit, routing, auth or any handler.
       createCorsEdge({ origins: config.corsOrigins, ...webClientHeaders }),
-      createHeaderLimitEdge({ maxHeaderBytes: defaultMaxHeaderBytes }),
-      // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL"), on the call path
-      // the REST transcoder uses, with the ChatService implementation the router serves.
-      createOpenAiEdge({
-        chat,
-        chatJson,
-        pipeline,
-        maxBodyBytes: connectOptions.readMaxBytes,
-        maxTimeoutMs: connectOptions.maxTimeoutMs,
-      }),
     ],
-    dispatch,
-    cutSignal: shutdown.signal,
-  });
-  const server = createOnePortServer({
-    handler: edge,
-    logger,
-    idleTimeoutMs: config.idleTimeoutMs,
-    // The whole request must arrive within the body deadline (408 otherwise); headers within 10 s of it.
-    requestTimeoutMs: config.bodyTimeoutMs,
-    headersTimeoutMs: Math.min(10_000, config.bodyTimeoutMs),
+    server: {
+      idleTimeoutMs: config.idleTimeoutMs,
+      // The whole request must arrive within the body deadline (408 otherwise); headers within 10 s of it.
+      requestTimeoutMs: config.bodyTimeoutMs,
+      headersTimeoutMs: Math.min(10_000, config.bodyTimeoutMs),
+    },
   });
 
   return {
     listen: (port, host) => server.listen(port, host),
     async close(graceMs) {
-      // Calls still running when the grace is nearly over are cut with UNAVAILABLE (retryable) a moment
-      // before the server destroys the connections, so each gets its terminal error on the wire (the end
-      // of an SSE stream, a Connect end-of-stream error, gRPC status 14) instead of a silent truncation.
-      const timer = setTimeout(
-        () => shutdown.abort(shutdownCutError),
-        Math.max(0, graceMs - cutMarginMs(graceMs)),
-      );
       try {
         await server.close(graceMs);
       } finally {
-        clearTimeout(timer);
         await forwarder.close();
       }
     },
@@ -319,11 +257,6 @@ const webClientHeaders = {
   ],
   exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames],
 } as const;
-
-/** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
-function cutMarginMs(graceMs: number): number {
-  return Math.min(500, Math.floor(graceMs / 2));
-}
 
 /** `package.Service/Method` of every registered streaming RPC (as `Exchange.rpc` names them). */
 function streamingRpcsOf(services: readonly ServiceImplSpec[]): string[] {

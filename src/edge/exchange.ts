@@ -116,11 +116,7 @@ export function composeEdge(options: EdgeOptions): NodeListener {
 }
 
 /** Builds the exchange of one request. */
-function createExchange(
-  req: NodeServerRequest,
-  res: NodeServerResponse,
-  cutSignal?: AbortSignal,
-): Exchange {
+function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSignal?: AbortSignal): Exchange {
   const url = req.url ?? "/";
   const q = url.indexOf("?");
   const listeners: EndListener[] = [];

@@ -26,7 +26,7 @@ export interface DispatchOptions {
    * Auth's precheck for the fallback lane (connect-node's handlers), which runs it itself after the
    * size-limited read and before connect decodes. None by default.
    */
-  readonly precheck?: Auth["precheck"];
+  readonly precheck?: Auth["precheck"] | undefined;
   /** The chat RPCs for REST's JSON callers (src/http/chat-json.ts); without it REST builds messages. */
   readonly chatJson?: JsonChat | undefined;
   /** Called when a codec takes a call, before it is served (the differential tests count them). */

@@ -18,8 +18,7 @@ import {
   type Principal,
 } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
-import { composeEdge } from "../../src/edge/index.js";
-import { createConnectOptions, createDispatch, createOnePortServer } from "../../src/server/index.js";
+import { createServer } from "../../src/server.js";
 import type { Secrets } from "../../src/secrets/types.js";
 import { captureLog } from "./log-capture.js";
 
@@ -180,27 +179,22 @@ export interface AuthTestServer {
 const restMaxBodyBytes = 1024 * 1024;
 
 /**
- * Starts the one-port server on 127.0.0.1 port 0, built as src/app.ts builds it (createDispatch: the gRPC
- * fast path, the Connect router and the REST transcoder), with the given auth's interceptor in front of the
- * test services and its precheck on every path, so every protocol's calls run through the same checks.
+ * Starts the server on 127.0.0.1 port 0, built as src/app.ts builds it (createServer, src/server.ts), with
+ * the given auth's interceptor in front of the test services and its precheck on both lanes, so every
+ * protocol's calls run through the same checks.
  */
 export async function startAuthTestServer(
   auth: Auth,
   secrets: () => Secrets | undefined,
 ): Promise<AuthTestServer> {
   const { logger } = captureLog("info");
-  const dispatch = createDispatch({
-    connectOptions: createConnectOptions({
-      interceptors: [auth.interceptor],
-      bodyLimitBytes: restMaxBodyBytes,
-    }),
+  const server = createServer({
+    logger,
+    interceptors: [auth.interceptor],
     precheck: auth.precheck,
-    logger,
+    limits: { bodyLimitBytes: restMaxBodyBytes },
     routes: routes(secrets),
-  });
-  const server = createOnePortServer({
-    handler: composeEdge({ entries: [], dispatch }),
-    logger,
+    accessLog: { gcpProjectId: undefined },
     // Large header limits so the oversized-token case reaches the interceptor instead of the server's 431.
     maxHeaderBytes: 256 * 1024,
   });

@@ -1,18 +1,13 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
+import { createServer } from "../../src/server.js";
 import {
-  createConnectOptions,
-  createDispatch,
-  createOnePortServer,
-  defaultMaxHeaderBytes,
   registerHealth,
   registerReflection,
   type ConnectOptionsInput,
-  type OnePortServer,
   type OnePortServerOptions,
   type Readiness,
 } from "../../src/server/index.js";
-import { composeEdge, createAccessLogEdge, createHeaderLimitEdge } from "../../src/edge/index.js";
 import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
 import { captureLog, type CapturedLog } from "./log-capture.js";
 import { unimplementedChatService } from "./unimplemented-chat.js";
@@ -20,7 +15,6 @@ import { unimplementedChatService } from "./unimplemented-chat.js";
 export interface TestServer {
   readonly port: number;
   readonly baseUrl: string;
-  readonly server: OnePortServer;
   readonly log: CapturedLog;
   /** Mutable readiness the health services read; call `notify()` after changing it. */
   readonly readiness: { current: Readiness };
@@ -45,24 +39,22 @@ export const readyState: Readiness = {
 };
 
 /**
- * The server as src/app.ts composes it, from the same functions (createDispatch: the gRPC fast path, the
- * Connect router and the REST transcoder; the edge with the access log and the header limit; the
- * one-port server), with the services tests control: health with a readiness they set, reflection, and the
- * UNIMPLEMENTED chat service (or overrides of it). On 127.0.0.1, port 0.
+ * The server as src/app.ts builds it, by the same function (createServer, src/server.ts: the one-port
+ * server, the edge, the dispatcher with the codecs on the call pipeline and the fallback lane), with the
+ * services tests control: health with a readiness they set, reflection, and the UNIMPLEMENTED chat
+ * service (or overrides of it), behind the server's outermost interceptor. On 127.0.0.1, port 0.
  */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const log = captureLog();
   const readiness = { current: readyState };
   const listeners = new Set<() => void>();
-  const shutdown = new AbortController();
-  const dispatch = createDispatch({
-    // The server's outermost interceptor, so AppErrors become their wire errors as in the server.
-    connectOptions: createConnectOptions({
-      interceptors: [createWireErrorInterceptor()],
-      shutdownSignal: shutdown.signal,
-      ...options.connect,
-    }),
+  const { interceptors: _interceptors, shutdownSignal: _shutdown, ...limits } = options.connect ?? {};
+  const { maxHeaderBytes, ...server } = options.server ?? {};
+  const app = createServer({
     logger: log.logger,
+    // The server's outermost interceptor, so AppErrors become their wire errors as in the server.
+    interceptors: [createWireErrorInterceptor(), ...(options.connect?.interceptors ?? [])],
+    limits,
     routes(router) {
       router.service(ChatService, { ...unimplementedChatService, ...options.chat });
       registerHealth(router, {
@@ -79,24 +71,17 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       });
       registerReflection(router);
     },
+    accessLog: { gcpProjectId: undefined },
+    ...(maxHeaderBytes === undefined ? {} : { maxHeaderBytes }),
+    server,
   });
-  const edge = composeEdge({
-    entries: [
-      createAccessLogEdge({ logger: log.logger, gcpProjectId: undefined }),
-      createHeaderLimitEdge({ maxHeaderBytes: options.server?.maxHeaderBytes ?? defaultMaxHeaderBytes }),
-    ],
-    dispatch,
-    cutSignal: shutdown.signal,
-  });
-  const server = createOnePortServer({ handler: edge, logger: log.logger, ...options.server });
-  const { port } = await server.listen(0, "127.0.0.1");
+  const { port } = await app.listen(0, "127.0.0.1");
   return {
     port,
     baseUrl: `http://127.0.0.1:${port}`,
-    server,
     log,
     readiness,
     notify: () => listeners.forEach((l) => l()),
-    close: (graceMs = 1_000) => server.close(graceMs),
+    close: (graceMs = 1_000) => app.close(graceMs),
   };
 }

@@ -1,0 +1,145 @@
+import type { ConnectRouter, Interceptor, ServiceImpl, ServiceImplSpec } from "@connectrpc/connect";
+import type { ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
+import type { Auth } from "./auth/index.js";
+import { createCallPipeline } from "./call/pipeline.js";
+import {
+  composeEdge,
+  createAccessLogEdge,
+  createHeaderLimitEdge,
+  shutdownCutError,
+  type AccessLogEdgeOptions,
+  type EdgeEntry,
+} from "./edge/index.js";
+import { createOpenAiEdge, recordServices, type JsonChat } from "./http/index.js";
+import { createCallSignals } from "./lib/call-signals.js";
+import type { Logger } from "./log/index.js";
+import {
+  createConnectOptions,
+  createDispatch,
+  createOnePortServer,
+  defaultMaxHeaderBytes,
+  type ConnectOptionsInput,
+  type OnePortServerOptions,
+} from "./server/index.js";
+
+export interface ServerOptions {
+  readonly logger: Logger;
+  /** Registers the services on the router (src/app.ts: ChatService, health, reflection). */
+  readonly routes: (router: ConnectRouter) => void;
+  /** Every call's interceptors, outermost first (their order is written in src/app.ts). */
+  readonly interceptors: readonly Interceptor[];
+  /** Auth's precheck over the raw request, run by both lanes before any decode (src/auth/interceptor.ts). */
+  readonly precheck?: Auth["precheck"] | undefined;
+  /** Message and deadline limits (src/server/connect-options.ts). */
+  readonly limits?: Omit<ConnectOptionsInput, "interceptors" | "shutdownSignal">;
+  /**
+   * The chat RPCs as the JSON surfaces run them: the ChatService implementation registered by `routes` and
+   * its JSON form (src/http/chat-json.ts). With it, REST's chat routes take JSON in and out, and the
+   * OpenAI-compatible surface is served under `/openai/`.
+   */
+  readonly chat?: { readonly impl: ServiceImpl<typeof ChatService>; readonly json: JsonChat } | undefined;
+  readonly accessLog: Omit<AccessLogEdgeOptions, "logger">;
+  /**
+   * Edge entries after the access log, outermost first (metrics, CORS), given the services registered
+   * (the metrics entry tells streams from unary calls by them).
+   */
+  readonly entries?: (services: readonly ServiceImplSpec[]) => readonly EdgeEntry[];
+  /** Largest request head, on both HTTP versions (431 above it; default 16 KiB). */
+  readonly maxHeaderBytes?: number;
+  /** The one-port server's timeouts. */
+  readonly server?: Omit<OnePortServerOptions, "handler" | "logger" | "maxHeaderBytes">;
+}
+
+export interface Server {
+  /** Starts listening on the one port; resolves with the bound port. */
+  listen(port: number, host?: string): Promise<{ port: number }>;
+  /**
+   * Stops accepting and drains in-flight calls for up to `graceMs`; calls still running a moment before
+   * the end are cut with UNAVAILABLE so each ends with its terminal error on the wire.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * The request path from the port to the services, as the server runs it (docs/architecture.md, "The
+ * request path"): the one-port server, the edge list (access log first, then `entries`, the header
+ * limit, the OpenAI-compatible surface), the dispatcher with its two lanes (the codecs on the one call
+ * pipeline, connect-node's handlers as the fallback), the shutdown signal and the call registry. The
+ * composition root (src/app.ts) builds it from the configuration; the tests build it with their own
+ * services, so they run what ships.
+ */
+export function createServer(options: ServerOptions): Server {
+  const { logger, interceptors, precheck, chat } = options;
+  const shutdown = new AbortController();
+  const services: ServiceImplSpec[] = [];
+  const connectOptions = createConnectOptions({
+    ...options.limits,
+    interceptors,
+    shutdownSignal: shutdown.signal,
+  });
+  // The one pipeline every call of every codec passes, with the one registry of the running calls.
+  const pipeline = createCallPipeline({
+    interceptors,
+    registry: createCallSignals(shutdown.signal),
+    precheck,
+    logger,
+  });
+  const dispatch = createDispatch({
+    connectOptions,
+    pipeline,
+    logger,
+    precheck,
+    chatJson: chat?.json,
+    // Recorded: the codecs and the metrics entry use the registered methods.
+    routes: (router) => options.routes(recordServices(router, services)),
+  });
+  // The edge list, outermost first: every request on the port passes it. The access log stays first so
+  // it sees every answer; the header limit comes after the entries that may answer a preflight.
+  const edge = composeEdge({
+    entries: [
+      createAccessLogEdge({ logger, ...options.accessLog }),
+      ...(options.entries?.(services) ?? []),
+      createHeaderLimitEdge({ maxHeaderBytes: options.maxHeaderBytes ?? defaultMaxHeaderBytes }),
+      // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL") on the same
+      // pipeline, with the ChatService implementation the router serves.
+      ...(chat === undefined
+        ? []
+        : [
+            createOpenAiEdge({
+              chat: chat.impl,
+              chatJson: chat.json,
+              pipeline,
+              maxBodyBytes: connectOptions.readMaxBytes,
+              maxTimeoutMs: connectOptions.maxTimeoutMs,
+            }),
+          ]),
+    ],
+    dispatch,
+    cutSignal: shutdown.signal,
+  });
+  const server = createOnePortServer({
+    ...options.server,
+    ...(options.maxHeaderBytes === undefined ? {} : { maxHeaderBytes: options.maxHeaderBytes }),
+    handler: edge,
+    logger,
+  });
+  return {
+    listen: (port, host) => server.listen(port, host),
+    async close(graceMs) {
+      const timer = setTimeout(
+        () => shutdown.abort(shutdownCutError),
+        Math.max(0, graceMs - cutMarginMs(graceMs)),
+      );
+      try {
+        await server.close(graceMs);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */
+function cutMarginMs(graceMs: number): number {
+  return Math.min(500, Math.floor(graceMs / 2));
+}
