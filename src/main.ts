@@ -166,6 +166,8 @@ async function createSource(
   const source: SecretSource = {
     kind: files.kind,
     describe: (name) => files.describe(name),
+    // A key file written by `npm run cli -- keygen` is in use at once, with no restart (README, Quick start).
+    watch: (handlers) => files.watch(handlers),
     async read(name) {
       const found = await files.read(name);
       if (found !== undefined || name !== productsName) return found;
