@@ -93,7 +93,10 @@ describe("a store on a watched folder", () => {
 
   it("follows an editor's save by rename (write a new file, rename it over the old one)", async () => {
     const s = await start();
-    for (const [i, list] of [["a", "c"], ["a", "c", "d"]].entries()) {
+    for (const [i, list] of [
+      ["a", "c"],
+      ["a", "c", "d"],
+    ].entries()) {
       const temp = join(dir, `.openai_api_keys.json.${i}.swp`);
       await writeFile(temp, productsDoc(list));
       await rename(temp, join(dir, "openai_api_keys.json"));
@@ -192,9 +195,7 @@ describe("watching a folder (src/secrets/file-source.ts)", () => {
     const dir = join(root, "later");
     const { events, watch } = watchOf(dir);
     try {
-      expect(events.errors).toEqual([
-        `${dir}: cannot watch the folder (ENOENT); trying again every 100 ms`,
-      ]);
+      expect(events.errors).toEqual([`${dir}: cannot watch the folder (ENOENT); trying again every 100 ms`]);
       await sleep(350);
       expect(events.errors).toHaveLength(1);
       await mkdir(dir);
