@@ -68,7 +68,7 @@ exec ${JSON.stringify(realNpm())} "$@"
 }
 
 /** The first `npm` on the user's PATH (the system one, as a newcomer has it). */
-function realNpm(): string {
+export function realNpm(): string {
   for (const entry of userPath().split(delimiter)) {
     const candidate = join(entry, "npm");
     if (entry !== "" && existsSync(candidate)) return candidate;
@@ -77,7 +77,7 @@ function realNpm(): string {
 }
 
 /** PATH without any node_modules/.bin (npm and vitest put theirs first) and without our npm shim. */
-function userPath(): string {
+export function userPath(): string {
   return (process.env["PATH"] ?? "")
     .split(delimiter)
     .filter((entry) => !entry.includes("node_modules/.bin") && !entry.includes("node-gyp-bin"))
@@ -114,15 +114,40 @@ export interface BashResult {
   readonly stderr: string;
 }
 
+export interface BashOptions {
+  readonly cwd: string;
+  readonly env?: Record<string, string>;
+}
+
 /**
  * Runs `script` with bash in `cwd`, in a process group of its own; once bash is done, whatever it left
  * running (`npm start &`) is sent SIGTERM, then SIGKILL if still there after 10 s. The environment is the
- * user's: no npm_*, VITEST*, PORT, REDIS_URL or API_KEY_SERVER_* of the test run, plus `env`.
+ * user's: no npm_*, NODE_*, VITEST*, PORT, WEB_PORT, REDIS_URL or API_KEY_SERVER_* of the test run, plus `env`.
  */
 export async function runBash(
   script: string,
-  options: { readonly cwd: string; readonly env?: Record<string, string>; readonly timeoutMs: number },
+  options: BashOptions & { readonly timeoutMs: number },
 ): Promise<BashResult> {
+  const bash = startBash(script, options);
+  const timer = setTimeout(() => signalGroup(bash.group, "SIGKILL"), options.timeoutMs);
+  const code = await bash.exited;
+  clearTimeout(timer);
+  await endGroup(bash.group);
+  return { code, stdout: bash.stdout(), stderr: bash.stderr() };
+}
+
+export interface RunningBash {
+  /** The process group of bash and everything it started. */
+  readonly group: number;
+  readonly exited: Promise<number | null>;
+  stdout(): string;
+  stderr(): string;
+  /** Ends the whole group (SIGTERM, SIGKILL after 10 s) and waits until none of it runs. */
+  stop(): Promise<void>;
+}
+
+/** Like runBash, for a script that keeps running (a server in the foreground): the caller stops it. */
+export function startBash(script: string, options: BashOptions): RunningBash {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {
     if (
@@ -148,11 +173,8 @@ export async function runBash(
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const group = child.pid;
   if (group === undefined) throw new Error("bash did not start");
-  const timer = setTimeout(() => signalGroup(group, "SIGKILL"), options.timeoutMs);
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  clearTimeout(timer);
-  await endGroup(group);
-  return { code, stdout, stderr };
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { group, exited, stdout: () => stdout, stderr: () => stderr, stop: () => endGroup(group) };
 }
 
 function signalGroup(group: number, signal: NodeJS.Signals | 0): boolean {
