@@ -93,10 +93,8 @@ describe("README, Web clients: the example page's commands", () => {
       expect(res.headers.get("access-control-allow-origin")).toBe(origin);
       const arrivals: { at: number; text: string }[] = [];
       const decoder = new TextDecoder();
-      const reader = (res.body ?? new ReadableStream<Uint8Array>()).getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
+      if (res.body === null) throw new Error("no body");
+      for await (const value of res.body as AsyncIterable<Uint8Array>) {
         const at = performance.now();
         for (const match of decoder.decode(value, { stream: true }).matchAll(/"content":"([^"]+)"/g)) {
           arrivals.push({ at, text: match[1] ?? "" });
@@ -120,6 +118,8 @@ describe("npm scripts that start servers end them when npm is stopped", () => {
   it.each([
     ["example:web", "example page: "],
     ["start", "Listening on "],
+    // node --watch and the server it runs.
+    ["dev", "Listening on "],
   ])(
     "npm run %s: SIGTERM to npm's PID leaves nothing running",
     async (script, ready) => {
