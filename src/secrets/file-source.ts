@@ -84,12 +84,13 @@ function watchDir(
   /** One warning per outage, not one per retry. */
   let failing = false;
 
-  const identity = (): number | undefined => {
+  /** The folder's inode, or why it cannot be watched (an errno code). */
+  const identity = (): number | string => {
     try {
       const stats = statSync(dir);
-      return stats.isDirectory() ? stats.ino : undefined;
-    } catch {
-      return undefined;
+      return stats.isDirectory() ? stats.ino : "ENOTDIR";
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? "EIO";
     }
   };
 
@@ -99,30 +100,30 @@ function watchDir(
     watchedIno = undefined;
   };
 
-  const problem = (err: unknown): void => {
+  const problem = (code: string): void => {
     if (failing || closed) return;
     failing = true;
-    const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "ENOTDIR";
     handlers.onError(`${dir}: cannot watch the folder (${code}); trying again every ${retryMs} ms`);
   };
+  const codeOf = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? "EIO";
 
   /** Starts watching; false when the folder cannot be watched now. */
   const attach = (): boolean => {
     const ino = identity();
-    if (ino === undefined) {
-      problem(Object.assign(new Error("no folder"), { code: "ENOENT" }));
+    if (typeof ino === "string") {
+      problem(ino);
       return false;
     }
     try {
       // Not persistent: a watcher never keeps a stopping process alive.
       watcher = watchFolder(dir, { persistent: false }, changed);
     } catch (err) {
-      problem(err);
+      problem(codeOf(err));
       return false;
     }
     watcher.on("error", (err) => {
       detach();
-      problem(err);
+      problem(codeOf(err));
       scheduleRetry();
     });
     watchedIno = ino;

@@ -147,6 +147,24 @@ describe("a store on a watched folder", () => {
     expect(models(s)).toEqual(["a", "f"]);
   });
 
+  it("logs a WARNING when the source cannot watch, naming the fallback", async () => {
+    const files = createFileSecretSource({ dir });
+    await start({
+      ...files,
+      watch: (handlers) => {
+        handlers.onError(`${dir}: cannot watch the folder (ENOSPC); trying again every 1000 ms`);
+        return { close: () => undefined };
+      },
+    });
+    expect(log.records().filter((r) => r["message"]?.toString().startsWith("Cannot watch"))).toMatchObject([
+      {
+        message: "Cannot watch the secret files; changes are picked up by the periodic re-read",
+        error: `${dir}: cannot watch the folder (ENOSPC); trying again every 1000 ms`,
+        refreshSeconds: 3600,
+      },
+    ]);
+  });
+
   it("refreshes again for a change seen while a refresh was running", async () => {
     const files = createFileSecretSource({ dir });
     let slowReads = false;
@@ -240,6 +258,14 @@ describe("watching a folder (src/secrets/file-source.ts)", () => {
     } finally {
       watch.close();
     }
+  });
+
+  it("a path that is not a folder: the warning says so", async () => {
+    const file = join(root, "a-file");
+    await writeFile(file, "");
+    const { events, watch } = watchOf(file);
+    watch.close();
+    expect(events.errors).toEqual([`${file}: cannot watch the folder (ENOTDIR); trying again every 100 ms`]);
   });
 
   it("refuses bad timings by name", () => {
