@@ -22,7 +22,7 @@ describe("examples/README.md, every command as written", () => {
     const port = await freePort();
     // Stop at the first failing command, as a reader would, instead of running the rest regardless.
     const script = ["set -e", ...blocks].join("\n").replaceAll("localhost:8000", `localhost:${port}`);
-    const result = await runBash(script, { cwd: clone.dir, env: { PORT: String(port) }, timeoutMs: 110_000 });
+    const result = await runBash(script, { cwd: clone.dir, env: { PORT: String(port) }, timeoutMs: 150_000 });
     const output = `${result.stdout}\n--- stderr ---\n${result.stderr}`;
     expect(result.code, output).toBe(0);
     const lines = result.stdout.split("\n");
@@ -40,5 +40,5 @@ describe("examples/README.md, every command as written", () => {
       "chat_pb2.py",
       "json_options_pb2.py",
     ]);
-  }, 150_000);
+  }, 180_000);
 });

@@ -53,7 +53,7 @@ describe("README, Web clients: the example page's commands", () => {
     });
     const output = () => `${bash.stdout()}\n--- stderr ---\n${bash.stderr()}`;
     try {
-      const page = await until200(`${origin}/`, 90_000, output);
+      const page = await until200(`${origin}/`, 140_000, output);
       expect(await page.text()).toContain('<input id="server" value="http://localhost:8000" />');
       const server = `http://localhost:${port}`;
       await (await until200(`${server}/health`, 30_000, output)).body?.cancel();
@@ -111,7 +111,7 @@ describe("README, Web clients: the example page's commands", () => {
     // Stopping the commands stopped both servers.
     await expect(fetch(`${origin}/`)).rejects.toThrow();
     expect(output()).not.toMatch(/already in use/);
-  }, 150_000);
+  }, 200_000);
 });
 
 describe("npm scripts that start servers end them when npm is stopped", () => {
