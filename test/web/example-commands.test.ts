@@ -1,4 +1,5 @@
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -112,6 +113,41 @@ describe("README, Web clients: the example page's commands", () => {
     await expect(fetch(`${origin}/`)).rejects.toThrow();
     expect(output()).not.toMatch(/already in use/);
   }, 200_000);
+});
+
+describe("examples/web/serve.mjs refuses a bad WEB_PORT with one line", () => {
+  const serve = (webPort: string) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ["examples/web/serve.mjs"],
+        { cwd: repoRoot, env: { PATH: userPath(), WEB_PORT: webPort, PORT: "1" }, timeout: 15_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (err.code as number) : 0, stdout, stderr }),
+      );
+    });
+
+  it("not a port number", async () => {
+    expect(await serve("abc")).toStrictEqual({
+      code: 1,
+      stdout: "",
+      stderr: 'example:web: WEB_PORT: expected a port number (1-65535), got "abc"\n',
+    });
+  });
+
+  it("a port in use", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "localhost", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      expect(await serve(String(port))).toStrictEqual({
+        code: 1,
+        stdout: "",
+        stderr: `example:web: port ${port} is already in use: set WEB_PORT to another port\n`,
+      });
+    } finally {
+      taken.close();
+    }
+  });
 });
 
 describe("npm scripts that start servers end them when npm is stopped", () => {
