@@ -367,9 +367,16 @@ async function main(): Promise<void> {
   }
 }
 
-process.on("SIGINT", () => {
-  killChildren();
-  process.exit(130);
-});
+// SIGTERM too: `npm run bench` execs this file, so stopping npm sends it here, and the servers and load
+// generators started for the run must not outlive it.
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  process.on(signal, () => {
+    killChildren();
+    process.exit(code);
+  });
+}
 
 await main();

@@ -31,10 +31,13 @@ import { listenProblem } from "./startup/index.js";
  * The product secret used when running from local files and `openai_api_keys.json` does not exist: one
  * product served by the built-in echo provider, so a fresh clone answers chat requests with no keys at all.
  * Echo also answers to the model names of the seed runbook's example (`gpt-4o`, `gpt-4o-mini`), so that
- * request works exactly as written; the start-up warning says the answers come from echo.
+ * request works exactly as written; the start-up warning says the answers come from echo. Its streams are
+ * paced (`stream_delay_ms`), so the example page (examples/web) visibly streams token by token.
  */
 const embeddedProducts = {
-  "product-dev": { providers: { echo: { models: ["echo-1", "gpt-4o", "gpt-4o-mini"] } } },
+  "product-dev": {
+    providers: { echo: { models: ["echo-1", "gpt-4o", "gpt-4o-mini"], stream_delay_ms: 40 } },
+  },
 };
 
 async function main(): Promise<void> {
@@ -166,6 +169,8 @@ async function createSource(
   const source: SecretSource = {
     kind: files.kind,
     describe: (name) => files.describe(name),
+    // A key file written by `npm run cli -- keygen` is in use at once, with no restart (README, Quick start).
+    watch: (handlers) => files.watch(handlers),
     async read(name) {
       const found = await files.read(name);
       if (found !== undefined || name !== productsName) return found;

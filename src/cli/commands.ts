@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
   exportJWK,
@@ -82,7 +82,11 @@ export async function keygen(options: KeygenOptions): Promise<KeygenResult> {
       mode: 0o600,
       flag: options.force === true ? "w" : "wx",
     });
-    await writeFile(publicKeysPath, `${JSON.stringify(updated, null, 2)}\n`);
+    // Written whole, then renamed over the old file: a running server watches the folder and must never
+    // read a half-written key file (src/secrets/file-source.ts).
+    const partial = `${publicKeysPath}.${process.pid}.tmp`;
+    await writeFile(partial, `${JSON.stringify(updated, null, 2)}\n`);
+    await rename(partial, publicKeysPath);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EEXIST") {

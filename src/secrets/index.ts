@@ -8,8 +8,18 @@ export type {
   SecretStore,
 } from "./types.js";
 export { providerKinds } from "./types.js";
-export { SecretSourceError, type SecretSource, type SecretVersion } from "./source.js";
-export { createFileSecretSource, type FileSecretSourceOptions } from "./file-source.js";
+export {
+  SecretSourceError,
+  type SecretSource,
+  type SecretVersion,
+  type SecretWatch,
+  type SecretWatchHandlers,
+} from "./source.js";
+export {
+  createFileSecretSource,
+  type FileSecretSource,
+  type FileSecretSourceOptions,
+} from "./file-source.js";
 export {
   createSecretManagerSource,
   type SecretManagerClient,

@@ -20,7 +20,11 @@ const providerKeys = [
   "base_url",
   "api_version",
   "deployments",
+  "stream_delay_ms",
 ] as const;
+/** The longest pause `stream_delay_ms` may ask for between two streamed pieces. */
+const maxStreamDelayMs = 10_000;
+
 const rateLimitKeys = ["requests_per_minute", "tokens_per_minute"] as const;
 
 /** Kinds that need no key (echo has no network). */
@@ -144,6 +148,11 @@ function parseProvider(name: string, value: unknown, path: string): ProviderConf
       : {
           deployments: parseDeployments(provider.deployments, kind, models, childPath(path, "deployments")),
         }),
+    ...(provider.stream_delay_ms === undefined
+      ? {}
+      : {
+          streamDelayMs: parseStreamDelay(provider.stream_delay_ms, kind, childPath(path, "stream_delay_ms")),
+        }),
   };
   return Object.freeze(config);
 }
@@ -165,6 +174,14 @@ function parseDeployments(
     deployments.set(model, expectUrlSafe(expectString(object[model], modelPath), modelPath));
   }
   return deployments;
+}
+
+/** Echo's pause between streamed pieces, so a demo visibly streams; a real provider sets its own pace. */
+function parseStreamDelay(value: unknown, kind: ProviderKind, path: string): number {
+  if (kind !== "echo") fail(path, `only for provider kind "echo", not ${JSON.stringify(kind)}`);
+  const ms = expectPositiveInteger(value, path);
+  if (ms > maxStreamDelayMs) fail(path, `expected at most ${maxStreamDelayMs} (milliseconds), got ${ms}`);
+  return ms;
 }
 
 /** Values that go into a URL path or query as they are (deployment names, API versions). */

@@ -4,7 +4,7 @@ import type { Logger } from "../log/index.js";
 import { parseHmacSecrets } from "./parse-hmac-secrets.js";
 import { parseJwtKeys } from "./parse-jwt-keys.js";
 import { parseProducts } from "./parse-products.js";
-import { SecretSourceError, type SecretSource } from "./source.js";
+import { SecretSourceError, type SecretSource, type SecretWatch } from "./source.js";
 import type { HmacKey, ProductConfig, Secrets, SecretStore } from "./types.js";
 
 /** The names of the three secrets (Secret Manager names; the file source maps `-` to `_`). */
@@ -136,6 +136,9 @@ const retryDelayMs = (attempt: number): number => Math.min(1000 * 2 ** (attempt 
  * swapped in at once; an unreadable or invalid version keeps the last good value and logs an error on every
  * attempt. A deleted JWT/HMAC secret disables its method (warning); a deleted product secret is an error.
  * onChange listeners see every set that becomes current, the first one included.
+ *
+ * A source that can watch (local files) also triggers a refresh as soon as it sees a change, so an edited
+ * file is in use within milliseconds; the periodic re-read stays as the fallback. stop() ends both.
  */
 export function createSecretStore(options: SecretStoreOptions): RefreshingSecretStore {
   const {
@@ -168,6 +171,9 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
   let current: Secrets | undefined;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<boolean> | undefined;
+  /** A watched change arrived while a refresh was running (which may have read the file before it). */
+  let changedDuringRefresh = false;
+  let watch: SecretWatch | undefined;
   let state: "new" | "starting" | "running" | "stopped" = "new";
   const listeners = new Set<(secrets: Secrets) => void>();
 
@@ -366,6 +372,16 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     }
   }
 
+  /** A refresh for a watched change: never merged into a refresh that started before the change. */
+  function refreshAfterChange(): void {
+    if (state !== "running") return;
+    if (inFlight !== undefined) {
+      changedDuringRefresh = true;
+      return;
+    }
+    void store.refresh();
+  }
+
   const store: RefreshingSecretStore = {
     current: () => current,
 
@@ -420,6 +436,14 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       timer = setInterval(() => void store.refresh(), refreshIntervalMs);
       // A pending refresh must not keep a stopping process alive.
       timer.unref();
+      watch = source.watch?.({
+        onChange: refreshAfterChange,
+        onError: (message) =>
+          logger.warn(
+            { error: message, refreshSeconds: refreshIntervalMs / 1000 },
+            "Cannot watch the secret files; changes are picked up by the periodic re-read",
+          ),
+      });
     },
 
     refresh(): Promise<boolean> {
@@ -431,6 +455,10 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
         })
         .finally(() => {
           inFlight = undefined;
+          if (changedDuringRefresh) {
+            changedDuringRefresh = false;
+            refreshAfterChange();
+          }
         });
       return inFlight;
     },
@@ -439,6 +467,8 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
       state = "stopped";
       clearInterval(timer);
       timer = undefined;
+      watch?.close();
+      watch = undefined;
       await inFlight;
     },
 

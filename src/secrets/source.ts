@@ -15,6 +15,24 @@ export interface SecretSource {
    * any other failure with an error whose message names the secret and the cause, never the value.
    */
   read(name: string): Promise<SecretVersion | undefined>;
+  /**
+   * Optional: tells `onChange` soon after a secret may have changed, so a change is picked up at once
+   * rather than at the next periodic re-read (which stays the fallback). Told too often is harmless (a
+   * re-read of unchanged content changes nothing); the returned handle stops it.
+   */
+  watch?(handlers: SecretWatchHandlers): SecretWatch;
+}
+
+export interface SecretWatchHandlers {
+  /** Something may have changed: re-read. */
+  readonly onChange: () => void;
+  /** Watching is not possible for now (why, safe to log); changes are then seen only by the periodic re-read. */
+  readonly onError: (message: string) => void;
+}
+
+export interface SecretWatch {
+  /** Stops watching; no `onChange` follows. */
+  close(): void;
 }
 
 /** A failed read, with a message safe to log. */

@@ -28,6 +28,8 @@ export interface ProviderConfig {
   readonly apiVersion?: string;
   /** Azure OpenAI: model → deployment name (`deployments`); a model not listed is its own deployment name. */
   readonly deployments?: ReadonlyMap<string, string>;
+  /** Echo only: pause before each streamed piece (`stream_delay_ms`), so a stream visibly streams; absent: none. */
+  readonly streamDelayMs?: number;
 }
 
 /** Per-product rate limit (`rate_limit` in the product secret). */

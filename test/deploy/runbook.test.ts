@@ -229,6 +229,53 @@ describe("docs/runbook.ja.md, every section", () => {
     expect(all.filter((c) => /gcr\.io\/\$\{?PROJECT_ID/.test(c))).toEqual([]);
   });
 
+  it("marks every value to replace with `# ← 置き換え`, and its header counts them right", () => {
+    /** Values a reader must replace: example names and addresses that cannot work as they are. */
+    const placeholder = /your-[a-z-]+|app\.example\.com|admin\.example\.com|10\.0\.0\.3/;
+    const mark = "# ← 置き換え";
+    const unmarked: string[] = [];
+    let marks = 0;
+    for (const block of runbook.matchAll(/```bash\n([\s\S]*?)```/g)) {
+      const lines = (block[1] ?? "").split("\n");
+      let start = 0;
+      lines.forEach((line, i) => {
+        if (i > 0 && !(lines[i - 1] ?? "").trimEnd().endsWith("\\")) start = i;
+        if (line.includes(mark)) marks++;
+        if (line.trim().startsWith("#") || !placeholder.test(line)) return;
+        // Marked on the command itself (any of its lines) or on the comment line right above it.
+        let end = i;
+        while ((lines[end] ?? "").trimEnd().endsWith("\\")) end++;
+        const command = lines.slice(start, end + 1).join("\n");
+        if (!command.includes(mark) && !(lines[start - 1] ?? "").includes(mark)) unmarked.push(line.trim());
+      });
+    }
+    expect(unmarked).toEqual([]);
+    // The placeholders are real (the pattern finds them), and the header states their number.
+    expect(marks).toBe(6);
+    expect(runbook.slice(0, runbook.indexOf("\n## "))).toContain(
+      "プレースホルダーは\n> 6 か所で、どれもその行末か、コマンドの直前の行に `# ← 置き換え` と書いてあります",
+    );
+  });
+
+  it("says what the tests need of Redis as test/support/redis-global-setup.ts does it", async () => {
+    const setup = await readFile(join(repoRoot, "test/support/redis-global-setup.ts"), "utf8");
+    // The tests start their own redis-server on a free port, or use the one named by this variable...
+    expect(setup).toContain('process.env["API_KEY_SERVER_TEST_REDIS_URL"]');
+    expect(setup).toContain("startRedisServer(port)");
+    // ...so the runbook neither asks for a Redis on 6379 nor calls one required.
+    const local = section(1);
+    expect(local).not.toContain("6379");
+    expect(local).not.toContain("Redis 必須");
+    expect(local).toContain("API_KEY_SERVER_TEST_REDIS_URL");
+    expect(local).toContain("空きポートで専用の `redis-server` を起動");
+  });
+
+  it("explains npm ci's EBADENGINE warnings, as the README does", async () => {
+    const readme = await readFile(join(repoRoot, "README.md"), "utf8");
+    expect(readme).toContain("`npm ci` prints about 70 `npm warn EBADENGINE Unsupported engine` lines");
+    expect(section(1)).toContain("`npm warn EBADENGINE` を約 70 行出すが無害");
+  });
+
   it("filters every log query by logName (Cloud Run's request log would count every call twice)", () => {
     const queries = gcloud.filter((c) => c.includes(" logging "));
     expect(queries.length).toBeGreaterThan(0);

@@ -36,7 +36,9 @@ describe("file secret source", () => {
   beforeEach(async () => {
     dir = join(root, String(caseNumber++));
     await mkdir(dir);
-    source = createFileSecretSource({ dir });
+    // These cases drive refresh() by hand; watching the folder has its own cases (file-watch.test.ts).
+    const files = createFileSecretSource({ dir });
+    source = { kind: files.kind, describe: (name) => files.describe(name), read: (name) => files.read(name) };
     log = captureLog();
   });
   afterEach(async () => {

@@ -99,7 +99,7 @@ describe("parseProducts", () => {
     [
       "an unknown provider key",
       { "product-dev": { providers: { openai: { api_key: apiKey, models: ["m"], base_ur: "http://x" } } } },
-      '$["product-dev"].providers.openai.base_ur: unknown key (expected one of kind, api_key, api_keys, models, base_url, api_version, deployments)',
+      '$["product-dev"].providers.openai.base_ur: unknown key (expected one of kind, api_key, api_keys, models, base_url, api_version, deployments, stream_delay_ms)',
     ],
     [
       "an unknown provider name without kind",
@@ -202,6 +202,26 @@ describe("parseProducts", () => {
       "$.p.providers.openai.api_keys[1]: expected a non-empty string, got a string",
     ],
     [
+      "stream_delay_ms on a kind other than echo",
+      { p: { providers: { openai: { api_key: apiKey, models: ["m"], stream_delay_ms: 50 } } } },
+      '$.p.providers.openai.stream_delay_ms: only for provider kind "echo", not "openai"',
+    ],
+    [
+      "a stream_delay_ms that is not a positive integer",
+      { p: { providers: { echo: { models: ["m"], stream_delay_ms: "50" } } } },
+      "$.p.providers.echo.stream_delay_ms: expected a positive integer, got a string",
+    ],
+    [
+      "a zero stream_delay_ms",
+      { p: { providers: { echo: { models: ["m"], stream_delay_ms: 0 } } } },
+      "$.p.providers.echo.stream_delay_ms: expected a positive integer, got 0",
+    ],
+    [
+      "a stream_delay_ms above 10 s",
+      { p: { providers: { echo: { models: ["m"], stream_delay_ms: 10_001 } } } },
+      "$.p.providers.echo.stream_delay_ms: expected at most 10000 (milliseconds), got 10001",
+    ],
+    [
       "deployments on a kind other than azure-openai",
       { p: { providers: { openai: { api_key: apiKey, models: ["m"], deployments: { m: "d" } } } } },
       '$.p.providers.openai.deployments: only for provider kind "azure-openai", not "openai"',
@@ -278,6 +298,17 @@ describe("parseProducts", () => {
     expect(Object.isFrozen(anthropic?.apiKeys)).toBe(true);
     expect(azure?.apiKeys).toStrictEqual(["az-key"]);
     expect(azure?.deployments).toStrictEqual(new Map([["gpt-4o", "prod-gpt4o"]]));
+  });
+
+  it("reads echo's stream_delay_ms, absent unless given", () => {
+    const products = parseProducts(
+      JSON.stringify({
+        paced: { providers: { echo: { models: ["echo-1"], stream_delay_ms: 40 } } },
+        plain: { providers: { echo: { models: ["echo-1"] } } },
+      }),
+    );
+    expect(products.get("paced")?.providers[0]?.streamDelayMs).toBe(40);
+    expect(products.get("plain")?.providers[0]).not.toHaveProperty("streamDelayMs");
   });
 
   it("rejects a whole document for one bad product (nothing half-applied)", () => {

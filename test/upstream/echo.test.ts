@@ -141,4 +141,29 @@ describe("echo provider", () => {
     expect(streamed.chunks).toHaveLength(2);
     expect((streamed.error as ConnectError).code).toBe(Code.Canceled);
   });
+
+  it("paces the pieces of a stream by stream_delay_ms, and stops in the middle of a pause", async () => {
+    const paced: ProviderConfig = { ...echo, streamDelayMs: 80 };
+    const times: number[] = [];
+    const started = performance.now();
+    for await (const chunk of forwarder.stream(paced, request("one two three"))) {
+      times.push(performance.now() - started);
+      expect(chunk["object"]).toBe("chat.completion.chunk");
+    }
+    // role, three words, finish: each word waits its pause, the role chunk and the finish do not.
+    expect(times).toHaveLength(5);
+    const gaps = times.slice(1, 4).map((t, i) => t - (times[i] ?? 0));
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(75);
+    expect((times[4] ?? 0) - (times[3] ?? 0)).toBeLessThan(75);
+
+    // A cancel during a pause ends the stream then, not after the pause.
+    const controller = new AbortController();
+    const slow: ProviderConfig = { ...echo, streamDelayMs: 5000 };
+    const cancelAt = performance.now();
+    setTimeout(() => controller.abort(), 100);
+    const cut = await collect(forwarder.stream(slow, request("a b"), { signal: controller.signal }));
+    expect(performance.now() - cancelAt).toBeLessThan(2000);
+    expect(cut.chunks).toHaveLength(1);
+    expect((cut.error as ConnectError).code).toBe(Code.Canceled);
+  });
 });

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Clock, JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
 
 /**
  * The built-in `echo` provider (README, Quick start): no network, no key. It answers with the last user message in an
  * OpenAI-shaped `chat.completion` (or chunks), with usage estimated at about four characters per token, and
- * honours the token limit (`finish_reason: "length"`), `n` and `stream_options.include_usage`.
+ * honours the token limit (`finish_reason: "length"`), `n` and `stream_options.include_usage`. A stream
+ * sends one piece (a word with its spaces) per chunk, each after the provider's `stream_delay_ms`.
  */
 export function createEchoAdapter(deps: { readonly clock: Clock }): ProviderAdapter {
   const { clock } = deps;
@@ -90,11 +92,13 @@ export function createEchoAdapter(deps: { readonly clock: Clock }): ProviderAdap
         finish_reason: finishReason,
       });
       const pieces = a.content.match(/\s*\S+\s*/g) ?? [];
+      const delayMs = call.provider.streamDelayMs ?? 0;
       for (let index = 0; index < a.n; index++) {
         yield chunk([choice(index, { role: "assistant", content: "", refusal: null }, null)]);
         for (const piece of pieces) {
           // Between chunks is where a real stream would notice the caller leaving.
-          await Promise.resolve();
+          if (delayMs > 0) await sleep(delayMs, undefined, { signal: call.signal }).catch(() => undefined);
+          else await Promise.resolve();
           call.signal.throwIfAborted();
           yield chunk([choice(index, { content: piece }, null)]);
         }
