@@ -1,15 +1,12 @@
+import type { ConnectError } from "@connectrpc/connect";
 import {
-  Code,
-  ConnectError,
   createContextValues,
   createHandlerContext,
   type HandlerContext,
   type Interceptor,
   type ServiceImplSpec,
   type StreamRequest,
-  type StreamResponse,
   type UnaryRequest,
-  type UnaryResponse,
 } from "@connectrpc/connect";
 import {
   createAsyncIterable,
@@ -17,6 +14,7 @@ import {
   transformInvokeImplementation,
 } from "@connectrpc/connect/protocol";
 import type { DescMethod, Message } from "@bufbuild/protobuf";
+import { cancelReason, copyHeaders, intercept, type StreamingFn, type UnaryFn } from "../compat/connect.js";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { callEnded, type CallSignals } from "../lib/call-signals.js";
 import { accessRecordKey } from "../rpc/access-record.js";
@@ -256,48 +254,4 @@ export function createInProcessCalls(options: InProcessCallOptions): InProcessCa
       };
     },
   };
-}
-
-type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
-type StreamingFn = (req: StreamRequest) => Promise<StreamResponse>;
-
-/** connect's applyInterceptors (interceptor.js, not exported): the first interceptor is the outermost. */
-function intercept<F extends UnaryFn | StreamingFn>(next: F, interceptors: readonly Interceptor[]): F {
-  let fn = next as unknown as Parameters<Interceptor>[0];
-  for (let i = interceptors.length - 1; i >= 0; i--) fn = (interceptors[i] as Interceptor)(fn);
-  return fn as unknown as F;
-}
-
-/** connect's copyHeaders (invoke-implementation.js): `to` becomes a copy of `from`. */
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  for (const key of [...to.keys()]) to.delete(key);
-  from.forEach((value, key) => to.set(key, value));
-}
-
-/** Why a call's signal aborts when its client went away: connect-node's mapping of HTTP/2 reset codes. */
-function cancelReason(rstCode: number | undefined): ConnectError {
-  const text =
-    rstCode === undefined
-      ? "the client went away"
-      : `http/2 stream closed with error code 0x${rstCode.toString(16)}`;
-  switch (rstCode) {
-    case 0x7: // REFUSED_STREAM
-      return new ConnectError(text, Code.Unavailable);
-    case 0xb: // ENHANCE_YOUR_CALM
-      return new ConnectError(text, Code.ResourceExhausted);
-    case 0xc: // INADEQUATE_SECURITY
-    case 0xd: // HTTP_1_1_REQUIRED
-      return new ConnectError(text, Code.PermissionDenied);
-    case 0x1:
-    case 0x2:
-    case 0x3:
-    case 0x4:
-    case 0x6:
-    case 0x9:
-    case 0xa:
-      return new ConnectError(text, Code.Internal);
-    default: // CANCEL (0x8), no reset (a closed HTTP/1.1 connection), anything else
-      return new ConnectError(text, Code.Canceled);
-  }
 }

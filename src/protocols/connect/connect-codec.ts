@@ -1,5 +1,4 @@
 import type * as http from "node:http";
-import * as http2 from "node:http2";
 import type { DescMessage, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouterOptions, type ServiceImplSpec } from "@connectrpc/connect";
 import {
@@ -23,6 +22,7 @@ import type { Exchange } from "../../edge/exchange.js";
 import { AppError, connectHttpStatusOf } from "../../errors/index.js";
 import { malformedMessage } from "../../server/malformed-message.js";
 import { nodeHeaders, requestHeaders } from "../../server/node-headers.js";
+import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
 import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
 
 // The Connect codec of the call pipeline (docs/architecture.md, "The call pipeline"): unary POST calls
@@ -66,10 +66,6 @@ const contentTypeJson = "application/json";
 const contentTypeProto = "application/proto";
 const binaryContentType = /^application\/proto$/i;
 const streamContentType = /^application\/connect\+(proto|json)(?:;|$)/i;
-/** connect-node's limit on the unread request body it reads and drops before answering over HTTP/1.1. */
-const maxDrainBytes = 256 * 1024;
-/** connect-node's delay between half-closing and closing a connection whose request was left unread. */
-const closeDelayMs = 500;
 const encoder = new TextEncoder();
 
 /**
@@ -336,50 +332,4 @@ function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buff
     },
     () => new ConnectError("the request body ended early", Code.Canceled),
   );
-}
-
-/**
- * HTTP/2, an answer before the whole body was read: as connect-node, the stream is closed with NO_ERROR
- * once the answer is out, so the client stops sending (src/server/one-port.ts lets the answer reach the
- * client first).
- */
-function stopUploadAfterAnswer(stream: http2.ServerHttp2Stream): void {
-  stream.once("wantTrailers", () => {
-    setImmediate(() => {
-      if (stream.state.remoteClose === 0) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    });
-  });
-}
-
-/**
- * HTTP/1.1, an answer before the whole body was read: as connect-node, up to 256 KiB more are read and
- * dropped so the connection stays usable; a body still unfinished closes the connection after the
- * answer (half-close first, so the client's TCP stack does not drop the answer).
- */
-async function settleUnreadBody(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  headers: Record<string, string | string[]>,
-): Promise<void> {
-  const connection = headers["connection"];
-  if (!res.shouldKeepAlive || (typeof connection === "string" && connection.toLowerCase() === "close")) {
-    return;
-  }
-  let drained = 0;
-  let failed = false;
-  try {
-    for await (const chunk of req.iterator({ destroyOnReturn: false })) {
-      drained += (chunk as Buffer).byteLength;
-      if (drained > maxDrainBytes) break;
-    }
-  } catch {
-    failed = true;
-  }
-  const socket = res.socket;
-  if (req.complete || socket === null) return;
-  headers["connection"] = "close";
-  if (failed) return;
-  socket.destroySoon = () => {
-    socket.end(() => setTimeout(() => socket.destroy(), closeDelayMs).unref());
-  };
 }
