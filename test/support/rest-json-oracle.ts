@@ -19,7 +19,7 @@ import {
   json_presence,
   json_union,
 } from "../../gen/apikeyserver/v1/json_options_pb.js";
-import { AppError } from "../errors/index.js";
+import { AppError } from "../../src/errors/index.js";
 
 // The REST JSON form is protobuf's JSON (toJson/fromJson) plus the field options of json_options.proto,
 // applied by a plan computed once per message type: the writer touches only the fields the plan names, and
