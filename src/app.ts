@@ -17,7 +17,8 @@ import {
   createHeaderLimitEdge,
   shutdownCutError,
 } from "./edge/index.js";
-import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
+import { createJsonChat, createOpenAiEdge, recordServices } from "./http/index.js";
+import { toRestJson } from "./json/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";

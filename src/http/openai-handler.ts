@@ -9,11 +9,11 @@ import {
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { fromRestJson, toRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
-import { fromRestJson, toRestJson } from "./rest-json.js";
 import { streamJsonWriter } from "./rest-sse.js";
 import { parseJsonBody } from "./request-body.js";
 
@@ -24,12 +24,12 @@ export interface OpenAiEdgeOptions extends HttpInvokeOptions {
   readonly maxBodyBytes: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts), run by the same core as `chat`: with it, chat requests
-   * the JSON fast path takes get JSON in and JSON out without protobuf messages.
+   * get JSON in and JSON out without protobuf messages.
    */
   readonly chatJson?: JsonChat | undefined;
 }
 
-/** A chat request the JSON fast path took, with the JSON chat that runs it. */
+/** A chat request taken as JSON, with the JSON chat that runs it. */
 interface JsonChatCall {
   readonly chat: JsonChat;
   readonly json: JsonChatRequest;
@@ -181,8 +181,8 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
 }
 
 /**
- * The chat request from the body: OpenAI's JSON with the product of the path (which wins), taken by the
- * JSON fast path when it can (chat-json.ts), else built as a message.
+ * The chat request from the body: OpenAI's JSON with the product of the path (which wins), taken as JSON
+ * (chat-json.ts); built as a message only when the edge has no JSON chat (chatJson unset).
  */
 function chatRequest(
   exchange: Exchange,
@@ -195,9 +195,7 @@ function chatRequest(
     throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
   }
   const withProduct = { ...json, product };
-  // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
-  const taken = chatJson?.take(withProduct);
-  if (chatJson !== undefined && taken !== undefined) return { chat: chatJson, json: taken };
+  if (chatJson !== undefined) return { chat: chatJson, json: chatJson.take(withProduct) };
   return fromRestJson(ChatCompletionRequestSchema, withProduct);
 }
 

@@ -3,11 +3,11 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { ServiceImplSpec } from "@connectrpc/connect";
 import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { fromRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
 import { restErrorFromConnect } from "./rest-error.js";
-import { fromRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
 import { streamJsonWriter } from "./rest-sse.js";
 import { answerJson, isJsonObject } from "./rest-write.js";
@@ -23,7 +23,7 @@ export interface RestHandlerOptions extends HttpInvokeOptions {
   readonly maxBodyBytes: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts): with it, the chat routes take JSON in and give JSON out
-   * without protobuf messages; requests it does not take, and every other route, are built as messages.
+   * without protobuf messages; every other route (and the chat routes without it) is built as a message.
    */
   readonly chatJson?: JsonChat | undefined;
 }
@@ -132,8 +132,7 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
     const body = await http.read(exchange, spec.method, maxBodyBytes);
     const built = requestJson(route, pathValues, exchange.query, body, req);
     if (chatJson !== undefined && chatMethods.has(spec.method)) {
-      const json = chatJson.take(built);
-      if (json !== undefined) return { route, json, chat: chatJson };
+      return { route, json: chatJson.take(built), chat: chatJson };
     }
     return { route, request: fromRestJson(route.spec.method.input, built) };
   }

@@ -1,4 +1,4 @@
 // The one JSON engine of the REST and OpenAI-compatible surfaces (docs/architecture.md, "JSON in, JSON out").
 export { readAnswer, readRequest } from "./read.js";
 export { toRestJson } from "./write.js";
-export { fromRestJson } from "./message.js";
+export { fromAnswerJson, fromRestJson } from "./message.js";

@@ -2,7 +2,7 @@ import { create, type DescMessage, type JsonObject, type JsonValue, type Message
 import { ListValueSchema, ValueSchema, type ListValue, type Value } from "@bufbuild/protobuf/wkt";
 import { isObject, kindOf } from "./json-value.js";
 import { planOf, type FieldRule, type JsonKind, type Plan, type ValueRule } from "./plan.js";
-import { checkRequest } from "./read.js";
+import { checkRequest, readAnswer } from "./read.js";
 import { enumOf, scalarOf } from "./scalar.js";
 import { setOwn } from "./write.js";
 
@@ -117,4 +117,17 @@ export function fromRestJson<Desc extends DescMessage>(schema: Desc, json: JsonV
   const plan = planOf(schema);
   checkRequest(plan, json);
   return build(plan, json) as MessageShape<Desc>;
+}
+
+/**
+ * Builds a message from a provider's JSON answer as protobuf's reader would with `ignoreUnknownFields`
+ * (keys the contract does not know are dropped); undefined when it does not fit. Normalizes the JSON in
+ * place on the way (read.ts, readAnswer).
+ */
+export function fromAnswerJson<Desc extends DescMessage>(
+  schema: Desc,
+  json: JsonObject,
+): MessageShape<Desc> | undefined {
+  const normal = readAnswer(schema, json);
+  return normal === undefined ? undefined : (build(planOf(schema), normal) as MessageShape<Desc>);
 }

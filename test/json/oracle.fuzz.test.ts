@@ -64,7 +64,7 @@ function scalarArb(scalar: ScalarType): fc.Arbitrary<JsonValue> {
 }
 
 function anyJson(depth: number): fc.Arbitrary<JsonValue> {
-  return depth > 0 ? fc.jsonValue({ maxDepth: 2 }) : fc.constantFrom(null, 1, "x");
+  return depth > 0 ? (fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<JsonValue>) : fc.constantFrom(null, 1, "x");
 }
 
 function valueArb(field: DescField, depth: number): fc.Arbitrary<JsonValue> {
