@@ -13,7 +13,7 @@ import {
 } from "../rpc/chat-core.js";
 import type { JsonObject, TokenUsage } from "../rpc/ports.js";
 import type { JsonValue } from "../upstream/index.js";
-import { readAnswer, readRequest } from "../json/index.js";
+import { compileJsonPlans, readAnswer, readRequest } from "../json/index.js";
 
 /** A chat request from JSON: the core's view of the caller's (checked and normalized) JSON. */
 export interface JsonChatRequest {
@@ -43,6 +43,7 @@ export interface JsonChat {
 }
 
 export function createJsonChat(core: ChatCore): JsonChat {
+  compileJsonPlans([ChatCompletionRequestSchema, ChatCompletionSchema, ChatCompletionChunkSchema]);
   return {
     take: (json) => {
       readRequest(ChatCompletionRequestSchema, json);

@@ -9,7 +9,7 @@ import {
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
-import { fromRestJson, toRestJson } from "../json/index.js";
+import { compileJsonPlans, fromRestJson, toRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
@@ -78,6 +78,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   const stream = specOf(ChatService.method.streamChatCompletion);
   const models = specOf(ChatService.method.listModels);
   const http = createHttpInvoker(options);
+  compileJsonPlans([unary.spec.method.output, models.spec.method.input, models.spec.method.output]);
 
   const chatWriter: CallWriter = {
     error: openAiErrorFromConnect,

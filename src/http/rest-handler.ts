@@ -3,7 +3,7 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { ServiceImplSpec } from "@connectrpc/connect";
 import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
-import { fromRestJson } from "../json/index.js";
+import { compileJsonPlans, fromRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import { createHttpInvoker, type CallWriter, type HttpInvokeOptions } from "./http-invoke.js";
@@ -91,6 +91,7 @@ function writerOf(route: RestRoute): CallWriter {
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   nonNegativeInt("createRestHandler", "maxBodyBytes", options.maxBodyBytes);
   const routes = compileRoutes(options.services);
+  compileJsonPlans(routes.flatMap((r) => [r.spec.method.input, r.spec.method.output]));
   const { maxBodyBytes } = options;
   const http = createHttpInvoker(options);
   const writers = new Map(routes.map((route) => [route, writerOf(route)]));

@@ -28,7 +28,9 @@ const invalidEnum = (rule: EnumRule): Refused =>
   new Refused({ message: `Invalid value for enum ${rule.desc.typeName}` });
 /** A message type's value that is no object (or nests too deep); the request type itself has no name here. */
 const invalidMessage = (plan: Plan, root: Plan): Refused =>
-  new Refused({ message: plan === root ? "Invalid request body" : `Invalid value for message ${plan.typeName}` });
+  new Refused({
+    message: plan === root ? "Invalid request body" : `Invalid value for message ${plan.typeName}`,
+  });
 const tooDeep = (): Refused => new Refused({ message: "Invalid request body" });
 
 /** The refusal of a value `validMessage` refused as `plan`. */
@@ -91,7 +93,11 @@ function shape(plan: Plan, json: JsonValue, key: string): JsonValue {
     const value = name === undefined ? undefined : json[name];
     if (name === undefined || value === undefined || value === null) continue;
     if (rule.shape === "list") {
-      if (Array.isArray(value)) put(name, value.map((item) => shape(nested, item, rule.key)));
+      if (Array.isArray(value))
+        put(
+          name,
+          value.map((item) => shape(nested, item, rule.key)),
+        );
     } else if (rule.shape === "map") {
       if (isObject(value)) {
         const entries: JsonObject = {};

@@ -1,4 +1,10 @@
-import { create, type DescMessage, type JsonObject, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  type JsonObject,
+  type JsonValue,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import { ListValueSchema, ValueSchema, type ListValue, type Value } from "@bufbuild/protobuf/wkt";
 import { isObject, kindOf } from "./json-value.js";
 import { planOf, type FieldRule, type JsonKind, type Plan, type ValueRule } from "./plan.js";
@@ -30,7 +36,8 @@ function valueMessage(json: JsonValue): Value {
     case "boolean":
       return create(ValueSchema, { kind: { case: "boolValue", value: json } });
   }
-  if (Array.isArray(json)) return create(ValueSchema, { kind: { case: "listValue", value: listMessage(json) } });
+  if (Array.isArray(json))
+    return create(ValueSchema, { kind: { case: "listValue", value: listMessage(json) } });
   const fields: Record<string, Value> = {};
   for (const key of Object.keys(json)) fields[key] = valueMessage(json[key] as JsonValue);
   return create(ValueSchema, { kind: { case: "structValue", value: { fields } } });
@@ -74,14 +81,17 @@ function setField(rule: FieldRule, message: Fields, json: JsonValue): void {
       return;
     }
     case "list":
-      (message[rule.localName] as unknown[]).push(...(json as JsonValue[]).map((item) => localOf(rule.value, item)));
+      (message[rule.localName] as unknown[]).push(
+        ...(json as JsonValue[]).map((item) => localOf(rule.value, item)),
+      );
       return;
     case "map": {
       const map = message[rule.localName] as Fields;
       const entries = json as JsonObject;
       for (const key of Object.keys(entries)) {
         const value = localOf(rule.value, entries[key] as JsonValue);
-        if (key === "__proto__") Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+        if (key === "__proto__")
+          Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
         else map[key] = value;
       }
       return;

@@ -132,6 +132,15 @@ export function planOf(desc: DescMessage): Plan {
   }
 }
 
+/**
+ * Makes the plans of message types (and of every type they reach) now, so that a request never does, and
+ * a misused json_options.proto option stops the start-up: call it where a component that reads or writes
+ * these types is built.
+ */
+export function compileJsonPlans(schemas: readonly DescMessage[]): void {
+  for (const schema of schemas) planOf(schema);
+}
+
 function makePlan(desc: DescMessage): Plan {
   const wkt = wktOf(desc);
   const keys = new Map<string, KeyRule>();
@@ -299,7 +308,9 @@ function fieldRule(field: DescField): FieldRule {
       shape = "map";
       mapKey = field.mapKey;
       if (field.mapKey !== ScalarType.STRING) {
-        throw new Error(`${field.parent.typeName}.${field.name}: the REST JSON engine takes string map keys only`);
+        throw new Error(
+          `${field.parent.typeName}.${field.name}: the REST JSON engine takes string map keys only`,
+        );
       }
       value =
         field.mapKind === "scalar"

@@ -106,7 +106,12 @@ function nullable(rule: ValueRule): boolean {
   return rule.kind === "message" && rule.plan.wkt === "value";
 }
 
-function validItems(rule: FieldRule, items: readonly JsonValue[], depth: number, unknown: UnknownKeys): boolean {
+function validItems(
+  rule: FieldRule,
+  items: readonly JsonValue[],
+  depth: number,
+  unknown: UnknownKeys,
+): boolean {
   const { value } = rule;
   for (const item of items) {
     if (item === null && !nullable(value)) return false;

@@ -57,7 +57,10 @@ function int64Of(value: JsonValue, unsigned: boolean): bigint | undefined {
  * The value of a scalar as a message holds it (a number, a bigint, a string, a boolean), or undefined
  * when protobuf's reader refuses it. `null` is never a value here.
  */
-export function scalarOf(scalar: ScalarType, value: JsonValue): number | bigint | string | boolean | undefined {
+export function scalarOf(
+  scalar: ScalarType,
+  value: JsonValue,
+): number | bigint | string | boolean | undefined {
   switch (scalar) {
     case ScalarType.STRING:
       return typeof value === "string" && value.isWellFormed() ? value : undefined;

@@ -25,7 +25,8 @@ function copyJson(value: unknown): JsonValue {
 
 /** Sets a key as an own property, `__proto__` included. */
 export function setOwn(target: JsonObject, key: string, value: JsonValue): void {
-  if (key === "__proto__") Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  if (key === "__proto__")
+    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
   else target[key] = value;
 }
 
@@ -42,7 +43,8 @@ function valueJson(value: Value): JsonValue {
       return kind.value;
     case "structValue": {
       const out: JsonObject = {};
-      for (const key of Object.keys(kind.value.fields)) setOwn(out, key, valueJson(kind.value.fields[key] as Value));
+      for (const key of Object.keys(kind.value.fields))
+        setOwn(out, key, valueJson(kind.value.fields[key] as Value));
       return out;
     }
     case "listValue":
@@ -84,7 +86,8 @@ function isSet(rule: FieldRule, message: Fields): boolean {
     case "map":
       return Object.keys(value as object).length > 0;
     case "single":
-      if (rule.oneof !== undefined) return (message[rule.oneof.localName] as { case?: string }).case === rule.localName;
+      if (rule.oneof !== undefined)
+        return (message[rule.oneof.localName] as { case?: string }).case === rule.localName;
       if (!rule.implicit) return value !== undefined && Object.hasOwn(message, rule.localName);
       if (rule.value.kind === "enum") return value !== rule.value.enum.zero;
       return value !== 0 && value !== 0n && value !== "" && value !== false;
@@ -93,7 +96,8 @@ function isSet(rule: FieldRule, message: Fields): boolean {
 
 /** What protobuf's writer writes for a field, always emitting implicit fields; undefined when it leaves it out. */
 function fieldJson(rule: FieldRule, message: Fields): JsonValue | undefined {
-  if (rule.presence !== "default" && !isSet(rule, message)) return rule.presence === "null" ? null : undefined;
+  if (rule.presence !== "default" && !isSet(rule, message))
+    return rule.presence === "null" ? null : undefined;
   const value =
     rule.oneof !== undefined
       ? (message[rule.oneof.localName] as { case?: string; value?: unknown }).case === rule.localName
@@ -105,7 +109,8 @@ function fieldJson(rule: FieldRule, message: Fields): JsonValue | undefined {
       return (value as readonly unknown[]).map((item) => writeValue(rule.value, item));
     case "map": {
       const out: JsonObject = {};
-      for (const key of Object.keys(value as object)) setOwn(out, key, writeValue(rule.value, (value as Fields)[key]));
+      for (const key of Object.keys(value as object))
+        setOwn(out, key, writeValue(rule.value, (value as Fields)[key]));
       return out;
     }
     case "single":
@@ -132,10 +137,12 @@ function unionJson(union: UnionRule, message: Fields): JsonValue | undefined {
  */
 function declarationOrdered(plan: Plan, message: Fields): boolean {
   for (const union of plan.unions) {
-    if (union.presence === "null" || (message[union.localName] as { case?: string }).case !== undefined) return true;
+    if (union.presence === "null" || (message[union.localName] as { case?: string }).case !== undefined)
+      return true;
   }
   for (const rule of plan.fields) {
-    if (rule.presence === "null" && rule.shape === "single" && !rule.implicit && !isSet(rule, message)) return true;
+    if (rule.presence === "null" && rule.shape === "single" && !rule.implicit && !isSet(rule, message))
+      return true;
   }
   return false;
 }
@@ -143,7 +150,9 @@ function declarationOrdered(plan: Plan, message: Fields): boolean {
 function writeMessage(plan: Plan, message: Fields): JsonValue {
   const list = plan.list;
   if (list !== undefined) {
-    return (message[list.rule.localName] as readonly unknown[]).map((item) => writeValue(list.rule.value, item));
+    return (message[list.rule.localName] as readonly unknown[]).map((item) =>
+      writeValue(list.rule.value, item),
+    );
   }
   const order = declarationOrdered(plan, message) ? plan.declarationOrder : plan.numberOrder;
   const json: JsonObject = {};
@@ -168,4 +177,3 @@ export function toRestJson<Desc extends DescMessage>(schema: Desc, message: Mess
   if (plan.wkt !== undefined) throw new Error(`${plan.typeName}: write its JSON directly`);
   return writeMessage(plan, message);
 }
-

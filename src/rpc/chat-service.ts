@@ -9,7 +9,7 @@ import {
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { AppError } from "../errors/index.js";
-import { fromAnswerJson } from "../json/index.js";
+import { compileJsonPlans, fromAnswerJson } from "../json/index.js";
 import type { ProviderConfig } from "../secrets/types.js";
 import { notAChatCompletion, type ChatCore, type ChatRequestView } from "./chat-core.js";
 import type { JsonObject } from "./ports.js";
@@ -31,6 +31,7 @@ export interface ChatServiceOptions {
  */
 export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
   const { core } = options;
+  compileJsonPlans([ChatCompletionSchema, ChatCompletionChunkSchema]);
 
   /**
    * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a NaN

@@ -170,7 +170,9 @@ describe("what the old fast path declined: the engine answers as the protobuf pa
     expect(got).toStrictEqual(expected);
     if (expected === undefined) {
       // protobuf's reader took it (a JSON name, a numeric string): the engine takes it too, normalized.
-      expect(json).toStrictEqual(protobufPath(ChatCompletionRequestSchema, JSON.parse(before) as JsonObject, true));
+      expect(json).toStrictEqual(
+        protobufPath(ChatCompletionRequestSchema, JSON.parse(before) as JsonObject, true),
+      );
     } else {
       // Refusing leaves the caller's JSON as it was.
       expect(JSON.stringify(json)).toBe(before);

@@ -1,4 +1,11 @@
-import { fromJson, toBinary, ScalarType, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import {
+  fromJson,
+  toBinary,
+  ScalarType,
+  type DescField,
+  type DescMessage,
+  type JsonValue,
+} from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -8,7 +15,11 @@ import {
   ListModelsResponseSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { NodeSchema, NodesSchema } from "../../gen/testing/restjson/v1/restjson_pb.js";
-import { BookQuerySchema, BookSchema, UpdateBookRequestSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
+import {
+  BookQuerySchema,
+  BookSchema,
+  UpdateBookRequestSchema,
+} from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
 import { fromRestJson, readAnswer, readRequest, toRestJson } from "../../src/json/index.js";
 import { fuzzOptions } from "../fuzz/fuzz-options.js";
@@ -57,18 +68,24 @@ function scalarArb(scalar: ScalarType): fc.Arbitrary<JsonValue> {
       return fc.boolean();
     case ScalarType.DOUBLE:
     case ScalarType.FLOAT:
-      return fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom("NaN", "-Infinity", "2.5", 0));
+      return fc.oneof(
+        fc.double({ noNaN: true, noDefaultInfinity: true }),
+        fc.constantFrom("NaN", "-Infinity", "2.5", 0),
+      );
     default:
       return fc.oneof(fc.integer({ min: -5, max: 5 }), fc.constantFrom("7", 2 ** 40, "-3", 0));
   }
 }
 
 function anyJson(depth: number): fc.Arbitrary<JsonValue> {
-  return depth > 0 ? (fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<JsonValue>) : fc.constantFrom(null, 1, "x");
+  return depth > 0
+    ? (fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<JsonValue>)
+    : fc.constantFrom(null, 1, "x");
 }
 
 function valueArb(field: DescField, depth: number): fc.Arbitrary<JsonValue> {
-  const kind = field.fieldKind === "list" ? field.listKind : field.fieldKind === "map" ? field.mapKind : field.fieldKind;
+  const kind =
+    field.fieldKind === "list" ? field.listKind : field.fieldKind === "map" ? field.mapKind : field.fieldKind;
   if (kind === "message") return messageArb(field.message as DescMessage, depth - 1);
   if (kind === "enum") {
     const values = (field.enum?.values ?? []).map((v) => v.name);
@@ -99,7 +116,10 @@ const memo = new Map<string, fc.Arbitrary<JsonValue>>();
 function messageArb(desc: DescMessage, depth: number): fc.Arbitrary<JsonValue> {
   switch (desc.typeName) {
     case "google.protobuf.Struct":
-      return fc.oneof({ weight: 6, arbitrary: fc.dictionary(fc.string({ maxLength: 3 }), anyJson(depth)) }, { weight: 1, arbitrary: fc.constantFrom(...odd) });
+      return fc.oneof(
+        { weight: 6, arbitrary: fc.dictionary(fc.string({ maxLength: 3 }), anyJson(depth)) },
+        { weight: 1, arbitrary: fc.constantFrom(...odd) },
+      );
     case "google.protobuf.Value":
       return anyJson(depth);
     case "google.protobuf.ListValue":
@@ -115,7 +135,8 @@ function messageArb(desc: DescMessage, depth: number): fc.Arbitrary<JsonValue> {
   for (const field of desc.fields) {
     const value = fieldArb(field, depth);
     entries.push(value.map((v): [string, JsonValue] => [field.name, v]));
-    if (field.jsonName !== field.name) entries.push(value.map((v): [string, JsonValue] => [field.jsonName, v]));
+    if (field.jsonName !== field.name)
+      entries.push(value.map((v): [string, JsonValue] => [field.jsonName, v]));
   }
   for (const oneof of desc.oneofs) {
     const members = oneof.fields.map((f) => valueArb(f, depth));
@@ -127,10 +148,17 @@ function messageArb(desc: DescMessage, depth: number): fc.Arbitrary<JsonValue> {
   const weighted = entries.map((arbitrary, i) => ({ arbitrary, weight: i === entries.length - 1 ? 1 : 6 }));
   const object = fc
     .array(fc.oneof(...weighted), { maxLength: 6 })
-    .map((pairs) => JSON.parse(`{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`) as JsonValue);
+    .map(
+      (pairs) =>
+        JSON.parse(
+          `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`,
+        ) as JsonValue,
+    );
   const listField = desc.fields[0];
   const arb =
-    desc.fields.length === 1 && listField?.fieldKind === "list" && desc.typeName !== "apikeyserver.v1.ListModelsResponse"
+    desc.fields.length === 1 &&
+    listField?.fieldKind === "list" &&
+    desc.typeName !== "apikeyserver.v1.ListModelsResponse"
       ? fc.oneof(fc.array(valueArb(listField, depth), { maxLength: 3 }), object)
       : object;
   memo.set(id, arb);
@@ -161,7 +189,9 @@ describe("the engine against @bufbuild/protobuf (oracle)", () => {
   it.each(requests)("a caller's %s: the same 400 or the same REST JSON", (_name, schema, depth) => {
     fc.assert(
       fc.property(messageArb(schema, depth), (json) => {
-        const expected = outcome(() => oracle.toRestJson(schema, oracle.fromRestJson(schema, structuredClone(json))));
+        const expected = outcome(() =>
+          oracle.toRestJson(schema, oracle.fromRestJson(schema, structuredClone(json))),
+        );
         const copy = structuredClone(json);
         const got = outcome(() => readRequest(schema, copy));
         expect(got).toStrictEqual(expected);
@@ -183,19 +213,28 @@ describe("the engine against @bufbuild/protobuf (oracle)", () => {
     ["ChatCompletion", ChatCompletionSchema],
     ["ChatCompletionChunk", ChatCompletionChunkSchema],
     ["ListModelsResponse", ListModelsResponseSchema],
-  ] as const)("a provider's %s: refused where protobuf refuses it, else the same REST JSON", (_name, schema) => {
-    fc.assert(
-      fc.property(messageArb(schema, 4), (json) => {
-        let expected: JsonValue | undefined;
-        try {
-          expected = oracle.toRestJson(schema, fromJson(schema, structuredClone(json), { ignoreUnknownFields: true }));
-        } catch {
-          expected = undefined;
-        }
-        const got = typeof json === "object" && json !== null && !Array.isArray(json) ? readAnswer(schema, structuredClone(json)) : undefined;
-        expect(got).toStrictEqual(expected);
-      }),
-      fuzzOptions(400),
-    );
-  });
+  ] as const)(
+    "a provider's %s: refused where protobuf refuses it, else the same REST JSON",
+    (_name, schema) => {
+      fc.assert(
+        fc.property(messageArb(schema, 4), (json) => {
+          let expected: JsonValue | undefined;
+          try {
+            expected = oracle.toRestJson(
+              schema,
+              fromJson(schema, structuredClone(json), { ignoreUnknownFields: true }),
+            );
+          } catch {
+            expected = undefined;
+          }
+          const got =
+            typeof json === "object" && json !== null && !Array.isArray(json)
+              ? readAnswer(schema, structuredClone(json))
+              : undefined;
+          expect(got).toStrictEqual(expected);
+        }),
+        fuzzOptions(400),
+      );
+    },
+  );
 });
