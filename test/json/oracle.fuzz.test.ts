@@ -14,7 +14,7 @@ import {
   ChatCompletionSchema,
   ListModelsResponseSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
-import { NodeSchema, NodesSchema } from "../../gen/testing/restjson/v1/restjson_pb.js";
+import { NodeSchema, NodesSchema, PlainSchema } from "../../gen/testing/restjson/v1/restjson_pb.js";
 import {
   BookQuerySchema,
   BookSchema,
@@ -180,6 +180,7 @@ const requests: [string, DescMessage, number][] = [
   ["ChatCompletionRequest", ChatCompletionRequestSchema, 4],
   ["Node (unions, lists, maps, recursion)", NodeSchema, 4],
   ["Nodes (json_list at the top)", NodesSchema, 3],
+  ["Plain (a plain oneof)", PlainSchema, 3],
   ["Book (enums, 64-bit, maps)", BookSchema, 3],
   ["BookQuery", BookQuerySchema, 3],
   ["UpdateBookRequest", UpdateBookRequestSchema, 3],
