@@ -392,7 +392,7 @@ function memberKind(field: DescField): JsonKind {
   }
 }
 
-export function scalarKind(scalar: ScalarType): JsonKind {
+function scalarKind(scalar: ScalarType): JsonKind {
   switch (scalar) {
     case ScalarType.STRING:
     case ScalarType.BYTES:

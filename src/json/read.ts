@@ -26,7 +26,7 @@ function validAny(value: JsonValue, depth: number): boolean {
 }
 
 /** Whether `value` is valid as a message of `plan` entered at `depth`. */
-export function validMessage(plan: Plan, value: JsonValue, depth: number, unknown: UnknownKeys): boolean {
+function validMessage(plan: Plan, value: JsonValue, depth: number, unknown: UnknownKeys): boolean {
   if (depth > maxDepth) return false;
   switch (plan.wkt) {
     case undefined:
@@ -79,7 +79,7 @@ export function validMessage(plan: Plan, value: JsonValue, depth: number, unknow
 }
 
 /** How many members of a plain oneof the object sets (a scalar member's `null` does not count). */
-export function oneofCount(members: readonly FieldRule[], value: JsonObject): number {
+function oneofCount(members: readonly FieldRule[], value: JsonObject): number {
   let set = 0;
   for (const m of members) {
     for (const key of m.alias === undefined ? [m.key] : [m.key, m.alias]) {
@@ -147,7 +147,7 @@ function validField(rule: FieldRule, value: JsonValue, depth: number, unknown: U
 // Normalization of a valid value, in place.
 
 /** A valid message value in the REST writer's form: the same object or array, changed in place. */
-export function normalizeMessage(plan: Plan, value: JsonValue): JsonValue {
+function normalizeMessage(plan: Plan, value: JsonValue): JsonValue {
   if (plan.wkt !== undefined) return value;
   if (plan.list !== undefined) {
     normalizeItems(plan.list.rule, value as JsonValue[]);
@@ -251,7 +251,7 @@ function normalizeField(rule: FieldRule, json: JsonObject): void {
 }
 
 /** The REST JSON of an unset field: `null`, nothing (undefined), or its zero value. */
-export function unsetJson(rule: FieldRule): JsonValue | undefined {
+function unsetJson(rule: FieldRule): JsonValue | undefined {
   if (rule.presence === "null") return null;
   if (rule.presence === "omit") return undefined;
   switch (rule.shape) {
