@@ -4,6 +4,7 @@ import {
   ScalarType,
   type DescField,
   type DescMessage,
+  type JsonObject,
   type JsonValue,
 } from "@bufbuild/protobuf";
 import fc from "fast-check";
@@ -21,7 +22,7 @@ import {
   UpdateBookRequestSchema,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
-import { fromRestJson, readAnswer, readRequest, toRestJson } from "../../src/json/index.js";
+import { fromAnswerJson, fromRestJson, readAnswer, readRequest, toRestJson } from "../../src/json/index.js";
 import { fuzzOptions } from "../fuzz/fuzz-options.js";
 import * as oracle from "../support/rest-json-oracle.js";
 
@@ -233,6 +234,12 @@ describe("the engine against @bufbuild/protobuf (oracle)", () => {
               ? readAnswer(schema, structuredClone(json))
               : undefined;
           expect(got).toStrictEqual(expected);
+          // A protobuf caller's answer: the message the engine builds is the one protobuf's reader builds.
+          if (expected !== undefined) {
+            const mine = fromAnswerJson(schema, structuredClone(json) as JsonObject);
+            const theirs = fromJson(schema, structuredClone(json), { ignoreUnknownFields: true });
+            expect(mine && toBinary(schema, mine)).toStrictEqual(toBinary(schema, theirs));
+          }
         }),
         fuzzOptions(400),
       );
