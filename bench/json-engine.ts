@@ -5,7 +5,7 @@
 // interleaved, several rounds each, and the table gives medians; JSON.parse of the body is in every
 // variant (as in the server) and measured alone as the baseline.
 //
-//   npm run build && npx node bench/json-engine.ts --before-ref=e653477 [--ms=1000] [--rounds=5]
+//   npm run build && npx node bench/json-engine.ts --before-ref=e653477 [--ms=1000] [--rounds=5] [--only=chunk,...]
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
@@ -31,6 +31,8 @@ const args = new Map(
 const ms = Number(args.get("ms") ?? 1000);
 const rounds = Number(args.get("rounds") ?? 5);
 const beforeRef = args.get("before-ref");
+/** Comma-separated input names (request-plain, request-tools, answer-plain, answer-tool-calls, chunk). */
+const only = args.get("only")?.split(",");
 
 const dist = path.join(ROOT, "dist");
 if (!existsSync(path.join(dist, "src", "json", "index.js"))) {
@@ -107,6 +109,7 @@ const inputs = [
   },
   { name: "chunk", text: JSON.stringify(chunks[1]), kind: pb.ChatCompletionChunkSchema },
 ] as const;
+const measured = inputs.filter((input) => only === undefined || only.includes(input.name));
 
 /** Operations per second of `op` over about `ms` milliseconds. */
 function measure(op: () => void): number {
@@ -137,7 +140,7 @@ const record = (key: string, opsPerSecond: number): void => {
 
 try {
   for (let round = 0; round < rounds; round++) {
-    for (const input of inputs) {
+    for (const input of measured) {
       record(
         `${input.name}|JSON.parse only`,
         measure(() => {
@@ -160,7 +163,7 @@ try {
     `| input | variant | µs/op (median of ${String(rounds)}) | minus JSON.parse |`,
     "|---|---|---:|---:|",
   ];
-  for (const input of inputs) {
+  for (const input of measured) {
     const parse = median(results.get(`${input.name}|JSON.parse only`) ?? []);
     rows.push(`| ${input.name} | JSON.parse only | ${parse.toFixed(2)} | |`);
     for (const label of engines.keys()) {

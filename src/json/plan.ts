@@ -100,6 +100,10 @@ export interface Plan {
   readonly numberOrder: readonly (FieldRule | UnionRule)[];
   /** ...or declaration order, once a `null` or a union is added (as the REST writer always had it). */
   readonly declarationOrder: readonly (FieldRule | UnionRule)[];
+  /** Fields the writer writes even when unset (as `null`, zero, `[]` or `{}`): normalization adds them. */
+  readonly filled: readonly FieldRule[];
+  /** Unions the writer writes as `null` when unset. */
+  readonly nullUnions: readonly UnionRule[];
   /** Whether a union or a json_list type is reachable: only then does reading need the REST shape walk. */
   shaped: boolean;
 }
@@ -159,6 +163,8 @@ function makePlan(desc: DescMessage): Plan {
     protoKeys,
     numberOrder: [],
     declarationOrder: [],
+    filled: [],
+    nullUnions: [],
     shaped: false,
   };
   plans.set(desc, plan);
@@ -200,6 +206,12 @@ function makePlan(desc: DescMessage): Plan {
   const rule = (f: DescField): FieldRule => rules.get(f) as FieldRule;
   const mutable = plan as Mutable<Plan>;
   mutable.oneofs = oneofs;
+  mutable.filled = fields.filter(
+    (f) =>
+      f.presence === "null" ||
+      (f.presence === "default" && (f.shape !== "single" || (f.implicit && f.value.kind !== "message"))),
+  );
+  mutable.nullUnions = unions.filter((u) => u.presence === "null");
   mutable.list = getOption(desc, json_list) ? listOf(desc, rules) : undefined;
   mutable.declarationOrder = desc.members.flatMap((m): (FieldRule | UnionRule)[] => {
     if (m.kind === "field") return [rule(m)];

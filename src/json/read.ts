@@ -156,23 +156,30 @@ function normalizeMessage(plan: Plan, value: JsonValue): JsonValue {
   const json = value as JsonObject;
   for (const key in json) {
     const entry = plan.keys.get(key);
-    if (entry === undefined || entry.kind === "member") delete json[key];
-    else if (entry.alias) {
-      const v = json[key] as JsonValue;
+    if (entry === undefined || entry.kind === "member") {
+      delete json[key];
+      continue;
+    }
+    const v = json[key] as JsonValue;
+    if (entry.alias) {
+      // The proto name, added during the loop: if the loop visits it too, normalizing twice changes nothing.
       delete json[key];
       json[entry.rule.key] = v;
     }
+    if (entry.kind === "field") normalizeField(entry.rule, json, v);
+    else normalizeUnion(entry.rule, json, v);
   }
-  for (const rule of plan.fields) normalizeField(rule, json);
-  for (const union of plan.unions) normalizeUnion(union, json);
+  // Absent fields the writer writes anyway.
+  for (const rule of plan.filled) {
+    if (json[rule.key] === undefined) json[rule.key] = unsetJson(rule) ?? null;
+  }
+  for (const union of plan.nullUnions) if (json[union.key] === undefined) json[union.key] = null;
   return json;
 }
 
-function normalizeUnion(union: UnionRule, json: JsonObject): void {
-  const value = json[union.key];
-  if (value === undefined || value === null) {
-    if (union.presence === "null") json[union.key] = null;
-    else if (value === null) delete json[union.key];
+function normalizeUnion(union: UnionRule, json: JsonObject, value: JsonValue): void {
+  if (value === null) {
+    if (union.presence !== "null") delete json[union.key];
     return;
   }
   const member = union.members.get(kindOf(value) as JsonKind) as FieldRule;
@@ -207,13 +214,13 @@ function normalizeItems(rule: FieldRule, items: JsonValue[]): void {
   items.length = kept;
 }
 
-function normalizeField(rule: FieldRule, json: JsonObject): void {
+/** A present key's value (`null` included) in the writer's form. */
+function normalizeField(rule: FieldRule, json: JsonObject, value: JsonValue): void {
   const { key } = rule;
-  const value = json[key];
   let out: JsonValue | undefined;
   switch (rule.shape) {
     case "single":
-      if (value === undefined || (value === null && !nullable(rule.value))) break;
+      if (value === null && !nullable(rule.value)) break;
       out = singleJson(rule.value, value);
       // A zero implicit value is unset for json_presence only: the writer writes it as it is (`-0` too).
       if (out !== undefined && rule.implicit && rule.presence !== "default" && isZeroJson(rule.value, out))
@@ -222,7 +229,7 @@ function normalizeField(rule: FieldRule, json: JsonObject): void {
     case "list":
       if (!Array.isArray(value)) break;
       normalizeItems(rule, value);
-      if (value.length > 0) out = value;
+      if (value.length > 0 || rule.presence === "default") out = value;
       break;
     case "map": {
       if (!isObject(value)) break;
@@ -235,7 +242,7 @@ function normalizeField(rule: FieldRule, json: JsonObject): void {
           entries++;
         }
       }
-      if (entries > 0) out = value;
+      if (entries > 0 || rule.presence === "default") out = value;
       break;
     }
   }
@@ -243,11 +250,10 @@ function normalizeField(rule: FieldRule, json: JsonObject): void {
     if (out !== value) json[key] = out;
     return;
   }
-  // Unset (absent, null, zero or empty): what the writer writes for an unset field.
+  // Unset (null, zero or empty): what the writer writes for an unset field.
   const unset = unsetJson(rule);
-  if (unset === undefined) {
-    if (value !== undefined) delete json[key];
-  } else if (value !== unset) json[key] = unset;
+  if (unset === undefined) delete json[key];
+  else if (value !== unset) json[key] = unset;
 }
 
 /** The REST JSON of an unset field: `null`, nothing (undefined), or its zero value. */
