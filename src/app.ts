@@ -12,7 +12,8 @@ import {
 import type { Config } from "./config/index.js";
 import { createServer } from "./server.js";
 import { createCorsEdge } from "./edge/index.js";
-import { createJsonChat, toRestJson } from "./http/index.js";
+import { createJsonChat } from "./http/index.js";
+import { toRestJson } from "./json/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";

@@ -4,14 +4,18 @@ import {
   ChatCompletionRequestSchema,
   ChatCompletionSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
-import type { AnswerCodec, ChatCore, ChatRequestView, ChunkCodec } from "../rpc/chat-core.js";
-import { parseProviderJson } from "../rpc/chat-service.js";
+import {
+  notAChatCompletion,
+  type AnswerCodec,
+  type ChatCore,
+  type ChatRequestView,
+  type ChunkCodec,
+} from "../rpc/chat-core.js";
 import type { JsonObject, TokenUsage } from "../rpc/ports.js";
 import type { JsonValue } from "../upstream/index.js";
-import { normalize, passes } from "./rest-json-pass.js";
-import { toRestJson } from "./rest-json.js";
+import { compileJsonPlans, readAnswer, readRequest } from "../json/index.js";
 
-/** A chat request the JSON fast path took: the core's view of the caller's (normalized) JSON. */
+/** A chat request from JSON: the core's view of the caller's (checked and normalized) JSON. */
 export interface JsonChatRequest {
   readonly view: ChatRequestView;
   /** `stream_options.include_usage`: every chunk without usage then says `"usage": null`, as OpenAI's do. */
@@ -26,10 +30,10 @@ export interface JsonChatRequest {
 export interface JsonChat {
   /**
    * The request from the caller's REST JSON (with `product` set), checked against the contract and
-   * normalized in place; undefined when protobuf's reader must decide (an unknown field, a wrong type, a
-   * lowerCamelCase name...): the caller then takes the protobuf path, which answers as it always did.
+   * normalized in place by the JSON engine (src/json/); throws AppError `invalid_argument` naming the key
+   * for JSON the contract refuses (an unknown field, a wrong type...), leaving the JSON as it was.
    */
-  readonly take: (json: JsonObject) => JsonChatRequest | undefined;
+  readonly take: (json: JsonObject) => JsonChatRequest;
   /** CreateChatCompletion's steps; the answer is the provider's JSON, checked and normalized. */
   readonly complete: (request: JsonChatRequest, ctx: HandlerContext) => Promise<JsonObject>;
   /** StreamChatCompletion's steps; each chunk is the provider's JSON, checked and normalized. */
@@ -39,10 +43,10 @@ export interface JsonChat {
 }
 
 export function createJsonChat(core: ChatCore): JsonChat {
+  compileJsonPlans([ChatCompletionRequestSchema, ChatCompletionSchema, ChatCompletionChunkSchema]);
   return {
     take: (json) => {
-      if (!passes(ChatCompletionRequestSchema, json, false)) return undefined;
-      normalize(ChatCompletionRequestSchema, json);
+      readRequest(ChatCompletionRequestSchema, json);
       return { view: viewOf(json), includeUsage: includeUsage(json) };
     },
     complete: (request, ctx) => core.complete(request.view, ctx, jsonAnswer),
@@ -85,27 +89,23 @@ function includeUsage(json: JsonObject): boolean {
 }
 
 /**
- * The provider's unary answer for a JSON caller: its JSON, checked against the contract and normalized as
- * the REST JSON writer would write it (fields the contract does not know are dropped, as for protobuf). An answer the fast path does not take goes
- * through protobuf as before: the same 502 when it is no chat completion, else the same JSON.
+ * The provider's unary answer for a JSON caller: its JSON, checked against the contract and normalized in
+ * place as the REST JSON writer would write it (fields the contract does not know are dropped); an answer
+ * that does not fit is a 502 (chat-core.ts, notAChatCompletion).
  */
 const jsonAnswer: AnswerCodec<JsonObject> = (body, provider) => {
-  if (passes(ChatCompletionSchema, body, true)) return normalize(ChatCompletionSchema, body);
-  return toRestJson(
-    ChatCompletionSchema,
-    parseProviderJson(ChatCompletionSchema, body, provider),
-  ) as JsonObject;
+  const value = readAnswer(ChatCompletionSchema, body);
+  if (value === undefined) throw notAChatCompletion(provider, notA(ChatCompletionSchema.typeName));
+  return value;
 };
 
 const jsonChunk: ChunkCodec<JsonObject> = (chunk, provider) => {
-  if (passes(ChatCompletionChunkSchema, chunk, true)) {
-    const value = normalize(ChatCompletionChunkSchema, chunk);
-    return { value, usage: usageOf(value["usage"]) };
-  }
-  const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider);
-  const value = toRestJson(ChatCompletionChunkSchema, message) as JsonObject;
+  const value = readAnswer(ChatCompletionChunkSchema, chunk);
+  if (value === undefined) throw notAChatCompletion(provider, notA(ChatCompletionChunkSchema.typeName));
   return { value, usage: usageOf(value["usage"]) };
 };
+
+const notA = (typeName: string): Error => new Error(`the JSON does not fit ${typeName}`);
 
 /** A normalized `usage` object's counts (its implicit fields are all there). */
 function usageOf(usage: JsonValue | undefined): TokenUsage | undefined {

@@ -8,13 +8,13 @@ import {
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { EdgeEntry, Exchange } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { compileJsonPlans, fromRestJson, toRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import type { CallPipeline, CallWire } from "../call/pipeline.js";
 import { httpWire } from "./http-wire.js";
 import { sendError } from "./rest-write.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
-import { fromRestJson, toRestJson } from "./rest-json.js";
 import { streamJsonWriter } from "./rest-sse.js";
 import { parseJsonBody } from "./request-body.js";
 
@@ -29,7 +29,7 @@ export interface OpenAiEdgeOptions {
   readonly maxTimeoutMs?: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts), run by the same core as `chat`: with it, chat requests
-   * the JSON fast path takes get JSON in and JSON out without protobuf messages.
+   * get JSON in and JSON out without protobuf messages.
    */
   readonly chatJson?: JsonChat | undefined;
 }
@@ -87,6 +87,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
     isMessage(answer) ? JSON.stringify(toRestJson(unary.spec.method.output, answer)) : text(answer);
   const modelsText = (answer: unknown): string =>
     JSON.stringify(toRestJson(models.spec.method.output, answer as Message));
+  compileJsonPlans([unary.spec.method.output, models.spec.method.input, models.spec.method.output]);
   const modelText =
     (id: string) =>
     (answer: unknown): string => {
@@ -125,9 +126,9 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
           throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
         }
         const withProduct = { ...json, product };
-        // `take` changes nothing when it declines, so protobuf's reader sees the JSON as sent.
-        const taken = chatJson?.take(withProduct);
-        if (chatJson !== undefined && taken !== undefined) {
+        if (chatJson !== undefined) {
+          // The JSON chat checks the request against the contract (its 400s) and normalizes it.
+          const taken = chatJson.take(withProduct);
           const streaming = taken.view.stream === true;
           exchange.rpc = streaming ? stream.rpc : unary.rpc;
           return streaming

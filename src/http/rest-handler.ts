@@ -3,12 +3,12 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { ServiceImplSpec } from "@connectrpc/connect";
 import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
+import { compileJsonPlans, fromRestJson } from "../json/index.js";
 import { nonNegativeInt } from "../lib/options.js";
 import type { JsonChat, JsonChatRequest } from "./chat-json.js";
 import type { CallPipeline } from "../call/pipeline.js";
 import { httpWire } from "./http-wire.js";
 import { restErrorFromConnect } from "./rest-error.js";
-import { fromRestJson } from "./rest-json.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
 import { streamJsonWriter } from "./rest-sse.js";
 import { answerJson, isJsonObject, sendError } from "./rest-write.js";
@@ -28,7 +28,7 @@ export interface RestHandlerOptions {
   readonly maxTimeoutMs?: number;
   /**
    * The chat RPCs for JSON callers (chat-json.ts): with it, the chat routes take JSON in and give JSON out
-   * without protobuf messages; requests it does not take, and every other route, are built as messages.
+   * without protobuf messages; every other route (and the chat routes without it) is built as a message.
    */
   readonly chatJson?: JsonChat | undefined;
 }
@@ -80,6 +80,7 @@ const name = "REST transcoder";
 export function createRestHandler(options: RestHandlerOptions): RestHandler {
   nonNegativeInt("createRestHandler", "maxBodyBytes", options.maxBodyBytes);
   const routes = compileRoutes(options.services);
+  compileJsonPlans(routes.flatMap((r) => [r.spec.method.input, r.spec.method.output]));
   const { maxBodyBytes, pipeline, chatJson } = options;
   const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
   const chatMethods: ReadonlySet<DescMethod> = new Set([
@@ -139,8 +140,9 @@ export function createRestHandler(options: RestHandlerOptions): RestHandler {
         maxTimeoutMs,
         decode(body) {
           const built = requestJson(route, pathValues, exchange.query, body, exchange.req);
-          const json = chat?.take(built);
-          if (chat !== undefined && json !== undefined) {
+          if (chat !== undefined) {
+            // The JSON chat checks the request against the contract (its 400s) and normalizes it.
+            const json = chat.take(built);
             return route.serverStreaming
               ? { request: json, stream: chat.stream as never }
               : { request: json, unary: chat.complete };

@@ -142,7 +142,7 @@ export function compileRoutes(services: readonly ServiceImplSpec[]): RestRoute[]
     .map((x) => x.route);
 }
 
-/** The JSON value of a path or query string for a scalar or enum field (values are checked by fromJson). */
+/** The JSON value of a path or query string for a scalar or enum field (values are checked by src/json/). */
 function scalarJson(field: DescField, raw: string): JsonValue {
   if (field.enum !== undefined) {
     if (/^-?\d+$/.test(raw)) return Number(raw);

@@ -10,8 +10,8 @@ import {
   type ChatCompletionRequest,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { NodeServerResponse } from "../edge/exchange.js";
+import { toRestJson } from "../json/index.js";
 import type { RestError } from "./rest-error.js";
-import { toRestJson } from "./rest-json.js";
 import { isJsonObject } from "./rest-write.js";
 
 /** One Server-Sent Event: `data: <json>`, or `event: <name>` and its data (OpenAI's framing). */

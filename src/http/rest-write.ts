@@ -2,8 +2,8 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/protobuf";
 import type { ConnectError, HandlerContext } from "@connectrpc/connect";
 import type { NodeServerRequest, NodeServerResponse } from "../edge/exchange.js";
+import { toRestJson } from "../json/index.js";
 import { isProtocolHeader, type RestError } from "./rest-error.js";
-import { toRestJson } from "./rest-json.js";
 import type { RestRoute } from "./rest-routes.js";
 
 // The JSON answers of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): a message, or

@@ -1,4 +1,4 @@
-import { create, fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
@@ -9,6 +9,7 @@ import {
   ModelSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { AppError } from "../errors/index.js";
+import { compileJsonPlans, fromAnswerJson } from "../json/index.js";
 import type { ProviderConfig } from "../secrets/types.js";
 import { notAChatCompletion, type ChatCore, type ChatRequestView } from "./chat-core.js";
 import type { JsonObject } from "./ports.js";
@@ -22,16 +23,15 @@ export interface ChatServiceOptions {
   readonly toUpstreamJson: (request: ChatCompletionRequest) => JsonObject;
 }
 
-const parseOptions = { ignoreUnknownFields: true } as const;
-
 /**
- * ChatService (README, API) for protobuf callers (gRPC, Connect, and REST requests the JSON fast path
- * hands back, src/http/chat-json.ts): the request message is the core's request view, the provider's
+ * ChatService (README, API) for protobuf callers (gRPC, Connect; JSON callers take src/http/chat-json.ts):
+ * the request message is the core's request view, the provider's
  * JSON becomes a ChatCompletion or ChatCompletionChunk message (fields the contract does not know are
  * dropped; an answer that does not fit is a 502).
  */
 export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
   const { core } = options;
+  compileJsonPlans([ChatCompletionSchema, ChatCompletionChunkSchema]);
 
   /**
    * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a NaN
@@ -94,9 +94,9 @@ export function parseProviderJson<S extends typeof ChatCompletionSchema | typeof
   body: JsonObject,
   provider: ProviderConfig,
 ) {
-  try {
-    return fromJson(schema, body as PbJsonValue, parseOptions);
-  } catch (cause) {
-    throw notAChatCompletion(provider, cause);
+  const message = fromAnswerJson(schema, body);
+  if (message === undefined) {
+    throw notAChatCompletion(provider, new Error(`the JSON does not fit ${schema.typeName}`));
   }
+  return message;
 }

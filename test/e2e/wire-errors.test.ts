@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { toBinary, toJsonString } from "@bufbuild/protobuf";
-import { fromRestJson } from "../../src/http/index.js";
+import { fromRestJson } from "../../src/json/index.js";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -13,7 +13,7 @@ import {
   ListModelsResponseSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { fromRestJson, toRestJson } from "../../src/http/index.js";
+import { fromRestJson, toRestJson } from "../../src/json/index.js";
 
 /** The three ways a caller reaches the chat RPCs. */
 export type Protocol = "rest" | "connect" | "grpc";

@@ -5,13 +5,15 @@
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_apikeyserver_v1_json_options } from "../../../apikeyserver/v1/json_options_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file testing/restjson/v1/restjson.proto.
  */
 export const file_testing_restjson_v1_restjson: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBIkEKD0hvbGRzVHdvU3RyaW5ncxIuCgVpbm5lchgBIAEoCzIfLnRlc3RpbmcucmVzdGpzb24udjEuVHdvU3RyaW5nc2IGcHJvdG8z", [file_apikeyserver_v1_json_options]);
+  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBIkEKD0hvbGRzVHdvU3RyaW5ncxIuCgVpbm5lchgBIAEoCzIfLnRlc3RpbmcucmVzdGpzb24udjEuVHdvU3RyaW5ncyJuCgVQbGFpbhIOCgR3b3JkGAEgASgJSAASKwoFcG9pbnQYAiABKAsyGi50ZXN0aW5nLnJlc3Rqc29uLnYxLlBvaW50SAASDwoFY291bnQYAyABKANIABINCgVyYXRpbxgEIAEoAUIICgZjaG9pY2UiGQoJV2l0aEJ5dGVzEgwKBGRhdGEYASABKAwieQoHSW50S2V5cxI9CglieV9udW1iZXIYASADKAsyKi50ZXN0aW5nLnJlc3Rqc29uLnYxLkludEtleXMuQnlOdW1iZXJFbnRyeRovCg1CeU51bWJlckVudHJ5EgsKA2tleRgBIAEoBRINCgV2YWx1ZRgCIAEoCToCOAEiNwoNV2l0aFRpbWVzdGFtcBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_apikeyserver_v1_json_options, file_google_protobuf_timestamp]);
 
 /**
  * Test-only messages for the REST JSON options that chat.proto does not cover on its own: a union member of
@@ -218,4 +220,99 @@ export type HoldsTwoStrings = Message<"testing.restjson.v1.HoldsTwoStrings"> & {
  */
 export const HoldsTwoStringsSchema: GenMessage<HoldsTwoStrings> = /*@__PURE__*/
   messageDesc(file_testing_restjson_v1_restjson, 6);
+
+/**
+ * A plain oneof (no json_union): read by its members' own names, at most one of them set.
+ *
+ * @generated from message testing.restjson.v1.Plain
+ */
+export type Plain = Message<"testing.restjson.v1.Plain"> & {
+  /**
+   * @generated from oneof testing.restjson.v1.Plain.choice
+   */
+  choice: {
+    /**
+     * @generated from field: string word = 1;
+     */
+    value: string;
+    case: "word";
+  } | {
+    /**
+     * @generated from field: testing.restjson.v1.Point point = 2;
+     */
+    value: Point;
+    case: "point";
+  } | {
+    /**
+     * @generated from field: int64 count = 3;
+     */
+    value: bigint;
+    case: "count";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: double ratio = 4;
+   */
+  ratio: number;
+};
+
+/**
+ * Describes the message testing.restjson.v1.Plain.
+ * Use `create(PlainSchema)` to create a new message.
+ */
+export const PlainSchema: GenMessage<Plain> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 7);
+
+/**
+ * Types the REST JSON engine refuses when it plans them (src/json/plan.ts).
+ *
+ * @generated from message testing.restjson.v1.WithBytes
+ */
+export type WithBytes = Message<"testing.restjson.v1.WithBytes"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message testing.restjson.v1.WithBytes.
+ * Use `create(WithBytesSchema)` to create a new message.
+ */
+export const WithBytesSchema: GenMessage<WithBytes> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 8);
+
+/**
+ * @generated from message testing.restjson.v1.IntKeys
+ */
+export type IntKeys = Message<"testing.restjson.v1.IntKeys"> & {
+  /**
+   * @generated from field: map<int32, string> by_number = 1;
+   */
+  byNumber: { [key: number]: string };
+};
+
+/**
+ * Describes the message testing.restjson.v1.IntKeys.
+ * Use `create(IntKeysSchema)` to create a new message.
+ */
+export const IntKeysSchema: GenMessage<IntKeys> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 9);
+
+/**
+ * @generated from message testing.restjson.v1.WithTimestamp
+ */
+export type WithTimestamp = Message<"testing.restjson.v1.WithTimestamp"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message testing.restjson.v1.WithTimestamp.
+ * Use `create(WithTimestampSchema)` to create a new message.
+ */
+export const WithTimestampSchema: GenMessage<WithTimestamp> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 10);
 

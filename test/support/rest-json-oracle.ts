@@ -19,8 +19,12 @@ import {
   json_presence,
   json_union,
 } from "../../gen/apikeyserver/v1/json_options_pb.js";
-import { AppError } from "../errors/index.js";
+import { AppError } from "../../src/errors/index.js";
 
+// The test oracle of the JSON engine (src/json/): the REST JSON reader and writer as the server had them
+// before the engine, on @bufbuild/protobuf's own fromJson/toJson. Kept as it was (only its imports moved),
+// so the engine's 400s and JSON are held to exactly what callers always got (test/json/).
+//
 // The REST JSON form is protobuf's JSON (toJson/fromJson) plus the field options of json_options.proto,
 // applied by a plan computed once per message type: the writer touches only the fields the plan names, and
 // the reader rewrites only the keys that differ from protobuf's JSON before handing the object to fromJson.

@@ -6,13 +6,16 @@ import {
   ChatCompletionRequestSchema,
   ChatCompletionSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
-import { fromRestJson, toRestJson } from "../../src/http/index.js";
-import { normalize, passes } from "../../src/http/rest-json-pass.js";
+import { AppError } from "../../src/errors/index.js";
+import { readAnswer, readRequest } from "../../src/json/index.js";
+import { fromRestJson, toRestJson } from "../support/rest-json-oracle.js";
 import { fixture } from "../upstream/helpers.js";
 
-// The JSON fast path against the protobuf path it replaces (docs/architecture.md, "JSON in, JSON out"):
-// whatever it takes, protobuf's reader takes too, and its normalized JSON is what the REST JSON writer
-// writes for the message protobuf's reader builds. Anything else it declines (and the protobuf path answers).
+// The JSON engine (src/json/, docs/architecture.md "JSON in, JSON out") against the protobuf path it
+// replaced, kept as the oracle (test/support/rest-json-oracle.ts: @bufbuild/protobuf's fromJson/toJson and
+// the json_options.proto plan): whatever protobuf's reader takes, the engine takes, and its normalized
+// JSON is what the REST JSON writer wrote for the message protobuf's reader built; whatever protobuf's
+// reader refused, the engine refuses with the same 400 (test/json/oracle.fuzz.test.ts does it at random).
 
 const clone = <T>(value: T): T => structuredClone(value);
 
@@ -24,10 +27,26 @@ function protobufPath(schema: DescMessage, json: JsonValue, request: boolean): J
   return toRestJson(schema, message);
 }
 
+/** The engine: a caller's request (refusing unknown keys) or a provider's answer (dropping them). */
+function engine(schema: DescMessage, json: JsonObject, request: boolean): JsonValue | undefined {
+  return request ? readRequest(schema, json) : readAnswer(schema, json);
+}
+
 function expectSame(schema: DescMessage, json: JsonObject, request: boolean): void {
-  expect(passes(schema, json, !request)).toBe(true);
-  const fast = normalize(schema, clone(json));
+  const fast = engine(schema, clone(json), request);
+  expect(fast).toBeDefined();
   expect(fast).toStrictEqual(protobufPath(schema, json, request));
+}
+
+/** The AppError `read` throws, as the 400 it answers. */
+function refusal(read: () => unknown): { message: string; param: string | undefined } | undefined {
+  try {
+    read();
+  } catch (err) {
+    if (err instanceof AppError) return { message: err.message, param: err.param };
+    throw err;
+  }
+  return undefined;
 }
 
 const providerFixtures = ["anthropic", "gemini", "azure-openai"].flatMap((dir) =>
@@ -43,7 +62,7 @@ const providerFixtures = ["anthropic", "gemini", "azure-openai"].flatMap((dir) =
     })),
 );
 
-describe("the JSON fast path gives what the protobuf path gives", () => {
+describe("the JSON engine gives what the protobuf path gives", () => {
   const answers = [
     "chat-completion-plain.json",
     "chat-completion-tool-calls.json",
@@ -117,13 +136,13 @@ describe("the JSON fast path gives what the protobuf path gives", () => {
     const choices = answer["choices"] as JsonObject[];
     answer["choices"] = choices.map((c) => ({ ...c, new_choice_field: true }));
     expectSame(ChatCompletionSchema, answer, false);
-    const fast = normalize(ChatCompletionSchema, clone(answer));
+    const fast = readAnswer(ChatCompletionSchema, clone(answer)) as JsonObject;
     expect(fast).not.toHaveProperty("brand_new");
     expect((fast["choices"] as JsonObject[])[0]).not.toHaveProperty("new_choice_field");
   });
 });
 
-describe("what the fast path declines (the protobuf path decides)", () => {
+describe("what the old fast path declined: the engine answers as the protobuf path did", () => {
   const request = (extra: JsonObject): JsonObject => ({
     product: "p",
     model: "m",
@@ -146,9 +165,18 @@ describe("what the fast path declines (the protobuf path decides)", () => {
     ["not an object", [] as unknown as JsonObject],
   ])("%s", (_name, json) => {
     const before = JSON.stringify(json);
-    expect(passes(ChatCompletionRequestSchema, json, false)).toBe(false);
-    // Declining leaves the caller's JSON as it was, for protobuf's reader to see.
-    expect(JSON.stringify(json)).toBe(before);
+    const expected = refusal(() => fromRestJson(ChatCompletionRequestSchema, clone(json)));
+    const got = refusal(() => readRequest(ChatCompletionRequestSchema, json));
+    expect(got).toStrictEqual(expected);
+    if (expected === undefined) {
+      // protobuf's reader took it (a JSON name, a numeric string): the engine takes it too, normalized.
+      expect(json).toStrictEqual(
+        protobufPath(ChatCompletionRequestSchema, JSON.parse(before) as JsonObject, true),
+      );
+    } else {
+      // Refusing leaves the caller's JSON as it was.
+      expect(JSON.stringify(json)).toBe(before);
+    }
   });
 
   it.each([
@@ -158,6 +186,13 @@ describe("what the fast path declines (the protobuf path decides)", () => {
     ["usage not an object", { usage: 5 }],
     ["a lowerCamelCase name", { systemFingerprint: "x" }],
   ])("answer: %s", (_name, json) => {
-    expect(passes(ChatCompletionSchema, json as JsonObject, true)).toBe(false);
+    let expected: JsonValue | undefined;
+    try {
+      expected = protobufPath(ChatCompletionSchema, json, false);
+    } catch {
+      // protobuf's reader refused it: a 502, as the engine's undefined is.
+      expected = undefined;
+    }
+    expect(readAnswer(ChatCompletionSchema, json as JsonObject)).toStrictEqual(expected);
   });
 });

@@ -16,7 +16,7 @@ import {
 } from "../../gen/testing/restjson/v1/restjson_pb.js";
 import { BookSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
-import { fromRestJson, toRestJson } from "../../src/http/index.js";
+import { fromRestJson, toRestJson } from "../../src/json/index.js";
 import { fixture } from "../upstream/helpers.js";
 
 const toolCallCompletion = create(ChatCompletionSchema, {
