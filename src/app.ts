@@ -12,7 +12,7 @@ import {
 import type { Config } from "./config/index.js";
 import { createServer } from "./server.js";
 import { createCorsEdge } from "./edge/index.js";
-import { createJsonChat } from "./http/index.js";
+import { createJsonChat } from "./services/chat-json.js";
 import { toRestJson } from "./json/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
@@ -24,13 +24,14 @@ import {
   createRedisLimiter,
   createRedisNonceStore,
   rateLimitHeaderNames,
-} from "./ratelimit/index.js";
-import { createChatCore, createChatService } from "./rpc/chat-service.js";
-import type { JsonObject } from "./rpc/ports.js";
-import { createWireErrorInterceptor } from "./rpc/wire-error.js";
+} from "./limits/index.js";
+import { createChatCore, createChatService } from "./services/chat-service.js";
+import type { JsonObject } from "./chat/ports.js";
+import { createWireErrorInterceptor } from "./call/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
-import { registerHealth, registerReflection } from "./server/index.js";
-import type { Readiness } from "./server/index.js";
+import { registerHealth } from "./services/health.js";
+import { registerReflection } from "./services/reflection.js";
+import type { Readiness } from "./services/health.js";
 import { createForwarder } from "./upstream/index.js";
 
 export interface AppOptions {

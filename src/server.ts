@@ -10,17 +10,18 @@ import {
   type AccessLogEdgeOptions,
   type EdgeEntry,
 } from "./edge/index.js";
-import { createOpenAiEdge, recordServices, type JsonChat } from "./http/index.js";
-import { createCallSignals } from "./lib/call-signals.js";
+import { createOpenAiEdge } from "./protocols/openai/openai-handler.js";
+import { recordServices } from "./services/record-services.js";
+import { type JsonChat } from "./services/chat-json.js";
+import { createCallSignals } from "./call/call-registry.js";
 import type { Logger } from "./log/index.js";
+import { createConnectOptions, type ConnectOptionsInput } from "./protocols/connect-options.js";
+import { createDispatch } from "./protocols/dispatch.js";
 import {
-  createConnectOptions,
-  createDispatch,
   createOnePortServer,
   defaultMaxHeaderBytes,
-  type ConnectOptionsInput,
   type OnePortServerOptions,
-} from "./server/index.js";
+} from "./transport/one-port.js";
 
 export interface ServerOptions {
   readonly logger: Logger;
@@ -30,11 +31,11 @@ export interface ServerOptions {
   readonly interceptors: readonly Interceptor[];
   /** Auth's precheck over the raw request, run by both lanes before any decode (src/auth/interceptor.ts). */
   readonly precheck?: Auth["precheck"] | undefined;
-  /** Message and deadline limits (src/server/connect-options.ts). */
+  /** Message and deadline limits (src/protocols/connect-options.ts). */
   readonly limits?: Omit<ConnectOptionsInput, "interceptors" | "shutdownSignal">;
   /**
    * The chat RPCs as the JSON surfaces run them: the ChatService implementation registered by `routes` and
-   * its JSON form (src/http/chat-json.ts). With it, REST's chat routes take JSON in and out, and the
+   * its JSON form (src/services/chat-json.ts). With it, REST's chat routes take JSON in and out, and the
    * OpenAI-compatible surface is served under `/openai/`.
    */
   readonly chat?: { readonly impl: ServiceImpl<typeof ChatService>; readonly json: JsonChat } | undefined;

@@ -40,7 +40,7 @@ export function canUseProduct(principal: Principal, product: string): boolean {
 /**
  * Throws AppError("forbidden") (403 / PERMISSION_DENIED `Forbidden`) unless the caller may use `product`,
  * and AppError("unauthenticated") when there is no caller at all (a wiring mistake: the RPC is not behind
- * the auth interceptor). Call it after the product-exists check (the order in src/rpc/chat-service.ts).
+ * the auth interceptor). Call it after the product-exists check (the order in src/services/chat-service.ts).
  */
 export function assertCanUseProduct(
   principal: Principal | undefined,

@@ -16,9 +16,9 @@ import {
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { cancelReason, copyHeaders, intercept, type StreamingFn, type UnaryFn } from "../compat/connect.js";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { callEnded, type CallSignals } from "../lib/call-signals.js";
-import { accessRecordKey } from "../rpc/access-record.js";
-import { failCall } from "../rpc/wire-error.js";
+import { callEnded, type CallSignals } from "./call-registry.js";
+import { accessRecordKey } from "../edge/access-record.js";
+import { failCall } from "./wire-error.js";
 
 type MethodSpec = ServiceImplSpec["methods"][string];
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
@@ -26,7 +26,7 @@ type HeadersInit = ConstructorParameters<typeof Headers>[0];
 export interface InProcessCallOptions {
   /** The router's interceptors, outermost first. */
   readonly interceptors: readonly Interceptor[];
-  /** The running calls, aborted together at the end of the shutdown grace (src/lib/call-signals.ts). */
+  /** The running calls, aborted together at the end of the shutdown grace (src/call/call-registry.ts). */
   readonly registry: CallSignals;
 }
 
@@ -51,7 +51,7 @@ export interface InProcessCall {
   fail(thrown: unknown): ConnectError;
   /**
    * Like `unary`, with `impl` in place of the method's implementation and answers that are not protobuf
-   * messages (the JSON surfaces' chat calls, src/http/chat-json.ts): the interceptors see the method, the
+   * messages (the JSON surfaces' chat calls, src/services/chat-json.ts): the interceptors see the method, the
    * context and `request` as the request message, and connect's normalization of the answer is skipped.
    */
   unaryWith<I, O>(

@@ -11,9 +11,9 @@ import type { PrecheckRequest } from "../auth/index.js";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
 import { AppError, scrubSecrets } from "../errors/index.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
-import { createCallSignals, type CallSignals } from "../lib/call-signals.js";
+import { createCallSignals, type CallSignals } from "./call-registry.js";
 import type { Logger } from "../log/index.js";
-import { failCall } from "../rpc/wire-error.js";
+import { failCall } from "./wire-error.js";
 import { createInProcessCalls, type CallInit, type InProcessCall } from "./in-process-call.js";
 import { RequestBodyEnded } from "./read-body.js";
 
@@ -22,7 +22,7 @@ export type MethodSpec = ServiceImplSpec["methods"][string];
 /**
  * What a call runs once decoded: the request message for the implementation registered on the router, or
  * a request of the codec's own form with the implementation that takes it (the JSON chat of the JSON
- * surfaces, src/http/chat-json.ts), which the interceptors see in the request message's place.
+ * surfaces, src/services/chat-json.ts), which the interceptors see in the request message's place.
  */
 export type Decoded =
   | {

@@ -12,7 +12,7 @@ const closeDelayMs = 500;
 
 /**
  * HTTP/2, an answer before the whole body was read: as connect-node, the stream is closed with NO_ERROR
- * once the answer is out, so the client stops sending (src/server/one-port.ts lets the answer reach the
+ * once the answer is out, so the client stops sending (src/transport/one-port.ts lets the answer reach the
  * client first).
  */
 export function stopUploadAfterAnswer(stream: http2.ServerHttp2Stream): void {

@@ -2,7 +2,7 @@ import * as http2 from "node:http2";
 import type * as http from "node:http";
 import type * as net from "node:net";
 
-// What the one-port server (src/server/one-port.ts) changes in, or copies of, Node's HTTP servers: each a
+// What the one-port server (src/transport/one-port.ts) changes in, or copies of, Node's HTTP servers: each a
 // runtime patch or a copy of Node's own behaviour, pinned by test/server/one-port.test.ts and
 // test/e2e/body-deadline.test.ts. Re-check them when Node is upgraded.
 

@@ -2,7 +2,7 @@ import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { codeFromHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { codeTable, httpStatusOfError } from "../errors/index.js";
-import type { AccessRecord } from "../rpc/access-record.js";
+import type { AccessRecord } from "./access-record.js";
 
 type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 /** An HTTP/1.1 `IncomingMessage` or an HTTP/2 compat `Http2ServerRequest` (connect-node's own type). */
@@ -53,7 +53,7 @@ export interface Exchange {
   rpc: string | undefined;
   /** What the call learns: product, model, caller, upstream latency, token usage (the AccessRecord). */
   readonly record: AccessRecord;
-  /** The wire error of the call, set by the one converter (src/rpc/wire-error.ts); undefined on success. */
+  /** The wire error of the call, set by the one converter (src/call/wire-error.ts); undefined on success. */
   error: ConnectError | undefined;
   /**
    * The gRPC status the response carried in its trailers or end-of-stream message, when the call failed
@@ -201,7 +201,7 @@ function outcomeOf(exchange: Exchange, cut: boolean, afterGrace: boolean): Outco
 
 /**
  * The status of a gRPC trailers-only answer written outside any call (the HTTP/2 body deadline of
- * src/server/one-port.ts answers DEADLINE_EXCEEDED so): its `grpc-status` header, when not OK.
+ * src/transport/one-port.ts answers DEADLINE_EXCEEDED so): its `grpc-status` header, when not OK.
  */
 function trailersOnlyCode(exchange: Exchange): Code | undefined {
   const value = exchange.res.getHeader("grpc-status");

@@ -4,7 +4,7 @@ import { AppError } from "../errors/index.js";
 // Bounds on what an authenticated request body may make the server decode (docs/auth.md, "Decoding
 // limits"): the count is taken on the raw bytes before JSON.parse or the protobuf decode, so a body over
 // the limit costs a scan, never the decode. Self-contained, called where bodies are decoded: the call
-// pipeline (src/call/pipeline.ts) for every codec, and the fallback lane (src/server/connect-dispatch.ts).
+// pipeline (src/call/pipeline.ts) for every codec, and the fallback lane (src/protocols/fallback/connect-node-lane.ts).
 
 /**
  * Most values one request body may hold: JSON values (counted as 1 + the `{`, `[` and `,` outside

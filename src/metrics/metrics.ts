@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { AuthFailureReason, AuthMethodTried } from "../auth/index.js";
 import type { Exchange, Outcome, Protocol } from "../edge/index.js";
 import type { BreakerState } from "../lib/circuit-breaker.js";
-import type { RateLimitDimension, RateLimitResult, RateLimitSource } from "../ratelimit/index.js";
+import type { RateLimitDimension, RateLimitResult, RateLimitSource } from "../limits/index.js";
 import type { ProductConfig, SecretReadReport } from "../secrets/index.js";
 import type { UpstreamCallReport } from "../upstream/index.js";
 import type { CounterCell, HistogramCell } from "./families.js";

@@ -14,7 +14,7 @@ import { curl } from "../support/server-clients.js";
 import { transportOf } from "../support/transports.js";
 
 // The three wrong answers of issue 11 item 3, fixed where errors become wire errors once
-// (src/rpc/wire-error.ts, src/server/connect-dispatch.ts, docs/architecture.md), over every protocol.
+// (src/call/wire-error.ts, src/protocols/fallback/connect-node-lane.ts, docs/architecture.md), over every protocol.
 
 const maxBodyBytes = 4096;
 const service = "apikeyserver.v1.ChatService";

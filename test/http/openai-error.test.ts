@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { AppError, errorTable, toConnectError, type AppErrorCode } from "../../src/errors/index.js";
-import { openAiErrorFromConnect } from "../../src/http/openai-error.js";
+import { openAiErrorFromConnect } from "../../src/protocols/openai/openai-error.js";
 
 // OpenAI's error shape for every row of the README's error table, and for ConnectErrors raised outside it.
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parsePathTemplate } from "../../src/http/path-template.js";
+import { parsePathTemplate } from "../../src/protocols/rest/path-template.js";
 
 describe("parsePathTemplate", () => {
   it.each([

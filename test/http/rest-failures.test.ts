@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookSchema, BrokenService, LibraryService } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { composeEdge } from "../../src/edge/index.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
-import { createRestHandler } from "../../src/http/index.js";
+import { createRestHandler } from "../../src/protocols/rest/rest-handler.js";
 import { captureLog } from "../support/log-capture.js";
 
 const log = captureLog();

@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LibraryService, type BookQuery } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { composeEdge } from "../../src/edge/index.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
-import { createRestHandler, recordServices, type RestHandler } from "../../src/http/index.js";
+import { createRestHandler, type RestHandler } from "../../src/protocols/rest/rest-handler.js";
+import { recordServices } from "../../src/services/record-services.js";
 import { captureLog } from "../support/log-capture.js";
 
 /**

@@ -12,9 +12,10 @@ import {
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError, isAppErrorCode, toConnectError } from "../../src/errors/index.js";
 import { composeEdge, exchangeKey, type Exchange } from "../../src/edge/index.js";
-import { createConnectOptions, createDispatch } from "../../src/server/index.js";
+import { createConnectOptions } from "../../src/protocols/connect-options.js";
+import { createDispatch } from "../../src/protocols/dispatch.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
-import { createRestHandler } from "../../src/http/index.js";
+import { createRestHandler } from "../../src/protocols/rest/rest-handler.js";
 import { captureLog } from "../support/log-capture.js";
 
 /** What the test interceptor saw of each call. */

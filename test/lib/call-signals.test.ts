@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createCallSignals } from "../../src/lib/call-signals.js";
+import { createCallSignals } from "../../src/call/call-registry.js";
 
 describe("createCallSignals", () => {
   it("aborts every open call with the shutdown reason, and only those", () => {

@@ -7,7 +7,7 @@ import {
   type Metrics,
   type MetricsServer,
 } from "../../src/metrics/index.js";
-import type { RateLimitResult } from "../../src/ratelimit/index.js";
+import type { RateLimitResult } from "../../src/limits/index.js";
 import { createSecretStore, parseProducts, type SecretSource } from "../../src/secrets/index.js";
 import type { ProductConfig } from "../../src/secrets/index.js";
 import { captureLog } from "../support/log-capture.js";

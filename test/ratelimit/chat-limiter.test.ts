@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AppError } from "../../src/errors/index.js";
-import { createChatLimiter, createMemoryLimiter, type RateLimiter } from "../../src/ratelimit/index.js";
+import { createChatLimiter, createMemoryLimiter, type RateLimiter } from "../../src/limits/index.js";
 import { captureLog } from "../support/log-capture.js";
 
 const alice = { kind: "jwt", id: "alice" } as const;

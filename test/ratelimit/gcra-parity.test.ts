@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisClient } from "../../src/lib/redis.js";
-import { gcra, type GcraMode } from "../../src/ratelimit/gcra.js";
-import { gcraLua } from "../../src/ratelimit/redis-script.js";
+import { gcra, type GcraMode } from "../../src/limits/gcra.js";
+import { gcraLua } from "../../src/limits/redis-script.js";
 import { captureLog } from "../support/log-capture.js";
 import { requireSharedRedis, sharedRedisUrl } from "./redis-support.js";
 

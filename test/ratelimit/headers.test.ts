@@ -8,7 +8,7 @@ import {
   rateLimitHeaderNames,
   rateLimitKey,
   toRateLimitError,
-} from "../../src/ratelimit/index.js";
+} from "../../src/limits/index.js";
 
 const policy = { limit: 10, windowMs: 60_000 };
 

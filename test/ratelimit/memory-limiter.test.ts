@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createMemoryLimiter } from "../../src/ratelimit/index.js";
+import { createMemoryLimiter } from "../../src/limits/index.js";
 
 function fakeClock(start = 1_700_000_000_000) {
   let t = start;

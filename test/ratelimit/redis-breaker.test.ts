@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { createCircuitBreaker, type BreakerState } from "../../src/lib/circuit-breaker.js";
 import { createRedisClient } from "../../src/lib/redis.js";
 import { createMemoryNonceStore } from "../../src/auth/index.js";
-import { createMemoryLimiter, createRedisLimiter, createRedisNonceStore } from "../../src/ratelimit/index.js";
+import { createMemoryLimiter, createRedisLimiter, createRedisNonceStore } from "../../src/limits/index.js";
 import { captureLog } from "../support/log-capture.js";
 import { freePort, killRedisServer, requireRedisServerBinary, startRedisServer } from "./redis-support.js";
 

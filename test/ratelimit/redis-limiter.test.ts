@@ -12,7 +12,7 @@ import {
   createRedisNonceStore,
   rateLimitKey,
   type RateLimiter,
-} from "../../src/ratelimit/index.js";
+} from "../../src/limits/index.js";
 import { captureLog } from "../support/log-capture.js";
 import {
   freePort,

@@ -6,7 +6,7 @@ import {
   defaultBodyLimitBytes,
   defaultMaxTimeoutMs,
   defaultWriteMaxBytes,
-} from "../../src/server/index.js";
+} from "../../src/protocols/connect-options.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
 import { transportOf } from "../support/transports.js";
 import { curl } from "../support/server-clients.js";
@@ -72,7 +72,7 @@ describe.each([["--http1.1"], ["--http2-prior-knowledge"]])("bad requests over %
   it("a wrong content type → 415, every time", async () => {
     // The 415 goes out before the body is read. Over h2c the stream used to be reset under curl while it
     // still had its body to send, and the answer was lost ("(92) Stream error in the HTTP/2 framing layer")
-    // in about one attempt in four: 30 in a row failed in every run (src/server/one-port.ts).
+    // in about one attempt in four: 30 in a row failed in every run (src/transport/one-port.ts).
     const results = [];
     for (let i = 0; i < 30; i++) {
       const res = await curl([flag, "-H", "content-type: text/plain", "-d", "hello", listModels()]);

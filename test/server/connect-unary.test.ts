@@ -12,9 +12,9 @@ import type { Exchange as HttpExchange } from "../../src/edge/index.js";
 import type { PrecheckRequest } from "../../src/auth/index.js";
 import { AppError, toConnectError } from "../../src/errors/index.js";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { recordServices } from "../../src/http/index.js";
-import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
-import { createConnectDispatch } from "../../src/server/connect-dispatch.js";
+import { recordServices } from "../../src/services/record-services.js";
+import { createWireErrorInterceptor } from "../../src/call/wire-error.js";
+import { createConnectDispatch } from "../../src/protocols/fallback/connect-node-lane.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
 import { createConnectCodec } from "../../src/protocols/connect/connect-codec.js";
 import {
@@ -32,7 +32,7 @@ import { captureLog } from "../support/log-capture.js";
 // The Connect unary fast path must answer exactly as connect-node's Connect handler would. Every case below
 // is sent, over HTTP/1.1 and over h2c, to two one-port servers built from the same service, interceptors,
 // precheck and options: the server's Connect path alone (connect-node's handlers behind
-// src/server/connect-dispatch.ts; the reference) and the fast path in front of it, both serving
+// src/protocols/fallback/connect-node-lane.ts; the reference) and the fast path in front of it, both serving
 // test/support/library-service.ts. Status, headers (all but `date`), trailers and body bytes must be
 // identical, and the fast path must have taken the call, or left it to connect for what it does not serve. connect-node is deterministic for these answers: no header or body
 // byte depends on timing except `date`.
@@ -94,7 +94,7 @@ function startFastPath(): Promise<Server> {
     ...adapterOptions,
     routes: (router) => routes(recordServices(router, services)),
   });
-  // The server's Connect codec on the call pipeline (src/server/dispatch.ts composes them the same way).
+  // The server's Connect codec on the call pipeline (src/protocols/dispatch.ts composes them the same way).
   const codec = createConnectCodec({
     services,
     readMaxBytes,

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema } from "../../gen/apikeyserver/v1/chat_pb.js";
-import { toSpecEncoding } from "../../src/server/grpc-message.js";
+import { toSpecEncoding } from "../../src/compat/grpc-message.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 
 describe("grpc-message uses the gRPC spec's percent-encoding", () => {

@@ -11,17 +11,17 @@ import {
   LibraryService,
   WatchShelfRequestSchema,
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
-import { recordServices } from "../../src/http/index.js";
+import { recordServices } from "../../src/services/record-services.js";
 import { composeEdge, type Exchange as HttpExchange } from "../../src/edge/index.js";
 import { captureLog } from "../support/log-capture.js";
-import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
-import { createConnectDispatch } from "../../src/server/connect-dispatch.js";
+import { createWireErrorInterceptor } from "../../src/call/wire-error.js";
+import { createConnectDispatch } from "../../src/protocols/fallback/connect-node-lane.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
 import { createGrpcCodec } from "../../src/protocols/grpc/grpc-codec.js";
 
 // The unary gRPC fast path must answer exactly as connect-node's gRPC handler would. Every case below is
 // sent, as raw HTTP/2, to two servers built from the same service and interceptors: the server's Connect
-// path alone (connect-node's handlers behind src/server/connect-dispatch.ts; the reference) and the fast
+// path alone (connect-node's handlers behind src/protocols/fallback/connect-node-lane.ts; the reference) and the fast
 // path in front of it. Status, headers, body and trailers must be identical, and the fast path must have
 // taken the call (or left it, for what it does not serve).
 
@@ -122,7 +122,7 @@ async function startFastPath(): Promise<Server> {
     ...adapterOptions,
     routes: (router) => routes(recordServices(router, services)),
   });
-  // The server's gRPC codec on the call pipeline (src/server/dispatch.ts composes them the same way).
+  // The server's gRPC codec on the call pipeline (src/protocols/dispatch.ts composes them the same way).
   const codec = createGrpcCodec({
     services,
     readMaxBytes,

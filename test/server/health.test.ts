@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { HealthService } from "../../gen/apikeyserver/v1/health_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
-import { registerHealth } from "../../src/server/index.js";
+import { registerHealth } from "../../src/services/health.js";
 import { readyState, startTestServer, type TestServer } from "../support/server-harness.js";
 import { curl, grpcClient, grpcUnary, loadGrpcPackage } from "../support/server-clients.js";
 import { transportOf } from "../support/transports.js";

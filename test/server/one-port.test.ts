@@ -12,7 +12,7 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../gen/grpc/health/v1/health_pb.js";
-import { createOnePortServer } from "../../src/server/index.js";
+import { createOnePortServer } from "../../src/transport/one-port.js";
 import { captureLog } from "../support/log-capture.js";
 import { startTestServer, type TestServer } from "../support/server-harness.js";
 import { curl } from "../support/server-clients.js";

@@ -23,11 +23,12 @@ import {
 import type { PrecheckRequest } from "../../src/auth/index.js";
 import type { Exchange } from "../../src/edge/index.js";
 import { AppError } from "../../src/errors/index.js";
-import { createRestHandler, recordServices } from "../../src/http/index.js";
-import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
-import { createConnectDispatch } from "../../src/server/connect-dispatch.js";
-import { createConnectOptions } from "../../src/server/connect-options.js";
-import { createDispatch } from "../../src/server/dispatch.js";
+import { createRestHandler } from "../../src/protocols/rest/rest-handler.js";
+import { recordServices } from "../../src/services/record-services.js";
+import { createWireErrorInterceptor } from "../../src/call/wire-error.js";
+import { createConnectDispatch } from "../../src/protocols/fallback/connect-node-lane.js";
+import { createConnectOptions } from "../../src/protocols/connect-options.js";
+import { createDispatch } from "../../src/protocols/dispatch.js";
 import { createCallPipeline } from "../../src/call/pipeline.js";
 import {
   envelope,
@@ -45,8 +46,8 @@ import { captureLog } from "../support/log-capture.js";
 // The protocol codecs (gRPC server-streaming over h2c; gRPC-Web unary and server-streaming, Connect
 // server-streaming, binary and JSON, over HTTP/1.1 and h2c) must answer exactly as connect-node does.
 // Every case below is sent to two one-port servers built from the same service, interceptors, precheck,
-// limits and shutdown signal: the REFERENCE, connect-node's handlers behind src/server/connect-dispatch.ts
-// (the fallback lane) with the REST handler for what is no RPC, as src/server/dispatch.ts composes them;
+// limits and shutdown signal: the REFERENCE, connect-node's handlers behind src/protocols/fallback/connect-node-lane.ts
+// (the fallback lane) with the REST handler for what is no RPC, as src/protocols/dispatch.ts composes them;
 // and the SUBJECT. Status, every header but `date`, every body byte (all frames), the HTTP/2 trailers
 // and how the HTTP/2 stream ended (its RST_STREAM code) must be identical, and the subject's codec lane
 // must have taken the call (`codec: true`) or left it to connect-node (`codec: false`).
@@ -98,7 +99,7 @@ const connectOptions = createConnectOptions({
   interceptors,
   shutdownSignal: shutdown.signal,
 });
-/** connect-node's own default list, named as src/server/dispatch.ts names it. */
+/** connect-node's own default list, named as src/protocols/dispatch.ts names it. */
 const acceptCompression = [compressionGzip, compressionBrotli];
 const logger = captureLog().logger;
 const routes = (router: ConnectRouter): void => {
@@ -110,7 +111,7 @@ interface Subject extends DiffServer {
   readonly taken: (() => number) | undefined;
 }
 
-/** The reference: connect-node's lane (src/server/connect-dispatch.ts), then REST for what is no RPC. */
+/** The reference: connect-node's lane (src/protocols/fallback/connect-node-lane.ts), then REST for what is no RPC. */
 function referenceDispatch(): (exchange: Exchange) => void {
   const services: ServiceImplSpec[] = [];
   const connect = createConnectDispatch({

@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { composeEdge, type Exchange } from "../../src/edge/index.js";
-import { createOnePortServer } from "../../src/server/one-port.js";
+import { createOnePortServer } from "../../src/transport/one-port.js";
 import { captureLog } from "./log-capture.js";
 
 // The machinery of the differential tests (test/server/connect-unary.test.ts,

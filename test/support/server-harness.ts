@@ -1,14 +1,11 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { createServer } from "../../src/server.js";
-import {
-  registerHealth,
-  registerReflection,
-  type ConnectOptionsInput,
-  type OnePortServerOptions,
-  type Readiness,
-} from "../../src/server/index.js";
-import { createWireErrorInterceptor } from "../../src/rpc/wire-error.js";
+import { registerHealth, type Readiness } from "../../src/services/health.js";
+import { registerReflection } from "../../src/services/reflection.js";
+import { type ConnectOptionsInput } from "../../src/protocols/connect-options.js";
+import { type OnePortServerOptions } from "../../src/transport/one-port.js";
+import { createWireErrorInterceptor } from "../../src/call/wire-error.js";
 import { captureLog, type CapturedLog } from "./log-capture.js";
 import { unimplementedChatService } from "./unimplemented-chat.js";
 

@@ -20,8 +20,8 @@ import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import { readBody } from "../../call/read-body.js";
 import type { Exchange } from "../../edge/exchange.js";
 import { AppError, connectHttpStatusOf } from "../../errors/index.js";
-import { malformedMessage } from "../../server/malformed-message.js";
-import { nodeHeaders, requestHeaders } from "../../server/node-headers.js";
+import { malformedMessage } from "../malformed-message.js";
+import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
 import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
 

@@ -13,9 +13,9 @@ import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange } from "../../edge/exchange.js";
 import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
-import { malformedMessage } from "../../server/malformed-message.js";
-import { toSpecEncoding } from "../../server/grpc-message.js";
-import { nodeHeaders, requestHeaders } from "../../server/node-headers.js";
+import { malformedMessage } from "../malformed-message.js";
+import { toSpecEncoding } from "../../compat/grpc-message.js";
+import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 
 // The gRPC and gRPC-Web codecs of the call pipeline (docs/architecture.md, "The call pipeline"): unary
 // and server-streaming calls, binary or JSON. Their framing, limits, error texts, compression and trailers
@@ -287,7 +287,7 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
 
 /**
  * Sets the status of a failed (or, with no error, finished) call on the trailers as connect does; gRPC's
- * `grpc-message` in the gRPC spec's encoding (src/server/grpc-message.ts), gRPC-Web's as connect sends it.
+ * `grpc-message` in the gRPC spec's encoding (src/compat/grpc-message.ts), gRPC-Web's as connect sends it.
  */
 function trailerStatus(trailer: Headers, err: ConnectError | undefined, web: boolean): void {
   setTrailerStatus(trailer, err);

@@ -3,11 +3,13 @@ import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Auth } from "../auth/index.js";
 import { createCallPipeline, type CallPipeline } from "../call/pipeline.js";
 import type { EdgeHandler, Exchange } from "../edge/exchange.js";
-import { createRestHandler, recordServices, type JsonChat } from "../http/index.js";
+import { createRestHandler } from "./rest/rest-handler.js";
+import { recordServices } from "../services/record-services.js";
+import { type JsonChat } from "../services/chat-json.js";
 import type { Logger } from "../log/index.js";
-import { createConnectCodec } from "../protocols/connect/connect-codec.js";
-import { createGrpcCodec } from "../protocols/grpc/grpc-codec.js";
-import { createConnectDispatch } from "./connect-dispatch.js";
+import { createConnectCodec } from "./connect/connect-codec.js";
+import { createGrpcCodec } from "./grpc/grpc-codec.js";
+import { createConnectDispatch } from "./fallback/connect-node-lane.js";
 import type { ConnectOptions } from "./connect-options.js";
 
 export interface DispatchOptions {
@@ -27,7 +29,7 @@ export interface DispatchOptions {
    * size-limited read and before connect decodes. None by default.
    */
   readonly precheck?: Auth["precheck"] | undefined;
-  /** The chat RPCs for REST's JSON callers (src/http/chat-json.ts); without it REST builds messages. */
+  /** The chat RPCs for REST's JSON callers (src/services/chat-json.ts); without it REST builds messages. */
   readonly chatJson?: JsonChat | undefined;
   /** Called when a codec takes a call, before it is served (the differential tests count them). */
   readonly onCodecCall?: (exchange: Exchange) => void;
@@ -36,8 +38,8 @@ export interface DispatchOptions {
 /**
  * The innermost edge handler (docs/architecture.md, "The request path"): two lanes. The call pipeline
  * serves every call a codec takes — gRPC and gRPC-Web (src/protocols/grpc/grpc-codec.ts), Connect
- * (src/protocols/connect/connect-codec.ts), REST from google.api.http (src/http/rest-handler.ts), which
- * also answers 404/405 for unknown paths. connect-node's handlers (src/server/connect-dispatch.ts) are the
+ * (src/protocols/connect/connect-codec.ts), REST from google.api.http (src/protocols/rest/rest-handler.ts), which
+ * also answers 404/405 for unknown paths. connect-node's handlers (src/protocols/fallback/connect-node-lane.ts) are the
  * fallback lane for the RPC requests no codec takes: Connect GET, compressed Connect unary bodies, client
  * and bidi streams (server reflection), gRPC over HTTP/1.1, gRPC-Web text, unsupported content types.
  * Both lanes serve the same implementations through the same interceptors, limits and shutdown signal.

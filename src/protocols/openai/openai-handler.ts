@@ -5,18 +5,18 @@ import {
   ChatService,
   ModelSchema,
   type ListModelsResponse,
-} from "../../gen/apikeyserver/v1/chat_pb.js";
-import type { EdgeEntry, Exchange } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
-import { compileJsonPlans, fromRestJson, toRestJson } from "../json/index.js";
-import { nonNegativeInt } from "../lib/options.js";
-import type { JsonChat, JsonChatRequest } from "./chat-json.js";
-import type { CallPipeline, CallWire } from "../call/pipeline.js";
-import { httpWire } from "./http-wire.js";
-import { sendError } from "./rest-write.js";
+} from "../../../gen/apikeyserver/v1/chat_pb.js";
+import type { EdgeEntry, Exchange } from "../../edge/exchange.js";
+import { AppError } from "../../errors/index.js";
+import { compileJsonPlans, fromRestJson, toRestJson } from "../../json/index.js";
+import { nonNegativeInt } from "../../lib/options.js";
+import type { JsonChat, JsonChatRequest } from "../../services/chat-json.js";
+import type { CallPipeline, CallWire } from "../../call/pipeline.js";
+import { httpWire } from "../http-wire.js";
+import { sendError } from "../http-write.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
-import { streamJsonWriter } from "./rest-sse.js";
-import { parseJsonBody } from "./request-body.js";
+import { streamJsonWriter } from "../sse.js";
+import { parseJsonBody } from "../request-body.js";
 
 export interface OpenAiEdgeOptions {
   /** The ChatService implementation the Connect router serves (the same object), invoked in-process. */

@@ -11,8 +11,8 @@ import {
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { NodeServerResponse } from "../edge/exchange.js";
 import { toRestJson } from "../json/index.js";
-import type { RestError } from "./rest-error.js";
-import { isJsonObject } from "./rest-write.js";
+import type { RestError } from "./http-error.js";
+import { isJsonObject } from "./http-write.js";
 
 /** One Server-Sent Event: `data: <json>`, or `event: <name>` and its data (OpenAI's framing). */
 export function sseEvent(json: string, event?: string): string {
@@ -43,7 +43,7 @@ async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal
  * surface's error body (`errorOf`) and no `[DONE]`. Every stream that fails ends with its error event; a
  * stream cut at the end of the shutdown grace too (its signal is aborted then, its connection not yet), so
  * the client retries rather than taking a truncated answer for a complete one. Only a client that left
- * gets none. `messages` throws wire errors (src/server/in-process-call.ts).
+ * gets none. `messages` throws wire errors (src/call/in-process-call.ts).
  */
 export async function writeSse<T>(
   res: NodeServerResponse,

@@ -1,7 +1,7 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { NodeServerRequest } from "../edge/exchange.js";
 import { AppError } from "../errors/index.js";
-import { headerValue } from "../server/node-headers.js";
+import { headerValue } from "../compat/node-headers.js";
 
 // The request body of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one), read by the
 // call pipeline (src/call/read-body.ts), parsed as JSON here.

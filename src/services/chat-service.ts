@@ -11,10 +11,15 @@ import {
 import { AppError } from "../errors/index.js";
 import { compileJsonPlans, fromAnswerJson } from "../json/index.js";
 import type { ProviderConfig } from "../secrets/types.js";
-import { notAChatCompletion, type ChatCore, type ChatRequestView } from "./chat-core.js";
-import type { JsonObject } from "./ports.js";
+import { notAChatCompletion, type ChatCore, type ChatRequestView } from "../chat/chat-core.js";
+import type { JsonObject } from "../chat/ports.js";
 
-export { createChatCore, type ChatCore, type ChatCoreOptions, type ChatRequestView } from "./chat-core.js";
+export {
+  createChatCore,
+  type ChatCore,
+  type ChatCoreOptions,
+  type ChatRequestView,
+} from "../chat/chat-core.js";
 
 export interface ChatServiceOptions {
   /** The chat steps (chat-core.ts), shared with the JSON surfaces. */
@@ -24,7 +29,7 @@ export interface ChatServiceOptions {
 }
 
 /**
- * ChatService (README, API) for protobuf callers (gRPC, Connect; JSON callers take src/http/chat-json.ts):
+ * ChatService (README, API) for protobuf callers (gRPC, Connect; JSON callers take src/services/chat-json.ts):
  * the request message is the core's request view, the provider's
  * JSON becomes a ChatCompletion or ChatCompletionChunk message (fields the contract does not know are
  * dropped; an answer that does not fit is a 502).

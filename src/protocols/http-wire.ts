@@ -5,11 +5,11 @@ import type { InProcessCall } from "../call/in-process-call.js";
 import type { CallWire, Decoded, MethodSpec } from "../call/pipeline.js";
 import { readRequestBody } from "../call/read-body.js";
 import type { Exchange } from "../edge/exchange.js";
-import { isRequestTooLarge } from "../rpc/wire-error.js";
-import { headerValue } from "../server/node-headers.js";
-import type { RestError } from "./rest-error.js";
-import { sseEvent, writeSse } from "./rest-sse.js";
-import { callError, copyHeaders, sendError, sendJson } from "./rest-write.js";
+import { isRequestTooLarge } from "../call/wire-error.js";
+import { headerValue } from "../compat/node-headers.js";
+import type { RestError } from "./http-error.js";
+import { sseEvent, writeSse } from "./sse.js";
+import { callError, copyHeaders, sendError, sendJson } from "./http-write.js";
 
 // The codec the HTTP surfaces share (the REST transcoder, rest-handler.ts, and the OpenAI-compatible
 // surface, openai-handler.ts): a JSON body read whole, the HTTP request as signed, JSON answers and

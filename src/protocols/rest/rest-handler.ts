@@ -1,18 +1,18 @@
 import type { DescMethod, JsonObject, Message } from "@bufbuild/protobuf";
-import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
+import { ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
 import type { ServiceImplSpec } from "@connectrpc/connect";
-import type { Exchange, NodeServerRequest } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
-import { compileJsonPlans, fromRestJson } from "../json/index.js";
-import { nonNegativeInt } from "../lib/options.js";
-import type { JsonChat, JsonChatRequest } from "./chat-json.js";
-import type { CallPipeline } from "../call/pipeline.js";
-import { httpWire } from "./http-wire.js";
-import { restErrorFromConnect } from "./rest-error.js";
+import type { Exchange, NodeServerRequest } from "../../edge/exchange.js";
+import { AppError } from "../../errors/index.js";
+import { compileJsonPlans, fromRestJson } from "../../json/index.js";
+import { nonNegativeInt } from "../../lib/options.js";
+import type { JsonChat, JsonChatRequest } from "../../services/chat-json.js";
+import type { CallPipeline } from "../../call/pipeline.js";
+import { httpWire } from "../http-wire.js";
+import { restErrorFromConnect } from "../http-error.js";
 import { applyQuery, compileRoutes, setPathValue, type RestRoute } from "./rest-routes.js";
-import { streamJsonWriter } from "./rest-sse.js";
-import { answerJson, isJsonObject, sendError } from "./rest-write.js";
-import { parseJsonBody } from "./request-body.js";
+import { streamJsonWriter } from "../sse.js";
+import { answerJson, isJsonObject, sendError } from "../http-write.js";
+import { parseJsonBody } from "../request-body.js";
 
 export interface RestHandlerOptions {
   /**

@@ -13,16 +13,16 @@ import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
-import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { AppError, connectHttpStatusOf } from "../errors/index.js";
-import type { Auth } from "../auth/index.js";
-import type { Logger } from "../log/index.js";
-import { accessRecordKey } from "../rpc/access-record.js";
-import { failCall } from "../rpc/wire-error.js";
-import { toSpecEncoding } from "./grpc-message.js";
-import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
-import { malformedMessage } from "./malformed-message.js";
-import { decompress } from "../protocols/envelope.js";
+import { exchangeKey, type Exchange } from "../../edge/exchange.js";
+import { AppError, connectHttpStatusOf } from "../../errors/index.js";
+import type { Auth } from "../../auth/index.js";
+import type { Logger } from "../../log/index.js";
+import { accessRecordKey } from "../../edge/access-record.js";
+import { failCall } from "../../call/wire-error.js";
+import { toSpecEncoding } from "../../compat/grpc-message.js";
+import { checkBinaryValues, checkJsonValues } from "../../lib/message-limits.js";
+import { malformedMessage } from "../malformed-message.js";
+import { decompress } from "../envelope.js";
 
 export interface ConnectDispatchOptions extends ConnectRouterOptions {
   readonly readMaxBytes: number;

@@ -1,7 +1,7 @@
 import type { ConnectError } from "@connectrpc/connect";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { codeTable, errorDomain, type AppErrorCode } from "../errors/index.js";
-import { restErrorFromConnect, type RestError } from "./rest-error.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { codeTable, errorDomain, type AppErrorCode } from "../../errors/index.js";
+import { restErrorFromConnect, type RestError } from "../http-error.js";
 
 /**
  * OpenAI's `error.type` by HTTP status, for the statuses of the README's error table. OpenAI's SDKs pick

@@ -3,8 +3,8 @@ import type { DescMessage, JsonObject, JsonValue, Message } from "@bufbuild/prot
 import type { ConnectError, HandlerContext } from "@connectrpc/connect";
 import type { NodeServerRequest, NodeServerResponse } from "../edge/exchange.js";
 import { toRestJson } from "../json/index.js";
-import { isProtocolHeader, type RestError } from "./rest-error.js";
-import type { RestRoute } from "./rest-routes.js";
+import { isProtocolHeader, type RestError } from "./http-error.js";
+import type { RestRoute } from "./rest/rest-routes.js";
 
 // The JSON answers of the HTTP surfaces (the REST transcoder and the OpenAI-compatible one): a message, or
 // an error of the error table in the surface's shape (docs/architecture.md).
@@ -33,7 +33,7 @@ export function sendError(
 ): void {
   const headers: OutgoingHttpHeaders = { ...err.headers };
   // An unread HTTP/1.1 body would otherwise be parsed as the next request; over HTTP/2 the one-port server
-  // drains an unread body before the answer ends (src/server/one-port.ts).
+  // drains an unread body before the answer ends (src/transport/one-port.ts).
   if (closeConnection && req.httpVersionMajor === 1) headers["connection"] = "close";
   sendJson(res, err.status, err.body, headers);
 }

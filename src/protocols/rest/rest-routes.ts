@@ -7,9 +7,9 @@ import {
   type JsonValue,
 } from "@bufbuild/protobuf";
 import type { MethodImplSpec, ServiceImplSpec } from "@connectrpc/connect";
-import { http } from "../../gen/google/api/annotations_pb.js";
-import type { HttpRule } from "../../gen/google/api/http_pb.js";
-import { AppError } from "../errors/index.js";
+import { http } from "../../../gen/google/api/annotations_pb.js";
+import type { HttpRule } from "../../../gen/google/api/http_pb.js";
+import { AppError } from "../../errors/index.js";
 import { parsePathTemplate, type PathTemplate } from "./path-template.js";
 
 /** One REST binding of one RPC, compiled from its google.api.http rule at start-up. */

@@ -4,10 +4,10 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { assertCanUseProduct, type Principal } from "../auth/index.js";
 import { AppError, errorTable } from "../errors/index.js";
-import type { ChatLimiter } from "../ratelimit/index.js";
+import type { ChatLimiter } from "../limits/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
-import { accessRecordKey } from "./access-record.js";
+import { accessRecordKey } from "../edge/access-record.js";
 import type { ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
 
 export interface ChatCoreOptions {

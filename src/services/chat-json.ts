@@ -10,8 +10,8 @@ import {
   type ChatCore,
   type ChatRequestView,
   type ChunkCodec,
-} from "../rpc/chat-core.js";
-import type { JsonObject, TokenUsage } from "../rpc/ports.js";
+} from "../chat/chat-core.js";
+import type { JsonObject, TokenUsage } from "../chat/ports.js";
 import type { JsonValue } from "../upstream/index.js";
 import { compileJsonPlans, readAnswer, readRequest } from "../json/index.js";
 
@@ -25,7 +25,7 @@ export interface JsonChatRequest {
 /**
  * The chat RPCs for the JSON surfaces (REST `/v1/chat/<product>` and `:stream`, the OpenAI-compatible
  * route): JSON in, JSON out, one parse each way (docs/architecture.md, "JSON in, JSON out"). The chat
- * steps are the core's (src/rpc/chat-core.ts), the very ones gRPC and Connect calls run.
+ * steps are the core's (src/chat/chat-core.ts), the very ones gRPC and Connect calls run.
  */
 export interface JsonChat {
   /**
