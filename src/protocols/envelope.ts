@@ -2,6 +2,8 @@ import type { EventEmitter } from "node:events";
 import { once } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
+import type { Message } from "@bufbuild/protobuf";
+import type { InProcessCall } from "../call/in-process-call.js";
 import type { MethodSpec } from "../call/pipeline.js";
 import { readBody } from "../call/read-body.js";
 import type { Exchange } from "../edge/exchange.js";
@@ -65,6 +67,43 @@ export async function send(exchange: Exchange, chunk: Uint8Array, signal: AbortS
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Writes the messages of a server stream, from `first` on, as envelopes (compressed when worth it),
+ * waiting for the socket to drain. Resolves with the wire error that ended the stream (undefined when it
+ * finished) or `"gone"` when the client left; the stream is returned when it did not finish.
+ */
+export async function sendMessages(
+  exchange: Exchange,
+  call: InProcessCall,
+  first: IteratorResult<unknown>,
+  messages: AsyncIterator<unknown>,
+  serialize: (message: Message) => Uint8Array,
+  compression: Compression | null,
+  compressMinBytes: number,
+): Promise<ConnectError | undefined | "gone"> {
+  let next = first;
+  try {
+    while (next.done !== true) {
+      let body: Uint8Array;
+      try {
+        body = await envelope(serialize(next.value as Message), compression, compressMinBytes);
+      } catch (thrown) {
+        return call.fail(thrown);
+      }
+      if (!(await send(exchange, body, call.context.signal))) return "gone";
+      try {
+        next = await messages.next();
+      } catch (err) {
+        // Already the wire error, recorded on the exchange by the one converter.
+        return err as ConnectError;
+      }
+    }
+    return undefined;
+  } finally {
+    if (next.done !== true) await messages.return?.();
   }
 }
 

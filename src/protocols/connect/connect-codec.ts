@@ -23,7 +23,7 @@ import { AppError, connectHttpStatusOf } from "../../errors/index.js";
 import { malformedMessage } from "../malformed-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
-import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
 
 // The Connect codec of the call pipeline (docs/architecture.md, "The call pipeline"): unary POST calls
 // (`application/json`, `application/proto`) and server streams (`application/connect+json`,
@@ -281,38 +281,25 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
       unary: () => Promise.reject(new Error("a Connect stream wire has no unary answer")),
       async stream(call, messages) {
         const { res } = exchange;
-        let failure: ConnectError | undefined;
-        let next: IteratorResult<unknown> | undefined;
+        let first: IteratorResult<unknown>;
         try {
-          next = await messages.next();
+          first = await messages.next();
         } catch (err) {
-          failure = err as ConnectError;
+          await end(call, err as ConnectError);
+          return;
         }
         // Headers go out with the first message or the end, as connect's handler waits for the first.
-        if (failure === undefined) res.writeHead(200, nodeHeaders(call.context.responseHeader));
-        try {
-          while (next !== undefined && next.done !== true && failure === undefined) {
-            let body: Uint8Array;
-            try {
-              body = await envelope(
-                serialization.getO(binary).serialize(next.value as Message),
-                compression.response,
-                compressMinBytes,
-              );
-            } catch (thrown) {
-              failure = call.fail(thrown);
-              break;
-            }
-            if (!(await send(exchange, body, call.context.signal))) return;
-            try {
-              next = await messages.next();
-            } catch (err) {
-              failure = err as ConnectError;
-            }
-          }
-        } finally {
-          if (next !== undefined && next.done !== true) await messages.return?.();
-        }
+        res.writeHead(200, nodeHeaders(call.context.responseHeader));
+        const failure = await sendMessages(
+          exchange,
+          call,
+          first,
+          messages,
+          (message) => serialization.getO(binary).serialize(message),
+          compression.response,
+          compressMinBytes,
+        );
+        if (failure === "gone") return;
         await end(call, failure);
       },
       error: (call, err) => end(call, err),

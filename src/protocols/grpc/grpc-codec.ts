@@ -12,7 +12,7 @@ import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { compressedFlag, decompress, envelope, readSingleEnvelope, send } from "../envelope.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
 import { malformedMessage } from "../malformed-message.js";
 import { toSpecEncoding } from "../../compat/grpc-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
@@ -181,32 +181,16 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
         }
         // Headers go out with the first message, as connect's handlers wait for it (`untilFirst`).
         res.writeHead(200, nodeHeaders(call.context.responseHeader));
-        let failure: ConnectError | undefined;
-        let next = first;
-        try {
-          while (next.done !== true) {
-            let body: Uint8Array;
-            try {
-              body = await envelope(
-                serialization.output.serialize(next.value as Message),
-                compression.response,
-                compressMinBytes,
-              );
-            } catch (thrown) {
-              failure = call.fail(thrown);
-              break;
-            }
-            if (!(await send(exchange, body, call.context.signal))) return;
-            try {
-              next = await messages.next();
-            } catch (err) {
-              failure = err as ConnectError;
-              break;
-            }
-          }
-        } finally {
-          if (next.done !== true) await messages.return?.();
-        }
+        const failure = await sendMessages(
+          exchange,
+          call,
+          first,
+          messages,
+          (message) => serialization.output.serialize(message),
+          compression.response,
+          compressMinBytes,
+        );
+        if (failure === "gone") return;
         await end(exchange, call, failure);
       },
       error(call, err) {
