@@ -3,6 +3,7 @@ export {
   errorTable,
   errorDomain,
   toConnectError,
+  requestTooLarge,
   httpStatusOf,
   isAppErrorCode,
   type AppErrorCode,

@@ -1,6 +1,6 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { NodeServerRequest } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { AppError, requestTooLarge } from "../errors/index.js";
 import { checkJsonValues } from "../lib/message-limits.js";
 import { headerValue } from "../server/node-headers.js";
 import { readBody } from "../server/read-body.js";
@@ -29,7 +29,7 @@ export class RequestBodyEnded extends Error {
  */
 export async function readRequestBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer> {
   const declared = req.headers["content-length"];
-  if (declared !== undefined && Number(declared) > maxBytes) throw new AppError("request_too_large");
+  if (declared !== undefined && Number(declared) > maxBytes) throw requestTooLarge(maxBytes);
   try {
     return await readBody(
       req,
@@ -40,7 +40,7 @@ export async function readRequestBody(req: NodeServerRequest, maxBytes: number):
     if (err instanceof RequestBodyEnded) throw err;
     if (err !== bodyTooLarge) throw new RequestBodyEnded(err);
     req.pause();
-    throw new AppError("request_too_large");
+    throw requestTooLarge(maxBytes);
   }
 }
 

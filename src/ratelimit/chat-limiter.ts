@@ -68,13 +68,13 @@ export function createChatLimiter(options: ChatLimiterOptions): ChatLimiter {
       if (tokens !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "tokens"), tokens, 0);
         onDecision?.("tokens", result);
-        if (!result.allowed) throw toRateLimitError(result, tokens);
+        if (!result.allowed) throw toRateLimitError(result, tokens, "tokens_per_minute");
       }
       const requests = requestPolicy(product);
       if (requests !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "requests"), requests, 1);
         onDecision?.("requests", result);
-        if (!result.allowed) throw toRateLimitError(result, requests);
+        if (!result.allowed) throw toRateLimitError(result, requests, "requests_per_minute");
       }
     },
     async charge(product, caller, tokens) {

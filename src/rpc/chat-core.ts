@@ -3,7 +3,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { assertCanUseProduct, type Principal } from "../auth/index.js";
-import { AppError, errorTable } from "../errors/index.js";
+import { AppError } from "../errors/index.js";
 import type { ChatLimiter } from "../ratelimit/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
@@ -145,7 +145,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === true) {
         throw new AppError("streaming_not_supported", {
-          message: streamRoute(request.product),
+          metadata: { hint: streamRoute(request.product) },
           param: "stream",
         });
       }
@@ -162,7 +162,10 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     async *stream(request, ctx, codec) {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === false) {
-        throw new AppError("streaming_required", { message: unaryRoute(request.product), param: "stream" });
+        throw new AppError("streaming_required", {
+          metadata: { hint: unaryRoute(request.product) },
+          param: "stream",
+        });
       }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
@@ -195,17 +198,15 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
 }
 
 /**
- * The message for a call sent to the wrong chat RPC: the table's text (which callers of the earlier server
- * match on) followed by the RPC to use and its REST route for the product, e.g. `Streaming not supported:
- * use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
+ * The hint for a call sent to the wrong chat RPC, beside the table's exact message (which callers of the
+ * earlier server match on): the RPC to use and its REST route for the product, e.g. `use
+ * StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
  */
 function routeHint(target: DescMethod): (product: string) => string {
-  const { message } =
-    errorTable[target.methodKind === "unary" ? "streaming_required" : "streaming_not_supported"];
   const pattern = getOption(target, http).pattern;
-  if (pattern.case !== "post") return () => `${message}: use ${target.name}`;
+  if (pattern.case !== "post") return () => `use ${target.name}`;
   const template = pattern.value;
-  return (product) => `${message}: use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
+  return (product) => `use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
 }
 
 function checkTokens(field: string, value: number | undefined, cap: number): void {

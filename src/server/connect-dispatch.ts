@@ -22,7 +22,7 @@ import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { exchangeKey, type Exchange } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { requestTooLarge } from "../errors/index.js";
 import type { Auth } from "../auth/index.js";
 import type { Logger } from "../log/index.js";
 import { accessRecordKey } from "../rpc/access-record.js";
@@ -92,7 +92,7 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
       answerConnectError(exchange, failCall(contextValues, err), 400);
       return true;
     }
-    const tooLarge = (): ConnectError => failCall(contextValues, new AppError("request_too_large"));
+    const tooLarge = (): ConnectError => failCall(contextValues, requestTooLarge(readMaxBytes));
     let body = uReq.body as AsyncIterable<Uint8Array>;
     if (enveloped) {
       body = limitEnvelopes(body, readMaxBytes, tooLarge);

@@ -23,7 +23,7 @@ import {
 import type { DescMessage, Message } from "@bufbuild/protobuf";
 import type { Auth } from "../auth/index.js";
 import type { Exchange } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { requestTooLarge } from "../errors/index.js";
 import { checkBinaryValues, checkJsonValues } from "../lib/message-limits.js";
 import { isRequestTooLarge } from "../rpc/wire-error.js";
 import { createInProcessCalls } from "./in-process-call.js";
@@ -245,7 +245,7 @@ function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buff
       if (total <= readMaxBytes) return undefined;
       // What is left unread is drained or refused when the answer goes out (see serve()).
       req.pause();
-      return new AppError("request_too_large");
+      return requestTooLarge(readMaxBytes);
     },
     () => new ConnectError("the request body ended early", Code.Canceled),
   );

@@ -76,6 +76,7 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
       const backAt = Math.min(...state.restUntil.filter((until, i) => !state.out[i] && until > now));
       const retryAfterMs = Number.isFinite(backAt) ? backAt - now : defaultRetryAfterMs;
       throw new AppError("rate_limited", {
+        logFields: { limit: "provider" },
         retryAfterMs,
         cause: new UpstreamFailure(
           provider,
