@@ -73,6 +73,11 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     const { product, caller } = resolveProduct(request.product, ctx);
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = request.model;
+    // An empty model is one the caller left out (proto3 cannot tell them apart): say so, worded as the
+    // other malformed-field errors (src/http/rest-json.ts), not as a model the product does not list.
+    if (request.model === "") {
+      throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
+    }
     const provider = product.models.get(request.model);
     if (!provider) throw new AppError("model_not_supported", { param: "model" });
     return { product, caller, provider };

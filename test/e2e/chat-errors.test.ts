@@ -173,6 +173,23 @@ const rows: readonly Row[] = [
     message: "max_tokens exceeds the maximum of 100 tokens",
     upstream: false,
   },
+  // A missing model is a malformed request, not a model the product does not list.
+  {
+    name: "malformed field: no model",
+    body: { messages: hello.messages },
+    status: 400,
+    code: "INVALID_ARGUMENT",
+    message: 'Missing required field "model"',
+    upstream: false,
+  },
+  {
+    name: "malformed field: an empty model",
+    body: { ...hello, model: "" },
+    status: 400,
+    code: "INVALID_ARGUMENT",
+    message: 'Missing required field "model"',
+    upstream: false,
+  },
   {
     name: "malformed field: no messages",
     body: { model: "gpt-4o-mini", messages: [] },

@@ -276,6 +276,18 @@ describe("the openai SDK against the mock provider", () => {
       },
     },
     {
+      name: "no model at all",
+      call: create("product-dev", { model: undefined }),
+      class: BadRequestError,
+      status: 400,
+      error: {
+        message: 'Missing required field "model"',
+        type: "invalid_request_error",
+        param: "model",
+        code: "invalid_argument",
+      },
+    },
+    {
       name: "max_tokens above the cap",
       call: create("product-dev", { max_tokens: 4096 }),
       class: BadRequestError,
