@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type { ChannelCredentials } from "google-gax";
 import { createApp } from "./app.js";
 import {
+  closestSetting,
   ConfigError,
   loadConfig,
   unknownSettings,
@@ -50,7 +51,14 @@ async function main(): Promise<void> {
   const version = readVersion();
   const logger = createLogger({ level: config.logLevel });
   for (const name of unknownSettings(process.env)) {
-    logger.warn({ variable: name }, `Unknown setting ${name} is ignored`);
+    const meant = closestSetting(name);
+    if (meant === undefined) logger.warn({ variable: name }, `Unknown setting ${name} is ignored`);
+    else {
+      logger.warn(
+        { variable: name, didYouMean: meant },
+        `Unknown setting ${name} is ignored (did you mean ${meant}?)`,
+      );
+    }
   }
 
   const { source, close: closeSource } = await createSource(config, logger);

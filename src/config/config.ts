@@ -312,6 +312,42 @@ export function unknownSettings(env: Env): string[] {
     .sort();
 }
 
+/**
+ * The known `API_KEY_SERVER_*` setting an unknown one most likely meant: the nearest by edit distance
+ * (Levenshtein, case-insensitive) of the part after the prefix, when it is within a third of that part's
+ * length (at least 1 edit), else undefined. `API_KEY_SERVER_MAX_TOKEN` → `API_KEY_SERVER_MAX_TOKENS`.
+ */
+export function closestSetting(name: string): string | undefined {
+  const prefix = "API_KEY_SERVER_";
+  const upper = name.toUpperCase();
+  const rest = upper.startsWith(prefix) ? upper.slice(prefix.length) : upper;
+  const bound = Math.max(1, Math.floor(rest.length / 3));
+  let best: { name: string; distance: number } | undefined;
+  for (const known of knownVariables) {
+    if (!known.startsWith(prefix)) continue;
+    const distance = editDistance(rest, known.slice(prefix.length));
+    if (distance <= bound && (best === undefined || distance < best.distance))
+      best = { name: known, distance };
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance with one row of memory (names are a few dozen characters, read once at start). */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j] ?? 0;
+      const substitution = diagonal + (a[i - 1] === b[j - 1] ? 0 : 1);
+      row[j] = Math.min(above + 1, (row[j - 1] ?? 0) + 1, substitution);
+      diagonal = above;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
 function integerExpectation(min: number, max: number): string {
   if (max !== Number.MAX_SAFE_INTEGER) return `an integer from ${min} to ${max}`;
   return min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`;
