@@ -86,28 +86,6 @@ async function main(): Promise<void> {
   const app = createApp({ config, logger, secrets, version, redis, metrics });
   const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger });
 
-  // Listen first, so /health answers (503) while the first load runs.
-  const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
-    const problem = listenProblem(err, config.host, config.port);
-    if (problem === undefined) throw err;
-    process.stderr.write(`api-key-server: ${problem}\n`);
-    process.exit(1);
-  });
-  logger.info(
-    { port, version, secretSource: source.kind, redis: redis !== undefined },
-    `Listening on ${config.host}:${port}`,
-  );
-  if (metricsServer !== undefined && config.metricsPort !== undefined) {
-    const metricsPort = config.metricsPort;
-    const bound = await metricsServer.listen(metricsPort, config.host).catch((err: unknown) => {
-      const problem = listenProblem(err, config.host, metricsPort, "API_KEY_SERVER_METRICS_PORT");
-      if (problem === undefined) throw err;
-      process.stderr.write(`api-key-server: ${problem}\n`);
-      process.exit(1);
-    });
-    logger.info({ metricsPort: bound.port }, `Metrics on http://${config.host}:${bound.port}/metrics`);
-  }
-
   let stopping = false;
   async function stop(exitCode: number): Promise<never> {
     stopping = true;
@@ -145,6 +123,10 @@ async function main(): Promise<void> {
     });
   }
 
+  // Every start-up check runs before the port opens: a refused start-up never logs "Listening" and never
+  // has the port open, not even briefly (a TCP probe or a load balancer would take an open port for a
+  // server that works). Until then nothing answers on the port, and /health answers 200 from the first
+  // request on.
   try {
     await secrets.start();
   } catch (err) {
@@ -152,6 +134,32 @@ async function main(): Promise<void> {
     await stop(1);
   }
   logger.info({ products: secrets.current()?.products.size ?? 0 }, "Secrets loaded, ready");
+
+  // The metrics port first: when it is taken, the main port has not been opened at all.
+  let metricsPort: number | undefined;
+  if (metricsServer !== undefined && config.metricsPort !== undefined) {
+    const wanted = config.metricsPort;
+    const bound = await metricsServer.listen(wanted, config.host).catch((err: unknown) => {
+      const problem = listenProblem(err, config.host, wanted, "API_KEY_SERVER_METRICS_PORT");
+      if (problem === undefined) throw err;
+      process.stderr.write(`api-key-server: ${problem}\n`);
+      process.exit(1);
+    });
+    metricsPort = bound.port;
+  }
+  const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
+    const problem = listenProblem(err, config.host, config.port);
+    if (problem === undefined) throw err;
+    process.stderr.write(`api-key-server: ${problem}\n`);
+    process.exit(1);
+  });
+  logger.info(
+    { port, version, secretSource: source.kind, redis: redis !== undefined },
+    `Listening on ${config.host}:${port}`,
+  );
+  if (metricsPort !== undefined) {
+    logger.info({ metricsPort }, `Metrics on http://${config.host}:${metricsPort}/metrics`);
+  }
 }
 
 async function createSource(
