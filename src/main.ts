@@ -16,7 +16,7 @@ import {
   type SecretManagerEndpoint,
 } from "./config/index.js";
 import { createRedisClient } from "./lib/redis.js";
-import { createLogger, type Logger } from "./log/index.js";
+import { createLogger, logProcessWarnings, type Logger } from "./log/index.js";
 import { createMetrics, createMetricsServer } from "./metrics/index.js";
 import {
   createFileSecretSource,
@@ -50,6 +50,7 @@ async function main(): Promise<void> {
 
   const version = readVersion();
   const logger = createLogger({ level: config.logLevel });
+  logProcessWarnings(logger);
   for (const name of unknownSettings(process.env)) {
     const meant = closestSetting(name);
     if (meant === undefined) logger.warn({ variable: name }, `Unknown setting ${name} is ignored`);
@@ -173,7 +174,13 @@ async function createSource(
     const client = new SecretManagerServiceClient(await secretManagerClientOptions(from.endpoint));
     return {
       source: createSecretManagerSource({ projectId: from.projectId, client }),
-      close: () => client.close(),
+      async close() {
+        // A client whose stub never came up (no credentials) has no channel to close: its close() only
+        // rejects again with the credentials error, which is no failure of the shutdown.
+        const stub = client.secretManagerServiceStub;
+        if (stub === undefined || !(await stub.then(() => true, () => false))) return;
+        await client.close();
+      },
     };
   }
   const files = createFileSecretSource({ dir: from.dir });
