@@ -230,6 +230,7 @@ export function createApp(options: AppOptions): App {
         logger,
         gcpProjectId: gcpProjectOf(config),
         quietServices: defaultPublicServices,
+        trustedProxies: config.trustedProxies,
       }),
       // Right after the access log: it counts every request, the header-limit refusals included.
       ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
@@ -303,7 +304,8 @@ const webClientHeaders = {
     "x-stainless-timeout",
     "x-stainless-helper-method",
   ],
-  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames],
+  // x-request-id: the id of the request, to quote when reporting a problem (README, Logs).
+  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames, "x-request-id"],
 } as const;
 
 /** How long before the end of the shutdown grace running calls are cut: 500 ms, or half of a short grace. */

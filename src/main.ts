@@ -178,8 +178,8 @@ async function createSource(
         // A client whose stub never came up (no credentials) has no channel to close: its close() only
         // rejects again with the credentials error, which is no failure of the shutdown.
         const stub = client.secretManagerServiceStub;
-        if (stub === undefined || !(await stub.then(() => true, () => false))) return;
-        await client.close();
+        const up = stub === undefined ? false : await stub.then(isUp, isDown);
+        if (up) await client.close();
       },
     };
   }
@@ -210,6 +210,9 @@ async function createSource(
   };
   return { source, close: () => Promise.resolve() };
 }
+
+const isUp = (): boolean => true;
+const isDown = (): boolean => false;
 
 /**
  * Client options for `API_KEY_SERVER_SECRET_MANAGER_ENDPOINT`. TLS endpoints keep Google credentials;

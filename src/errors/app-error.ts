@@ -124,8 +124,7 @@ export function toConnectError(err: unknown): ConnectError {
       value: create(ErrorInfoSchema, {
         reason: app.code,
         domain: errorDomain,
-        metadata:
-          app.param === undefined ? { ...app.metadata } : { ...app.metadata, param: app.param },
+        metadata: app.param === undefined ? { ...app.metadata } : { ...app.metadata, param: app.param },
       }),
     },
   ];

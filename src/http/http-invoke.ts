@@ -333,7 +333,7 @@ export function createHttpInvoker(options: HttpInvokeOptions): HttpInvoker {
         }
         // Only a scrubbed message: the cause of an unexpected failure may quote anything.
         const cause = scrubSecrets(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
-        logger?.error({ cause, path: exchange.path }, `${name} failure`);
+        logger?.error({ requestId: exchange.requestId, cause, path: exchange.path }, `${name} failure`);
         exchange.error ??= failCall(createContextValues(), err);
         const answer = errorOf(exchange.error);
         if (!res.headersSent) {

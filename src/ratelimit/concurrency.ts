@@ -33,7 +33,8 @@ export function createConcurrencyInterceptor(options: ConcurrencyInterceptorOpti
     const caller = callerOf(req.contextValues);
     if (caller === undefined) return next(req);
     const count = open.get(caller) ?? 0;
-    if (count >= maxPerCaller) throw toConnectError(new AppError("too_many_concurrent_calls", { metadata, logFields }));
+    if (count >= maxPerCaller)
+      throw toConnectError(new AppError("too_many_concurrent_calls", { metadata, logFields }));
     open.set(caller, count + 1);
     let released = false;
     const release = () => {

@@ -131,6 +131,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       signal: ctx.signal,
       deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
       maxTokensCap,
+      requestId: ctx.values.get(accessRecordKey)?.requestId,
     };
   }
 
@@ -160,7 +161,10 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
 
       const result = await options.upstream.complete(provider, request.upstreamBody(), callOptions(ctx, cap));
       recordUsage(ctx, result.usage, result.upstreamLatencyMs);
-      if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
+      if (result.usage) {
+        const requestId = ctx.values.get(accessRecordKey)?.requestId;
+        await options.limiter.charge(product, caller, result.usage.totalTokens, requestId);
+      }
       return answer(result.body, provider);
     },
 
@@ -193,7 +197,10 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         yield decoded.value;
       }
       recordUsage(ctx, usage);
-      if (usage) await options.limiter.charge(product, caller, usage.totalTokens);
+      if (usage) {
+        const requestId = ctx.values.get(accessRecordKey)?.requestId;
+        await options.limiter.charge(product, caller, usage.totalTokens, requestId);
+      }
     },
 
     product(name, ctx) {

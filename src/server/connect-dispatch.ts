@@ -138,7 +138,11 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         logger.error(
-          { rpc: exchange.rpc, err: reason instanceof Error ? reason.message : String(reason) },
+          {
+            requestId: exchange.requestId,
+            rpc: exchange.rpc,
+            err: reason instanceof Error ? reason.message : String(reason),
+          },
           "Connect handler failed",
         );
       });

@@ -32,6 +32,7 @@ describe("loadConfig", () => {
       rateLimit: { requestsPerMinute: 600, tokensPerMinute: undefined },
       shutdownGraceMs: 8000,
       idleTimeoutMs: 65_000,
+      trustedProxies: 0,
     });
   });
 
