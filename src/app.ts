@@ -13,9 +13,11 @@ import type { Config } from "./config/index.js";
 import {
   composeEdge,
   createAccessLogEdge,
+  createDrainCount,
   createCorsEdge,
   createHeaderLimitEdge,
   shutdownCutError,
+  type DrainReport,
 } from "./edge/index.js";
 import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
@@ -66,8 +68,11 @@ export interface AppOptions {
 export interface App {
   /** Starts listening on the one port; resolves with the bound port. */
   listen(port: number, host?: string): Promise<{ port: number }>;
-  /** Drains in-flight calls for up to `graceMs`, then closes everything the app created (not `secrets`/`redis`). */
-  close(graceMs: number): Promise<void>;
+  /**
+   * Drains in-flight calls for up to `graceMs`, then closes everything the app created (not
+   * `secrets`/`redis`). Resolves with how the requests open during the grace ended: completed or cut.
+   */
+  close(graceMs: number): Promise<DrainReport>;
 }
 
 /**
@@ -197,6 +202,7 @@ export function createApp(options: AppOptions): App {
   ];
 
   const shutdown = new AbortController();
+  const drain = createDrainCount();
   const services: ServiceImplSpec[] = [];
   const connectOptions = createConnectOptions({
     bodyLimitBytes: config.maxBodyBytes,
@@ -232,6 +238,7 @@ export function createApp(options: AppOptions): App {
         quietServices: defaultPublicServices,
         trustedProxies: config.trustedProxies,
       }),
+      drain.entry,
       // Right after the access log: it counts every request, the header-limit refusals included.
       ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
       // Before anything that may answer, so every answer an allowed page gets is readable by it, and a
@@ -269,6 +276,7 @@ export function createApp(options: AppOptions): App {
       // Calls still running when the grace is nearly over are cut with UNAVAILABLE (retryable) a moment
       // before the server destroys the connections, so each gets its terminal error on the wire (the end
       // of an SSE stream, a Connect end-of-stream error, gRPC status 14) instead of a silent truncation.
+      drain.start();
       const timer = setTimeout(
         () => shutdown.abort(shutdownCutError),
         Math.max(0, graceMs - cutMarginMs(graceMs)),
@@ -279,6 +287,9 @@ export function createApp(options: AppOptions): App {
         clearTimeout(timer);
         await forwarder.close();
       }
+      // The last responses' close events run once their connections are gone: one turn later.
+      await new Promise((resolve) => setImmediate(resolve));
+      return drain.report();
     },
   };
 }

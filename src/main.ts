@@ -93,8 +93,14 @@ async function main(): Promise<void> {
     // Every step runs whatever the previous one did, and the process always ends with `exitCode`: a failing
     // cleanup (the Secret Manager client rejects close() when it never got credentials) must not turn a
     // clean SIGTERM into an unhandled rejection with a stack trace and exit code 1.
+    let drained: { completed: number; cut: number } | undefined;
     const steps: readonly (readonly [string, () => Promise<unknown>])[] = [
-      ["server", () => app.close(config.shutdownGraceMs)],
+      [
+        "server",
+        async () => {
+          drained = await app.close(config.shutdownGraceMs);
+        },
+      ],
       // After the server: the last scrape during the grace still sees the calls that were draining.
       ["metrics server", () => metricsServer?.close(1000) ?? Promise.resolve()],
       ["secret store", () => secrets.stop()],
@@ -112,6 +118,16 @@ async function main(): Promise<void> {
     }
     // Quitting fails when Redis is down, which is no news at this point.
     await redis?.quit().catch(() => undefined);
+    // One line saying the server is gone and what became of the calls it was serving when it was told.
+    logger.info(
+      {
+        exitCode,
+        completed: drained?.completed ?? 0,
+        cut: drained?.cut ?? 0,
+        graceMs: config.shutdownGraceMs,
+      },
+      `Server stopped: ${drained?.completed ?? 0} calls completed and ${drained?.cut ?? 0} cut during the grace`,
+    );
     logger.flush();
     process.exit(exitCode);
   }
