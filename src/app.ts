@@ -19,7 +19,13 @@ import {
   shutdownCutError,
   type DrainReport,
 } from "./edge/index.js";
-import { createJsonChat, createOpenAiEdge, recordServices, toRestJson } from "./http/index.js";
+import {
+  createJsonChat,
+  createOpenAiEdge,
+  fromProviderJson,
+  recordServices,
+  toRestJson,
+} from "./http/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
@@ -144,6 +150,7 @@ export function createApp(options: AppOptions): App {
   });
   const chat = createChatService({
     core: chatCore,
+    fromProviderJson,
     toUpstreamJson: (request) => {
       // A rest copy rather than `delete`, which would leave the object in V8's slow dictionary mode for
       // the JSON.stringify that follows.

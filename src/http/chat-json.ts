@@ -9,7 +9,7 @@ import { parseProviderJson } from "../rpc/chat-service.js";
 import type { JsonObject, TokenUsage } from "../rpc/ports.js";
 import type { JsonValue } from "../upstream/index.js";
 import { normalize, passes } from "./rest-json-pass.js";
-import { toRestJson } from "./rest-json.js";
+import { fromProviderJson, toRestJson } from "./rest-json.js";
 
 /** A chat request the JSON fast path took: the core's view of the caller's (normalized) JSON. */
 export interface JsonChatRequest {
@@ -93,7 +93,7 @@ const jsonAnswer: AnswerCodec<JsonObject> = (body, provider) => {
   if (passes(ChatCompletionSchema, body, true)) return normalize(ChatCompletionSchema, body);
   return toRestJson(
     ChatCompletionSchema,
-    parseProviderJson(ChatCompletionSchema, body, provider),
+    parseProviderJson(ChatCompletionSchema, body, provider, fromProviderJson),
   ) as JsonObject;
 };
 
@@ -102,7 +102,7 @@ const jsonChunk: ChunkCodec<JsonObject> = (chunk, provider) => {
     const value = normalize(ChatCompletionChunkSchema, chunk);
     return { value, usage: usageOf(value["usage"]) };
   }
-  const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider);
+  const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider, fromProviderJson);
   const value = toRestJson(ChatCompletionChunkSchema, message) as JsonObject;
   return { value, usage: usageOf(value["usage"]) };
 };

@@ -314,6 +314,11 @@ function normalizeMessage(plan: PassPlan, v: JsonValue): void {
   for (const key in json) if (!plan.fields.has(key) && !plan.unions.has(key)) delete json[key];
   for (const [key, f] of plan.fields) {
     const value = json[key];
+    if (f.presence === JsonPresence.NULL_WHEN_EMPTY) {
+      // Three states, as the writer gives them: absent stays absent, `null` and "" are `null`.
+      if (value === "") json[key] = null;
+      continue;
+    }
     if (value === undefined || value === null || isZero(f, value)) {
       const unset = unsetValue(f);
       if (unset === undefined) delete json[key];

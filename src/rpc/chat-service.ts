@@ -1,4 +1,10 @@
-import { create, fromJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import {
+  create,
+  fromJson,
+  type DescMessage,
+  type JsonValue as PbJsonValue,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import {
@@ -20,9 +26,19 @@ export interface ChatServiceOptions {
   readonly core: ChatCore;
   /** Renders the request as the OpenAI JSON body (the REST JSON writer: nulls, omissions, numbers). */
   readonly toUpstreamJson: (request: ChatCompletionRequest) => JsonObject;
+  /**
+   * Reads a provider's answer or chunk into its message (src/http/rest-json.ts `fromProviderJson`, which
+   * keeps the `null`s the contract's options give a meaning); default protobuf's reader, ignoring fields
+   * the contract does not know.
+   */
+  readonly fromProviderJson?: ProviderJsonReader;
 }
 
-const parseOptions = { ignoreUnknownFields: true } as const;
+/** See {@link ChatServiceOptions.fromProviderJson}. */
+export type ProviderJsonReader = <S extends DescMessage>(schema: S, json: JsonObject) => MessageShape<S>;
+
+const protobufReader: ProviderJsonReader = (schema, json) =>
+  fromJson(schema, json as PbJsonValue, { ignoreUnknownFields: true });
 
 /**
  * ChatService (README, API) for protobuf callers (gRPC, Connect, and REST requests the JSON fast path
@@ -32,6 +48,7 @@ const parseOptions = { ignoreUnknownFields: true } as const;
  */
 export function createChatService(options: ChatServiceOptions): ServiceImpl<typeof ChatService> {
   const { core } = options;
+  const read = options.fromProviderJson ?? protobufReader;
 
   /**
    * The upstream JSON body. A binary (gRPC) caller can send messages JSON cannot express, such as a NaN
@@ -60,13 +77,13 @@ export function createChatService(options: ChatServiceOptions): ServiceImpl<type
   return {
     createChatCompletion(request, ctx) {
       return core.complete(viewOf(request), ctx, (body, provider) =>
-        parseProviderJson(ChatCompletionSchema, body, provider),
+        parseProviderJson(ChatCompletionSchema, body, provider, read),
       );
     },
 
     streamChatCompletion(request, ctx) {
       return core.stream(viewOf(request), ctx, (chunk, provider) => {
-        const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider);
+        const message = parseProviderJson(ChatCompletionChunkSchema, chunk, provider, read);
         const usage = message.usage && {
           promptTokens: message.usage.promptTokens,
           completionTokens: message.usage.completionTokens,
@@ -93,9 +110,10 @@ export function parseProviderJson<S extends typeof ChatCompletionSchema | typeof
   schema: S,
   body: JsonObject,
   provider: ProviderConfig,
+  read: ProviderJsonReader = protobufReader,
 ) {
   try {
-    return fromJson(schema, body as PbJsonValue, parseOptions);
+    return read(schema, body);
   } catch (cause) {
     throw notAChatCompletion(provider, cause);
   }

@@ -182,7 +182,7 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     if (previous !== undefined && previous.digest === digest) return { ...previous, version: read.version };
     let value: Slots[K]["value"];
     try {
-      value = (await parsers[kind](read.data));
+      value = await parsers[kind](read.data);
     } catch (err) {
       // Said from where the text came from: the file, or the secret's version (line:column for syntax).
       if (!(err instanceof SecretFormatError)) throw err;

@@ -1,12 +1,12 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { fromJson, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import type { DescMessage, JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionRequestSchema,
   ChatCompletionSchema,
 } from "../../gen/apikeyserver/v1/chat_pb.js";
-import { fromRestJson, toRestJson } from "../../src/http/index.js";
+import { fromProviderJson, fromRestJson, toRestJson } from "../../src/http/index.js";
 import { normalize, passes } from "../../src/http/rest-json-pass.js";
 import { fixture } from "../upstream/helpers.js";
 
@@ -16,11 +16,12 @@ import { fixture } from "../upstream/helpers.js";
 
 const clone = <T>(value: T): T => structuredClone(value);
 
-/** Request: fromRestJson (strict) then the writer; answer: fromJson ignoring unknown fields then the writer. */
+/**
+ * Request: fromRestJson (strict) then the writer; answer: fromProviderJson (unknown fields ignored, as the
+ * server reads a provider's answer: src/rpc/chat-service.ts) then the writer.
+ */
 function protobufPath(schema: DescMessage, json: JsonValue, request: boolean): JsonValue {
-  const message = request
-    ? fromRestJson(schema, clone(json))
-    : fromJson(schema, clone(json), { ignoreUnknownFields: true });
+  const message = request ? fromRestJson(schema, clone(json)) : fromProviderJson(schema, clone(json));
   return toRestJson(schema, message);
 }
 

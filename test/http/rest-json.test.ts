@@ -1,5 +1,5 @@
 import { readdirSync } from "node:fs";
-import { create, toJson } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatCompletionChunkSchema,
@@ -16,7 +16,7 @@ import {
 } from "../../gen/testing/restjson/v1/restjson_pb.js";
 import { BookSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
-import { fromRestJson, toRestJson } from "../../src/http/index.js";
+import { fromProviderJson, fromRestJson, toRestJson } from "../../src/http/index.js";
 import { fixture } from "../upstream/helpers.js";
 
 const toolCallCompletion = create(ChatCompletionSchema, {
@@ -489,5 +489,36 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
     expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
     expect(() => fromRestJson(schema, {})).toThrow(new Error(error));
     expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
+  });
+});
+
+describe('JSON_PRESENCE_NULL_WHEN_EMPTY (ChunkDelta.refusal: OpenAI\'s first delta has `"refusal": null`)', () => {
+  const chunk = (delta: Record<string, unknown>) => ({
+    id: "c",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "m",
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: null }],
+    system_fingerprint: null,
+  });
+
+  it.each([
+    ["null: set to the empty string", { role: "assistant", content: "", refusal: null }, ""],
+    ["absent: unset", { content: "Hello" }, undefined],
+    ["a string: that string", { refusal: "I can't" }, "I can't"],
+  ])("%s, and written back exactly (REST reader and provider reader)", (_name, delta, refusal) => {
+    for (const read of [fromRestJson, fromProviderJson]) {
+      const message = read(ChatCompletionChunkSchema, chunk(delta));
+      expect(message.choices[0]?.delta?.refusal).toBe(refusal);
+      expect(toRestJson(ChatCompletionChunkSchema, message)).toStrictEqual(chunk(delta));
+    }
+  });
+
+  it("over the protobuf wire (gRPC, Connect binary) the three states survive too", () => {
+    const first = fromRestJson(ChatCompletionChunkSchema, chunk({ role: "assistant", refusal: null }));
+    const decoded = fromBinary(ChatCompletionChunkSchema, toBinary(ChatCompletionChunkSchema, first));
+    expect(toRestJson(ChatCompletionChunkSchema, decoded)).toStrictEqual(
+      chunk({ role: "assistant", refusal: null }),
+    );
   });
 });

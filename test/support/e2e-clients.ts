@@ -512,15 +512,9 @@ export function e2eProducts(mockUrl: string, cap = 100): Record<string, unknown>
 
 /**
  * OpenAI's stream chunks as the server relays them over REST and the OpenAI surface: field for field,
- * `"usage": null` included, except the `"refusal": null` of a delta, which a proto field cannot keep
- * (known gap, README "Streams over REST").
+ * `"usage": null` and the first delta's `"refusal": null` included (ChunkDelta.refusal is
+ * JSON_PRESENCE_NULL_WHEN_EMPTY, README "Streams over REST"). A copy, so a test cannot change the fixture.
  */
 export function relayedChunks(chunks: readonly Record<string, unknown>[]): Record<string, unknown>[] {
-  return chunks.map((chunk) => {
-    const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
-      const { refusal, ...delta } = choice.delta;
-      return refusal === null ? { ...choice, delta } : choice;
-    });
-    return { ...chunk, choices };
-  });
+  return structuredClone(chunks) as Record<string, unknown>[];
 }
