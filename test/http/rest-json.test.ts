@@ -1,5 +1,5 @@
 import { readdirSync } from "node:fs";
-import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson, type JsonObject } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatCompletionChunkSchema,
@@ -493,7 +493,7 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
 });
 
 describe('JSON_PRESENCE_NULL_WHEN_EMPTY (ChunkDelta.refusal: OpenAI\'s first delta has `"refusal": null`)', () => {
-  const chunk = (delta: Record<string, unknown>) => ({
+  const chunk = (delta: JsonObject): JsonObject => ({
     id: "c",
     object: "chat.completion.chunk",
     created: 1,
