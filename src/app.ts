@@ -294,8 +294,11 @@ export function createApp(options: AppOptions): App {
         clearTimeout(timer);
         await forwarder.close();
       }
-      // The last responses' close events run once their connections are gone: one turn later.
-      await new Promise((resolve) => setImmediate(resolve));
+      // The last responses' close events are emitted on the next tick after their connections are gone.
+      // Not a whole event-loop turn: a shutdown that follows a failed start must reach process.exit with no
+      // macrotask in between (the Secret Manager client without credentials leaves a rejection that Node
+      // would otherwise report as unhandled and crash on).
+      await new Promise((resolve) => process.nextTick(resolve));
       return drain.report();
     },
   };

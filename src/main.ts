@@ -88,6 +88,8 @@ async function main(): Promise<void> {
   const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger });
 
   let stopping = false;
+  // Whether the port was opened: a refused start-up never served, and ends on its error line.
+  let served = false;
   async function stop(exitCode: number): Promise<never> {
     stopping = true;
     // Every step runs whatever the previous one did, and the process always ends with `exitCode`: a failing
@@ -119,15 +121,17 @@ async function main(): Promise<void> {
     // Quitting fails when Redis is down, which is no news at this point.
     await redis?.quit().catch(() => undefined);
     // One line saying the server is gone and what became of the calls it was serving when it was told.
-    logger.info(
-      {
-        exitCode,
-        completed: drained?.completed ?? 0,
-        cut: drained?.cut ?? 0,
-        graceMs: config.shutdownGraceMs,
-      },
-      `Server stopped: ${drained?.completed ?? 0} calls completed and ${drained?.cut ?? 0} cut during the grace`,
-    );
+    if (served) {
+      logger.info(
+        {
+          exitCode,
+          completed: drained?.completed ?? 0,
+          cut: drained?.cut ?? 0,
+          graceMs: config.shutdownGraceMs,
+        },
+        `Server stopped: ${drained?.completed ?? 0} calls completed and ${drained?.cut ?? 0} cut during the grace`,
+      );
+    }
     logger.flush();
     process.exit(exitCode);
   }
@@ -170,6 +174,7 @@ async function main(): Promise<void> {
     process.stderr.write(`api-key-server: ${problem}\n`);
     process.exit(1);
   });
+  served = true;
   logger.info(
     { port, version, secretSource: source.kind, redis: redis !== undefined },
     `Listening on ${config.host}:${port}`,

@@ -192,12 +192,19 @@ const clean = (h: http.IncomingHttpHeaders) =>
       .map(([k, v]) => [k, String(v)]),
   );
 
+/**
+ * The same request id on every request, so both servers answer with the same `x-request-id` (a generated
+ * one would differ), and the comparison still checks that both send it.
+ */
+const requestId = { "x-request-id": "connect-unary-test" };
+
 /** One request on a fresh HTTP/1.1 connection. */
 function exchange1(port: number, r: Request): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const declared = r.declared ?? true;
     const headers = {
       ...r.headers,
+      ...requestId,
       ...(declared ? { "content-length": String(r.body.length) } : { "transfer-encoding": "chunked" }),
     };
     const req = http.request(
@@ -235,6 +242,7 @@ async function exchange2(url: string, r: Request): Promise<Answer> {
       ":method": r.method ?? "POST",
       ":path": r.path,
       ...r.headers,
+      ...requestId,
       ...(declared ? { "content-length": String(r.body.length) } : {}),
     });
     stream.on("error", () => {});
