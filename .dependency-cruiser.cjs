@@ -2,9 +2,9 @@
  * The allowed directions of src/ (docs/architecture.md, "Layout and dependencies"), checked by
  * `npm run depcheck` in .ci/run. The request path read top-down is the layer list: a layer may use the
  * layers below it, never one above. The kernel (errors, lib, log, compat and the per-request record
- * src/edge/exchange.ts with src/edge/access-record.ts) is below everything and imports nothing above it.
+ * src/edge/exchange.ts with access-record.ts and request-id.ts) is below everything and imports nothing above it.
  */
-const kernel = "^src/(errors|lib|log|compat)/|^src/edge/(exchange|access-record)\\.ts$";
+const kernel = "^src/(errors|lib|log|compat)/|^src/edge/(exchange|access-record|request-id)\\.ts$";
 
 /** A rule: nothing in `from` may import anything in `to`. */
 function forbid(name, comment, from, to) {

@@ -11,7 +11,7 @@ import {
 } from "./auth/index.js";
 import type { Config } from "./config/index.js";
 import { createServer } from "./server.js";
-import { createCorsEdge } from "./edge/index.js";
+import { createCorsEdge, type DrainReport } from "./edge/index.js";
 import { createJsonChat } from "./services/chat-json.js";
 import { toRestJson } from "./json/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
@@ -61,8 +61,11 @@ export interface AppOptions {
 export interface App {
   /** Starts listening on the one port; resolves with the bound port. */
   listen(port: number, host?: string): Promise<{ port: number }>;
-  /** Drains in-flight calls for up to `graceMs`, then closes everything the app created (not `secrets`/`redis`). */
-  close(graceMs: number): Promise<void>;
+  /**
+   * Drains in-flight calls for up to `graceMs`, then closes everything the app created (not
+   * `secrets`/`redis`). Resolves with how the requests open during the grace ended: completed or cut.
+   */
+  close(graceMs: number): Promise<DrainReport>;
 }
 
 /**
@@ -208,7 +211,11 @@ export function createApp(options: AppOptions): App {
       });
       if (config.reflection) registerReflection(router);
     },
-    accessLog: { gcpProjectId: gcpProjectOf(config), quietServices: defaultPublicServices },
+    accessLog: {
+      gcpProjectId: gcpProjectOf(config),
+      quietServices: defaultPublicServices,
+      trustedProxies: config.trustedProxies,
+    },
     entries: (services) => [
       // Right after the access log: it counts every request, the header-limit refusals included.
       ...(metrics ? [createMetricsEdge({ metrics, streamingRpcs: streamingRpcsOf(services) })] : []),
@@ -227,11 +234,18 @@ export function createApp(options: AppOptions): App {
   return {
     listen: (port, host) => server.listen(port, host),
     async close(graceMs) {
+      let report: DrainReport;
       try {
-        await server.close(graceMs);
+        report = await server.close(graceMs);
       } finally {
         await forwarder.close();
       }
+      // The last responses' close events are emitted on the next tick after their connections are gone.
+      // Not a whole event-loop turn: a shutdown that follows a failed start must reach process.exit with no
+      // macrotask in between (the Secret Manager client without credentials leaves a rejection that Node
+      // would otherwise report as unhandled and crash on).
+      await new Promise((resolve) => process.nextTick(resolve));
+      return report;
     },
   };
 }
@@ -257,7 +271,8 @@ const webClientHeaders = {
     "x-stainless-timeout",
     "x-stainless-helper-method",
   ],
-  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames],
+  // x-request-id: the id of the request, to quote when reporting a problem (README, Logs).
+  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames, "x-request-id"],
 } as const;
 
 /** `package.Service/Method` of every registered streaming RPC (as `Exchange.rpc` names them). */

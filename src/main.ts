@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type { ChannelCredentials } from "google-gax";
 import { createApp } from "./app.js";
 import {
+  closestSetting,
   ConfigError,
   loadConfig,
   unknownSettings,
@@ -15,7 +16,7 @@ import {
   type SecretManagerEndpoint,
 } from "./config/index.js";
 import { createRedisClient } from "./lib/redis.js";
-import { createLogger, type Logger } from "./log/index.js";
+import { createLogger, logProcessWarnings, type Logger } from "./log/index.js";
 import { createMetrics, createMetricsServer } from "./metrics/index.js";
 import {
   createFileSecretSource,
@@ -52,8 +53,16 @@ async function main(): Promise<void> {
 
   const version = readVersion();
   const logger = createLogger({ level: config.logLevel });
+  logProcessWarnings(logger);
   for (const name of unknownSettings(process.env)) {
-    logger.warn({ variable: name }, `Unknown setting ${name} is ignored`);
+    const meant = closestSetting(name);
+    if (meant === undefined) logger.warn({ variable: name }, `Unknown setting ${name} is ignored`);
+    else {
+      logger.warn(
+        { variable: name, didYouMean: meant },
+        `Unknown setting ${name} is ignored (did you mean ${meant}?)`,
+      );
+    }
   }
 
   const { source, close: closeSource } = await createSource(config, logger);
@@ -81,36 +90,22 @@ async function main(): Promise<void> {
   const app = createApp({ config, logger, secrets, version, redis, metrics });
   const metricsServer = metrics && createMetricsServer({ registry: metrics.registry, logger });
 
-  // Listen first, so /health answers (503) while the first load runs.
-  const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
-    const problem = listenProblem(err, config.host, config.port);
-    if (problem === undefined) throw err;
-    process.stderr.write(`api-key-server: ${problem}\n`);
-    process.exit(1);
-  });
-  logger.info(
-    { port, version, secretSource: source.kind, redis: redis !== undefined },
-    `Listening on ${config.host}:${port}`,
-  );
-  if (metricsServer !== undefined && config.metricsPort !== undefined) {
-    const metricsPort = config.metricsPort;
-    const bound = await metricsServer.listen(metricsPort, config.host).catch((err: unknown) => {
-      const problem = listenProblem(err, config.host, metricsPort, "API_KEY_SERVER_METRICS_PORT");
-      if (problem === undefined) throw err;
-      process.stderr.write(`api-key-server: ${problem}\n`);
-      process.exit(1);
-    });
-    logger.info({ metricsPort: bound.port }, `Metrics on http://${config.host}:${bound.port}/metrics`);
-  }
-
   let stopping = false;
+  // Whether the port was opened: a refused start-up never served, and ends on its error line.
+  let served = false;
   async function stop(exitCode: number): Promise<never> {
     stopping = true;
     // Every step runs whatever the previous one did, and the process always ends with `exitCode`: a failing
     // cleanup (the Secret Manager client rejects close() when it never got credentials) must not turn a
     // clean SIGTERM into an unhandled rejection with a stack trace and exit code 1.
+    let drained: { completed: number; cut: number } | undefined;
     const steps: readonly (readonly [string, () => Promise<unknown>])[] = [
-      ["server", () => app.close(config.shutdownGraceMs)],
+      [
+        "server",
+        async () => {
+          drained = await app.close(config.shutdownGraceMs);
+        },
+      ],
       // After the server: the last scrape during the grace still sees the calls that were draining.
       ["metrics server", () => metricsServer?.close(1000) ?? Promise.resolve()],
       ["secret store", () => secrets.stop()],
@@ -128,6 +123,18 @@ async function main(): Promise<void> {
     }
     // Quitting fails when Redis is down, which is no news at this point.
     await redis?.quit().catch(() => undefined);
+    // One line saying the server is gone and what became of the calls it was serving when it was told.
+    if (served) {
+      logger.info(
+        {
+          exitCode,
+          completed: drained?.completed ?? 0,
+          cut: drained?.cut ?? 0,
+          graceMs: config.shutdownGraceMs,
+        },
+        `Server stopped: ${drained?.completed ?? 0} calls completed and ${drained?.cut ?? 0} cut during the grace`,
+      );
+    }
     logger.flush();
     process.exit(exitCode);
   }
@@ -140,6 +147,10 @@ async function main(): Promise<void> {
     });
   }
 
+  // Every start-up check runs before the port opens: a refused start-up never logs "Listening" and never
+  // has the port open, not even briefly (a TCP probe or a load balancer would take an open port for a
+  // server that works). Until then nothing answers on the port, and /health answers 200 from the first
+  // request on.
   try {
     await secrets.start();
   } catch (err) {
@@ -147,6 +158,33 @@ async function main(): Promise<void> {
     await stop(1);
   }
   logger.info({ products: secrets.current()?.products.size ?? 0 }, "Secrets loaded, ready");
+
+  // The metrics port first: when it is taken, the main port has not been opened at all.
+  let metricsPort: number | undefined;
+  if (metricsServer !== undefined && config.metricsPort !== undefined) {
+    const wanted = config.metricsPort;
+    const bound = await metricsServer.listen(wanted, config.host).catch((err: unknown) => {
+      const problem = listenProblem(err, config.host, wanted, "API_KEY_SERVER_METRICS_PORT");
+      if (problem === undefined) throw err;
+      process.stderr.write(`api-key-server: ${problem}\n`);
+      process.exit(1);
+    });
+    metricsPort = bound.port;
+  }
+  const { port } = await app.listen(config.port, config.host).catch((err: unknown) => {
+    const problem = listenProblem(err, config.host, config.port);
+    if (problem === undefined) throw err;
+    process.stderr.write(`api-key-server: ${problem}\n`);
+    process.exit(1);
+  });
+  served = true;
+  logger.info(
+    { port, version, secretSource: source.kind, redis: redis !== undefined },
+    `Listening on ${config.host}:${port}`,
+  );
+  if (metricsPort !== undefined) {
+    logger.info({ metricsPort }, `Metrics on http://${config.host}:${metricsPort}/metrics`);
+  }
 }
 
 async function createSource(
@@ -160,7 +198,13 @@ async function createSource(
     const client = new SecretManagerServiceClient(await secretManagerClientOptions(from.endpoint));
     return {
       source: createSecretManagerSource({ projectId: from.projectId, client }),
-      close: () => client.close(),
+      async close() {
+        // A client whose stub never came up (no credentials) has no channel to close: its close() only
+        // rejects again with the credentials error, which is no failure of the shutdown.
+        const stub = client.secretManagerServiceStub;
+        const up = stub === undefined ? false : await stub.then(isUp, isDown);
+        if (up) await client.close();
+      },
     };
   }
   const files = createFileSecretSource({ dir: from.dir });
@@ -192,6 +236,9 @@ async function createSource(
   };
   return { source, close: () => Promise.resolve() };
 }
+
+const isUp = (): boolean => true;
+const isDown = (): boolean => false;
 
 /**
  * Client options for `API_KEY_SERVER_SECRET_MANAGER_ENDPOINT`. TLS endpoints keep Google credentials;

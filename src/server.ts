@@ -5,8 +5,10 @@ import { createCallPipeline } from "./call/pipeline.js";
 import {
   composeEdge,
   createAccessLogEdge,
+  createDrainCount,
   createHeaderLimitEdge,
   shutdownCutError,
+  type DrainReport,
   type AccessLogEdgeOptions,
   type EdgeEntry,
 } from "./edge/index.js";
@@ -56,9 +58,10 @@ export interface Server {
   listen(port: number, host?: string): Promise<{ port: number }>;
   /**
    * Stops accepting and drains in-flight calls for up to `graceMs`; calls still running a moment before
-   * the end are cut with UNAVAILABLE so each ends with its terminal error on the wire.
+   * the end are cut with UNAVAILABLE so each ends with its terminal error on the wire. Resolves with how
+   * the requests open during the grace ended: completed or cut.
    */
-  close(graceMs: number): Promise<void>;
+  close(graceMs: number): Promise<DrainReport>;
 }
 
 /**
@@ -72,6 +75,7 @@ export interface Server {
 export function createServer(options: ServerOptions): Server {
   const { logger, interceptors, precheck, chat } = options;
   const shutdown = new AbortController();
+  const drain = createDrainCount();
   const services: ServiceImplSpec[] = [];
   const connectOptions = createConnectOptions({
     ...options.limits,
@@ -99,6 +103,8 @@ export function createServer(options: ServerOptions): Server {
   const edge = composeEdge({
     entries: [
       createAccessLogEdge({ logger, ...options.accessLog }),
+      // Counts how the requests open during the shutdown grace end (the "Server stopped" line).
+      drain.entry,
       ...(options.entries?.(services) ?? []),
       createHeaderLimitEdge({ maxHeaderBytes: options.maxHeaderBytes ?? defaultMaxHeaderBytes }),
       // Answers /openai/<product>/v1/... itself (README, "OpenAI-compatible base URL") on the same
@@ -127,6 +133,7 @@ export function createServer(options: ServerOptions): Server {
   return {
     listen: (port, host) => server.listen(port, host),
     async close(graceMs) {
+      drain.start();
       const timer = setTimeout(
         () => shutdown.abort(shutdownCutError),
         Math.max(0, graceMs - cutMarginMs(graceMs)),
@@ -136,6 +143,7 @@ export function createServer(options: ServerOptions): Server {
       } finally {
         clearTimeout(timer);
       }
+      return drain.report();
     },
   };
 }

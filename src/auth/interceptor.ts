@@ -176,10 +176,21 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
     throw new AuthFailure("missing_credentials");
   };
 
-  /** Logs a failed authentication once and returns what to throw (an AppError for a verdict on the caller). */
-  const refusal = (err: unknown, procedure: string, headers: HeaderPresence): unknown => {
+  /**
+   * Logs a failed authentication once and returns what to throw (an AppError for a verdict on the caller).
+   * The line carries the request id, so it joins the request's access line.
+   */
+  const refusal = (
+    err: unknown,
+    procedure: string,
+    headers: HeaderPresence,
+    requestId: string | undefined,
+  ): unknown => {
     if (err instanceof AuthFailure) {
-      logger.warn({ auth: { reason: err.reason, ...err.detail }, procedure }, "Authentication failed");
+      logger.warn(
+        { requestId, auth: { reason: err.reason, ...err.detail }, procedure },
+        "Authentication failed",
+      );
       options.onFailure?.(methodTried(headers), err.reason);
       if (err.reason === "ambiguous_credentials") {
         return new AppError("invalid_argument", { message: ambiguity(err), cause: err });
@@ -187,7 +198,7 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
       return new AppError("unauthenticated", { cause: err });
     }
     // Not a verdict on the caller (e.g. the nonce store is down): a 500, logged as such.
-    logger.error({ err, procedure }, "Authentication could not be completed");
+    logger.error({ requestId, err, procedure }, "Authentication could not be completed");
     return err;
   };
 
@@ -223,7 +234,10 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
     } catch (err) {
       // Already a wire error: the stream's body failed (its precheck refused it, logged and counted there).
       if (err instanceof ConnectError) throw err;
-      throw toConnectError(refusal(err, `/${req.service.typeName}/${req.method.name}`, req.header));
+      const requestId = req.contextValues.get(exchangeKey)?.requestId;
+      throw toConnectError(
+        refusal(err, `/${req.service.typeName}/${req.method.name}`, req.header, requestId),
+      );
     }
     req.contextValues.set(principalKey, principal);
     return next(forwarded);
@@ -246,7 +260,7 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
         // Headers, window and key id first: a request failing them costs no hash (nor decompression).
         hmac.precheck(headers, secrets.hmacKeys);
       } catch (err) {
-        throw refusal(err, procedure, headers);
+        throw refusal(err, procedure, headers, request.exchange.requestId);
       }
       // Outside the refusal: a body that cannot be decompressed is the protocol's error, not auth's.
       const body = await request.body();
@@ -256,7 +270,7 @@ export function createAuth(options: AuthInterceptorOptions): Auth {
         const signed = { ...request.signed, bodySha256: sha256Hex(body) };
         verified.set(request.exchange, await hmac.verify(headers, signed, secrets.hmacKeys));
       } catch (err) {
-        throw refusal(err, procedure, headers);
+        throw refusal(err, procedure, headers, request.exchange.requestId);
       }
     },
   };

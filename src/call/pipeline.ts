@@ -214,7 +214,7 @@ export function createCallPipeline(options: CallPipelineOptions): CallPipeline {
         const cause = scrubSecrets(
           thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : String(thrown),
         );
-        logger.error({ cause, path: exchange.path }, `${wire.name} failure`);
+        logger.error({ requestId: exchange.requestId, cause, path: exchange.path }, `${wire.name} failure`);
         const err = call.fail(thrown);
         try {
           await wire.error(call, err);

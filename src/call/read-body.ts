@@ -1,6 +1,6 @@
 import type { EventEmitter } from "node:events";
 import type { NodeServerRequest } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { requestTooLarge } from "../errors/index.js";
 
 const emptyBody = Buffer.alloc(0);
 
@@ -75,7 +75,7 @@ export class RequestBodyEnded extends Error {
  */
 export async function readRequestBody(req: NodeServerRequest, maxBytes: number): Promise<Buffer> {
   const declared = req.headers["content-length"];
-  if (declared !== undefined && Number(declared) > maxBytes) throw new AppError("request_too_large");
+  if (declared !== undefined && Number(declared) > maxBytes) throw requestTooLarge(maxBytes);
   try {
     return await readBody(
       req,
@@ -86,6 +86,6 @@ export async function readRequestBody(req: NodeServerRequest, maxBytes: number):
     if (err instanceof RequestBodyEnded) throw err;
     if (err !== bodyTooLarge) throw new RequestBodyEnded(err);
     req.pause();
-    throw new AppError("request_too_large");
+    throw requestTooLarge(maxBytes);
   }
 }

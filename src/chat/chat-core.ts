@@ -3,7 +3,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { assertCanUseProduct, type Principal } from "../auth/index.js";
-import { AppError, errorTable } from "../errors/index.js";
+import { AppError } from "../errors/index.js";
 import type { ChatLimiter } from "../limits/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
@@ -73,6 +73,11 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     const { product, caller } = resolveProduct(request.product, ctx);
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = request.model;
+    // An empty model is one the caller left out (proto3 cannot tell them apart): say so, worded as the
+    // other malformed-field errors (src/json/explain.ts), not as a model the product does not list.
+    if (request.model === "") {
+      throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
+    }
     const provider = product.models.get(request.model);
     if (!provider) throw new AppError("model_not_supported", { param: "model" });
     return { product, caller, provider };
@@ -126,6 +131,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       signal: ctx.signal,
       deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
       maxTokensCap,
+      requestId: ctx.values.get(accessRecordKey)?.requestId,
     };
   }
 
@@ -145,7 +151,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === true) {
         throw new AppError("streaming_not_supported", {
-          message: streamRoute(request.product),
+          metadata: { hint: streamRoute(request.product) },
           param: "stream",
         });
       }
@@ -155,14 +161,20 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
 
       const result = await options.upstream.complete(provider, request.upstreamBody(), callOptions(ctx, cap));
       recordUsage(ctx, result.usage, result.upstreamLatencyMs);
-      if (result.usage) await options.limiter.charge(product, caller, result.usage.totalTokens);
+      if (result.usage) {
+        const requestId = ctx.values.get(accessRecordKey)?.requestId;
+        await options.limiter.charge(product, caller, result.usage.totalTokens, requestId);
+      }
       return answer(result.body, provider);
     },
 
     async *stream(request, ctx, codec) {
       const { product, caller, provider } = admit(request, ctx);
       if (request.stream === false) {
-        throw new AppError("streaming_required", { message: unaryRoute(request.product), param: "stream" });
+        throw new AppError("streaming_required", {
+          metadata: { hint: unaryRoute(request.product) },
+          param: "stream",
+        });
       }
       const cap = checkMaxTokens(request, product);
       validateMessages(request);
@@ -185,7 +197,10 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         yield decoded.value;
       }
       recordUsage(ctx, usage);
-      if (usage) await options.limiter.charge(product, caller, usage.totalTokens);
+      if (usage) {
+        const requestId = ctx.values.get(accessRecordKey)?.requestId;
+        await options.limiter.charge(product, caller, usage.totalTokens, requestId);
+      }
     },
 
     product(name, ctx) {
@@ -195,17 +210,15 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
 }
 
 /**
- * The message for a call sent to the wrong chat RPC: the table's text (which callers of the earlier server
- * match on) followed by the RPC to use and its REST route for the product, e.g. `Streaming not supported:
- * use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
+ * The hint for a call sent to the wrong chat RPC, beside the table's exact message (which callers of the
+ * earlier server match on): the RPC to use and its REST route for the product, e.g. `use
+ * StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)`.
  */
 function routeHint(target: DescMethod): (product: string) => string {
-  const { message } =
-    errorTable[target.methodKind === "unary" ? "streaming_required" : "streaming_not_supported"];
   const pattern = getOption(target, http).pattern;
-  if (pattern.case !== "post") return () => `${message}: use ${target.name}`;
+  if (pattern.case !== "post") return () => `use ${target.name}`;
   const template = pattern.value;
-  return (product) => `${message}: use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
+  return (product) => `use ${target.name} (REST: POST ${template.replace("{product}", product)})`;
 }
 
 function checkTokens(field: string, value: number | undefined, cap: number): void {

@@ -139,6 +139,14 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** `API_KEY_SERVER_IDLE_TIMEOUT_SECONDS` (default 65) in milliseconds: keep-alive idle timeout. */
   readonly idleTimeoutMs: number;
+  /**
+   * `API_KEY_SERVER_TRUST_PROXY`: how many proxies in front of the server append to `X-Forwarded-For`
+   * (`true` = 1, `false` = 0, or a count up to 10). Default 1 on Cloud Run (`K_SERVICE` set: Google's front
+   * end appends the address it saw), 0 elsewhere. The client address of the access line is then the entry
+   * that many places from the right of `X-Forwarded-For` (the address the outermost trusted proxy saw);
+   * with 0 it is the socket's peer address and the header is ignored (anyone can send it).
+   */
+  readonly trustedProxies: number;
 }
 
 /** A bad environment variable. The message is one line: `NAME: expected ..., got "value"`. */
@@ -190,6 +198,7 @@ const knownVariables = [
   "API_KEY_SERVER_RATE_LIMIT_TOKENS_PER_MINUTE",
   "API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS",
   "API_KEY_SERVER_IDLE_TIMEOUT_SECONDS",
+  "API_KEY_SERVER_TRUST_PROXY",
 ] as const;
 type Variable = (typeof knownVariables)[number];
 type Env = Readonly<Record<string, string | undefined>>;
@@ -297,6 +306,7 @@ export function loadConfig(env: Env): Config {
     },
     shutdownGraceMs: int("API_KEY_SERVER_SHUTDOWN_GRACE_SECONDS", 8, 0) * 1000,
     idleTimeoutMs: int("API_KEY_SERVER_IDLE_TIMEOUT_SECONDS", 65, 1) * 1000,
+    trustedProxies: readTrustProxy(read("API_KEY_SERVER_TRUST_PROXY"), read("K_SERVICE") !== undefined),
   };
   return deepFreeze(config);
 }
@@ -312,6 +322,42 @@ export function unknownSettings(env: Env): string[] {
     .sort();
 }
 
+/**
+ * The known `API_KEY_SERVER_*` setting an unknown one most likely meant: the nearest by edit distance
+ * (Levenshtein, case-insensitive) of the part after the prefix, when it is within a third of that part's
+ * length (at least 1 edit), else undefined. `API_KEY_SERVER_MAX_TOKEN` → `API_KEY_SERVER_MAX_TOKENS`.
+ */
+export function closestSetting(name: string): string | undefined {
+  const prefix = "API_KEY_SERVER_";
+  const upper = name.toUpperCase();
+  const rest = upper.startsWith(prefix) ? upper.slice(prefix.length) : upper;
+  const bound = Math.max(1, Math.floor(rest.length / 3));
+  let best: { name: string; distance: number } | undefined;
+  for (const known of knownVariables) {
+    if (!known.startsWith(prefix)) continue;
+    const distance = editDistance(rest, known.slice(prefix.length));
+    if (distance <= bound && (best === undefined || distance < best.distance))
+      best = { name: known, distance };
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance with one row of memory (names are a few dozen characters, read once at start). */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j] ?? 0;
+      const substitution = diagonal + (a[i - 1] === b[j - 1] ? 0 : 1);
+      row[j] = Math.min(above + 1, (row[j - 1] ?? 0) + 1, substitution);
+      diagonal = above;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
 function integerExpectation(min: number, max: number): string {
   if (max !== Number.MAX_SAFE_INTEGER) return `an integer from ${min} to ${max}`;
   return min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`;
@@ -323,6 +369,19 @@ function readBoolean(raw: string | undefined, name: Variable, fallback = false):
   if (raw === "true") return true;
   if (raw === "false") return false;
   throw new ConfigError(name, '"true" or "false"', raw);
+}
+
+/** `API_KEY_SERVER_TRUST_PROXY`: `true` (1), `false` (0) or a hop count 0-10; default 1 on Cloud Run. */
+function readTrustProxy(raw: string | undefined, cloudRun: boolean): number {
+  if (raw === undefined) return cloudRun ? 1 : 0;
+  if (raw === "true") return 1;
+  if (raw === "false") return 0;
+  if (/^\d{1,2}$/.test(raw) && Number(raw) <= 10) return Number(raw);
+  throw new ConfigError(
+    "API_KEY_SERVER_TRUST_PROXY",
+    '"true", "false" or a number of proxies from 0 to 10',
+    raw,
+  );
 }
 
 function readKeyPrefix(raw: string | undefined): string {

@@ -1,6 +1,7 @@
 export {
   loadConfig,
   unknownSettings,
+  closestSetting,
   ConfigError,
   logLevels,
   maxBodyBytesLimit,

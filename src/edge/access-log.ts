@@ -1,4 +1,6 @@
+import { AppError } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
+import { clientAddressOf } from "./client-address.js";
 import type { EdgeEntry, Exchange, Outcome } from "./exchange.js";
 import { traceFields } from "./trace.js";
 
@@ -11,6 +13,11 @@ export interface AccessLogEdgeOptions {
    * would otherwise drown the access log). Failures are always logged at WARNING or ERROR.
    */
   readonly quietServices?: readonly string[];
+  /**
+   * Proxies in front of the server that append to `X-Forwarded-For` (API_KEY_SERVER_TRUST_PROXY); 0 (the
+   * default) takes the socket's address as the client's (src/edge/client-address.ts).
+   */
+  readonly trustedProxies?: number;
 }
 
 /**
@@ -24,6 +31,10 @@ export interface AccessLogEdgeOptions {
 export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
   const { logger, gcpProjectId } = options;
   const quiet: ReadonlySet<string> = new Set(options.quietServices ?? []);
+  const trustedProxies = options.trustedProxies ?? 0;
+  if (!Number.isSafeInteger(trustedProxies) || trustedProxies < 0) {
+    throw new TypeError("createAccessLogEdge: trustedProxies must be a non-negative integer");
+  }
 
   function write(outcome: Outcome, exchange: Exchange): void {
     const { req, record, error } = exchange;
@@ -35,6 +46,7 @@ export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
         status,
         latency: `${outcome.latencySeconds.toFixed(6)}s`,
         userAgent: req.headers["user-agent"],
+        remoteIp: clientAddressOf(exchange.peerAddress, req.headers, trustedProxies),
         protocol: exchange.httpVersion === "2" ? "HTTP/2" : "HTTP/1.1",
       },
       protocol: exchange.protocol,
@@ -49,6 +61,7 @@ export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
     if (error !== undefined && outcome.cut !== "client") {
       line["error"] = error.rawMessage;
       if (error.cause !== undefined) line["cause"] = describeCause(error.cause);
+      if (status === 429) Object.assign(line, refusalFields(error.cause, error.metadata));
     }
     const message = `${exchange.rpc ?? `${exchange.method} ${exchange.path}`} ${status}`;
     if (outcome.cut === "server") logger.warn(line, message);
@@ -62,6 +75,24 @@ export function createAccessLogEdge(options: AccessLogEdgeOptions): EdgeEntry {
     exchange.onEnd(write);
     next(exchange);
   };
+}
+
+/**
+ * What a 429 line adds: which limit tripped (`limit`: `requests_per_minute`, `tokens_per_minute`,
+ * `concurrent_calls`, `provider`; `limitMax` for ours) and the delay the caller was given: `retryAfterMs`
+ * (google.rpc.RetryInfo) and `retryAfterSeconds`, the `Retry-After` value sent (REST, or the metadata of
+ * gRPC and Connect), rounded up from the delay where the error carried no header.
+ */
+function refusalFields(cause: unknown, metadata: Headers): Record<string, unknown> {
+  if (!(cause instanceof AppError)) return {};
+  const fields: Record<string, unknown> = { ...cause.logFields };
+  if (cause.retryAfterMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(cause.retryAfterMs));
+    const header = metadata.get("retry-after");
+    fields["retryAfterMs"] = ms;
+    fields["retryAfterSeconds"] = header === null ? Math.ceil(ms / 1000) : Number(header);
+  }
+  return fields;
 }
 
 function isQuiet(rpc: string | undefined, quiet: ReadonlySet<string>): boolean {

@@ -6,6 +6,13 @@ import { createContextKey } from "@connectrpc/connect";
  * (docs/architecture.md). The same object is `exchange.record`.
  */
 export interface AccessRecord {
+  /**
+   * The request id (src/edge/request-id.ts), set when the exchange is created: every line a request causes
+   * carries it as `requestId`, and its answer as `x-request-id`.
+   */
+  requestId?: string;
+  /** A refused CORS preflight: the origin it came from (at most 256 characters). */
+  origin?: string;
   product?: string;
   model?: string;
   caller?: string;

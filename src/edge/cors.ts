@@ -133,6 +133,9 @@ export function createCorsEdge(options: CorsOptions): EdgeEntry {
       accessControlRequestMethod: req.headers["access-control-request-method"],
     });
     if (decision.kind === "preflight") {
+      // The access line of a refused preflight names the origin refused (what an operator adds to
+      // API_KEY_SERVER_CORS_ORIGINS, or the page that should not be calling); bounded, as any header.
+      if (decision.status === 403) exchange.record.origin = String(req.headers.origin).slice(0, 256);
       // Both response kinds take this call; TypeScript cannot unify their overloads.
       // RFC 9110 §8.6: no Content-Length on a 204; the 403 says its empty body is complete.
       const headers =

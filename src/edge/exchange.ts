@@ -3,6 +3,7 @@ import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { codeFromHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { codeTable, httpStatusOfError } from "../errors/index.js";
 import type { AccessRecord } from "./access-record.js";
+import { requestIdOf } from "./request-id.js";
 
 type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 /** An HTTP/1.1 `IncomingMessage` or an HTTP/2 compat `Http2ServerRequest` (connect-node's own type). */
@@ -44,6 +45,16 @@ export interface Exchange {
   readonly httpVersion: "1.1" | "2";
   /** performance.now() when the edge got the request. */
   readonly startedAt: number;
+  /**
+   * The request id: the caller's `X-Request-Id` when sane, else a random UUID (src/edge/request-id.ts).
+   * Sent back as `x-request-id` on every answer, and in `record` so every log line of the request has it.
+   */
+  readonly requestId: string;
+  /**
+   * The socket's peer address, read when the request arrives (by the time the access line is written the
+   * socket may be gone, and with it the address).
+   */
+  readonly peerAddress: string | undefined;
   /**
    * Guessed from the content type before any entry runs; the dispatcher sets the final value when it
    * routes, and an entry that serves a surface itself sets its own.
@@ -120,6 +131,9 @@ function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSign
   const url = req.url ?? "/";
   const q = url.indexOf("?");
   const listeners: EndListener[] = [];
+  const requestId = requestIdOf(req.headers["x-request-id"]);
+  // Set before any entry or handler writes, so every answer carries it: errors, 431s, preflights, gRPC.
+  res.setHeader("x-request-id", requestId);
   const exchange: Exchange = {
     req,
     res,
@@ -128,9 +142,11 @@ function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSign
     query: q < 0 ? "" : url.slice(q + 1),
     httpVersion: req.httpVersionMajor === 2 ? "2" : "1.1",
     startedAt: performance.now(),
+    requestId,
+    peerAddress: req.socket.remoteAddress,
     protocol: guessProtocol(req.headers["content-type"]),
     rpc: undefined,
-    record: {},
+    record: { requestId },
     error: undefined,
     wireCode: undefined,
     onEnd(listener) {

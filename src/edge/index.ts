@@ -14,5 +14,6 @@ export {
   type Protocol,
 } from "./exchange.js";
 export { createAccessLogEdge, type AccessLogEdgeOptions } from "./access-log.js";
+export { createDrainCount, type DrainCount, type DrainReport } from "./drain-count.js";
 export { createHeaderLimitEdge, type HeaderLimitEdgeOptions } from "./header-limit.js";
 export { createCors, createCorsEdge, type Cors, type CorsDecision, type CorsOptions } from "./cors.js";

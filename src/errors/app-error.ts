@@ -15,13 +15,16 @@ export const errorTable = {
   /** A model id asked for by path (the OpenAI surface's `models/{model}`) that the product does not list. */
   model_not_found: { code: Code.NotFound, http: 404, message: "Model not found" },
   model_not_supported: { code: Code.InvalidArgument, http: 400, message: "Model not supported" },
-  /** `stream: true` on the unary RPC; the AppError's message adds the RPC and REST route to use. */
+  /** `stream: true` on the unary RPC; the ErrorInfo metadata `hint` names the RPC and REST route to use. */
   streaming_not_supported: { code: Code.InvalidArgument, http: 400, message: "Streaming not supported" },
-  /** `stream: false` on the streaming RPC; the AppError's message adds the RPC and REST route to use. */
+  /** `stream: false` on the streaming RPC; the ErrorInfo metadata `hint` names the RPC and REST route to use. */
   streaming_required: { code: Code.InvalidArgument, http: 400, message: "Streaming required" },
   /** Malformed body or field; the AppError's own message says what is wrong and names the field. */
   invalid_argument: { code: Code.InvalidArgument, http: 400, message: "Invalid argument" },
-  /** Connect unary answers it with HTTP 413 too (connect's status for RESOURCE_EXHAUSTED is 429). */
+  /**
+   * The ErrorInfo metadata `limit_bytes` states the limit (requestTooLarge). Connect unary answers it with
+   * HTTP 413 too (connect's status for RESOURCE_EXHAUSTED is 429).
+   */
   request_too_large: {
     code: Code.ResourceExhausted,
     http: 413,
@@ -38,7 +41,7 @@ export const errorTable = {
     message: "Content-Type must be application/json",
   },
   rate_limited: { code: Code.ResourceExhausted, http: 429, message: "Rate limit exceeded" },
-  /** One caller has too many calls open at once; the AppError's message names the limit. */
+  /** One caller has too many calls open at once; the ErrorInfo metadata `limit` states the limit. */
   too_many_concurrent_calls: {
     code: Code.ResourceExhausted,
     http: 429,
@@ -70,9 +73,9 @@ export const errorDomain = "api-key-server";
 
 export interface AppErrorOptions {
   /**
-   * Public message; defaults to the table's. Only for codes whose message varies (invalid_argument,
-   * upstream_rejected, too_many_concurrent_calls) or adds to the table's (streaming_not_supported,
-   * streaming_required).
+   * Public message; defaults to the table's. Only for the codes whose message varies (invalid_argument,
+   * upstream_rejected); every other code's message is exactly the table's, which clients and log queries
+   * match on (SPEC S7). A hint goes into `metadata`, never into the message.
    */
   readonly message?: string;
   /**
@@ -80,8 +83,19 @@ export interface AppErrorOptions {
    * travels as `param` in the ErrorInfo metadata and becomes OpenAI's `error.param` on the OpenAI surface.
    */
   readonly param?: string;
+  /**
+   * Details for the caller beside the exact message: `hint` (which RPC or route to use), `limit_bytes`
+   * (the body limit), `limit` (which rate limit tripped). They travel in the google.rpc.ErrorInfo metadata
+   * (gRPC, Connect) and as `error.details` in the REST and OpenAI JSON bodies (src/protocols/http-error.ts).
+   */
+  readonly metadata?: Readonly<Record<string, string>>;
   /** For the log only; never sent to the caller. */
   readonly cause?: unknown;
+  /**
+   * For the log only: fields the access line adds (src/edge/access-log.ts), e.g. which rate limit
+   * refused the call (`limit`: `requests_per_minute`, `tokens_per_minute`, `provider`) and its size.
+   */
+  readonly logFields?: Readonly<Record<string, string | number>>;
   /** For rate_limited: how long the caller should wait. */
   readonly retryAfterMs?: number;
   /** Extra response headers (rate-limit headers); REST sends them as headers, gRPC/Connect as metadata. */
@@ -95,11 +109,15 @@ export class AppError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly headers: Readonly<Record<string, string>> | undefined;
   readonly param: string | undefined;
+  readonly metadata: Readonly<Record<string, string>> | undefined;
+  readonly logFields: Readonly<Record<string, string | number>> | undefined;
 
   constructor(code: AppErrorCode, options: AppErrorOptions = {}) {
     super(options.message ?? errorTable[code].message, { cause: options.cause });
     this.code = code;
     this.param = options.param;
+    this.metadata = options.metadata;
+    this.logFields = options.logFields;
     this.retryAfterMs = options.retryAfterMs;
     this.headers = options.headers;
   }
@@ -123,7 +141,7 @@ export function toConnectError(err: unknown): ConnectError {
       value: create(ErrorInfoSchema, {
         reason: app.code,
         domain: errorDomain,
-        metadata: app.param === undefined ? {} : { param: app.param },
+        metadata: app.param === undefined ? { ...app.metadata } : { ...app.metadata, param: app.param },
       }),
     },
   ];
@@ -150,6 +168,17 @@ export function toConnectError(err: unknown): ConnectError {
 export function connectHttpStatusOf(err: ConnectError): number {
   const row = err.cause instanceof AppError ? errorTable[err.cause.code] : undefined;
   return row !== undefined && "connectHttp" in row ? row.connectHttp : codeToHttpStatus(err.code);
+}
+
+/**
+ * The 413 / RESOURCE_EXHAUSTED `Request too large` for a body over `limitBytes`: the message is the
+ * table's, the limit travels as ErrorInfo metadata `limit_bytes` (`error.details` over REST).
+ */
+export function requestTooLarge(limitBytes: number | undefined, cause?: unknown): AppError {
+  return new AppError("request_too_large", {
+    ...(limitBytes === undefined ? {} : { metadata: { limit_bytes: String(limitBytes) } }),
+    cause,
+  });
 }
 
 /** The HTTP status for an AppErrorCode, for the REST writer. */

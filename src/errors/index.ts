@@ -4,6 +4,7 @@ export {
   errorDomain,
   toConnectError,
   connectHttpStatusOf,
+  requestTooLarge,
   httpStatusOf,
   isAppErrorCode,
   type AppErrorCode,

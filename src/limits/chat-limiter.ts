@@ -40,8 +40,11 @@ export interface ChatLimiter {
    * for tokens does not use up a request.
    */
   admit(product: LimitedProduct, caller: RateLimitCaller): Promise<void>;
-  /** Charges the tokens a provider reported after the response (may go into debt). Never throws. */
-  charge(product: LimitedProduct, caller: RateLimitCaller, tokens: number): Promise<void>;
+  /**
+   * Charges the tokens a provider reported after the response (may go into debt). Never throws; a failure
+   * is logged with `requestId`, the request that reported the tokens.
+   */
+  charge(product: LimitedProduct, caller: RateLimitCaller, tokens: number, requestId?: string): Promise<void>;
 }
 
 const minute = 60_000;
@@ -68,23 +71,23 @@ export function createChatLimiter(options: ChatLimiterOptions): ChatLimiter {
       if (tokens !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "tokens"), tokens, 0);
         onDecision?.("tokens", result);
-        if (!result.allowed) throw toRateLimitError(result, tokens);
+        if (!result.allowed) throw toRateLimitError(result, tokens, "tokens_per_minute");
       }
       const requests = requestPolicy(product);
       if (requests !== undefined) {
         const result = await limiter.consume(rateLimitKey(product.name, caller, "requests"), requests, 1);
         onDecision?.("requests", result);
-        if (!result.allowed) throw toRateLimitError(result, requests);
+        if (!result.allowed) throw toRateLimitError(result, requests, "requests_per_minute");
       }
     },
-    async charge(product, caller, tokens) {
+    async charge(product, caller, tokens, requestId) {
       const policy = tokenPolicy(product);
       if (policy === undefined || !(tokens > 0)) return;
       try {
         await limiter.charge(rateLimitKey(product.name, caller, "tokens"), policy, tokens);
       } catch (err) {
         logger.error(
-          { cause: err instanceof Error ? err.message : String(err) },
+          { requestId, cause: err instanceof Error ? err.message : String(err) },
           "Failed to charge token usage",
         );
       }

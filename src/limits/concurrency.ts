@@ -12,7 +12,8 @@ export interface ConcurrencyInterceptorOptions {
  * Bounds the calls one authenticated caller has open at once (500 parallel streams from one
  * caller were all admitted). Goes after the auth interceptor, whose caller it counts; calls without a
  * caller (health, reflection) pass. One call more is refused with 429 / RESOURCE_EXHAUSTED
- * `Too many concurrent calls from this caller (at most N at once)`. A unary call counts until it answers,
+ * `Too many concurrent calls` (the error table's exact message; the limit travels as ErrorInfo metadata
+ * `limit: concurrent_calls`, `max: N`). A unary call counts until it answers,
  * a stream until its last message is sent or the call ends otherwise (cancel, deadline, error).
  * Throws a TypeError naming the option when `maxPerCaller` is invalid.
  */
@@ -23,7 +24,8 @@ export function createConcurrencyInterceptor(options: ConcurrencyInterceptorOpti
       `createConcurrencyInterceptor: maxPerCaller must be a positive integer, got ${maxPerCaller}`,
     );
   }
-  const message = `Too many concurrent calls from this caller (at most ${maxPerCaller} at once)`;
+  const metadata = { limit: "concurrent_calls", max: String(maxPerCaller) };
+  const logFields = { limit: "concurrent_calls", limitMax: maxPerCaller };
   /** Open calls per caller; a caller with none has no entry, so the map holds only active callers. */
   const open = new Map<string, number>();
 
@@ -31,7 +33,8 @@ export function createConcurrencyInterceptor(options: ConcurrencyInterceptorOpti
     const caller = callerOf(req.contextValues);
     if (caller === undefined) return next(req);
     const count = open.get(caller) ?? 0;
-    if (count >= maxPerCaller) throw toConnectError(new AppError("too_many_concurrent_calls", { message }));
+    if (count >= maxPerCaller)
+      throw toConnectError(new AppError("too_many_concurrent_calls", { metadata, logFields }));
     open.set(caller, count + 1);
     let released = false;
     const release = () => {

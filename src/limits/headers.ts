@@ -25,11 +25,23 @@ export function rateLimitHeaders(result: RateLimitResult, policy: RateLimitPolic
 }
 
 /**
- * The 429 / RESOURCE_EXHAUSTED `Rate limit exceeded` error for a refused result: `retryAfterMs` becomes
- * google.rpc.RetryInfo (gRPC, Connect) and the headers travel as HTTP headers or metadata.
+ * Which limit refused a call, as the access line says it (`limit`): the caller's requests or tokens per
+ * minute (the provider's own rate limit is `provider`, src/upstream/failure.ts).
  */
-export function toRateLimitError(result: RateLimitResult, policy: RateLimitPolicy): AppError {
+export type RateLimitName = "requests_per_minute" | "tokens_per_minute";
+
+/**
+ * The 429 / RESOURCE_EXHAUSTED `Rate limit exceeded` error for a refused result: `retryAfterMs` becomes
+ * google.rpc.RetryInfo (gRPC, Connect), the headers travel as HTTP headers or metadata, and the access
+ * line names the limit (`limit`) and its size per window (`limitMax`).
+ */
+export function toRateLimitError(
+  result: RateLimitResult,
+  policy: RateLimitPolicy,
+  limit: RateLimitName,
+): AppError {
   return new AppError("rate_limited", {
+    logFields: { limit, limitMax: policy.limit },
     retryAfterMs: result.retryAfterMs,
     headers: rateLimitHeaders(result, policy),
   });

@@ -7,7 +7,7 @@ import type { InProcessCall } from "../call/in-process-call.js";
 import type { MethodSpec } from "../call/pipeline.js";
 import { readBody } from "../call/read-body.js";
 import type { Exchange } from "../edge/exchange.js";
-import { AppError } from "../errors/index.js";
+import { requestTooLarge } from "../errors/index.js";
 
 // The envelope framing the gRPC, gRPC-Web and Connect streaming codecs share (flags byte, big-endian
 // length, data), with connect-es 2.3.0's limits and error texts (@connectrpc/connect/protocol).
@@ -31,7 +31,7 @@ export async function decompress(
     return await compression.decompress(data, readMaxBytes);
   } catch (err) {
     if (err instanceof ConnectError && err.code === Code.ResourceExhausted) {
-      throw new AppError("request_too_large", { cause: err });
+      throw requestTooLarge(readMaxBytes, err);
     }
     throw err;
   }
@@ -129,7 +129,7 @@ export async function readSingleEnvelope(
       if (declared < 0 && total >= 5) {
         const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
         declared = head.readUInt32BE(1);
-        if (declared > readMaxBytes) return new AppError("request_too_large");
+        if (declared > readMaxBytes) return requestTooLarge(readMaxBytes);
       }
       // More bytes than one message and the header of a second one: connect reads no further either.
       if (declared >= 0 && total > 5 + declared + readMaxBytes + 5) return extra();

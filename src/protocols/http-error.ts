@@ -1,7 +1,7 @@
 import type { Code } from "@connectrpc/connect";
 import { type ConnectError } from "@connectrpc/connect";
-import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { codeTable, httpStatusOfError } from "../errors/index.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { codeTable, errorDomain, httpStatusOfError } from "../errors/index.js";
 
 /** A REST error answer: status, the error JSON body and extra headers. */
 export interface RestError {
@@ -10,9 +10,51 @@ export interface RestError {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** The REST error body: `{"error": {"code", "status", "message"}, "detail"}`. */
-export function restErrorBody(status: number, code: Code, message: string): string {
-  return JSON.stringify({ error: { code: status, status: codeTable[code].name, message }, detail: message });
+/**
+ * One entry of `error.details` in a JSON error body: our google.rpc.ErrorInfo as Google's REST APIs write
+ * it (AIP-193), e.g. `{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "request_too_large",
+ * "domain": "api-key-server", "metadata": {"limit_bytes": "16384"}}`.
+ */
+export interface ErrorInfoJson {
+  readonly "@type": "type.googleapis.com/google.rpc.ErrorInfo";
+  readonly reason: string;
+  readonly domain: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/**
+ * The details a JSON error body carries beside its exact message: our ErrorInfo (all of its metadata) when
+ * the error has a hint or a limit (`hint`, `limit_bytes`, `limit`), else undefined, so the body of every
+ * other error stays the plain `{"error": {"code", "status", "message"}, "detail"}` its clients know.
+ */
+export function errorDetailsOf(error: ConnectError): ErrorInfoJson[] | undefined {
+  const info = error.findDetails(ErrorInfoSchema).find((i) => i.domain === errorDomain);
+  if (info === undefined || !Object.keys(info.metadata).some((key) => key !== "param")) return undefined;
+  return [
+    {
+      "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+      reason: info.reason,
+      domain: info.domain,
+      metadata: info.metadata,
+    },
+  ];
+}
+
+/**
+ * The REST error body: `{"error": {"code", "status", "message", "details"?}, "detail"}`. `message` and
+ * `detail` are exactly the error table's; a hint or limit travels only in `details` (errorDetailsOf).
+ */
+export function restErrorBody(
+  status: number,
+  code: Code,
+  message: string,
+  details?: readonly ErrorInfoJson[],
+): string {
+  const error = { code: status, status: codeTable[code].name, message };
+  return JSON.stringify({
+    error: details === undefined ? error : { ...error, details },
+    detail: message,
+  });
 }
 
 /** Response or error metadata that must not be copied to a REST answer (protocol framing). */
@@ -46,5 +88,9 @@ export function restErrorFromConnect(error: ConnectError): RestError {
       headers["retry-after"] = String(seconds);
     }
   }
-  return { status, body: restErrorBody(status, error.code, error.rawMessage), headers };
+  return {
+    status,
+    body: restErrorBody(status, error.code, error.rawMessage, errorDetailsOf(error)),
+    headers,
+  };
 }

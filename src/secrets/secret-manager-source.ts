@@ -59,6 +59,7 @@ export function createSecretManagerSource(options: SecretManagerSourceOptions): 
   return {
     kind: "secret-manager",
     describe,
+    describeVersion: (name, version) => `${describe(name)}/versions/${version}`,
     async read(name: string): Promise<SecretVersion | undefined> {
       const where = describe(name);
       let response;

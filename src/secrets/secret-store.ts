@@ -5,6 +5,7 @@ import { parseHmacSecrets } from "./parse-hmac-secrets.js";
 import { parseJwtKeys } from "./parse-jwt-keys.js";
 import { parseProducts } from "./parse-products.js";
 import { SecretSourceError, type SecretSource, type SecretWatch } from "./source.js";
+import { SecretFormatError } from "./format-error.js";
 import type { HmacKey, ProductConfig, Secrets, SecretStore } from "./types.js";
 
 /** The names of the three secrets (Secret Manager names; the file source maps `-` to `_`). */
@@ -185,7 +186,14 @@ export function createSecretStore(options: SecretStoreOptions): RefreshingSecret
     const digest = createHash("sha256").update(read.data).digest("hex");
     // A new version with the same bytes (re-uploaded file, touched mtime) is not a change.
     if (previous !== undefined && previous.digest === digest) return { ...previous, version: read.version };
-    const value = (await parsers[kind](read.data)) as Slots[K]["value"];
+    let value: Slots[K]["value"];
+    try {
+      value = await parsers[kind](read.data);
+    } catch (err) {
+      // Said from where the text came from: the file, or the secret's version (line:column for syntax).
+      if (!(err instanceof SecretFormatError)) throw err;
+      throw err.at(source.describeVersion?.(names[kind], read.version) ?? source.describe(names[kind]));
+    }
     return { version: read.version, digest, value } as Slots[K];
   }
 

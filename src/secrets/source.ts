@@ -11,6 +11,11 @@ export interface SecretSource {
   /** Where a secret lives, for messages (`projects/p/secrets/x`, `config/x.json`); never its value. */
   describe(name: string): string;
   /**
+   * Where one version of a secret lives, for messages about its content (`projects/p/secrets/x/versions/7`);
+   * default `describe(name)` (a file is its own version).
+   */
+  describeVersion?(name: string, version: string): string;
+  /**
    * Reads the current version of a secret. Resolves undefined when the secret does not exist; rejects on
    * any other failure with an error whose message names the secret and the cause, never the value.
    */

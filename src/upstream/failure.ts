@@ -79,6 +79,7 @@ export function fromProviderStatus(
     case "rate_limited":
       return new AppError(code, {
         cause,
+        logFields: { limit: "provider" },
         retryAfterMs: retryAfterMs(headers, now) ?? bodyRetryDelayMs(text) ?? defaultRetryAfterMs,
       });
     default:

@@ -51,6 +51,8 @@ export interface ForwardOptions {
   readonly deadlineMs?: number | undefined;
   /** Sent in the provider's own max-tokens field when the body sets no limit. */
   readonly maxTokensCap?: number | undefined;
+  /** The id of the request the call serves (src/edge/request-id.ts), on every line the call logs. */
+  readonly requestId?: string | undefined;
 }
 
 /** Forwards OpenAI-shaped chat requests to the provider adapter of `provider.kind`. */
@@ -223,9 +225,10 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     err: unknown,
     keyIndex: number,
     attempt: number,
+    requestId: string | undefined,
   ): number | undefined {
     if (signal.aborted || !(err instanceof AppError)) return undefined;
-    pools.report(provider, keyIndex, err);
+    pools.report(provider, keyIndex, err, requestId);
     const cause = err.cause instanceof UpstreamFailure ? err.cause : undefined;
     if (attempt > 1 || cause === undefined) return undefined;
     const status = cause.status;
@@ -235,6 +238,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     if (next !== undefined) {
       logger.warn(
         {
+          requestId,
           provider: provider.name,
           providerKind: provider.kind,
           code: err.code,
@@ -250,13 +254,20 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }
 
   /** Turns whatever a call threw into what the caller gets, and logs it once. */
-  function settle(provider: ProviderConfig, signal: AbortSignal, err: unknown, keyIndex: number): Error {
+  function settle(
+    provider: ProviderConfig,
+    signal: AbortSignal,
+    err: unknown,
+    keyIndex: number,
+    requestId: string | undefined,
+  ): Error {
     const error = classify(provider, signal, err);
     if (error instanceof AppError) {
       const level = error.code in logLevels ? logLevels[error.code as keyof typeof logLevels] : "error";
       const cause = error.cause instanceof UpstreamFailure ? error.cause : undefined;
       logger[level](
         {
+          requestId,
           provider: provider.name,
           providerKind: provider.kind,
           code: error.code,
@@ -268,7 +279,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       );
     } else {
       logger.info(
-        { provider: provider.name, providerKind: provider.kind },
+        { requestId, provider: provider.name, providerKind: provider.kind },
         "Upstream call canceled by the caller",
       );
     }
@@ -334,13 +345,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           try {
             return await adapter.complete(callOf(provider, body, opts, timers.signal, keyIndex));
           } catch (err) {
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt);
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
             if (next === undefined) throw err;
             keyIndex = next;
           }
         }
       } catch (err) {
-        const error = settle(provider, timers.signal, err, keyIndex);
+        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
         outcome = outcomeOf(error);
         throw error;
       } finally {
@@ -370,7 +381,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             break;
           } catch (err) {
             iterator = undefined;
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt);
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
             if (next === undefined) throw err;
             keyIndex = next;
           }
@@ -384,7 +395,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         outcome = "ok";
       } catch (err) {
         iterator = undefined;
-        const error = settle(provider, timers.signal, err, keyIndex);
+        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
         outcome = outcomeOf(error);
         throw error;
       } finally {

@@ -20,7 +20,7 @@ export interface KeyPools {
   /** Another usable key than `tried` for a retry, or undefined when there is none. */
   another(provider: ProviderConfig, tried: number): number | undefined;
   /** Records how a key's attempt failed: 429 rests it, 401/403 takes it out. */
-  report(provider: ProviderConfig, keyIndex: number, error: AppError): void;
+  report(provider: ProviderConfig, keyIndex: number, error: AppError, requestId?: string): void;
 }
 
 /**
@@ -76,6 +76,7 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
       const backAt = Math.min(...state.restUntil.filter((until, i) => !state.out[i] && until > now));
       const retryAfterMs = Number.isFinite(backAt) ? backAt - now : defaultRetryAfterMs;
       throw new AppError("rate_limited", {
+        logFields: { limit: "provider" },
         retryAfterMs,
         cause: new UpstreamFailure(
           provider,
@@ -88,11 +89,12 @@ export function createKeyPools(options: { readonly clock: Clock; readonly logger
       return next(provider, tried);
     },
 
-    report(provider, keyIndex, error) {
+    report(provider, keyIndex, error, requestId) {
       if (provider.apiKeys.length <= 1) return;
       const status = error.cause instanceof UpstreamFailure ? error.cause.status : undefined;
       const state = stateOf(provider);
       const fields = {
+        requestId,
         provider: provider.name,
         providerKind: provider.kind,
         keyIndex,

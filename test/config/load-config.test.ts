@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, unknownSettings } from "../../src/config/index.js";
+import { closestSetting, ConfigError, loadConfig, unknownSettings } from "../../src/config/index.js";
 
 describe("loadConfig", () => {
   it("applies the seed's defaults to an empty environment", () => {
@@ -32,6 +32,7 @@ describe("loadConfig", () => {
       rateLimit: { requestsPerMinute: 600, tokensPerMinute: undefined },
       shutdownGraceMs: 8000,
       idleTimeoutMs: 65_000,
+      trustedProxies: 0,
     });
   });
 
@@ -320,5 +321,21 @@ describe("unknownSettings", () => {
         HOME: "/root",
       }),
     ).toEqual(["API_KEY_SERVER_A", "API_KEY_SERVER_MAX_TOKEN"]);
+  });
+});
+
+describe("closestSetting", () => {
+  it.each([
+    ["API_KEY_SERVER_MAX_TOKEN", "API_KEY_SERVER_MAX_TOKENS"],
+    ["API_KEY_SERVER_REQUEST_TIMEOUT_SECOND", "API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS"],
+    ["API_KEY_SERVER_COSR_ORIGINS", "API_KEY_SERVER_CORS_ORIGINS"],
+    ["api_key_server_log_level", "API_KEY_SERVER_LOG_LEVEL"],
+    ["API_KEY_SERVER_GCP_PROJECT", "API_KEY_SERVER_GCP_PROJECT_ID"],
+  ])("%s → %s", (typo, meant) => {
+    expect(closestSetting(typo)).toBe(meant);
+  });
+
+  it.each(["API_KEY_SERVER_A", "API_KEY_SERVER_SOMETHING_ELSE_ENTIRELY"])("%s → nothing close", (name) => {
+    expect(closestSetting(name)).toBeUndefined();
   });
 });

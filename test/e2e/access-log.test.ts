@@ -22,6 +22,8 @@ interface Expected {
   readonly severity: "DEBUG" | "INFO" | "WARNING" | "ERROR";
   readonly rpc?: string | undefined;
   readonly fields?: Record<string, unknown>;
+  /** Other lines the request causes, by message: each must carry the request's id. */
+  readonly joined?: readonly string[];
 }
 
 interface Kind {
@@ -117,20 +119,42 @@ const kinds: Kind[] = [
   {
     name: "no credentials",
     args: (url) => [...json, "-d", hello, `${url}/v1/chat/product-dev`],
-    lines: () => [{ status: 401, severity: "WARNING", rpc: chat }],
+    lines: () => [{ status: 401, severity: "WARNING", rpc: chat, joined: ["Authentication failed"] }],
   },
   {
     name: "a caller over its rate limit",
     behavior: behaviors.json(200, defaultCompletion),
     sub: "limited",
     args: (url, auth) => [...json, "-H", auth, "-d", hello, `${url}/v1/chat/product-limited`],
-    lines: () => [{ status: 429, severity: "WARNING", rpc: chat, fields: { product: "product-limited" } }],
+    lines: () => [
+      {
+        status: 429,
+        severity: "WARNING",
+        rpc: chat,
+        // Which limit tripped, and the Retry-After the caller was given (one request a minute: up to 60 s).
+        fields: {
+          product: "product-limited",
+          limit: "requests_per_minute",
+          limitMax: 1,
+          retryAfterSeconds: expect.any(Number) as unknown,
+          retryAfterMs: expect.any(Number) as unknown,
+        },
+      },
+    ],
   },
   {
     name: "an upstream failure",
     behavior: behaviors.json(500, { error: { message: "boom" } }),
     args: (url, auth) => [...json, "-H", auth, "-d", hello, `${url}/v1/chat/product-dev`],
-    lines: () => [{ status: 502, severity: "ERROR", rpc: chat, fields: { model: "gpt-4o-mini" } }],
+    lines: () => [
+      {
+        status: 502,
+        severity: "ERROR",
+        rpc: chat,
+        fields: { model: "gpt-4o-mini" },
+        joined: ["Upstream call failed"],
+      },
+    ],
   },
   {
     name: "a client that gives up (curl --max-time)",
@@ -181,7 +205,9 @@ describe("one access line per request, over HTTP/1.1 and h2c", () => {
     }
     const expected = kind.lines(h2);
     const from = app.logs.lines.length;
-    const res = await curl([kind.flag, ...kind.args(app.url, auth)]);
+    // A sane id of the caller's own is kept (src/edge/request-id.ts), so every line can be found by it.
+    const requestId = `req-${kind.name.length}-${h2 ? "h2" : "h1"}-${Date.now()}`;
+    const res = await curl([kind.flag, "-H", `x-request-id: ${requestId}`, ...kind.args(app.url, auth)]);
     if (expected[0] !== undefined && expected[0].status !== 499) expect(res.status).toBe(expected[0].status);
 
     const access = () =>
@@ -209,6 +235,21 @@ describe("one access line per request, over HTTP/1.1 and h2c", () => {
       expect(request["requestUrl"]).toMatch(/^\//);
       expect(request["latency"]).toMatch(/^\d+\.\d{6}s$/);
       expect(line["protocol"]).toMatch(/^(rest|connect|grpc|grpc-web)$/);
+      // Joinable: the request id, and the client's address (no trusted proxy: the socket's peer).
+      expect(line["requestId"]).toBe(requestId);
+      expect(request["remoteIp"]).toBe("127.0.0.1");
+      if (want.status === 429) {
+        expect(line["retryAfterSeconds"]).toBeGreaterThanOrEqual(1);
+        expect(line["retryAfterSeconds"]).toBeLessThanOrEqual(60);
+      }
+      for (const message of want.joined ?? []) {
+        const joined = app.logs
+          .records()
+          .slice(from)
+          .filter((r) => r["message"] === message);
+        expect(joined.length, message).toBeGreaterThan(0);
+        for (const other of joined) expect(other["requestId"], message).toBe(requestId);
+      }
     });
     for (const piece of canaryPieces) expect(app.logs.text()).not.toContain(piece);
   });

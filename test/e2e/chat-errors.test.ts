@@ -46,6 +46,8 @@ interface Row {
   readonly message: string;
   /** The provider was (true) or was not (false) called; undefined: not checked. */
   readonly upstream?: boolean;
+  /** The hint beside the exact message: ErrorInfo metadata `hint` (gRPC, Connect), `error.details` (REST). */
+  readonly hint?: string;
 }
 
 const rows: readonly Row[] = [
@@ -133,7 +135,8 @@ const rows: readonly Row[] = [
     body: { ...hello, stream: true },
     status: 400,
     code: "INVALID_ARGUMENT",
-    message: "Streaming not supported: use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
+    message: "Streaming not supported",
+    hint: "use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
     upstream: false,
   },
   {
@@ -141,7 +144,8 @@ const rows: readonly Row[] = [
     body: { ...hello, stream: true, max_tokens: 999_999 },
     status: 400,
     code: "INVALID_ARGUMENT",
-    message: "Streaming not supported: use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
+    message: "Streaming not supported",
+    hint: "use StreamChatCompletion (REST: POST /v1/chat/product-dev:stream)",
     upstream: false,
   },
   {
@@ -167,6 +171,23 @@ const rows: readonly Row[] = [
     status: 400,
     code: "INVALID_ARGUMENT",
     message: "max_tokens exceeds the maximum of 100 tokens",
+    upstream: false,
+  },
+  // A missing model is a malformed request, not a model the product does not list.
+  {
+    name: "malformed field: no model",
+    body: { messages: hello.messages },
+    status: 400,
+    code: "INVALID_ARGUMENT",
+    message: 'Missing required field "model"',
+    upstream: false,
+  },
+  {
+    name: "malformed field: an empty model",
+    body: { ...hello, model: "" },
+    status: 400,
+    code: "INVALID_ARGUMENT",
+    message: 'Missing required field "model"',
     upstream: false,
   },
   {
@@ -324,7 +345,7 @@ function reasonOf(row: Row): string {
   };
   if (row.status !== 400) return byStatus[row.status] ?? "?";
   if (row.message === "Model not supported") return "model_not_supported";
-  if (row.message.startsWith("Streaming not supported")) return "streaming_not_supported";
+  if (row.message === "Streaming not supported") return "streaming_not_supported";
   return row.upstream === true ? "upstream_rejected" : "invalid_argument";
 }
 
@@ -333,8 +354,27 @@ function expectNoCanary(text: string): void {
   for (const piece of canaryPieces) expect(text).not.toContain(piece);
 }
 
-function expectRestErrorBody(outcome: Outcome, status: number, code: CodeName, message: string): void {
-  expect(outcome.body).toEqual({ error: { code: status, status: code, message }, detail: message });
+/** `details`: the ErrorInfo metadata the body must carry beside the exact message (none: no `details`). */
+function expectRestErrorBody(
+  outcome: Outcome,
+  status: number,
+  code: CodeName,
+  message: string,
+  details?: { reason: string; metadata: Record<string, string> },
+): void {
+  const error = { code: status, status: code, message };
+  expect(outcome.body).toEqual({
+    error:
+      details === undefined
+        ? error
+        : {
+            ...error,
+            details: [
+              { "@type": "type.googleapis.com/google.rpc.ErrorInfo", domain: "api-key-server", ...details },
+            ],
+          },
+    detail: message,
+  });
   expect(outcome.headers["content-type"]).toBe("application/json");
 }
 
@@ -391,7 +431,17 @@ describe("S7 error table end to end over REST, Connect and gRPC", () => {
     });
     if (row.protocol === "rest") {
       expect(outcome.status).toBe(row.status);
-      expectRestErrorBody(outcome, row.status, row.code, row.message);
+      expectRestErrorBody(
+        outcome,
+        row.status,
+        row.code,
+        row.message,
+        row.hint === undefined
+          ? undefined
+          : { reason: reasonOf(row), metadata: { hint: row.hint, param: "stream" } },
+      );
+    } else if (row.hint !== undefined) {
+      expect(outcome.errorMetadata).toEqual({ hint: row.hint, param: "stream" });
     }
     if (row.protocol === "rest") {
       if (row.status === 429) expect(outcome.headers["retry-after"]).toBe("7");
@@ -480,9 +530,15 @@ describe("S7 error table end to end over REST, Connect and gRPC", () => {
       seen.push(outcome.raw);
       expect(outcome.code).toBe("RESOURCE_EXHAUSTED");
       expect(outcome.message).toBe("Request too large");
+      // The limit is stated in the details, never in the message.
       if (protocol === "rest") {
         expect(outcome.status).toBe(413);
-        expectRestErrorBody(outcome, 413, "RESOURCE_EXHAUSTED", "Request too large");
+        expectRestErrorBody(outcome, 413, "RESOURCE_EXHAUSTED", "Request too large", {
+          reason: "request_too_large",
+          metadata: { limit_bytes: "16384" },
+        });
+      } else {
+        expect(outcome.errorMetadata).toEqual({ limit_bytes: "16384" });
       }
       expect(mock.requests.length).toBe(before);
     },

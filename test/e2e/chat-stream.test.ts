@@ -148,6 +148,7 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
     status: number;
     code: string;
     message: string;
+    hint?: string;
   }[] = [
     {
       name: "model not supported",
@@ -162,7 +163,8 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       body: { ...request, stream: false, max_tokens: 4096 },
       status: 400,
       code: "INVALID_ARGUMENT",
-      message: "Streaming required: use CreateChatCompletion (REST: POST /v1/chat/product-dev)",
+      message: "Streaming required",
+      hint: "use CreateChatCompletion (REST: POST /v1/chat/product-dev)",
     },
     {
       name: "max_tokens over the cap",
@@ -204,7 +206,7 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
 
   it.each(protocols.flatMap((protocol) => refused.map((r) => ({ protocol, ...r }))))(
     "$protocol: $name before the first chunk → $code $message (REST: a plain $status, not a stream)",
-    async ({ protocol, behavior, body, status, code, message }) => {
+    async ({ protocol, behavior, body, status, code, message, hint }) => {
       const outcome = await stream(
         protocol,
         behavior ?? behaviors.json(500, { error: "must not be called" }),
@@ -215,10 +217,22 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
       if (protocol === "rest") {
         expect(outcome.status).toBe(status);
         expect(outcome.headers["content-type"]).toBe("application/json");
+        const error = { code: status, status: code, message };
+        // A hint travels beside the exact message, in `error.details` (REST) or the ErrorInfo metadata.
+        const details = [
+          {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            reason: "streaming_required",
+            domain: "api-key-server",
+            metadata: { hint, param: "stream" },
+          },
+        ];
         expect(outcome.end.body).toStrictEqual({
-          error: { code: status, status: code, message },
+          error: hint === undefined ? error : { ...error, details },
           detail: message,
         });
+      } else if (hint !== undefined) {
+        expect(outcome.end.errorMetadata).toEqual({ hint, param: "stream" });
         if (status === 429) expect(outcome.headers["retry-after"]).toBe("3");
       }
       for (const piece of canaryPieces) expect(outcome.raw).not.toContain(piece);

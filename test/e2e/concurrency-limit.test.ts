@@ -6,13 +6,16 @@ import { behaviors, startMockProvider, type MockProvider } from "../support/mock
 /**
  * Issue 18, item 9, on the composed app: one caller may have at most
  * API_KEY_SERVER_MAX_CONCURRENT_CALLS_PER_CALLER calls open at once (streams and unary calls together);
- * one more is 429 / RESOURCE_EXHAUSTED with a message naming the limit, over REST, Connect and gRPC. Other
+ * one more is 429 / RESOURCE_EXHAUSTED `Too many concurrent calls` (exactly; the limit is stated in the error
+ * details), over REST, Connect and gRPC. Other
  * callers are not affected, and a slot is free again once a stream ends (here: its caller cancels).
  */
 
 const limit = 2;
 const request = { model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }] };
-const refusal = `Too many concurrent calls from this caller (at most ${limit} at once)`;
+const refusal = "Too many concurrent calls";
+/** Where the limit is stated: the ErrorInfo metadata (gRPC, Connect) and `error.details` (REST). */
+const limitMetadata = { limit: "concurrent_calls", max: String(limit) };
 const chunk = {
   id: "c",
   object: "chat.completion.chunk",
@@ -61,7 +64,15 @@ describe("concurrent calls per caller", () => {
         code: "RESOURCE_EXHAUSTED",
         message: refusal,
       });
-      if (protocol === "rest") expect(unary.status).toBe(429);
+      if (protocol === "rest") {
+        expect(unary.status).toBe(429);
+        expect(unary.body).toMatchObject({
+          error: { details: [{ reason: "too_many_concurrent_calls", metadata: limitMetadata }] },
+          detail: refusal,
+        });
+      } else {
+        expect(unary.errorMetadata).toEqual(limitMetadata);
+      }
       const stream = await clients.stream(protocol, "product-dev", request, { authorization: busy });
       expect({ protocol, end: stream.end }).toMatchObject({
         protocol,

@@ -193,6 +193,8 @@ const expose = [
   "ratelimit-limit",
   "ratelimit-remaining",
   "ratelimit-reset",
+  // The request id, to quote when reporting a problem.
+  "x-request-id",
 ];
 
 describe("answers to an allowed origin", () => {

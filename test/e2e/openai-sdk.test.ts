@@ -228,7 +228,7 @@ describe("the openai SDK against the mock provider", () => {
     readonly provider?: Parameters<MockProvider["setBehavior"]>[0];
     readonly class: abstract new (...args: never[]) => APIError;
     readonly status: number;
-    readonly error: { message: string; type: string; param: string | null; code: string };
+    readonly error: { message: string; type: string; param: string | null; code: string; details?: unknown };
   };
   const create = (product: string, body: Record<string, unknown>, apiKey?: string) => () =>
     sdk(product, apiKey === undefined ? {} : { apiKey }).chat.completions.create({
@@ -276,6 +276,18 @@ describe("the openai SDK against the mock provider", () => {
       },
     },
     {
+      name: "no model at all",
+      call: create("product-dev", { model: undefined }),
+      class: BadRequestError,
+      status: 400,
+      error: {
+        message: 'Missing required field "model"',
+        type: "invalid_request_error",
+        param: "model",
+        code: "invalid_argument",
+      },
+    },
+    {
       name: "max_tokens above the cap",
       call: create("product-dev", { max_tokens: 4096 }),
       class: BadRequestError,
@@ -309,6 +321,15 @@ describe("the openai SDK against the mock provider", () => {
         type: "invalid_request_error",
         param: null,
         code: "request_too_large",
+        // The limit, beside the exact message (src/protocols/openai/openai-error.ts).
+        details: [
+          {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            reason: "request_too_large",
+            domain: "api-key-server",
+            metadata: { limit_bytes: "65536" },
+          },
+        ],
       },
     },
     {

@@ -4,7 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requiredNodeMajor } from "../../src/startup/index.js";
-import { repoRoot, runServerProcess, type ServerProcessResult } from "../support/server-process.js";
+import {
+  repoRoot,
+  runServerProcess,
+  serverCommand,
+  type ServerProcessResult,
+} from "../support/server-process.js";
 
 /**
  * Issue 16.2 on the real process: states in which a server would start and then quietly fail every call
@@ -121,5 +126,41 @@ describe("a Node.js older than the one required", () => {
       stdout: "",
       stderr: `api-key-server: Node.js 20.20.2 is too old: api-key-server needs Node.js ${requiredNodeMajor} or newer (run it with npm start, which uses the Node.js ${requiredNodeMajor} installed by npm ci, or use the container image)\n`,
     });
+  });
+});
+
+describe("Secret Manager without Google credentials", () => {
+  it("prints nothing but JSON lines (Node's warnings included) and shuts down without a false warning", async () => {
+    // Node's own warning printer on: the harness's --no-warnings would hide the MetadataLookupWarning the
+    // Google auth library emits when it finds no credentials.
+    const command = serverCommand.filter((arg) => arg !== "--no-warnings");
+    const result = await runServerProcess({
+      command,
+      env: {
+        USE_SECRET_MANAGER: "true",
+        API_KEY_SERVER_GCP_PROJECT_ID: "test-project",
+        API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "1",
+        // No endpoint and no credentials: the real client looks for them (the metadata server included,
+        // which answers nothing here) and fails.
+        GOOGLE_APPLICATION_CREDENTIALS: undefined,
+        HOME: dir,
+      },
+      timeoutMs: 60_000,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe("");
+    const lines = result.stdout.split("\n").filter((line) => line !== "");
+    for (const line of lines) expect(() => JSON.parse(line) as unknown, line).not.toThrow();
+    const entries = logLines(result);
+    expect(entries.filter((e) => e["severity"] === "ERROR").map((e) => e["message"])).toEqual([
+      "Failed to load secrets from Secret Manager",
+    ]);
+    // The client never came up, so there was nothing to close: no "closing the secret source failed".
+    expect(entries.filter((e) => String(e["message"]).startsWith("Shutdown:"))).toEqual([]);
+    // Node's warnings are log lines: the experimental type stripping of the test command, and the auth
+    // library's MetadataLookupWarning.
+    const warnings = entries.filter((e) => e["severity"] === "WARNING").map((e) => e["warning"]);
+    expect(warnings).toContain("ExperimentalWarning");
+    expect(warnings).toContain("MetadataLookupWarning");
   });
 });

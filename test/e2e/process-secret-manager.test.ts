@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { makeTestKey, mintJwt, type TestKey } from "../support/auth-keys.js";
 import { startFakeSecretManager, type FakeSecretManager } from "../support/fake-secret-manager.js";
+import { freePort } from "../support/redis-server.js";
 import { curl } from "../support/server-clients.js";
 import { runServerProcess, startServerProcess, type ServerProcess } from "../support/server-process.js";
 
@@ -144,6 +145,23 @@ describe("the server process reading Secret Manager", () => {
       });
       expect(result.stdout + result.stderr).not.toContain(apiKey);
     });
+
+    it("a product secret that is not JSON: names the secret version, line and column, never the value", async () => {
+      // A missing comma between two products, on line 3.
+      const doc = `{\n  "a": {"providers": {"openai": {"api_key": "${apiKey}", "models": ["m"]}}}\n  "b": {}\n}`;
+      const version = fake.addVersion("openai-api-keys", doc);
+      fake.addVersion("jwt-public-keys", jwtDoc);
+      const result = await runServerProcess({ env: env(), timeoutMs: 30_000 });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe("");
+      const error = result.stdout.split("\n").find((line) => line.includes('"severity":"ERROR"')) ?? "";
+      expect(JSON.parse(error)).toMatchObject({
+        message: "Failed to load secrets from Secret Manager",
+        secret: "openai-api-keys",
+        error: `projects/${projectId}/secrets/openai-api-keys/versions/${version}:3:3: not valid JSON`,
+      });
+      expect(result.stdout + result.stderr).not.toContain(apiKey);
+    });
   });
 
   describe("Secret Manager unreachable at start-up (issue 16.2): a warning per attempt, then exit 1", () => {
@@ -197,19 +215,22 @@ describe("the server process reading Secret Manager", () => {
       fake.addVersion("openai-api-keys", productsDoc(["echo-1"]));
       fake.addVersion("jwt-public-keys", jwtDoc);
       fake.failWith("openai-api-keys", grpc.status.UNAVAILABLE, "the service is down");
-      const server = await startServerProcess({
-        env: env({ API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "60" }),
+      const port = await freePort();
+      const before = fake.requests.length;
+      const starting = startServerProcess({
+        env: env({ API_KEY_SERVER_SECRET_STARTUP_DEADLINE_SECONDS: "60", PORT: String(port) }),
       });
+      starting.catch(() => undefined);
+      // Two failed reads of the product secret: the process is retrying, and its port is still closed.
+      await fake.whenRequested(before + 4);
+      expect((await curl([`http://127.0.0.1:${port}/health`])).status).toBe(0);
+      fake.failWith("openai-api-keys", undefined);
+      const server = await starting;
       try {
-        const warning = await server.waitForLine((line) => line.includes('"Secret read failed at start-up'));
-        expect(JSON.parse(warning)).toMatchObject({
-          severity: "WARNING",
-          attempt: 1,
-          secret: "openai-api-keys",
-        });
-        expect((await curl([`${server.url}/health`])).status).toBe(503);
-        fake.failWith("openai-api-keys", undefined);
-        await server.waitForLine((line) => line.includes('"Secrets loaded, ready"'), 20_000);
+        const warning = server
+          .logs()
+          .find((entry) => String(entry["message"]).startsWith("Secret read failed at start-up"));
+        expect(warning).toMatchObject({ severity: "WARNING", attempt: 1, secret: "openai-api-keys" });
         expect((await curl([`${server.url}/health`])).status).toBe(200);
       } finally {
         server.kill();
@@ -220,6 +241,8 @@ describe("the server process reading Secret Manager", () => {
 
   describe("a running process", () => {
     let server: ServerProcess;
+    let starting: Promise<ServerProcess>;
+    let port: number;
     let release: (() => void) | undefined;
     let token: string;
 
@@ -230,13 +253,19 @@ describe("the server process reading Secret Manager", () => {
       // No hmac-secrets: a warning, not a failure. The first answers are held until the test releases them.
       release = fake.hold();
       const before = fake.requests.length;
-      server = await startServerProcess({ env: env({ API_KEY_SERVER_SECRET_REFRESH_SECONDS: "1" }) });
+      port = await freePort();
+      starting = startServerProcess({
+        env: env({ API_KEY_SERVER_SECRET_REFRESH_SECONDS: "1", PORT: String(port) }),
+      });
+      // Never left unhandled while the test holds the load; the test awaits it.
+      starting.catch(() => undefined);
       await fake.whenRequested(before + 1);
       token = await mintJwt(key, { claims: { sub: "svc-sm", products: ["product-dev", "product-b"] } });
     });
 
     afterAll(async () => {
       release?.();
+      server = await starting;
       server.kill();
       await server.exited;
     });
@@ -257,17 +286,14 @@ describe("the server process reading Secret Manager", () => {
       return { status: res.status, body: JSON.parse(res.body) as Record<string, unknown> };
     };
 
-    it("answers /health 503 while the first load is still waiting for Secret Manager", async () => {
-      expect(await health()).toStrictEqual({
-        status: 503,
-        body: {
-          error: { code: 503, status: "UNAVAILABLE", message: "Service not ready" },
-          detail: "Service not ready",
-        },
-      });
+    it("keeps its port closed while the first load is still waiting for Secret Manager, then opens it ready", async () => {
+      // Start-up checks all run before the port opens (src/main.ts): nothing accepts a connection yet.
+      const refused = await curl([`http://127.0.0.1:${port}/health`]);
+      expect(refused.status).toBe(0);
       release?.();
       release = undefined;
-      await server.waitForLine((line) => line.includes('"Secrets loaded, ready"'));
+      server = await starting;
+      expect(server.port).toBe(port);
       const ready = await health();
       expect(ready.status).toBe(200);
       expect(ready.body).toMatchObject({ status: "ok", products: 1 });

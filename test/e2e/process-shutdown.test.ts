@@ -127,6 +127,18 @@ describe("SIGTERM on the server process (SPEC S11)", () => {
     expect(rpcResult.response).toMatchObject({ id: defaultCompletion.id, object: "chat.completion" });
 
     expect(await server.exited).toStrictEqual({ code: 0, signal: null });
+    // One INFO line once the server has stopped, saying what became of the calls: both completed.
+    expect(server.logs().filter((l) => String(l["message"]).startsWith("Server stopped"))).toStrictEqual([
+      {
+        severity: "INFO",
+        time: expect.any(String) as unknown,
+        exitCode: 0,
+        completed: 2,
+        cut: 0,
+        graceMs: expect.any(Number) as unknown,
+        message: "Server stopped: 2 calls completed and 0 cut during the grace",
+      },
+    ]);
     expect(server.lines.join("\n")).not.toContain(apiKey);
     expect(server.lines.join("\n")).not.toContain(token);
   });
@@ -165,5 +177,11 @@ describe("SIGTERM on the server process (SPEC S11)", () => {
     await rest;
     // The upstream call was cancelled, not left running.
     await mock.whenAborted(1);
+    // The stopped line counts the two calls the grace ended: the stalled chat call at least was cut.
+    const stopped = server.logs().filter((l) => String(l["message"]).startsWith("Server stopped"));
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]).toMatchObject({ severity: "INFO", exitCode: 0, graceMs: 1000 });
+    expect(Number(stopped[0]?.["cut"])).toBeGreaterThanOrEqual(1);
+    expect(Number(stopped[0]?.["completed"]) + Number(stopped[0]?.["cut"])).toBe(2);
   });
 });

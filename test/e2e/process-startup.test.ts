@@ -110,8 +110,10 @@ describe("a fresh clone: the example files copied into ./config (issue 3, issue 
       Object.values(logs.find((e) => e["message"] === "Secrets loaded")?.["secretVersions"] ?? {}),
     ).not.toContain("missing");
     expect(messages(server, "ERROR")).toEqual([]);
-    // The only warning is the misspelt setting, named.
-    expect(messages(server, "WARNING")).toEqual(["Unknown setting API_KEY_SERVER_MAX_TOKEN is ignored"]);
+    // The only warning is the misspelt setting, named, with the setting it most likely meant.
+    expect(messages(server, "WARNING")).toEqual([
+      "Unknown setting API_KEY_SERVER_MAX_TOKEN is ignored (did you mean API_KEY_SERVER_MAX_TOKENS?)",
+    ]);
   });
 
   it("answers curl /health with 200", async () => {

@@ -23,7 +23,7 @@ interface Case {
   readonly body?: string;
   readonly status: number;
   /** The S7 body `{"error": {"code", "status", "message"}, "detail"}`; undefined = not JSON (431). */
-  readonly error?: { readonly status: string; readonly message: string };
+  readonly error?: { readonly status: string; readonly message: string; readonly details?: unknown };
   readonly allow?: string;
 }
 
@@ -94,7 +94,19 @@ const cases: readonly Case[] = [
       `"content":"${"x".repeat(maxBodyBytes + 1 - chatBody.length + 2)}"`,
     ),
     status: 413,
-    error: { status: "RESOURCE_EXHAUSTED", message: "Request too large" },
+    error: {
+      status: "RESOURCE_EXHAUSTED",
+      message: "Request too large",
+      // The limit, beside the exact message.
+      details: [
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          reason: "request_too_large",
+          domain: "api-key-server",
+          metadata: { limit_bytes: String(maxBodyBytes) },
+        },
+      ],
+    },
   },
   {
     name: "an unknown path",
@@ -195,8 +207,9 @@ describe("bad REST input on the composed app (issue 2.8)", () => {
     expect(statusLine).toMatch(new RegExp(`^HTTP/${c.version.replace(".", "\\.")} ${c.status}\\b`));
     if (c.error !== undefined) {
       expect(headers.get("content-type")).toMatch(/^application\/json/);
+      const error = { code: c.status, status: c.error.status, message: c.error.message };
       expect(JSON.parse(body)).toStrictEqual({
-        error: { code: c.status, status: c.error.status, message: c.error.message },
+        error: c.error.details === undefined ? error : { ...error, details: c.error.details },
         detail: c.error.message,
       });
     }

@@ -160,6 +160,18 @@ function s7(code: number, status: string, message: string): unknown {
   return { error: { code, status, message }, detail: message };
 }
 
+/** The 413 body: the exact message, the limit in `error.details` (an ErrorInfo as Google's REST APIs write it). */
+function tooLarge(limitBytes: number): unknown {
+  const message = "Request too large";
+  const info = {
+    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+    reason: "request_too_large",
+    domain: "api-key-server",
+    metadata: { limit_bytes: String(limitBytes) },
+  };
+  return { error: { code: 413, status: "RESOURCE_EXHAUSTED", message, details: [info] }, detail: message };
+}
+
 interface Case {
   readonly name: string;
   readonly method: string;
@@ -431,7 +443,7 @@ const cases: Case[] = [
     headers: json,
     body: JSON.stringify({ kind: "x".repeat(2000) }),
     status: 413,
-    json: s7(413, "RESOURCE_EXHAUSTED", "Request too large"),
+    json: tooLarge(1024),
   },
   ...(
     [
@@ -519,7 +531,7 @@ describe("REST transcoder over HTTP/1.1", () => {
       duplex: "half",
     });
     expect(res.status).toBe(413);
-    expect(await res.json()).toStrictEqual(s7(413, "RESOURCE_EXHAUSTED", "Request too large"));
+    expect(await res.json()).toStrictEqual(tooLarge(1024));
   });
 
   it("runs the router's interceptors with the caller's headers, a deadline and the HTTP request line", async () => {
@@ -674,7 +686,7 @@ describe("REST transcoder over HTTP/2 (h2c)", () => {
       headers: json,
       body: JSON.stringify({ kind: "x".repeat(2000) }),
       status: 413,
-      answer: JSON.stringify(s7(413, "RESOURCE_EXHAUSTED", "Request too large")),
+      answer: JSON.stringify(tooLarge(1024)),
     },
     {
       name: "server streaming as SSE",

@@ -46,7 +46,7 @@ describe("toRateLimitError", () => {
     const p = { limit: 1, windowMs: 1_500 };
     await limiter.consume("k", p);
     const refused = await limiter.consume("k", p);
-    const err = toRateLimitError(refused, p);
+    const err = toRateLimitError(refused, p, "requests_per_minute");
     expect(err).toBeInstanceOf(AppError);
     expect(err.code).toBe("rate_limited");
     expect(httpStatusOf(err.code)).toBe(429);

@@ -116,7 +116,28 @@ describe("file secret source", () => {
           join(d, "openai_api_keys.json"),
           `{"product-dev": {"providers": {"openai": {"api_key": "${apiKey}"`,
         ),
-      () => 'Failed to load secrets from local files: secret "openai-api-keys": $: not valid JSON',
+      // Cut short: the error is where the text ends, on its one line.
+      (d: string) =>
+        `Failed to load secrets from local files: secret "openai-api-keys": ${join(d, "openai_api_keys.json")}:1:${`{"product-dev": {"providers": {"openai": {"api_key": "${apiKey}"`.length + 1}: not valid JSON`,
+    ],
+    [
+      "a product file with a trailing comma on line 4",
+      (d: string) =>
+        writeFile(
+          join(d, "openai_api_keys.json"),
+          `{\n  "product-dev": {\n    "providers": {"echo": {"models": ["echo-1"]}},\n  },\n}\n`,
+        ),
+      // V8 stops at the "}" after the comma: line 4, column 3. The file is named as editors link it.
+      (d: string) =>
+        `Failed to load secrets from local files: secret "openai-api-keys": ${join(d, "openai_api_keys.json")}:4:3: not valid JSON`,
+    ],
+    [
+      "a product file that is JSON but not the schema",
+      (d: string) =>
+        writeFile(join(d, "openai_api_keys.json"), JSON.stringify({ "product-dev": { providers: {} } })),
+      // A schema error keeps naming the JSON path, after the file.
+      (d: string) =>
+        `Failed to load secrets from local files: secret "openai-api-keys": ${join(d, "openai_api_keys.json")}: $["product-dev"].providers: expected at least one provider`,
     ],
   ])("fails start on %s with a clear message", async (_case, arrange, expected) => {
     await arrange(dir);

@@ -83,7 +83,8 @@ describe("parseJwtKeys", () => {
     // An empty set would refuse every JWT caller; turning JWT off is deleting the secret (issue 18, item 6).
     ["an empty JWKS", () => '{"keys": []}', "$.keys: no keys (to turn JWT off, delete the secret instead)"],
     ["an empty PEM list", () => "[]", "$: no keys (to turn JWT off, delete the secret instead)"],
-    ["not JSON", () => "nope", "$: not valid JSON"],
+    // "n" may start null: the "o" is the first character that cannot.
+    ["not JSON", () => "nope", "$: not valid JSON at line 1, column 2"],
     ["a string", () => '"x"', "$: expected an object, got a string"],
     ["a JWKS without keys array", () => '{"keys": {}}', "$.keys: expected an array of JWKs"],
     [
@@ -194,7 +195,7 @@ describe("parseHmacSecrets", () => {
   it.each([
     // An empty set would refuse every HMAC caller; turning HMAC off is deleting the secret (issue 18, item 6).
     ["no keys", {}, "$: no keys (to turn HMAC off, delete the secret instead)"],
-    ["not JSON", "[", "$: not valid JSON"],
+    ["not JSON", "[", "$: not valid JSON at line 1, column 2"],
     ["an array", [], "$: expected an object, got an array"],
     [
       "a bad key id",

@@ -80,7 +80,8 @@ describe("parseProducts", () => {
   });
 
   it.each([
-    ["not JSON", "{", "$: not valid JSON"],
+    ["not JSON", "{", "$: not valid JSON at line 1, column 2"],
+    ["not JSON on line 3", '{\n  "a": {\n    "providers": x\n}', "$: not valid JSON at line 3, column 18"],
     ["an array", [], "$: expected an object, got an array"],
     ["no products", {}, "$: expected at least one product"],
     [

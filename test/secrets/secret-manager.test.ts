@@ -31,6 +31,8 @@ const productsDoc = (apiKey: string, models = ["gpt-4o"]): string =>
   JSON.stringify({ "product-dev": { providers: { openai: { api_key: apiKey, models } } } });
 const hmacDoc = JSON.stringify({ "svc-a": { secret: hmacSecret, products: "*" } });
 
+/** Where the fake Secret Manager keeps each secret (its versions are `${P}<name>/versions/<n>`). */
+const P = "projects/test-project/secrets/";
 describe("Secret Manager source and store, against the real client library", () => {
   let fake: FakeSecretManager;
   let client: SecretManagerServiceClient;
@@ -193,7 +195,7 @@ describe("Secret Manager source and store, against the real client library", () 
             names.products,
             JSON.stringify({ p: { providers: { openai: { api_key: apiKeyV1 } } } }),
           ),
-        'Failed to load secrets from Secret Manager: secret "openai-api-keys": $.p.providers.openai.models: required',
+        'Failed to load secrets from Secret Manager: secret "openai-api-keys": projects/test-project/secrets/openai-api-keys/versions/1: $.p.providers.openai.models: required',
       ],
     ])("rejects with the runbook's message on %s of the product secret", async (_case, arrange, message) => {
       fake.addVersion(names.jwtKeys, jwtDoc);
@@ -237,7 +239,7 @@ describe("Secret Manager source and store, against the real client library", () 
           (e: unknown) => e as Error,
         );
       expect(err?.message).toBe(
-        'Failed to load secrets from Secret Manager: secret "hmac-secrets": $.k.secret: must be at least 32 characters',
+        'Failed to load secrets from Secret Manager: secret "hmac-secrets": projects/test-project/secrets/hmac-secrets/versions/1: $.k.secret: must be at least 32 characters',
       );
     });
   });
@@ -289,7 +291,9 @@ describe("Secret Manager source and store, against the real client library", () 
       const s = newStore();
       await s.start();
       const before = s.current();
-      fake.addVersion(names.products, `{"product-dev": {"providers": {"openai": {"api_key": "${apiKeyV2}"`);
+      // Cut short: the syntax error is at the end of its one line, and the message says so by place.
+      const broken = `{"product-dev": {"providers": {"openai": {"api_key": "${apiKeyV2}"`;
+      fake.addVersion(names.products, broken);
       fake.addVersion(names.jwtKeys, JSON.stringify({ keys: [{ kty: "oct", k: "AAAA", kid: "x" }] }));
       await expect(s.refresh()).resolves.toBe(false);
       await expect(s.refresh()).resolves.toBe(false);
@@ -300,25 +304,25 @@ describe("Secret Manager source and store, against the real client library", () 
           "Failed to refresh secret; keeping the last good version",
           "openai-api-keys",
           "1",
-          "$: not valid JSON",
+          `${P}openai-api-keys/versions/2:1:${broken.length + 1}: not valid JSON`,
         ],
         [
           "Failed to refresh secret; keeping the last good version",
           "jwt-public-keys",
           "1",
-          "$.keys[0].k: private or symmetric key material is not allowed",
+          `${P}jwt-public-keys/versions/2: $.keys[0].k: private or symmetric key material is not allowed`,
         ],
         [
           "Failed to refresh secret; keeping the last good version",
           "openai-api-keys",
           "1",
-          "$: not valid JSON",
+          `${P}openai-api-keys/versions/2:1:${broken.length + 1}: not valid JSON`,
         ],
         [
           "Failed to refresh secret; keeping the last good version",
           "jwt-public-keys",
           "1",
-          "$.keys[0].k: private or symmetric key material is not allowed",
+          `${P}jwt-public-keys/versions/2: $.keys[0].k: private or symmetric key material is not allowed`,
         ],
       ]);
       // A fixed version is picked up again.
@@ -328,9 +332,21 @@ describe("Secret Manager source and store, against the real client library", () 
     });
 
     it.each([
-      ["jwt-public-keys", '{"keys": []}', "$.keys: no keys (to turn JWT off, delete the secret instead)"],
-      ["jwt-public-keys", "[]", "$: no keys (to turn JWT off, delete the secret instead)"],
-      ["hmac-secrets", "{}", "$: no keys (to turn HMAC off, delete the secret instead)"],
+      [
+        "jwt-public-keys",
+        '{"keys": []}',
+        `${P}jwt-public-keys/versions/2: $.keys: no keys (to turn JWT off, delete the secret instead)`,
+      ],
+      [
+        "jwt-public-keys",
+        "[]",
+        `${P}jwt-public-keys/versions/2: $: no keys (to turn JWT off, delete the secret instead)`,
+      ],
+      [
+        "hmac-secrets",
+        "{}",
+        `${P}hmac-secrets/versions/2: $: no keys (to turn HMAC off, delete the secret instead)`,
+      ],
     ] as const)(
       "refuses an empty key set in %s %s with an ERROR, keeping the last good keys",
       async (name, doc, error) => {

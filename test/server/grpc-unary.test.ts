@@ -167,7 +167,13 @@ async function exchange(
   const session = http2.connect(url);
   session.on("error", () => {});
   try {
-    const stream = session.request({ ":method": "POST", ":path": path, ...headers });
+    // One request id for both servers, so both answer with the same `x-request-id` (and both must send it).
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      "x-request-id": "grpc-unary-test",
+      ...headers,
+    });
     stream.end(body);
     let responseHeaders: http2.IncomingHttpHeaders = {};
     let trailers: http2.IncomingHttpHeaders = {};

@@ -200,7 +200,7 @@ export async function startAuthTestServer(
   });
   const { port } = await server.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}`;
-  return { h2Url: url, h1Url: url, close: () => server.close(0) };
+  return { h2Url: url, h1Url: url, close: async () => void (await server.close(0)) };
 }
 
 function fromConnectError(err: unknown): Outcome {

@@ -37,12 +37,19 @@ function clean(h: http.IncomingHttpHeaders | NodeJS.Dict<string | string[]>): Re
   );
 }
 
+/**
+ * The same request id on every request, so both servers answer with the same `x-request-id` (a generated
+ * one would differ), and the comparison still checks that both send it.
+ */
+const requestId = { "x-request-id": "differential-test" };
+
 /** One request on a fresh HTTP/1.1 connection. */
 export function send1(port: number, r: Request): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const declared = r.declared ?? true;
     const headers = {
       ...r.headers,
+      ...requestId,
       ...(declared ? { "content-length": String(r.body.length) } : { "transfer-encoding": "chunked" }),
     };
     const req = http.request(
@@ -84,6 +91,7 @@ export async function send2(url: string, r: Request, options: { reset?: boolean 
       ":method": r.method ?? "POST",
       ":path": r.path,
       ...r.headers,
+      ...requestId,
       ...(declared ? { "content-length": String(r.body.length) } : {}),
     });
     stream.on("error", () => {});

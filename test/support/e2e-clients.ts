@@ -58,6 +58,8 @@ export interface Outcome {
   /** Connect/gRPC errors: the google.rpc.ErrorInfo reason (our AppErrorCode) and RetryInfo delay. */
   readonly reason?: string | undefined;
   readonly retryDelayMs?: number | undefined;
+  /** Connect/gRPC errors: the ErrorInfo metadata (`param`, `hint`, `limit_bytes`, ...). */
+  readonly errorMetadata?: Readonly<Record<string, string>> | undefined;
 }
 
 /** A server stream's outcome: the messages before the end, then how it ended. */
@@ -65,7 +67,13 @@ export interface StreamOutcome {
   readonly status: number | undefined;
   readonly messages: unknown[];
   /** OK, or the error that ended the stream (or refused it before the first message). */
-  readonly end: { readonly code: CodeName; readonly message: string; readonly body?: unknown };
+  readonly end: {
+    readonly code: CodeName;
+    readonly message: string;
+    readonly body?: unknown;
+    /** Connect/gRPC: the ErrorInfo metadata of the error that ended the stream. */
+    readonly errorMetadata?: Readonly<Record<string, string>> | undefined;
+  };
   readonly headers: Readonly<Record<string, string>>;
   readonly raw: string;
   /** REST only: the stream's last event was `data: [DONE]` (OpenAI's terminator of a stream that finished). */
@@ -342,9 +350,11 @@ export function createE2eClients(baseUrl: string): E2eClients {
             });
             call.on("error", (error: grpc.ServiceError) => {
               Object.assign(headers, flatten(error.metadata));
+              const { errorMetadata } = grpcDetails(error, headers);
               resolve({
                 code: codeNames[error.code] ?? "UNKNOWN",
                 message: decodeGrpcMessage(error.details),
+                ...(errorMetadata === undefined ? {} : { errorMetadata }),
               });
             });
             call.on("status", (status: grpc.StatusObject) => {
@@ -436,11 +446,15 @@ function decodeGrpcMessage(details: string): string {
   }
 }
 
-function detailsOf(error: ConnectError): { reason?: string; retryDelayMs?: number } {
+function detailsOf(error: ConnectError): {
+  reason?: string;
+  retryDelayMs?: number;
+  errorMetadata?: Record<string, string>;
+} {
   const info = error.findDetails(ErrorInfoSchema)[0];
   const retry = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
   return {
-    ...(info === undefined ? {} : { reason: info.reason }),
+    ...(info === undefined ? {} : { reason: info.reason, errorMetadata: { ...info.metadata } }),
     ...(retry === undefined ? {} : { retryDelayMs: Number(retry.seconds) * 1000 + retry.nanos / 1e6 }),
   };
 }

@@ -79,6 +79,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     log,
     readiness,
     notify: () => listeners.forEach((l) => l()),
-    close: (graceMs = 1_000) => app.close(graceMs),
+    close: async (graceMs = 1_000) => void (await app.close(graceMs)),
   };
 }

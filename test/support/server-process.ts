@@ -38,9 +38,9 @@ export interface ServerProcessOptions {
   /** How long to wait for the "Listening on" line (default 20 s); the child is killed on timeout. */
   readonly readyTimeoutMs?: number;
   /**
-   * Also wait for the "Secrets loaded, ready" line before resolving (default false). The server listens
-   * BEFORE the first secret load (so /health answers 503 meanwhile): chat requests sent right after
-   * "Listening on" may get 503 `Service not ready`.
+   * Also wait for the "Secrets loaded, ready" line before resolving (default false). The server opens
+   * its port only after the first secret load, so that line comes before "Listening on" and this
+   * changes nothing; kept for tests written when the order was the other way round.
    */
   readonly waitForSecrets?: boolean;
 }

@@ -19,7 +19,7 @@ import type { InProcessCall } from "../../call/in-process-call.js";
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import { readBody } from "../../call/read-body.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { AppError, connectHttpStatusOf } from "../../errors/index.js";
+import { connectHttpStatusOf, requestTooLarge } from "../../errors/index.js";
 import { malformedMessage } from "../malformed-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
@@ -315,7 +315,7 @@ function readUnaryBody(req: Exchange["req"], readMaxBytes: number): Promise<Buff
       if (total <= readMaxBytes) return undefined;
       // What is left unread is drained or refused when the answer goes out (see serve()).
       req.pause();
-      return new AppError("request_too_large");
+      return requestTooLarge(readMaxBytes);
     },
     () => new ConnectError("the request body ended early", Code.Canceled),
   );

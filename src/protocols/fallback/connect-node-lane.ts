@@ -14,7 +14,7 @@ import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from
 import type { Compression } from "@connectrpc/connect/protocol";
 import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import { exchangeKey, type Exchange } from "../../edge/exchange.js";
-import { AppError, connectHttpStatusOf } from "../../errors/index.js";
+import { connectHttpStatusOf, requestTooLarge } from "../../errors/index.js";
 import type { Auth } from "../../auth/index.js";
 import type { Logger } from "../../log/index.js";
 import { accessRecordKey } from "../../edge/access-record.js";
@@ -85,7 +85,7 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
       answerConnectError(exchange, failCall(contextValues, err), 400);
       return true;
     }
-    const tooLarge = (): ConnectError => failCall(contextValues, new AppError("request_too_large"));
+    const tooLarge = (): ConnectError => failCall(contextValues, requestTooLarge(readMaxBytes));
     let body = uReq.body as AsyncIterable<Uint8Array>;
     if (enveloped) {
       body = limitEnvelopes(body, readMaxBytes, tooLarge);
@@ -137,7 +137,11 @@ export function createConnectDispatch(options: ConnectDispatchOptions): ConnectD
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         logger.error(
-          { rpc: exchange.rpc, err: reason instanceof Error ? reason.message : String(reason) },
+          {
+            requestId: exchange.requestId,
+            rpc: exchange.rpc,
+            err: reason instanceof Error ? reason.message : String(reason),
+          },
           "Connect handler failed",
         );
       });

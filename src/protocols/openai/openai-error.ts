@@ -1,7 +1,7 @@
 import type { ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { codeTable, errorDomain, type AppErrorCode } from "../../errors/index.js";
-import { restErrorFromConnect, type RestError } from "../http-error.js";
+import { errorDetailsOf, restErrorFromConnect, type ErrorInfoJson, type RestError } from "../http-error.js";
 
 /**
  * OpenAI's `error.type` by HTTP status, for the statuses of the README's error table. OpenAI's SDKs pick
@@ -27,10 +27,21 @@ const paramByReason: Partial<Record<AppErrorCode, string>> = {
   streaming_required: "stream",
 };
 
-/** OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`. */
-export function openAiErrorBody(status: number, message: string, code: string, param: string | null): string {
+/**
+ * OpenAI's error body: `{"error": {"message", "type", "param", "code", "details"?}}`; `details` (our
+ * ErrorInfo, as in the REST body) only when the error carries a hint or a limit, which OpenAI's SDKs keep
+ * on the error object without reading.
+ */
+export function openAiErrorBody(
+  status: number,
+  message: string,
+  code: string,
+  param: string | null,
+  details?: readonly ErrorInfoJson[],
+): string {
   const type = typeByStatus[status] ?? (status >= 500 ? "server_error" : "invalid_request_error");
-  return JSON.stringify({ error: { message, type, param, code } });
+  const error = { message, type, param, code };
+  return JSON.stringify({ error: details === undefined ? error : { ...error, details } });
 }
 
 /**
@@ -53,5 +64,9 @@ export function openAiErrorFromConnect(error: ConnectError): RestError {
       Math.max(0, Math.ceil(Number(retry.seconds) * 1000 + retry.nanos / 1e6)),
     );
   }
-  return { status: rest.status, body: openAiErrorBody(rest.status, error.rawMessage, code, param), headers };
+  return {
+    status: rest.status,
+    body: openAiErrorBody(rest.status, error.rawMessage, code, param, errorDetailsOf(error)),
+    headers,
+  };
 }
