@@ -20,7 +20,7 @@ import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import { readBody } from "../../call/read-body.js";
 import type { Exchange } from "../../edge/exchange.js";
 import { connectHttpStatusOf, requestTooLarge } from "../../errors/index.js";
-import { malformedMessage } from "../malformed-message.js";
+import { decodeRequest } from "../malformed-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
 import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
@@ -188,15 +188,9 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
       // The message as sent, content coding removed: what the signature covers (docs/auth.md).
       message: (body) =>
         compression.request === null ? body : decompress(compression.request, body, readMaxBytes),
-      decode(bytes) {
-        try {
-          return { request: serialization.getI(binary).parse(bytes) };
-        } catch (err) {
-          // Binary that does not decode is the caller's fault, not the server's (connect says INTERNAL).
-          if (binary) throw malformedMessage(err);
-          throw err;
-        }
-      },
+      decode: (bytes) => ({
+        request: decodeRequest((b) => serialization.getI(binary).parse(b), bytes, binary),
+      }),
       async unary(call, message) {
         let body: Uint8Array;
         try {
@@ -270,14 +264,9 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
         if ((flags & compressedFlag) === 0) return data;
         return decompress(compression.request, data, readMaxBytes);
       },
-      decode(bytes) {
-        try {
-          return { request: serialization.getI(binary).parse(bytes) };
-        } catch (err) {
-          if (binary) throw malformedMessage(err);
-          throw err;
-        }
-      },
+      decode: (bytes) => ({
+        request: decodeRequest((b) => serialization.getI(binary).parse(b), bytes, binary),
+      }),
       unary: () => Promise.reject(new Error("a Connect stream wire has no unary answer")),
       async stream(call, messages) {
         const { res } = exchange;

@@ -13,7 +13,7 @@ import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange } from "../../edge/exchange.js";
 import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
-import { malformedMessage } from "../malformed-message.js";
+import { decodeRequest } from "../malformed-message.js";
 import { toSpecEncoding } from "../../compat/grpc-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 
@@ -147,15 +147,9 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
         if ((flags & compressedFlag) === 0) return data;
         return decompress(compression.request, data, readMaxBytes);
       },
-      decode(bytes) {
-        try {
-          return { request: serialization.input.parse(bytes) };
-        } catch (err) {
-          // Binary that does not decode is the caller's fault, not the server's (connect says INTERNAL).
-          if (binary) throw malformedMessage(err);
-          throw err;
-        }
-      },
+      decode: (bytes) => ({
+        request: decodeRequest((b) => serialization.input.parse(b), bytes, binary),
+      }),
       async unary(call, answer) {
         let body: Uint8Array;
         try {
