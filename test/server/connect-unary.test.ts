@@ -10,7 +10,7 @@ import {
 } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import type { Exchange as HttpExchange } from "../../src/edge/index.js";
 import type { PrecheckRequest } from "../../src/auth/index.js";
-import { AppError, toConnectError } from "../../src/errors/index.js";
+import { AppError, requestTooLarge, toConnectError } from "../../src/errors/index.js";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { recordServices } from "../../src/services/record-services.js";
 import { createWireErrorInterceptor } from "../../src/call/wire-error.js";
@@ -139,7 +139,7 @@ interface Case extends Request {
 /** connect's answer to `c`, with the server's correction where the case has one. */
 function corrected(c: Case, answer: Answer): Answer {
   if (c.tooLarge !== true) return answer;
-  const body = Buffer.from(errorToJsonBytes(toConnectError(new AppError("request_too_large")), {}));
+  const body = Buffer.from(errorToJsonBytes(toConnectError(requestTooLarge(readMaxBytes)), {}));
   expect(answer.status).toBe(429);
   return {
     ...answer,
