@@ -272,8 +272,8 @@ describe("docs/runbook.ja.md, every section", () => {
 
   it("explains npm ci's EBADENGINE warnings, as the README does", async () => {
     const readme = await readFile(join(repoRoot, "README.md"), "utf8");
-    expect(readme).toContain("`npm ci` prints about 70 `npm warn EBADENGINE Unsupported engine` lines");
-    expect(section(1)).toContain("`npm warn EBADENGINE` を約 70 行出すが無害");
+    expect(readme).toContain("`npm ci` prints about 85 `npm warn EBADENGINE Unsupported engine` lines");
+    expect(section(1)).toContain("`npm warn EBADENGINE` を約 85 行出すが無害");
   });
 
   it("filters every log query by logName (Cloud Run's request log would count every call twice)", () => {
