@@ -70,9 +70,14 @@ function localOf(rule: ValueRule, json: JsonValue): unknown {
   }
 }
 
-function setField(rule: FieldRule, message: Fields, json: JsonValue): void {
-  const nullable = rule.value.kind === "message" && rule.value.plan.wkt === "value";
-  if (json === null && !(nullable && rule.shape === "single")) return;
+function setField(rule: FieldRule, message: Fields, raw: JsonValue): void {
+  let json = raw;
+  if (json === null) {
+    // JSON_PRESENCE_NULL_WHEN_EMPTY: `null` is the field set to "" (a stream's first delta's refusal).
+    if (rule.presence === "emptyNull") json = "";
+    else if (rule.shape !== "single" || rule.value.kind !== "message" || rule.value.plan.wkt !== "value")
+      return;
+  }
   switch (rule.shape) {
     case "single": {
       const value = localOf(rule.value, json);

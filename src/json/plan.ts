@@ -22,8 +22,12 @@ import {
 /** A JSON value's type, as a `json_union` member or a `json_list` item is chosen by it. */
 export type JsonKind = "string" | "number" | "boolean" | "array" | "object";
 
-/** What the writer does with an unset field: the default rule, `null`, or leaving it out. */
-export type Presence = "default" | "null" | "omit";
+/**
+ * What the writer does with an unset field: the default rule, `null`, or leaving it out; `emptyNull`
+ * (JSON_PRESENCE_NULL_WHEN_EMPTY, an `optional string` only) leaves it out when unset and writes `null` when
+ * it is set to "", and reads `null` as "".
+ */
+export type Presence = "default" | "null" | "omit" | "emptyNull";
 
 /** The value of a field (a singular field, a list item or a map value). */
 export type ValueRule =
@@ -249,6 +253,8 @@ function presenceOf(value: JsonPresence): Presence {
       return "null";
     case JsonPresence.OMIT_WHEN_EMPTY:
       return "omit";
+    case JsonPresence.NULL_WHEN_EMPTY:
+      return "emptyNull";
     default:
       return "default";
   }
@@ -337,6 +343,20 @@ function fieldRule(field: DescField): FieldRule {
     }
   }
   const inOneof = field.oneof !== undefined;
+  const presence = presenceOf(getOption(field, json_presence));
+  // Three JSON states need explicit presence on a string outside any oneof (a proto3 `optional string`,
+  // whose synthetic oneof protobuf-es does not list), where `null` is neither unset nor another member.
+  if (
+    presence === "emptyNull" &&
+    !(
+      field.fieldKind === "scalar" &&
+      field.scalar === ScalarType.STRING &&
+      !inOneof &&
+      field.presence !== FeatureSet_FieldPresence.IMPLICIT
+    )
+  ) {
+    throw new Error(`${field.parent.typeName}.${field.name}: NULL_WHEN_EMPTY needs an optional string`);
+  }
   return {
     field,
     key: field.name,
@@ -344,7 +364,7 @@ function fieldRule(field: DescField): FieldRule {
     localName: field.localName,
     shape,
     value,
-    presence: presenceOf(getOption(field, json_presence)),
+    presence,
     implicit:
       shape === "single" &&
       value.kind !== "message" &&

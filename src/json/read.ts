@@ -217,6 +217,11 @@ function normalizeItems(rule: FieldRule, items: JsonValue[]): void {
 /** A present key's value (`null` included) in the writer's form. */
 function normalizeField(rule: FieldRule, json: JsonObject, value: JsonValue): void {
   const { key } = rule;
+  if (rule.presence === "emptyNull") {
+    // Three states, as the writer gives them: `null` and "" are `null`, a string stays (absent stays absent).
+    if (value === "") json[key] = null;
+    return;
+  }
   let out: JsonValue | undefined;
   switch (rule.shape) {
     case "single":

@@ -116,6 +116,8 @@ function fieldJson(rule: FieldRule, message: Fields): JsonValue | undefined {
     case "single":
       if (rule.oneof !== undefined) return value === undefined ? undefined : writeValue(rule.value, value);
       if (!rule.implicit && !isSet(rule, message)) return undefined;
+      // JSON_PRESENCE_NULL_WHEN_EMPTY: set to "" is `null` (unset was left out above).
+      if (value === "" && rule.presence === "emptyNull") return null;
       return writeValue(rule.value, value);
   }
 }

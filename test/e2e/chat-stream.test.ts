@@ -100,6 +100,24 @@ describe("StreamChatCompletion end to end over REST (SSE), Connect and gRPC", ()
     },
   );
 
+  it.each(["connect", "grpc"] as const)(
+    '%s: the first delta\'s `"refusal": null` is its refusal set to "", the later deltas leave it unset',
+    async (protocol) => {
+      // The fixture is OpenAI's stream: `"refusal": null` in the first delta only.
+      expect(
+        chunks.map((c) => (c["choices"] as { delta: object }[])[0]?.delta).map((d) => "refusal" in (d ?? {})),
+      ).toStrictEqual(chunks.map((_c, i) => i === 0));
+      const outcome = await stream(protocol, behaviors.sse(chunks));
+      expect(outcome.end).toEqual({ code: "OK", message: "" });
+      const deltas = (outcome.chunks ?? []).map((chunk) => chunk.choices[0]?.delta);
+      expect(deltas).toHaveLength(chunks.length);
+      const [first, ...later] = deltas;
+      expect(first?.refusal).toBe("");
+      expect(first !== undefined && Object.hasOwn(first, "refusal")).toBe(true);
+      for (const delta of later) expect(delta?.refusal).toBeUndefined();
+    },
+  );
+
   const broken: readonly { name: string; behavior: Behavior; before: number }[] = [
     { name: "truncated (no [DONE])", behavior: behaviors.sse(chunks.slice(0, 2), "truncate"), before: 2 },
     { name: "connection reset mid-stream", behavior: behaviors.sse(chunks.slice(0, 2), "reset"), before: 2 },

@@ -66,8 +66,8 @@ const products = (url: string) => ({
 });
 
 /**
- * What the typed contract relays: Azure's content-filter fields are not OpenAI's and are dropped, and
- * proto3 cannot tell null from absent for a chunk delta's `refusal` (test/e2e/chat-stream.test.ts explains).
+ * What the typed contract relays: Azure's content-filter fields are not OpenAI's and are dropped; a chunk
+ * delta's `"refusal": null` is kept (ChunkDelta.refusal is JSON_PRESENCE_NULL_WHEN_EMPTY).
  */
 function relayed(json: unknown, parent = ""): unknown {
   if (Array.isArray(json)) return json.map((item) => relayed(item, parent));
@@ -75,7 +75,6 @@ function relayed(json: unknown, parent = ""): unknown {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
     if (key === "prompt_filter_results" || key === "content_filter_results") continue;
-    if (parent === "delta" && key === "refusal" && value === null) continue;
     out[key] = relayed(value, key);
   }
   if (parent === "" && !("system_fingerprint" in out)) out["system_fingerprint"] = null;

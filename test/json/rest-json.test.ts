@@ -1,5 +1,5 @@
 import { readdirSync } from "node:fs";
-import { create, toJson } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson, type JsonObject } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatCompletionChunkSchema,
@@ -11,12 +11,16 @@ import {
   HoldsTwoStringsSchema,
   NodeSchema,
   NodesSchema,
+  NullWhenEmptyImplicitSchema,
+  NullWhenEmptyListSchema,
+  NullWhenEmptyNumberSchema,
+  NullWhenEmptyOneofSchema,
   TwoStringsSchema,
   WideListSchema,
 } from "../../gen/testing/restjson/v1/restjson_pb.js";
 import { BookSchema } from "../../gen/testing/transcode/v1/transcode_pb.js";
 import { AppError } from "../../src/errors/index.js";
-import { fromRestJson, toRestJson } from "../../src/json/index.js";
+import { fromAnswerJson, fromRestJson, readAnswer, readRequest, toRestJson } from "../../src/json/index.js";
 import { fixture } from "../upstream/helpers.js";
 
 const toolCallCompletion = create(ChatCompletionSchema, {
@@ -490,4 +494,91 @@ describe("json_union and json_list (typed oneofs with OpenAI's JSON shapes)", ()
     expect(() => fromRestJson(schema, {})).toThrow(new Error(error));
     expect(() => toRestJson(schema, create(schema))).toThrow(new Error(error));
   });
+});
+
+describe('JSON_PRESENCE_NULL_WHEN_EMPTY (ChunkDelta.refusal: OpenAI\'s first delta has `"refusal": null`)', () => {
+  const chunk = (delta: JsonObject): JsonObject => ({
+    id: "c",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "m",
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: null }],
+    system_fingerprint: null,
+  });
+  /** The REST reader and the provider reader, each building the message. */
+  const readers = [
+    ["fromRestJson", (json: JsonObject) => fromRestJson(ChatCompletionChunkSchema, json)],
+    ["fromAnswerJson", (json: JsonObject) => fromAnswerJson(ChatCompletionChunkSchema, json)],
+  ] as const;
+
+  it.each([
+    ["null: set to the empty string", { role: "assistant", content: "", refusal: null }, ""],
+    ["absent: unset", { content: "Hello" }, undefined],
+    ["a string: that string", { refusal: "I can't" }, "I can't"],
+  ])("%s, and written back exactly (REST reader and provider reader)", (_name, delta, refusal) => {
+    for (const [name, read] of readers) {
+      const message = read(chunk(delta));
+      expect(message?.choices[0]?.delta?.refusal, name).toBe(refusal);
+      expect(message?.choices[0]?.delta && Object.hasOwn(message.choices[0].delta, "refusal"), name).toBe(
+        refusal !== undefined,
+      );
+      expect(message && toRestJson(ChatCompletionChunkSchema, message), name).toStrictEqual(chunk(delta));
+    }
+    // Normalizing (the JSON fast path) keeps the three states as they are.
+    expect(readAnswer(ChatCompletionChunkSchema, chunk(delta))).toStrictEqual(chunk(delta));
+    expect(readRequest(ChatCompletionChunkSchema, chunk(delta))).toStrictEqual(chunk(delta));
+  });
+
+  it('"" is normalized to `null`, as the writer writes a field set to ""; absent stays absent', () => {
+    const written = toRestJson(
+      ChatCompletionChunkSchema,
+      create(ChatCompletionChunkSchema, { choices: [{ delta: { refusal: "" } }] }),
+    ) as JsonObject;
+    expect(written["choices"]).toStrictEqual([
+      { index: 0, delta: { refusal: null }, logprobs: null, finish_reason: null },
+    ]);
+    expect(readAnswer(ChatCompletionChunkSchema, chunk({ refusal: "" }))).toStrictEqual(
+      chunk({ refusal: null }),
+    );
+    expect(readRequest(ChatCompletionChunkSchema, chunk({ refusal: "" }))).toStrictEqual(
+      chunk({ refusal: null }),
+    );
+    const unset = readAnswer(ChatCompletionChunkSchema, chunk({})) as JsonObject;
+    const [choice] = unset["choices"] as { delta: JsonObject }[];
+    expect(Object.hasOwn(choice?.delta ?? {}, "refusal")).toBe(false);
+  });
+
+  it("a value of another type is still refused as before (the engine's 400, a provider's misfit)", () => {
+    const message = fromRestJson(ChatCompletionChunkSchema, chunk({ refusal: null }));
+    expect(message.choices[0]?.delta?.refusal).toBe("");
+    expectInvalidArgument(
+      () => fromRestJson(ChatCompletionChunkSchema, chunk({ refusal: 1 })),
+      'Invalid value for field "refusal"',
+    );
+    expect(readAnswer(ChatCompletionChunkSchema, chunk({ refusal: false }))).toBeUndefined();
+  });
+
+  it("over the protobuf wire (gRPC, Connect binary) the three states survive too", () => {
+    const first = fromRestJson(ChatCompletionChunkSchema, chunk({ role: "assistant", refusal: null }));
+    const decoded = fromBinary(ChatCompletionChunkSchema, toBinary(ChatCompletionChunkSchema, first));
+    expect(decoded.choices[0]?.delta?.refusal).toBe("");
+    expect(toRestJson(ChatCompletionChunkSchema, decoded)).toStrictEqual(
+      chunk({ role: "assistant", refusal: null }),
+    );
+  });
+
+  it.each([
+    [NullWhenEmptyImplicitSchema, "testing.restjson.v1.NullWhenEmptyImplicit.text"],
+    [NullWhenEmptyNumberSchema, "testing.restjson.v1.NullWhenEmptyNumber.count"],
+    [NullWhenEmptyListSchema, "testing.restjson.v1.NullWhenEmptyList.words"],
+    [NullWhenEmptyOneofSchema, "testing.restjson.v1.NullWhenEmptyOneof.word"],
+  ] as const)(
+    "on anything but an optional string it is a plain Error when the type is planned (%#)",
+    (schema, field) => {
+      const error = new Error(`${field}: NULL_WHEN_EMPTY needs an optional string`);
+      expect(() => fromRestJson(schema, {})).toThrow(error);
+      expect(() => toRestJson(schema, create(schema))).toThrow(error);
+      expect(() => readAnswer(schema, {})).toThrow(error);
+    },
+  );
 });

@@ -78,6 +78,8 @@ export interface StreamOutcome {
   readonly raw: string;
   /** REST only: the stream's last event was `data: [DONE]` (OpenAI's terminator of a stream that finished). */
   readonly done?: boolean;
+  /** Connect and gRPC only: the chunk messages themselves, as the protobuf caller got them. */
+  readonly chunks?: readonly ChatCompletionChunk[];
 }
 
 export interface CallOptions {
@@ -312,12 +314,14 @@ export function createE2eClients(baseUrl: string): E2eClients {
         case "connect": {
           const headers: Record<string, string> = {};
           const messages: unknown[] = [];
+          const chunks: ChatCompletionChunk[] = [];
           let end: StreamOutcome["end"] = { code: "OK", message: "" };
           try {
             for await (const chunk of connect.streamChatCompletion(
               requestOf(product, body),
               connectOptions(options, headers),
             )) {
+              chunks.push(chunk);
               messages.push(toRestJson(ChatCompletionChunkSchema, chunk));
             }
           } catch (err) {
@@ -326,6 +330,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
           return {
             status: undefined,
             messages,
+            chunks,
             end,
             headers,
             raw: `${JSON.stringify(messages)}\n${end.message}\n${JSON.stringify(headers)}`,
@@ -334,6 +339,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
         case "grpc": {
           const headers: Record<string, string> = {};
           const messages: unknown[] = [];
+          const chunks: ChatCompletionChunk[] = [];
           const call = grpcClient.makeServerStreamRequest(
             `/${service}/StreamChatCompletion`,
             serialize(ChatCompletionRequestSchema),
@@ -346,6 +352,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
           call.on("metadata", (md) => Object.assign(headers, flatten(md)));
           const end = await new Promise<StreamOutcome["end"]>((resolve) => {
             call.on("data", (chunk: ChatCompletionChunk) => {
+              chunks.push(chunk);
               messages.push(toRestJson(ChatCompletionChunkSchema, chunk));
             });
             call.on("error", (error: grpc.ServiceError) => {
@@ -367,6 +374,7 @@ export function createE2eClients(baseUrl: string): E2eClients {
           return {
             status: undefined,
             messages,
+            chunks,
             end,
             headers,
             raw: `${JSON.stringify(messages)}\n${end.message}\n${JSON.stringify(headers)}`,
@@ -512,15 +520,9 @@ export function e2eProducts(mockUrl: string, cap = 100): Record<string, unknown>
 
 /**
  * OpenAI's stream chunks as the server relays them over REST and the OpenAI surface: field for field,
- * `"usage": null` included, except the `"refusal": null` of a delta, which a proto field cannot keep
- * (known gap, README "Streams over REST").
+ * `"usage": null` and the first delta's `"refusal": null` included (ChunkDelta.refusal is
+ * JSON_PRESENCE_NULL_WHEN_EMPTY, README "Streams over REST"). A copy, so a test cannot change the fixture.
  */
 export function relayedChunks(chunks: readonly Record<string, unknown>[]): Record<string, unknown>[] {
-  return chunks.map((chunk) => {
-    const choices = (chunk["choices"] as { delta: Record<string, unknown> }[]).map((choice) => {
-      const { refusal, ...delta } = choice.delta;
-      return refusal === null ? { ...choice, delta } : choice;
-    });
-    return { ...chunk, choices };
-  });
+  return structuredClone(chunks) as Record<string, unknown>[];
 }

@@ -13,6 +13,7 @@ import {
   type Message,
   type MessageShape,
 } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import {
   JsonPresence,
   json_list,
@@ -138,6 +139,17 @@ function fieldStep(field: DescField): FieldStep | undefined {
       return _never;
     }
   }
+  if (
+    presence === JsonPresence.NULL_WHEN_EMPTY &&
+    !(
+      field.fieldKind === "scalar" &&
+      field.scalar === ScalarType.STRING &&
+      field.oneof === undefined &&
+      field.presence !== FeatureSet_FieldPresence.IMPLICIT
+    )
+  ) {
+    throw new Error(`${field.parent.typeName}.${field.name}: NULL_WHEN_EMPTY needs an optional string`);
+  }
   if (presence === JsonPresence.UNSPECIFIED && !int64 && nested === undefined) return undefined;
   return { field, key: field.name, readKeys: keysOf(field.name, field.jsonName), presence, int64, nested };
 }
@@ -261,6 +273,11 @@ function applyPlan(plan: Plan, message: Message, json: JsonObject): JsonValue {
   let reorder = false;
   for (const step of plan.steps) {
     const { field, key } = step;
+    if (step.presence === JsonPresence.NULL_WHEN_EMPTY) {
+      // Set to "" (toJson writes it, the field having explicit presence) is OpenAI's `null`.
+      if (json[key] === "") json[key] = null;
+      continue;
+    }
     if (step.presence !== JsonPresence.UNSPECIFIED && isEmpty(message, field)) {
       if (step.presence === JsonPresence.OMIT_WHEN_EMPTY) delete json[key];
       else {
@@ -337,6 +354,7 @@ function reaches(plan: Plan, seen: Set<Plan>): boolean {
   if (seen.has(plan)) return false;
   seen.add(plan);
   if (plan.unions.length > 0 || plan.list !== undefined) return true;
+  if (plan.steps.some((s) => s.presence === JsonPresence.NULL_WHEN_EMPTY)) return true;
   return plan.steps.some((s) => s.nested !== undefined && reaches(s.nested, seen));
 }
 
@@ -371,6 +389,8 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
   if (!isObject(json)) return json;
   let out = json;
   const put = (k: string, v: JsonValue | undefined) => {
+    // Nothing changes: no copy (a provider's chunk read on the stream path is mostly left as it is).
+    if (out === json && v === json[k] && (v !== undefined || !(k in json))) return;
     if (out === json) out = { ...json };
     if (v === undefined) delete out[k];
     else out[k] = v;
@@ -393,6 +413,12 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     );
   }
   for (const step of plan.steps) {
+    if (step.presence === JsonPresence.NULL_WHEN_EMPTY) {
+      // `null` is the field set to "" (protobuf's reader would take it for unset).
+      const name = ownKey(json, step.readKeys);
+      if (name !== undefined && json[name] === null) put(name, "");
+      continue;
+    }
     const nested = step.nested;
     if (nested === undefined || !needsRead(nested)) continue;
     const { field } = step;
@@ -400,10 +426,8 @@ function toProtoJson(plan: Plan, json: JsonValue, key: string): JsonValue {
     const value = name === undefined ? undefined : json[name];
     if (name === undefined || value === undefined || value === null) continue;
     if (field.fieldKind === "list" && Array.isArray(value)) {
-      put(
-        name,
-        value.map((item) => toProtoJson(nested, item, field.name)),
-      );
+      const items = value.map((item) => toProtoJson(nested, item, field.name));
+      put(name, items.every((item, i) => item === value[i]) ? value : items);
     } else if (field.fieldKind === "map" && isObject(value)) {
       const entries: JsonObject = {};
       for (const [k, item] of Object.entries(value))
@@ -445,6 +469,21 @@ export function toRestJson<Desc extends DescMessage>(schema: Desc, message: Mess
   const json = toJson(schema, message, { useProtoFieldName: true, alwaysEmitImplicit: true });
   const plan = planOf(schema);
   return plan !== undefined && isObject(json) ? applyPlan(plan, message, json) : json;
+}
+
+/**
+ * Builds a message from a provider's answer or chunk (OpenAI's JSON): protobuf's reader, ignoring the
+ * fields the contract does not know, after the rewrites the contract's options need on reading (a
+ * `JSON_PRESENCE_NULL_WHEN_EMPTY` field's `null` is the field set to ""; protobuf would take it for
+ * unset). Throws what protobuf's reader throws for JSON that is no such message.
+ */
+export function fromProviderJson<Desc extends DescMessage>(
+  schema: Desc,
+  json: JsonValue,
+): MessageShape<Desc> {
+  const plan = planOf(schema);
+  const protoJson = plan !== undefined && needsRead(plan) ? toProtoJson(plan, json, schema.name) : json;
+  return fromJson(schema, protoJson, { ignoreUnknownFields: true });
 }
 
 /**

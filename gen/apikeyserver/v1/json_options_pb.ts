@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file apikeyserver/v1/json_options.proto.
  */
 export const file_apikeyserver_v1_json_options: GenFile = /*@__PURE__*/
-  fileDesc("CiJhcGlrZXlzZXJ2ZXIvdjEvanNvbl9vcHRpb25zLnByb3RvEg9hcGlrZXlzZXJ2ZXIudjEiPAoJSnNvblVuaW9uEi8KCHByZXNlbmNlGAEgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZSpzCgxKc29uUHJlc2VuY2USHQoZSlNPTl9QUkVTRU5DRV9VTlNQRUNJRklFRBAAEiEKHUpTT05fUFJFU0VOQ0VfTlVMTF9XSEVOX1VOU0VUEAESIQodSlNPTl9QUkVTRU5DRV9PTUlUX1dIRU5fRU1QVFkQAjpjCg1qc29uX3ByZXNlbmNlEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxiikAMgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZVIManNvblByZXNlbmNlOloKCmpzb25fdW5pb24SHS5nb29nbGUucHJvdG9idWYuT25lb2ZPcHRpb25zGKOQAyABKAsyGi5hcGlrZXlzZXJ2ZXIudjEuSnNvblVuaW9uUglqc29uVW5pb246PgoJanNvbl9saXN0Eh8uZ29vZ2xlLnByb3RvYnVmLk1lc3NhZ2VPcHRpb25zGKSQAyABKAhSCGpzb25MaXN0YgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiJhcGlrZXlzZXJ2ZXIvdjEvanNvbl9vcHRpb25zLnByb3RvEg9hcGlrZXlzZXJ2ZXIudjEiPAoJSnNvblVuaW9uEi8KCHByZXNlbmNlGAEgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZSqWAQoMSnNvblByZXNlbmNlEh0KGUpTT05fUFJFU0VOQ0VfVU5TUEVDSUZJRUQQABIhCh1KU09OX1BSRVNFTkNFX05VTExfV0hFTl9VTlNFVBABEiEKHUpTT05fUFJFU0VOQ0VfT01JVF9XSEVOX0VNUFRZEAISIQodSlNPTl9QUkVTRU5DRV9OVUxMX1dIRU5fRU1QVFkQAzpjCg1qc29uX3ByZXNlbmNlEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxiikAMgASgOMh0uYXBpa2V5c2VydmVyLnYxLkpzb25QcmVzZW5jZVIManNvblByZXNlbmNlOloKCmpzb25fdW5pb24SHS5nb29nbGUucHJvdG9idWYuT25lb2ZPcHRpb25zGKOQAyABKAsyGi5hcGlrZXlzZXJ2ZXIudjEuSnNvblVuaW9uUglqc29uVW5pb246PgoJanNvbl9saXN0Eh8uZ29vZ2xlLnByb3RvYnVmLk1lc3NhZ2VPcHRpb25zGKSQAyABKAhSCGpzb25MaXN0YgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * Writes and reads a oneof as one JSON key whose value's JSON type picks the member, the way OpenAI's JSON
@@ -75,6 +75,15 @@ export enum JsonPresence {
    * @generated from enum value: JSON_PRESENCE_OMIT_WHEN_EMPTY = 2;
    */
   OMIT_WHEN_EMPTY = 2,
+
+  /**
+   * For an `optional string` (explicit presence), three JSON states: left out when unset, `null` when set
+   * to the empty string, the string otherwise; reading `null` sets the field to "". For OpenAI's fields that
+   * are `null` in one message and absent in the next (a stream's first delta has `"refusal": null`).
+   *
+   * @generated from enum value: JSON_PRESENCE_NULL_WHEN_EMPTY = 3;
+   */
+  NULL_WHEN_EMPTY = 3,
 }
 
 /**

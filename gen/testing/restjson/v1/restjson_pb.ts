@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file testing/restjson/v1/restjson.proto.
  */
 export const file_testing_restjson_v1_restjson: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBIkEKD0hvbGRzVHdvU3RyaW5ncxIuCgVpbm5lchgBIAEoCzIfLnRlc3RpbmcucmVzdGpzb24udjEuVHdvU3RyaW5ncyJuCgVQbGFpbhIOCgR3b3JkGAEgASgJSAASKwoFcG9pbnQYAiABKAsyGi50ZXN0aW5nLnJlc3Rqc29uLnYxLlBvaW50SAASDwoFY291bnQYAyABKANIABINCgVyYXRpbxgEIAEoAUIICgZjaG9pY2UiGQoJV2l0aEJ5dGVzEgwKBGRhdGEYASABKAwieQoHSW50S2V5cxI9CglieV9udW1iZXIYASADKAsyKi50ZXN0aW5nLnJlc3Rqc29uLnYxLkludEtleXMuQnlOdW1iZXJFbnRyeRovCg1CeU51bWJlckVudHJ5EgsKA2tleRgBIAEoBRINCgV2YWx1ZRgCIAEoCToCOAEiNwoNV2l0aFRpbWVzdGFtcBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_apikeyserver_v1_json_options, file_google_protobuf_timestamp]);
+  fileDesc("CiJ0ZXN0aW5nL3Jlc3Rqc29uL3YxL3Jlc3Rqc29uLnByb3RvEhN0ZXN0aW5nLnJlc3Rqc29uLnYxIuwCCgROb2RlEgwKBG5hbWUYASABKAkSDgoEdGV4dBgCIAEoCUgAEhAKBm51bWJlchgDIAEoAUgAEg4KBGZsYWcYBCABKAhIABIrCgV3b3JkcxgFIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuV29yZHNIABIrCgVwb2ludBgGIAEoCzIaLnRlc3RpbmcucmVzdGpzb24udjEuUG9pbnRIABIrCghjaGlsZHJlbhgHIAMoCzIZLnRlc3RpbmcucmVzdGpzb24udjEuTm9kZRI2CgdieV9uYW1lGAggAygLMiUudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlLkJ5TmFtZUVudHJ5EgwKBHNpemUYCSABKAMaSAoLQnlOYW1lRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkudGVzdGluZy5yZXN0anNvbi52MS5Ob2RlOgI4AUINCgV2YWx1ZRIEmoIZACIcCgVXb3JkcxINCgV3b3JkcxgBIAMoCToEoIIZASIdCgVQb2ludBIJCgF4GAEgASgFEgkKAXkYAiABKAUiNwoFTm9kZXMSKAoFbm9kZXMYASADKAsyGS50ZXN0aW5nLnJlc3Rqc29uLnYxLk5vZGU6BKCCGQEiNQoKVHdvU3RyaW5ncxILCgFhGAEgASgJSAASCwoBYhgCIAEoCUgAQg0KBXZhbHVlEgSaghkAIi4KCFdpZGVMaXN0Eg0KBWl0ZW1zGAEgAygJEg0KBWV4dHJhGAIgASgJOgSgghkBIkEKD0hvbGRzVHdvU3RyaW5ncxIuCgVpbm5lchgBIAEoCzIfLnRlc3RpbmcucmVzdGpzb24udjEuVHdvU3RyaW5ncyJuCgVQbGFpbhIOCgR3b3JkGAEgASgJSAASKwoFcG9pbnQYAiABKAsyGi50ZXN0aW5nLnJlc3Rqc29uLnYxLlBvaW50SAASDwoFY291bnQYAyABKANIABINCgVyYXRpbxgEIAEoAUIICgZjaG9pY2UiGQoJV2l0aEJ5dGVzEgwKBGRhdGEYASABKAwieQoHSW50S2V5cxI9CglieV9udW1iZXIYASADKAsyKi50ZXN0aW5nLnJlc3Rqc29uLnYxLkludEtleXMuQnlOdW1iZXJFbnRyeRovCg1CeU51bWJlckVudHJ5EgsKA2tleRgBIAEoBRINCgV2YWx1ZRgCIAEoCToCOAEiNwoNV2l0aFRpbWVzdGFtcBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKwoVTnVsbFdoZW5FbXB0eUltcGxpY2l0EhIKBHRleHQYASABKAlCBJCCGQMiOQoTTnVsbFdoZW5FbXB0eU51bWJlchIYCgVjb3VudBgBIAEoBUIEkIIZA0gAiAEBQggKBl9jb3VudCIoChFOdWxsV2hlbkVtcHR5TGlzdBITCgV3b3JkcxgBIAMoCUIEkIIZAyJFChJOdWxsV2hlbkVtcHR5T25lb2YSFAoEd29yZBgBIAEoCUIEkIIZA0gAEg8KBWNvdW50GAIgASgFSABCCAoGY2hvaWNlYgZwcm90bzM", [file_apikeyserver_v1_json_options, file_google_protobuf_timestamp]);
 
 /**
  * Test-only messages for the REST JSON options that chat.proto does not cover on its own: a union member of
@@ -315,4 +315,86 @@ export type WithTimestamp = Message<"testing.restjson.v1.WithTimestamp"> & {
  */
 export const WithTimestampSchema: GenMessage<WithTimestamp> = /*@__PURE__*/
   messageDesc(file_testing_restjson_v1_restjson, 10);
+
+/**
+ * Misuse: JSON_PRESENCE_NULL_WHEN_EMPTY on fields that are not an `optional string`.
+ *
+ * @generated from message testing.restjson.v1.NullWhenEmptyImplicit
+ */
+export type NullWhenEmptyImplicit = Message<"testing.restjson.v1.NullWhenEmptyImplicit"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message testing.restjson.v1.NullWhenEmptyImplicit.
+ * Use `create(NullWhenEmptyImplicitSchema)` to create a new message.
+ */
+export const NullWhenEmptyImplicitSchema: GenMessage<NullWhenEmptyImplicit> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 11);
+
+/**
+ * @generated from message testing.restjson.v1.NullWhenEmptyNumber
+ */
+export type NullWhenEmptyNumber = Message<"testing.restjson.v1.NullWhenEmptyNumber"> & {
+  /**
+   * @generated from field: optional int32 count = 1;
+   */
+  count?: number | undefined;
+};
+
+/**
+ * Describes the message testing.restjson.v1.NullWhenEmptyNumber.
+ * Use `create(NullWhenEmptyNumberSchema)` to create a new message.
+ */
+export const NullWhenEmptyNumberSchema: GenMessage<NullWhenEmptyNumber> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 12);
+
+/**
+ * @generated from message testing.restjson.v1.NullWhenEmptyList
+ */
+export type NullWhenEmptyList = Message<"testing.restjson.v1.NullWhenEmptyList"> & {
+  /**
+   * @generated from field: repeated string words = 1;
+   */
+  words: string[];
+};
+
+/**
+ * Describes the message testing.restjson.v1.NullWhenEmptyList.
+ * Use `create(NullWhenEmptyListSchema)` to create a new message.
+ */
+export const NullWhenEmptyListSchema: GenMessage<NullWhenEmptyList> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 13);
+
+/**
+ * @generated from message testing.restjson.v1.NullWhenEmptyOneof
+ */
+export type NullWhenEmptyOneof = Message<"testing.restjson.v1.NullWhenEmptyOneof"> & {
+  /**
+   * @generated from oneof testing.restjson.v1.NullWhenEmptyOneof.choice
+   */
+  choice: {
+    /**
+     * @generated from field: string word = 1;
+     */
+    value: string;
+    case: "word";
+  } | {
+    /**
+     * @generated from field: int32 count = 2;
+     */
+    value: number;
+    case: "count";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message testing.restjson.v1.NullWhenEmptyOneof.
+ * Use `create(NullWhenEmptyOneofSchema)` to create a new message.
+ */
+export const NullWhenEmptyOneofSchema: GenMessage<NullWhenEmptyOneof> = /*@__PURE__*/
+  messageDesc(file_testing_restjson_v1_restjson, 14);
 
