@@ -9,8 +9,8 @@ import { curl } from "../support/server-clients.js";
  * Issue 18, item 4, on the composed app with curl: a request message that is not valid protobuf binary
  * (here a string field that announces 16 bytes and has 2: connect's "premature EOF") answers
  * INVALID_ARGUMENT `Malformed request message` — HTTP 400 over Connect — instead of a 500 INTERNAL, over
- * Connect (unary and streaming), gRPC-Web and gRPC (the unary fast path and the Connect router's
- * streaming path), with exactly one access line, logged as the caller's fault (WARNING 400). The caller
+ * Connect (unary and streaming), gRPC-Web and gRPC (the gRPC codec, unary and server
+ * streaming), with exactly one access line, logged as the caller's fault (WARNING 400). The caller
  * is authenticated: without credentials the request is refused (401) before its message is decoded.
  */
 
@@ -105,12 +105,12 @@ const cases: readonly Case[] = [
     },
   },
   {
-    name: "gRPC unary (the fast path, HTTP/2)",
+    name: "gRPC unary (the gRPC codec, HTTP/2)",
     method: "ListModels",
     ...grpc,
   },
   {
-    name: "gRPC streaming (the Connect router, HTTP/2)",
+    name: "gRPC streaming (the gRPC codec, HTTP/2)",
     method: "StreamChatCompletion",
     ...grpc,
   },

@@ -125,7 +125,7 @@ describe("a request over the body limit is RESOURCE_EXHAUSTED `Request too large
     });
   });
 
-  it("grpc-js (the fast path) reads RESOURCE_EXHAUSTED Request too large", async () => {
+  it("grpc-js (the gRPC codec) reads RESOURCE_EXHAUSTED Request too large", async () => {
     const client = new grpc.Client(`127.0.0.1:${app.port}`, grpc.credentials.createInsecure());
     try {
       const md = new grpc.Metadata();
@@ -197,7 +197,7 @@ describe("a client that cancels or resets is logged 499 at INFO, never 5xx at ER
     waitsForUpstream: boolean;
   }[] = [
     {
-      name: "grpc-js cancels a unary call (fast path)",
+      name: "grpc-js cancels a unary call (the gRPC codec)",
       rpc: "CreateChatCompletion",
       waitsForUpstream: true,
       start: () => {
@@ -346,7 +346,7 @@ describe("a call cut at the end of the shutdown grace answers UNAVAILABLE, not C
   });
   afterAll(() => mock.close());
 
-  it("over REST, Connect, gRPC (fast path) and gRPC-Web; each logged as a server-side cut", async () => {
+  it("over REST, Connect, gRPC (the gRPC codec) and gRPC-Web; each logged as a server-side cut", async () => {
     const auth = `Bearer ${await app.token()}`;
     const headers = { authorization: auth };
     const request = fromRestJson(ChatCompletionRequestSchema, { ...hello, product: "product-dev" });

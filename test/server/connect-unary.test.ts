@@ -29,12 +29,12 @@ import {
 import { libraryService } from "../support/library-service.js";
 import { captureLog } from "../support/log-capture.js";
 
-// The Connect unary fast path must answer exactly as connect-node's Connect handler would. Every case below
+// The Connect codec (unary) must answer exactly as connect-node's Connect handler would. Every case below
 // is sent, over HTTP/1.1 and over h2c, to two one-port servers built from the same service, interceptors,
 // precheck and options: the server's Connect path alone (connect-node's handlers behind
-// src/protocols/fallback/connect-node-lane.ts; the reference) and the fast path in front of it, both serving
+// src/protocols/fallback/connect-node-lane.ts; the reference) and the codec in front of it, both serving
 // test/support/library-service.ts. Status, headers (all but `date`), trailers and body bytes must be
-// identical, and the fast path must have taken the call, or left it to connect for what it does not serve. connect-node is deterministic for these answers: no header or body
+// identical, and the codec must have taken the call, or left it to connect for what it does not serve. connect-node is deterministic for these answers: no header or body
 // byte depends on timing except `date`.
 
 const readMaxBytes = 1024;
@@ -126,7 +126,7 @@ const failJson = (kind: string) => Buffer.from(JSON.stringify({ kind }));
 
 interface Case extends Request {
   name: string;
-  /** Whether the fast path serves it (false: it must hand the request to connect). */
+  /** Whether the codec serves it (false: it must hand the request to connect). */
   fast: boolean;
   /**
    * The server's correction of connect's answer: a body over the limit is 413 `Request too large` (the
@@ -394,7 +394,7 @@ const versions = [
   { version: "h2c", send: (s: Server, r: Request) => send2(s.url, r) },
 ];
 
-describe.each(versions)("Connect unary fast path answers exactly as connect-node, $version", ({ send }) => {
+describe.each(versions)("Connect codec (unary) answers exactly as connect-node, $version", ({ send }) => {
   let reference: Server;
   let fast: Server;
   beforeAll(async () => {

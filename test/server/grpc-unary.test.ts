@@ -19,10 +19,10 @@ import { createConnectDispatch } from "../../src/protocols/fallback/connect-node
 import { createCallPipeline } from "../../src/call/pipeline.js";
 import { createGrpcCodec } from "../../src/protocols/grpc/grpc-codec.js";
 
-// The unary gRPC fast path must answer exactly as connect-node's gRPC handler would. Every case below is
+// The gRPC codec (unary) must answer exactly as connect-node's gRPC handler would. Every case below is
 // sent, as raw HTTP/2, to two servers built from the same service and interceptors: the server's Connect
 // path alone (connect-node's handlers behind src/protocols/fallback/connect-node-lane.ts; the reference) and the fast
-// path in front of it. Status, headers, body and trailers must be identical, and the fast path must have
+// path in front of it. Status, headers, body and trailers must be identical, and the codec must have
 // taken the call (or left it, for what it does not serve).
 
 const readMaxBytes = 1024;
@@ -222,7 +222,7 @@ interface Case {
   path: string;
   headers: Record<string, string>;
   body: Buffer;
-  /** Whether the fast path serves it (false: it must hand the request to connect). */
+  /** Whether the codec serves it (false: it must hand the request to connect). */
   fast: boolean;
 }
 
@@ -380,7 +380,7 @@ const cases: Case[] = [
   },
 ];
 
-describe("unary gRPC fast path answers exactly as connect-node", () => {
+describe("gRPC codec (unary) answers exactly as connect-node", () => {
   let reference: Server;
   let fast: Server;
   beforeAll(async () => {
