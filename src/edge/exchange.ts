@@ -126,6 +126,14 @@ export function composeEdge(options: EdgeOptions): NodeListener {
   };
 }
 
+/**
+ * The TCP peer of a request. Over HTTP/2 through the session's socket, whose proxy Node makes once per
+ * connection, rather than the request's, which it makes for every stream.
+ */
+function peerAddressOf(req: NodeServerRequest): string | undefined {
+  return "stream" in req ? req.stream.session?.socket.remoteAddress : req.socket.remoteAddress;
+}
+
 /** Builds the exchange of one request. */
 function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSignal?: AbortSignal): Exchange {
   const url = req.url ?? "/";
@@ -143,7 +151,7 @@ function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSign
     httpVersion: req.httpVersionMajor === 2 ? "2" : "1.1",
     startedAt: performance.now(),
     requestId,
-    peerAddress: req.socket.remoteAddress,
+    peerAddress: peerAddressOf(req),
     protocol: guessProtocol(req.headers["content-type"]),
     rpc: undefined,
     record: { requestId },
