@@ -7,6 +7,7 @@ import type { InProcessCall } from "../call/in-process-call.js";
 import type { MethodSpec } from "../call/pipeline.js";
 import { readBody } from "../call/read-body.js";
 import type { Exchange } from "../edge/exchange.js";
+import { nodeHeaders } from "../compat/node-headers.js";
 import { requestTooLarge } from "../errors/index.js";
 
 // The envelope framing the gRPC, gRPC-Web and Connect streaming codecs share (flags byte, big-endian
@@ -68,6 +69,43 @@ export async function send(exchange: Exchange, chunk: Uint8Array, signal: AbortS
   } catch {
     return false;
   }
+}
+
+/**
+ * A server stream of an enveloped protocol, whole: an error before the first message goes to `refuse`
+ * (connect's handlers wait for the first message before they send headers); otherwise the headers, the
+ * messages (sendMessages), and `end` with the error that ended the stream, if any. Nothing more is written
+ * once the client has left.
+ */
+export async function writeStream(
+  exchange: Exchange,
+  call: InProcessCall,
+  messages: AsyncIterator<unknown>,
+  serialize: (message: Message) => Uint8Array,
+  compression: Compression | null,
+  compressMinBytes: number,
+  refuse: (err: ConnectError) => Promise<void>,
+  end: (err: ConnectError | undefined) => Promise<void>,
+): Promise<void> {
+  let first: IteratorResult<unknown>;
+  try {
+    first = await messages.next();
+  } catch (err) {
+    // Already the wire error, recorded on the exchange by the one converter.
+    await refuse(err as ConnectError);
+    return;
+  }
+  exchange.res.writeHead(200, nodeHeaders(call.context.responseHeader));
+  const failure = await sendMessages(
+    exchange,
+    call,
+    first,
+    messages,
+    serialize,
+    compression,
+    compressMinBytes,
+  );
+  if (failure !== "gone") await end(failure);
 }
 
 /**

@@ -23,7 +23,7 @@ import { connectHttpStatusOf, requestTooLarge } from "../../errors/index.js";
 import { decodeRequest } from "../malformed-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
 import { settleUnreadBody, stopUploadAfterAnswer } from "../../compat/connect-node.js";
-import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, writeStream } from "../envelope.js";
 
 // The Connect codec of the call pipeline (docs/architecture.md, "The call pipeline"): unary POST calls
 // (`application/json`, `application/proto`) and server streams (`application/connect+json`,
@@ -268,29 +268,17 @@ export function createConnectCodec(options: ConnectCodecOptions): ConnectCodec {
         request: decodeRequest((b) => serialization.getI(binary).parse(b), bytes, binary),
       }),
       unary: () => Promise.reject(new Error("a Connect stream wire has no unary answer")),
-      async stream(call, messages) {
-        const { res } = exchange;
-        let first: IteratorResult<unknown>;
-        try {
-          first = await messages.next();
-        } catch (err) {
-          await end(call, err as ConnectError);
-          return;
-        }
-        // Headers go out with the first message or the end, as connect's handler waits for the first.
-        res.writeHead(200, nodeHeaders(call.context.responseHeader));
-        const failure = await sendMessages(
+      stream: (call, messages) =>
+        writeStream(
           exchange,
           call,
-          first,
           messages,
           (message) => serialization.getO(binary).serialize(message),
           compression.response,
           compressMinBytes,
-        );
-        if (failure === "gone") return;
-        await end(call, failure);
-      },
+          (err) => end(call, err),
+          (err) => end(call, err),
+        ),
       error: (call, err) => end(call, err),
     };
   }

@@ -12,7 +12,7 @@ import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { compressedFlag, decompress, envelope, readSingleEnvelope, sendMessages } from "../envelope.js";
+import { compressedFlag, decompress, envelope, readSingleEnvelope, writeStream } from "../envelope.js";
 import { decodeRequest } from "../malformed-message.js";
 import { toSpecEncoding } from "../../compat/grpc-message.js";
 import { nodeHeaders, requestHeaders } from "../../compat/node-headers.js";
@@ -164,29 +164,17 @@ export function createGrpcCodec(options: GrpcCodecOptions): GrpcCodec {
         }
         await write(exchange, call, [body], undefined);
       },
-      async stream(call, messages) {
-        const { res } = exchange;
-        let first: IteratorResult<unknown>;
-        try {
-          first = await messages.next();
-        } catch (err) {
-          await write(exchange, call, undefined, err as ConnectError);
-          return;
-        }
-        // Headers go out with the first message, as connect's handlers wait for it (`untilFirst`).
-        res.writeHead(200, nodeHeaders(call.context.responseHeader));
-        const failure = await sendMessages(
+      stream: (call, messages) =>
+        writeStream(
           exchange,
           call,
-          first,
           messages,
           (message) => serialization.output.serialize(message),
           compression.response,
           compressMinBytes,
-        );
-        if (failure === "gone") return;
-        await end(exchange, call, failure);
-      },
+          (err) => write(exchange, call, undefined, err),
+          (err) => end(exchange, call, err),
+        ),
       error(call, err) {
         return write(exchange, call, undefined, err);
       },
