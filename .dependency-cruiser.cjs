@@ -67,8 +67,8 @@ module.exports = {
     ),
     forbid(
       "rules-know-no-request-path",
-      "Auth, limits, upstream, secrets, config and metrics know nothing of the request path above them.",
-      "^src/(auth|limits|upstream|secrets|config)/",
+      "Auth, limits, usage, upstream, secrets, config and metrics know nothing of the request path above them.",
+      "^src/(auth|limits|usage|upstream|secrets|config)/",
       "^src/(transport|edge|protocols|call|services|chat|json|metrics)/",
     ),
     forbid(

@@ -1,0 +1,66 @@
+import { countTokens } from "gpt-tokenizer";
+import type { JsonObject, JsonValue } from "../upstream/types.js";
+
+/**
+ * Token estimates for what a provider did not report: the prompt of a call admitted before its usage is
+ * known, the output of a call cut short. Counted with OpenAI's o200k tokenizer (gpt-tokenizer), an estimate
+ * for other providers' models. Text past `TOKENIZED_CHARS` is extrapolated from the tokenized part, so a
+ * 2 MiB body costs the event loop a bounded slice of tokenizing, never the whole document.
+ */
+const TOKENIZED_CHARS = 65_536;
+/** OpenAI's documented framing per chat message and the priming of the answer. */
+const PER_MESSAGE = 3;
+const PRIMING = 3;
+/** An image part, whatever its size: the price of one high-detail 512 px tile plus the base (OpenAI's rule). */
+const PER_IMAGE = 255;
+
+/** Tokens of one text, extrapolated past the first `TOKENIZED_CHARS` characters. */
+export function estimateTextTokens(text: string): number {
+  if (text.length === 0) return 0;
+  if (text.length <= TOKENIZED_CHARS) return countTokens(text);
+  const head = countTokens(text.slice(0, TOKENIZED_CHARS));
+  return Math.ceil((head * text.length) / TOKENIZED_CHARS);
+}
+
+/**
+ * Prompt tokens of an OpenAI chat request body: each message's text parts (and tool calls' arguments), the
+ * tool definitions and the response format, with OpenAI's per-message framing; an image part counts
+ * `PER_IMAGE`. Never throws on a body of an unexpected shape: what it cannot read counts as its JSON text.
+ */
+export function estimatePromptTokens(body: JsonObject): number {
+  let tokens = PRIMING;
+  const messages = body["messages"];
+  if (Array.isArray(messages)) {
+    for (const message of messages) {
+      tokens += PER_MESSAGE;
+      if (typeof message !== "object" || message === null || Array.isArray(message)) continue;
+      tokens += contentTokens(message["content"]);
+      const calls = message["tool_calls"];
+      if (calls !== undefined && calls !== null) tokens += estimateTextTokens(JSON.stringify(calls));
+      const name = message["name"];
+      if (typeof name === "string") tokens += estimateTextTokens(name);
+    }
+  }
+  for (const field of ["tools", "functions", "response_format"]) {
+    const value = body[field];
+    if (value !== undefined && value !== null) tokens += estimateTextTokens(JSON.stringify(value));
+  }
+  return tokens;
+}
+
+function contentTokens(content: JsonValue | undefined): number {
+  if (typeof content === "string") return estimateTextTokens(content);
+  if (!Array.isArray(content)) return 0;
+  let tokens = 0;
+  for (const part of content) {
+    if (typeof part === "string") {
+      tokens += estimateTextTokens(part);
+    } else if (typeof part === "object" && part !== null && !Array.isArray(part)) {
+      const text = part["text"];
+      if (typeof text === "string") tokens += estimateTextTokens(text);
+      else if (part["type"] === "image_url" || part["type"] === "input_image") tokens += PER_IMAGE;
+      else tokens += estimateTextTokens(JSON.stringify(part));
+    }
+  }
+  return tokens;
+}
