@@ -6,11 +6,23 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObj
 /** A JSON object as exchanged with providers. */
 export type JsonObject = { [key: string]: JsonValue };
 
-/** Token usage reported by a provider (OpenAI's `usage`). */
+/**
+ * Token usage of one call (OpenAI's `usage`, and the breakdown the providers report). `promptTokens`
+ * includes the cached and cache-write tokens; `completionTokens` includes reasoning and audio output.
+ */
 export interface TokenUsage {
   readonly promptTokens: number;
   readonly completionTokens: number;
   readonly totalTokens: number;
+  /** Input tokens read from the provider's prompt cache (billed at the cached price). */
+  readonly cachedInputTokens?: number | undefined;
+  /** Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens). */
+  readonly cacheWriteTokens?: number | undefined;
+  readonly reasoningTokens?: number | undefined;
+  readonly audioInputTokens?: number | undefined;
+  readonly audioOutputTokens?: number | undefined;
+  /** True when the server estimated this usage (the provider's did not arrive: the call was cut short). */
+  readonly estimated?: boolean | undefined;
 }
 
 /** One call to a provider, as the forwarder hands it to an adapter. */
