@@ -8,7 +8,8 @@ import type { ChatLimiter } from "../limits/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
 import { accessRecordKey } from "../edge/access-record.js";
-import type { ChatUpstream, JsonObject, SecretsView, TokenUsage } from "./ports.js";
+import { estimatePromptTokens, estimateTextTokens } from "../usage/estimate.js";
+import type { ChatUpstream, JsonObject, SecretsView, TokenUsage, UpstreamCallOptions } from "./ports.js";
 
 export interface ChatCoreOptions {
   readonly secrets: SecretsView;
@@ -46,8 +47,47 @@ export type ChunkCodec<T> = (
   provider: ProviderConfig,
 ) => { readonly value: T; readonly usage: TokenUsage | undefined };
 
+/**
+ * What the per-call steps need to know of any call that spends provider tokens, whatever its surface
+ * (chat, embeddings, the Responses or Anthropic Messages API): the product, the model, the output caps the
+ * caller asked for, and the prompt's token estimate (computed only when needed).
+ */
+export interface CallTarget {
+  readonly product: string;
+  readonly model: string;
+  /** The caller's output caps by wire field name (`max_tokens`, `max_output_tokens`…); undefined: not sent. */
+  readonly maxOutputTokens: ReadonlyArray<{ readonly field: string; readonly value: number | undefined }>;
+  /** The prompt's estimated tokens (src/usage/estimate.ts); called at most once per call. */
+  promptTokens(): number;
+}
+
+/**
+ * A call admitted by the per-call steps: the product may be used by the caller, the model is one of its,
+ * the limits let it through. The surface forwards with `options` and must `settle` exactly once when the
+ * call ends, however it ends (a `finally`): that is where usage is recorded and charged.
+ */
+export interface AdmittedCall {
+  readonly product: ProductConfig;
+  readonly caller: Principal;
+  readonly provider: ProviderConfig;
+  /** For the upstream: cancellation, deadline, and the output cap to send when the caller asked none. */
+  readonly options: UpstreamCallOptions & { readonly requestId: string | undefined };
+  /** Output text the caller has been sent so far: the estimate of a call that ends without provider usage. */
+  noteOutput(text: string): void;
+  /**
+   * Records and charges the call's usage: the provider's when given, otherwise an estimate (prompt estimate
+   * plus the noted output), marked `estimated`. Idempotent; never throws.
+   */
+  settle(usage: TokenUsage | undefined): Promise<void>;
+}
+
 /** The chat steps, once, for every protocol. */
 export interface ChatCore {
+  /**
+   * The per-call steps every surface runs before going upstream (src/chat/chat-core.ts is the one
+   * enforcement point of products, models, output caps, limits and usage).
+   */
+  admitCall(target: CallTarget, ctx: HandlerContext): Promise<AdmittedCall>;
   complete<T>(request: ChatRequestView, ctx: HandlerContext, answer: AnswerCodec<T>): Promise<T>;
   stream<T>(request: ChatRequestView, ctx: HandlerContext, chunk: ChunkCodec<T>): AsyncGenerator<T>;
   /** The product's configuration after the product steps (it exists, the caller may use it). */
@@ -68,17 +108,17 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
   const unaryRoute = routeHint(ChatService.method.createChatCompletion);
   const streamRoute = routeHint(ChatService.method.streamChatCompletion);
 
-  /** Steps shared by both chat RPCs, up to the model. */
-  function admit(request: ChatRequestView, ctx: HandlerContext) {
-    const { product, caller } = resolveProduct(request.product, ctx);
+  /** The product, the caller and the model's provider; fills the access record's product, caller and model. */
+  function resolveModel(productName: string, model: string, ctx: HandlerContext) {
+    const { product, caller } = resolveProduct(productName, ctx);
     const record = ctx.values.get(accessRecordKey);
-    if (record) record.model = request.model;
+    if (record) record.model = model;
     // An empty model is one the caller left out (proto3 cannot tell them apart): say so, worded as the
     // other malformed-field errors (src/json/explain.ts), not as a model the product does not list.
-    if (request.model === "") {
+    if (model === "") {
       throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
     }
-    const provider = product.models.get(request.model);
+    const provider = product.models.get(model);
     if (!provider) throw new AppError("model_not_supported", { param: "model" });
     return { product, caller, provider };
   }
@@ -100,12 +140,15 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     return { product, caller };
   }
 
-  /** The cap for this request; throws when the caller asked for more. Returns the cap to send when it asked nothing. */
-  function checkMaxTokens(request: ChatRequestView, product: ProductConfig): number | undefined {
+  /** The cap for this call; throws when the caller asked for more. Returns the cap to send when it asked nothing. */
+  function checkMaxTokens(target: CallTarget, product: ProductConfig): number | undefined {
     const cap = Math.min(options.maxTokens, product.maxTokens ?? options.maxTokens);
-    checkTokens("max_completion_tokens", request.maxCompletionTokens, cap);
-    checkTokens("max_tokens", request.maxTokens, cap);
-    return request.maxCompletionTokens === undefined && request.maxTokens === undefined ? cap : undefined;
+    let asked = false;
+    for (const { field, value } of target.maxOutputTokens) {
+      checkTokens(field, value, cap);
+      if (value !== undefined) asked = true;
+    }
+    return asked ? undefined : cap;
   }
 
   function validateMessages(request: ChatRequestView): void {
@@ -125,81 +168,141 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     }
   }
 
-  function callOptions(ctx: HandlerContext, maxTokensCap: number | undefined) {
-    const timeoutMs = ctx.timeoutMs();
-    return {
-      signal: ctx.signal,
-      deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-      maxTokensCap,
-      requestId: ctx.values.get(accessRecordKey)?.requestId,
-    };
-  }
-
-  function recordUsage(ctx: HandlerContext, usage: TokenUsage | undefined, upstreamLatencyMs?: number): void {
+  function recordUsage(ctx: HandlerContext, usage: TokenUsage, upstreamLatencyMs?: number): void {
     const record = ctx.values.get(accessRecordKey);
     if (!record) return;
     if (upstreamLatencyMs !== undefined) record.upstreamLatencyMs = upstreamLatencyMs;
-    if (usage) {
-      record.promptTokens = usage.promptTokens;
-      record.completionTokens = usage.completionTokens;
-      record.totalTokens = usage.totalTokens;
-    }
+    record.promptTokens = usage.promptTokens;
+    record.completionTokens = usage.completionTokens;
+    record.totalTokens = usage.totalTokens;
+  }
+
+  /** The steps after the model: output caps, limits; then the handle the surface settles when the call ends. */
+  async function admitResolved(
+    target: CallTarget,
+    ctx: HandlerContext,
+    resolved: ReturnType<typeof resolveModel>,
+  ): Promise<AdmittedCall> {
+    const { product, caller, provider } = resolved;
+    const maxTokensCap = checkMaxTokens(target, product);
+    await options.limiter.admit(product, caller);
+    const timeoutMs = ctx.timeoutMs();
+    const requestId = ctx.values.get(accessRecordKey)?.requestId;
+    let output = "";
+    let settled = false;
+    return {
+      product,
+      caller,
+      provider,
+      options: {
+        signal: ctx.signal,
+        deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+        maxTokensCap,
+        requestId,
+      },
+      noteOutput(text) {
+        output += text;
+      },
+      async settle(reported) {
+        if (settled) return;
+        settled = true;
+        let usage = reported;
+        if (!usage) {
+          let prompt = 0;
+          try {
+            prompt = target.promptTokens();
+          } catch {
+            // An estimate is best effort: a prompt it cannot read counts nothing rather than fail the call.
+          }
+          const completion = estimateTextTokens(output);
+          usage = {
+            promptTokens: prompt,
+            completionTokens: completion,
+            totalTokens: prompt + completion,
+            estimated: true,
+          };
+        }
+        recordUsage(ctx, usage);
+        await options.limiter.charge(product, caller, usage.totalTokens, requestId);
+      },
+    };
+  }
+
+  function chatTarget(request: ChatRequestView): CallTarget {
+    return {
+      product: request.product,
+      model: request.model,
+      maxOutputTokens: [
+        { field: "max_completion_tokens", value: request.maxCompletionTokens },
+        { field: "max_tokens", value: request.maxTokens },
+      ],
+      promptTokens: () => estimatePromptTokens(request.upstreamBody()),
+    };
   }
 
   return {
+    admitCall(target, ctx) {
+      return admitResolved(target, ctx, resolveModel(target.product, target.model, ctx));
+    },
+
     async complete(request, ctx, answer) {
-      const { product, caller, provider } = admit(request, ctx);
+      const resolved = resolveModel(request.product, request.model, ctx);
       if (request.stream === true) {
         throw new AppError("streaming_not_supported", {
           metadata: { hint: streamRoute(request.product) },
           param: "stream",
         });
       }
-      const cap = checkMaxTokens(request, product);
+      const target = chatTarget(request);
+      checkMaxTokens(target, resolved.product);
       validateMessages(request);
-      await options.limiter.admit(product, caller);
-
-      const result = await options.upstream.complete(provider, request.upstreamBody(), callOptions(ctx, cap));
-      recordUsage(ctx, result.usage, result.upstreamLatencyMs);
-      if (result.usage) {
-        const requestId = ctx.values.get(accessRecordKey)?.requestId;
-        await options.limiter.charge(product, caller, result.usage.totalTokens, requestId);
+      const call = await admitResolved(target, ctx, resolved);
+      let usage: TokenUsage | undefined;
+      try {
+        const result = await options.upstream.complete(call.provider, request.upstreamBody(), call.options);
+        const record = ctx.values.get(accessRecordKey);
+        if (record) record.upstreamLatencyMs = result.upstreamLatencyMs;
+        usage = result.usage;
+        return answer(result.body, call.provider);
+      } finally {
+        await call.settle(usage);
       }
-      return answer(result.body, provider);
     },
 
     async *stream(request, ctx, codec) {
-      const { product, caller, provider } = admit(request, ctx);
+      const resolved = resolveModel(request.product, request.model, ctx);
       if (request.stream === false) {
         throw new AppError("streaming_required", {
           metadata: { hint: unaryRoute(request.product) },
           param: "stream",
         });
       }
-      const cap = checkMaxTokens(request, product);
+      const target = chatTarget(request);
+      checkMaxTokens(target, resolved.product);
       validateMessages(request);
-      await options.limiter.admit(product, caller);
+      const call = await admitResolved(target, ctx, resolved);
 
       const started = performance.now();
       let first = true;
       let usage: TokenUsage | undefined;
-      for await (const chunk of options.upstream.stream(
-        provider,
-        request.upstreamBody(),
-        callOptions(ctx, cap),
-      )) {
-        if (first) {
-          recordUsage(ctx, undefined, performance.now() - started);
-          first = false;
+      try {
+        for await (const chunk of options.upstream.stream(
+          call.provider,
+          request.upstreamBody(),
+          call.options,
+        )) {
+          if (first) {
+            const record = ctx.values.get(accessRecordKey);
+            if (record) record.upstreamLatencyMs = performance.now() - started;
+            first = false;
+          }
+          const decoded = codec(chunk, call.provider);
+          if (decoded.usage) usage = decoded.usage;
+          else noteChunkText(call, chunk);
+          yield decoded.value;
         }
-        const decoded = codec(chunk, provider);
-        if (decoded.usage) usage = decoded.usage;
-        yield decoded.value;
-      }
-      recordUsage(ctx, usage);
-      if (usage) {
-        const requestId = ctx.values.get(accessRecordKey)?.requestId;
-        await options.limiter.charge(product, caller, usage.totalTokens, requestId);
+      } finally {
+        await call.settle(usage);
       }
     },
 
@@ -207,6 +310,31 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       return resolveProduct(name, ctx).product;
     },
   };
+}
+
+/** The text of an OpenAI chunk's first choice (content, refusal, tool-call arguments), for the output estimate. */
+function noteChunkText(call: AdmittedCall, chunk: JsonObject): void {
+  const choices = chunk["choices"];
+  if (!Array.isArray(choices)) return;
+  for (const choice of choices) {
+    if (typeof choice !== "object" || choice === null || Array.isArray(choice)) continue;
+    const delta = choice["delta"];
+    if (typeof delta !== "object" || delta === null || Array.isArray(delta)) continue;
+    const content = delta["content"];
+    if (typeof content === "string") call.noteOutput(content);
+    const refusal = delta["refusal"];
+    if (typeof refusal === "string") call.noteOutput(refusal);
+    const calls = delta["tool_calls"];
+    if (Array.isArray(calls)) {
+      for (const c of calls) {
+        if (typeof c !== "object" || c === null || Array.isArray(c)) continue;
+        const fn = c["function"];
+        if (typeof fn !== "object" || fn === null || Array.isArray(fn)) continue;
+        const args = fn["arguments"];
+        if (typeof args === "string") call.noteOutput(args);
+      }
+    }
+  }
 }
 
 /**
