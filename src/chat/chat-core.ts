@@ -7,7 +7,7 @@ import { AppError } from "../errors/index.js";
 import type { ChatLimiter } from "../limits/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
-import { accessRecordKey } from "../edge/access-record.js";
+import { accessRecordKey, holdAccessRecord } from "../edge/access-record.js";
 import { estimatePromptTokens, estimateTextTokens } from "../usage/estimate.js";
 import type { ChatUpstream, JsonObject, SecretsView, TokenUsage, UpstreamCallOptions } from "./ports.js";
 
@@ -75,8 +75,9 @@ export interface AdmittedCall {
   /** Output text the caller has been sent so far: the estimate of a call that ends without provider usage. */
   noteOutput(text: string): void;
   /**
-   * Records and charges the call's usage: the provider's when given, otherwise an estimate (prompt estimate
-   * plus the noted output), marked `estimated`. Idempotent; never throws.
+   * Records and charges the call's usage: the provider's (as the adapter told `options.onUsage`, else as
+   * given), otherwise an estimate (prompt estimate plus the noted output), marked `estimated`. Idempotent;
+   * never throws.
    */
   settle(usage: TokenUsage | undefined): Promise<void>;
 }
@@ -175,6 +176,12 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     record.promptTokens = usage.promptTokens;
     record.completionTokens = usage.completionTokens;
     record.totalTokens = usage.totalTokens;
+    if (usage.cachedInputTokens !== undefined) record.cachedInputTokens = usage.cachedInputTokens;
+    if (usage.cacheWriteTokens !== undefined) record.cacheWriteTokens = usage.cacheWriteTokens;
+    if (usage.reasoningTokens !== undefined) record.reasoningTokens = usage.reasoningTokens;
+    if (usage.audioInputTokens !== undefined) record.audioInputTokens = usage.audioInputTokens;
+    if (usage.audioOutputTokens !== undefined) record.audioOutputTokens = usage.audioOutputTokens;
+    if (usage.estimated === true) record.usageEstimated = true;
   }
 
   /** The steps after the model: output caps, limits; then the handle the surface settles when the call ends. */
@@ -187,9 +194,14 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     const maxTokensCap = checkMaxTokens(target, product);
     await options.limiter.admit(product, caller);
     const timeoutMs = ctx.timeoutMs();
-    const requestId = ctx.values.get(accessRecordKey)?.requestId;
+    const record = ctx.values.get(accessRecordKey);
+    const requestId = record?.requestId;
+    // The access line of a call cut short waits for its usage (src/edge/access-record.ts).
+    const release = record === undefined ? undefined : holdAccessRecord(record);
     let output = "";
     let settled = false;
+    /** The provider's usage as the adapter read it (also from a stream that does not relay it). */
+    let observed: TokenUsage | undefined;
     return {
       product,
       caller,
@@ -199,6 +211,9 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         deadlineMs: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
         maxTokensCap,
         requestId,
+        onUsage: (usage) => {
+          observed = usage;
+        },
       },
       noteOutput(text) {
         output += text;
@@ -206,7 +221,8 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       async settle(reported) {
         if (settled) return;
         settled = true;
-        let usage = reported;
+        // The adapter's reading has the provider's breakdown; the surface's is what it decoded of the answer.
+        let usage = observed ?? reported;
         if (!usage) {
           let prompt = 0;
           try {
@@ -223,6 +239,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
           };
         }
         recordUsage(ctx, usage);
+        release?.();
         await options.limiter.charge(product, caller, usage.totalTokens, requestId);
       },
     };

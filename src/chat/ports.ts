@@ -12,6 +12,8 @@ export interface UpstreamCallOptions {
   readonly deadlineMs: number | undefined;
   /** When the caller set no max tokens: the cap the provider adapter must send in its own field. */
   readonly maxTokensCap: number | undefined;
+  /** Told the provider's usage of a stream, also when the caller's stream does not carry it (docs/usage.md). */
+  readonly onUsage?: ((usage: TokenUsage) => void) | undefined;
 }
 
 /** What the chat service needs from the upstream forwarder. */

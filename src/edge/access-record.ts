@@ -20,8 +20,60 @@ export interface AccessRecord {
   promptTokens?: number;
   completionTokens?: number;
   totalTokens?: number;
+  /** The usage breakdown, when the provider reported it (src/upstream/types.ts, TokenUsage). */
+  cachedInputTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+  audioInputTokens?: number;
+  audioOutputTokens?: number;
+  /** True when the tokens are the server's estimate (the call was cut short before the provider's usage). */
+  usageEstimated?: boolean;
 }
 
 export const accessRecordKey = createContextKey<AccessRecord | undefined>(undefined, {
   description: "per-call access log facts",
 });
+
+/**
+ * Calls still settling their usage, per record: a call admitted upstream holds its record until it has
+ * recorded its usage, so the access line and the metrics of a call cut short (client cancel, shutdown)
+ * carry what it was charged even when the response closed before the call's own `finally` ran.
+ */
+const holds = new WeakMap<AccessRecord, { count: number; release: Array<() => void> }>();
+
+/** Holds `record` until the returned function is called (idempotent). */
+export function holdAccessRecord(record: AccessRecord): () => void {
+  let entry = holds.get(record);
+  if (entry === undefined) {
+    entry = { count: 0, release: [] };
+    holds.set(record, entry);
+  }
+  entry.count++;
+  const held = entry;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    held.count--;
+    if (held.count > 0) return;
+    holds.delete(record);
+    for (const release of held.release.splice(0)) release();
+  };
+}
+
+/**
+ * Resolves once every hold on `record` is released, or after `maxWaitMs` (a call that never settles must
+ * not keep its access line back forever); undefined when nothing holds it.
+ */
+export function whenRecordSettled(record: AccessRecord, maxWaitMs: number): Promise<void> | undefined {
+  const entry = holds.get(record);
+  if (entry === undefined) return undefined;
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, maxWaitMs);
+    timer.unref();
+    entry.release.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

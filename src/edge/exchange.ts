@@ -2,7 +2,7 @@ import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { codeFromHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { codeTable, httpStatusOfError } from "../errors/index.js";
-import type { AccessRecord } from "./access-record.js";
+import { whenRecordSettled, type AccessRecord } from "./access-record.js";
 import { requestIdOf } from "./request-id.js";
 
 type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
@@ -134,6 +134,9 @@ function peerAddressOf(req: NodeServerRequest): string | undefined {
   return "stream" in req ? req.stream.session?.socket.remoteAddress : req.socket.remoteAddress;
 }
 
+/** How long a closed response's end waits for its call to record its usage (an estimate is quick). */
+const settleWaitMs = 5_000;
+
 /** Builds the exchange of one request. */
 function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSignal?: AbortSignal): Exchange {
   const url = req.url ?? "/";
@@ -178,7 +181,13 @@ function createExchange(req: NodeServerRequest, res: NodeServerResponse, cutSign
   res.once("close", () => {
     if (listeners.length === 0) return;
     const outcome = outcomeOf(exchange, reset || !res.writableEnded, cutSignal?.aborted === true);
-    for (const listener of listeners) listener(outcome, exchange);
+    const end = () => {
+      for (const listener of listeners) listener(outcome, exchange);
+    };
+    // A call cut short may still be settling its usage (src/edge/access-record.ts): its line waits for it.
+    const settling = whenRecordSettled(exchange.record, settleWaitMs);
+    if (settling === undefined) end();
+    else void settling.then(end);
   });
   return exchange;
 }

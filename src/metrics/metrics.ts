@@ -23,6 +23,8 @@ export interface RequestReport {
   readonly durationSeconds: number;
   readonly promptTokens?: number | undefined;
   readonly completionTokens?: number | undefined;
+  /** The tokens are the server's estimate (the provider's usage did not arrive: a call cut short). */
+  readonly usageEstimated?: boolean | undefined;
 }
 
 /** Requests in progress: streaming calls, and all others (unary calls and requests not routed to an RPC). */
@@ -134,7 +136,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
   );
   const tokens = counterFamily(
     "tokens_total",
-    "Tokens the providers reported: in (prompt) and out (completion), by product and model.",
+    "Tokens charged: in (prompt) and out (completion), by product and model; the providers' usage, or the estimate of a call cut short before it arrived (also counted in tokens_estimated_total).",
+  );
+  const estimatedTokens = counterFamily(
+    "tokens_estimated_total",
+    "The part of tokens_total the server estimated (docs/usage.md), by product, model and direction.",
   );
   let readInFlight = (): InFlight => ({ unary: 0, streams: 0 });
   new Gauge({
@@ -249,6 +255,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
     readonly labels: Readonly<Record<"product" | "model", string>>;
     in: CounterCell | undefined;
     out: CounterCell | undefined;
+    estimatedIn: CounterCell | undefined;
+    estimatedOut: CounterCell | undefined;
   }
   const requestSeries = new Map<string, Map<string, Map<string, Map<string, RequestSeries>>>>();
   const tokenSeries = new Map<string, Map<string, TokenSeries>>();
@@ -268,6 +276,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
           labels: { product, model },
           in: undefined,
           out: undefined,
+          estimatedIn: undefined,
+          estimatedOut: undefined,
         })),
       };
       byModel.set(model, series);
@@ -296,6 +306,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     durationSeconds: number,
     promptTokens: number | undefined,
     completionTokens: number | undefined,
+    usageEstimated: boolean | undefined,
   ): void {
     // The product label: the configured name the caller gave, else `unknown`; none when no product applies.
     let product = "";
@@ -318,6 +329,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
     if (completionTokens !== undefined && completionTokens > 0) {
       series.tokens.out ??= tokens.cell({ ...series.tokens.labels, direction: "out" });
       series.tokens.out.inc(completionTokens);
+    }
+    if (usageEstimated === true) {
+      const t = series.tokens;
+      if (promptTokens !== undefined && promptTokens > 0) {
+        t.estimatedIn ??= estimatedTokens.cell({ ...t.labels, direction: "in" });
+        t.estimatedIn.inc(promptTokens);
+      }
+      if (completionTokens !== undefined && completionTokens > 0) {
+        t.estimatedOut ??= estimatedTokens.cell({ ...t.labels, direction: "out" });
+        t.estimatedOut.inc(completionTokens);
+      }
     }
   }
 
@@ -344,6 +366,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
         report.durationSeconds,
         report.promptTokens,
         report.completionTokens,
+        report.usageEstimated,
       );
     },
 
@@ -359,6 +382,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
         outcome.latencySeconds,
         record.promptTokens,
         record.completionTokens,
+        record.usageEstimated,
       );
     },
 

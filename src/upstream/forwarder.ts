@@ -10,6 +10,7 @@ import { adapterRegistry, type AdapterDeps } from "./providers/index.js";
 import type {
   Clock,
   JsonObject,
+  TokenUsage,
   ProviderAdapter,
   UpstreamCall,
   UpstreamObserver,
@@ -53,6 +54,8 @@ export interface ForwardOptions {
   readonly maxTokensCap?: number | undefined;
   /** The id of the request the call serves (src/edge/request-id.ts), on every line the call logs. */
   readonly requestId?: string | undefined;
+  /** Told the provider's usage of a stream, even when the caller did not ask for it (UpstreamCall.onUsage). */
+  readonly onUsage?: ((usage: TokenUsage) => void) | undefined;
 }
 
 /** Forwards OpenAI-shaped chat requests to the provider adapter of `provider.kind`. */
@@ -329,7 +332,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     signal: AbortSignal,
     keyIndex: number,
   ): UpstreamCall {
-    return { provider, body, maxTokensCap: opts.maxTokensCap, keyIndex, signal };
+    return { provider, body, maxTokensCap: opts.maxTokensCap, keyIndex, signal, onUsage: opts.onUsage };
   }
 
   return {

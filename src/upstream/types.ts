@@ -43,6 +43,12 @@ export interface UpstreamCall {
   readonly keyIndex: number;
   /** Already combines caller cancellation, the caller's deadline and our timeouts. */
   readonly signal: AbortSignal;
+  /**
+   * Told the provider's usage of a stream as soon as it arrives. Adapters always ask their provider for it
+   * (OpenAI's `stream_options.include_usage`, Anthropic's and Gemini's usage events) and yield it as a usage
+   * chunk only when the caller asked for one (docs/usage.md).
+   */
+  readonly onUsage?: ((usage: TokenUsage) => void) | undefined;
 }
 
 /** A provider's successful unary answer. */

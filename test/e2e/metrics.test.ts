@@ -137,14 +137,19 @@ describe("metrics after a known sequence of calls", () => {
       "{model=gpt-4o-mini,outcome=ok,provider=openai} 1",
       "{model=gpt-4o-mini,outcome=upstream_error,provider=openai} 1",
     ]);
-    // The usage the providers reported: echo 9 in / 2 out per call; the finished stream's last chunk 9 / 1.
+    // The usage the providers reported: echo 9 in / 2 out per call; the finished stream's last chunk 9 / 1;
+    // the failed unary call and the canceled stream, which got no usage, their estimate each
+    // (src/usage/estimate.ts: 7 prompt tokens for "Hello", nothing out).
     expect(series(text, "api_key_server_tokens_total")).toEqual([
       "{direction=in,model=echo-1,product=product-dev} 27",
       "{direction=in,model=echo-1,product=product-limited} 9",
-      "{direction=in,model=gpt-4o-mini,product=product-dev} 9",
+      "{direction=in,model=gpt-4o-mini,product=product-dev} 23",
       "{direction=out,model=echo-1,product=product-dev} 6",
       "{direction=out,model=echo-1,product=product-limited} 2",
       "{direction=out,model=gpt-4o-mini,product=product-dev} 1",
+    ]);
+    expect(series(text, "api_key_server_tokens_estimated_total")).toEqual([
+      "{direction=in,model=gpt-4o-mini,product=product-dev} 14",
     ]);
     expect(series(text, "api_key_server_upstream_ttfb_seconds_count")).toEqual([
       "{model=gpt-4o-mini,provider=openai} 2",

@@ -107,6 +107,15 @@ export const behaviors = {
       intervalMs,
     };
   },
+  /**
+   * OpenAI's stream as OpenAI decides it from the request: `chunks` is the stream with
+   * `stream_options.include_usage` (`"usage": null` on each chunk, then the usage-only chunk); a request that
+   * did not ask for usage gets it without them (`openAiChunks`), as OpenAI sends it.
+   */
+  openAiStream: (chunks: readonly Record<string, unknown>[], intervalMs = 0): Behavior => ({
+    kind: "choose",
+    pick: (req) => behaviors.sse(openAiChunks(chunks, asksForUsage(req.body)), "done", false, intervalMs),
+  }),
   /** Any provider's stream as whole frames (`event: x\ndata: {...}\n\n`), ended by closing unless told. */
   sseFrames: (
     frames: readonly string[],
@@ -125,6 +134,31 @@ export const behaviors = {
     handle,
   }),
 };
+
+/** Whether a request body has `stream_options.include_usage: true`. */
+export function asksForUsage(body: unknown): boolean {
+  if (typeof body !== "object" || body === null) return false;
+  const options = (body as Record<string, unknown>)["stream_options"];
+  return (
+    typeof options === "object" &&
+    options !== null &&
+    (options as Record<string, unknown>)["include_usage"] === true
+  );
+}
+
+/**
+ * The chunks OpenAI sends for a request with (`includeUsage`) or without `stream_options.include_usage`,
+ * from the stream it sends with it: without, no chunk has a `usage` key and the usage-only chunk is absent.
+ */
+export function openAiChunks(
+  withUsage: readonly Record<string, unknown>[],
+  includeUsage: boolean,
+): Record<string, unknown>[] {
+  if (includeUsage) return withUsage.map((c) => ({ ...c }));
+  return withUsage
+    .filter((c) => !(Array.isArray(c["choices"]) && c["choices"].length === 0 && c["usage"] != null))
+    .map(({ usage: _usage, ...rest }) => rest);
+}
 
 /** One request as the mock received it. */
 export interface RecordedRequest {

@@ -39,10 +39,15 @@ describe("wire format", () => {
       completion_tokens: number;
       total_tokens: number;
     };
+    // The fixtures report every detail as 0 (cached, audio, reasoning): known zeros, kept as such.
     expect(result.usage).toStrictEqual({
       promptTokens: usage.prompt_tokens,
       completionTokens: usage.completion_tokens,
       totalTokens: usage.total_tokens,
+      cachedInputTokens: 0,
+      audioInputTokens: 0,
+      reasoningTokens: 0,
+      audioOutputTokens: 0,
     });
     expect(result.upstreamLatencyMs).toBeGreaterThanOrEqual(0);
   });

@@ -3,7 +3,13 @@ import type { AppError } from "../../src/errors/index.js";
 import type { ProviderConfig } from "../../src/secrets/types.js";
 import { createForwarder, type Forwarder, type JsonObject } from "../../src/upstream/index.js";
 import { captureLog } from "../support/log-capture.js";
-import { behaviors, startMockProvider, type Behavior, type MockProvider } from "../support/mock-provider.js";
+import {
+  behaviors,
+  openAiChunks,
+  startMockProvider,
+  type Behavior,
+  type MockProvider,
+} from "../support/mock-provider.js";
 import { collect, failure, fixture, openAiProvider, plainRequest } from "./helpers.js";
 
 // Key pools (issue 14): calls spread over `api_keys`; 429 rests a key until its Retry-After; 401/403 take
@@ -131,7 +137,15 @@ describe("key pools", () => {
       const before = mock.requests.length;
       const result = await forwarder.complete(pool(), plainRequest);
       expect(result.body).toStrictEqual(ok);
-      expect(result.usage).toStrictEqual({ promptTokens: 19, completionTokens: 10, totalTokens: 29 });
+      expect(result.usage).toStrictEqual({
+        promptTokens: 19,
+        completionTokens: 10,
+        totalTokens: 29,
+        cachedInputTokens: 0,
+        audioInputTokens: 0,
+        reasoningTokens: 0,
+        audioOutputTokens: 0,
+      });
       expect(keysUsed(before)).toStrictEqual([0, 1]);
       expect(
         log.records().findLast((r) => r["message"] === "Upstream call failed; retrying once on another key"),
@@ -217,7 +231,8 @@ describe("key pools", () => {
     const before = mock.requests.length;
     const result = await collect(forwarder.stream(pool(), plainRequest));
     expect(result.error).toBeUndefined();
-    expect(result.chunks).toStrictEqual(chunks);
+    // The caller asked no usage: it gets the stream without it, as OpenAI sends it (docs/usage.md).
+    expect(result.chunks).toStrictEqual(openAiChunks(chunks, false));
     expect(keysUsed(before)).toStrictEqual([0, 1]);
   });
 
@@ -225,7 +240,7 @@ describe("key pools", () => {
     mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "reset"));
     const before = mock.requests.length;
     const result = await collect(forwarder.stream(pool(), plainRequest));
-    expect(result.chunks).toStrictEqual(chunks.slice(0, 1));
+    expect(result.chunks).toStrictEqual(openAiChunks(chunks.slice(0, 1), false));
     expect((result.error as AppError).code).toBe("upstream_error");
     expect(mock.requests.length - before).toBe(1);
   });

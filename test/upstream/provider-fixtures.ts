@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { ProviderConfig, ProviderKind } from "../../src/secrets/types.js";
-import type { JsonObject } from "../../src/upstream/index.js";
+import type { JsonObject, TokenUsage } from "../../src/upstream/index.js";
 import { behaviors, type Behavior } from "../support/mock-provider.js";
 import { canaryKey } from "./helpers.js";
 
@@ -12,6 +12,8 @@ export interface UnaryFixture {
   readonly provider_request: JsonObject;
   readonly provider_response: JsonObject;
   readonly openai_response: JsonObject;
+  /** The usage the adapter reads from the provider's answer, with its breakdown (src/upstream/types.ts). */
+  readonly token_usage: TokenUsage;
 }
 
 /** A streaming fixture: the provider's events (each the `data:` object) and our chunks out. */
@@ -22,6 +24,8 @@ export interface StreamFixture {
   readonly provider_request: JsonObject;
   readonly provider_events: JsonObject[];
   readonly openai_chunks: JsonObject[];
+  /** The usage the adapter tells `onUsage`, whether or not the caller asked for a usage chunk. */
+  readonly token_usage: TokenUsage;
 }
 
 export interface ErrorFixtures {

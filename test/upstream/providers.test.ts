@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppError } from "../../src/errors/index.js";
-import { createForwarder, type Forwarder, type JsonObject } from "../../src/upstream/index.js";
+import {
+  createForwarder,
+  type Forwarder,
+  type JsonObject,
+  type TokenUsage,
+} from "../../src/upstream/index.js";
 import { captureLog } from "../support/log-capture.js";
 import { behaviors, startMockProvider, type Behavior, type MockProvider } from "../support/mock-provider.js";
 import { canaryPieces, collect, failure } from "./helpers.js";
@@ -62,12 +67,7 @@ describe.each(kinds)("%s", (kind) => {
       expect(received?.headers).toMatchObject(wire.headers(wire.config(mock.url).apiKeys[0] ?? ""));
       expect(received?.body).toStrictEqual(f.provider_request);
       expect(result.body).toStrictEqual(f.openai_response);
-      const usage = f.openai_response["usage"] as Record<string, number>;
-      expect(result.usage).toStrictEqual({
-        promptTokens: usage["prompt_tokens"],
-        completionTokens: usage["completion_tokens"],
-        totalTokens: usage["total_tokens"],
-      });
+      expect(result.usage).toStrictEqual(f.token_usage);
     },
   );
 
@@ -75,10 +75,16 @@ describe.each(kinds)("%s", (kind) => {
     const f = providerFixture<StreamFixture>(kind, name);
     mock.setBehavior(wire.stream(f.provider_events));
     const before = mock.requests.length;
+    const usage: TokenUsage[] = [];
     const result = await collect(
-      forwarder.stream(wire.config(mock.url), f.openai_request, { maxTokensCap: f.max_tokens_cap }),
+      forwarder.stream(wire.config(mock.url), f.openai_request, {
+        maxTokensCap: f.max_tokens_cap,
+        onUsage: (u) => usage.push(u),
+      }),
     );
     expect(result.error).toBeUndefined();
+    // The provider's usage reaches the core whether or not the caller asked for a usage chunk.
+    expect(usage).toStrictEqual([f.token_usage]);
     const received = mock.requests[before];
     expect(received?.path).toBe(wire.path(modelOf(f.openai_request), true));
     expect(received?.headers["accept"]).toBe("text/event-stream");

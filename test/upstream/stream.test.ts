@@ -4,7 +4,8 @@ import { AppError } from "../../src/errors/index.js";
 import { parseSse } from "../../src/upstream/sse.js";
 import { createForwarder, type Forwarder, type JsonObject } from "../../src/upstream/index.js";
 import { captureLog } from "../support/log-capture.js";
-import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
+import type { TokenUsage } from "../../src/upstream/types.js";
+import { behaviors, openAiChunks, startMockProvider, type MockProvider } from "../support/mock-provider.js";
 import { collect, fixture, openAiProvider, plainRequest } from "./helpers.js";
 
 let mock: MockProvider;
@@ -38,6 +39,36 @@ describe("OpenAI SSE streaming", () => {
     },
   );
 
+  it("always asks the provider for usage; a caller that did not gets OpenAI's stream without it", async () => {
+    mock.setBehavior(behaviors.openAiStream(chunks));
+    const before = mock.requests.length;
+    const seen: TokenUsage[] = [];
+    const result = await collect(
+      forwarder.stream(openAiProvider(mock.url), plainRequest, { onUsage: (u) => seen.push(u) }),
+    );
+    expect(result.error).toBeUndefined();
+    const received = mock.requests[before];
+    expect(received?.body).toStrictEqual({
+      ...plainRequest,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    // Exactly what OpenAI sends a caller that did not ask: no usage key, no usage-only chunk.
+    expect(result.chunks).toStrictEqual(openAiChunks(chunks, false));
+    expect(result.chunks.some((c) => "usage" in c)).toBe(false);
+    expect(seen).toStrictEqual([
+      {
+        promptTokens: 9,
+        completionTokens: 1,
+        totalTokens: 10,
+        cachedInputTokens: 0,
+        audioInputTokens: 0,
+        reasoningTokens: 0,
+        audioOutputTokens: 0,
+      },
+    ]);
+  });
+
   it.each([
     ["a stream cut before [DONE]", behaviors.sse(chunks.slice(0, 2), "truncate"), 2, "ended before [DONE]"],
     ["a reset mid-stream", behaviors.sse(chunks.slice(0, 2), "reset"), 2, "transport error"],
@@ -60,7 +91,7 @@ describe("OpenAI SSE streaming", () => {
   ])("%s is upstream_error (502)", async (_name, behavior, delivered, detail) => {
     mock.setBehavior(behavior);
     const result = await collect(forwarder.stream(openAiProvider(mock.url), plainRequest));
-    expect(result.chunks).toStrictEqual(chunks.slice(0, delivered));
+    expect(result.chunks).toStrictEqual(openAiChunks(chunks.slice(0, delivered), false));
     expect(result.error).toBeInstanceOf(AppError);
     expect((result.error as AppError).code).toBe("upstream_error");
     const line = log.records().findLast((r) => r["message"] === "Upstream call failed");
@@ -83,7 +114,7 @@ describe("OpenAI SSE streaming", () => {
       mock.setBehavior(behaviors.sse(chunks.slice(0, 1), "stall"));
       const aborted = mock.aborted;
       const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
-      expect(result.chunks).toStrictEqual(chunks.slice(0, 1));
+      expect(result.chunks).toStrictEqual(openAiChunks(chunks.slice(0, 1), false));
       expect((result.error as AppError).code).toBe("upstream_timeout");
       expect(
         String(log.records().findLast((r) => r["message"] === "Upstream call failed")?.["detail"]),
@@ -103,7 +134,8 @@ describe("OpenAI SSE streaming", () => {
       const started = Date.now();
       const result = await collect(short.stream(openAiProvider(mock.url), plainRequest));
       expect(result.error).toBeUndefined();
-      expect(result.chunks).toHaveLength(chunks.length - 1 + many.length);
+      // Without include_usage the caller gets every chunk but the usage-only one.
+      expect(result.chunks).toHaveLength(chunks.length - 2 + many.length);
       // The proof that the request timeout was passed, not a speed assertion.
       expect(Date.now() - started).toBeGreaterThan(100);
     } finally {
@@ -164,7 +196,7 @@ describe("OpenAI SSE streaming", () => {
     } catch (err) {
       error = err;
     }
-    expect(received).toStrictEqual(chunks.slice(0, 1));
+    expect(received).toStrictEqual(openAiChunks(chunks.slice(0, 1), false));
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.Canceled);
     await mock.whenAborted(aborted + 1);

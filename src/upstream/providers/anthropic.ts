@@ -1,6 +1,7 @@
 import type { HttpPost } from "../http.js";
 import { perKey } from "../per-key.js";
-import type { JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
+import type { JsonObject, JsonValue, ProviderAdapter, TokenUsage, UpstreamCall } from "../types.js";
+import { withDetails } from "../usage.js";
 import type { AdapterDeps } from "./adapter-deps.js";
 import {
   assistantToolCalls,
@@ -109,16 +110,19 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
     kind,
 
     complete(call) {
-      return translatedComplete(deps, post(call, false), (answer, at) =>
-        fromAnthropicMessage(call, answer, at),
+      return translatedComplete(
+        deps,
+        post(call, false),
+        (answer, at) => fromAnthropicMessage(call, answer, at),
+        (answer) => (isObject(answer["usage"]) ? tokenUsageOf(answer["usage"]) : undefined),
       );
     },
 
     async *stream(call) {
       const wantUsage = includeUsage(call.body);
       let chunk: ReturnType<typeof chunkFactory> | undefined;
-      let input = { prompt: 0, cached: undefined as number | undefined };
-      let outputTokens = 0;
+      /** The usage so far: `message_start`'s, then each `message_delta`'s counts over it (they are cumulative). */
+      let usage: JsonObject = {};
       /** Content block index → OpenAI tool call index. */
       const toolIndex = new Map<number, number>();
       let done = false;
@@ -132,8 +136,8 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
             created: created(),
             model: stringField(message, "model") ?? stringField(call.body, "model") ?? "",
           });
-          input = inputTokens(field(message, "usage"));
-          outputTokens = numberOr(field(field(message, "usage"), "output_tokens"), 0);
+          const started = field(message, "usage");
+          if (isObject(started)) usage = { ...started };
           yield chunk([chunkChoice(0, { role: "assistant", content: "" }, null)]);
           continue;
         }
@@ -192,7 +196,13 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
             break;
           }
           case "message_delta": {
-            outputTokens = numberOr(field(data["usage"], "output_tokens"), outputTokens);
+            const delta = data["usage"];
+            if (isObject(delta)) {
+              for (const [name, value] of Object.entries(delta))
+                if (typeof value === "number") usage[name] = value;
+              // The final counts: charged even if the stream breaks before message_stop.
+              call.onUsage?.(tokenUsageOf(usage));
+            }
             const reason = stringField(data["delta"], "stop_reason");
             if (reason !== undefined) {
               yield chunk([chunkChoice(0, {}, finishReasons[reason] ?? "stop")]);
@@ -211,15 +221,20 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
       }
       if (!done || chunk === undefined) throw streamFailure(call, "event stream ended before message_stop");
       if (wantUsage) {
+        const input = inputTokens(usage);
         yield chunk([], {
-          usage: usageJson({ prompt: input.prompt, completion: outputTokens, cached: input.cached }),
+          usage: usageJson({
+            prompt: input.prompt,
+            completion: numberOr(usage["output_tokens"], 0),
+            cached: input.cached,
+          }),
         });
       }
     },
   };
 }
 
-function numberOr(value: JsonValue | undefined, fallback: number): number {
+function numberOr<T extends number | undefined>(value: JsonValue | undefined, fallback: T): number | T {
   return typeof value === "number" ? value : fallback;
 }
 
@@ -235,6 +250,19 @@ function inputTokens(usage: JsonValue | undefined): { prompt: number; cached: nu
     prompt: numberOr(field(usage, "input_tokens"), 0) + numberOr(created, 0) + numberOr(read, 0),
     cached: cacheReported ? numberOr(read, 0) : undefined,
   };
+}
+
+/** Anthropic's usage as TokenUsage: the prompt includes cache reads and writes, as OpenAI's does. */
+function tokenUsageOf(usage: JsonObject): TokenUsage {
+  const input = inputTokens(usage);
+  const completion = numberOr(usage["output_tokens"], 0);
+  return withDetails(
+    { promptTokens: input.prompt, completionTokens: completion, totalTokens: input.prompt + completion },
+    {
+      cachedInputTokens: input.cached,
+      cacheWriteTokens: numberOr(usage["cache_creation_input_tokens"], undefined),
+    },
+  );
 }
 
 function fromAnthropicMessage(call: UpstreamCall, body: JsonObject, created: number): JsonObject {

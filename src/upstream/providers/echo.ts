@@ -104,6 +104,11 @@ export function createEchoAdapter(deps: { readonly clock: Clock }): ProviderAdap
         }
         yield chunk([choice(index, {}, a.finishReason)]);
       }
+      call.onUsage?.({
+        promptTokens: a.usage.prompt_tokens,
+        completionTokens: a.usage.completion_tokens,
+        totalTokens: a.usage.total_tokens,
+      });
       if (includeUsage) yield chunk([], { usage: a.usage });
     },
   };

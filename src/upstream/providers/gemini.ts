@@ -1,6 +1,7 @@
 import type { HttpPost } from "../http.js";
 import { perKey } from "../per-key.js";
-import type { JsonObject, JsonValue, ProviderAdapter, UpstreamCall } from "../types.js";
+import type { JsonObject, JsonValue, ProviderAdapter, TokenUsage, UpstreamCall } from "../types.js";
+import { withDetails } from "../usage.js";
 import type { AdapterDeps } from "./adapter-deps.js";
 import {
   assistantToolCalls,
@@ -105,14 +106,18 @@ export function createGeminiAdapter(deps: AdapterDeps): ProviderAdapter {
     kind,
 
     complete(call) {
-      return translatedComplete(deps, post(call, false), (answer, at) =>
-        fromGeminiResponse(call, answer, at),
+      return translatedComplete(
+        deps,
+        post(call, false),
+        (answer, at) => fromGeminiResponse(call, answer, at),
+        (answer) => (isObject(answer["usageMetadata"]) ? tokenUsageOf(answer["usageMetadata"]) : undefined),
       );
     },
 
     async *stream(call) {
       const wantUsage = includeUsage(call.body);
       let chunk: ReturnType<typeof chunkFactory> | undefined;
+      /** The latest `usageMetadata` (each event carries the counts so far; the last one is final). */
       let usage: JsonObject | undefined;
       let finished = false;
       /** Tool calls so far per candidate, for their OpenAI index and id. */
@@ -127,7 +132,7 @@ export function createGeminiAdapter(deps: AdapterDeps): ProviderAdapter {
           const indexes = candidates.length > 0 ? candidates.map((c) => c.index) : [0];
           yield chunk(indexes.map((i) => chunkChoice(i, { role: "assistant", content: "" }, null)));
         }
-        if (isObject(data["usageMetadata"])) usage = usageOf(data["usageMetadata"]);
+        if (isObject(data["usageMetadata"])) usage = data["usageMetadata"];
         if (candidates.length === 0 && blockReasonOf(data) !== undefined) {
           yield chunk([chunkChoice(0, {}, "content_filter")]);
           finished = true;
@@ -157,7 +162,10 @@ export function createGeminiAdapter(deps: AdapterDeps): ProviderAdapter {
       // The Gemini stream has no end marker: an answer is complete once a finish reason arrived.
       if (!finished || chunk === undefined)
         throw streamFailure(call, "event stream ended before a finish reason");
-      if (wantUsage && usage !== undefined) yield chunk([], { usage });
+      if (usage !== undefined) {
+        call.onUsage?.(tokenUsageOf(usage));
+        if (wantUsage) yield chunk([], { usage: usageOf(usage) });
+      }
     },
   };
 }
@@ -234,6 +242,41 @@ function usageOf(metadata: JsonObject): JsonObject {
     cached: number("cachedContentTokenCount"),
     reasoning: thoughts,
   });
+}
+
+/**
+ * `usageMetadata` as TokenUsage: thinking counts as completion and as reasoning; cached content is part of
+ * the prompt; audio from the per-modality details (`promptTokensDetails`, `candidatesTokensDetails`).
+ */
+function tokenUsageOf(metadata: JsonObject): TokenUsage {
+  const number = (name: string) => (typeof metadata[name] === "number" ? metadata[name] : undefined);
+  const prompt = number("promptTokenCount") ?? 0;
+  const thoughts = number("thoughtsTokenCount");
+  const completion = (number("candidatesTokenCount") ?? 0) + (thoughts ?? 0);
+  return withDetails(
+    {
+      promptTokens: prompt,
+      completionTokens: completion,
+      totalTokens: number("totalTokenCount") ?? prompt + completion,
+    },
+    {
+      cachedInputTokens: number("cachedContentTokenCount"),
+      reasoningTokens: thoughts,
+      audioInputTokens: modalityTokens(metadata["promptTokensDetails"], "AUDIO"),
+      audioOutputTokens: modalityTokens(metadata["candidatesTokensDetails"], "AUDIO"),
+    },
+  );
+}
+
+/** The tokens of one modality in a `ModalityTokenCount` list; undefined when it is not listed. */
+function modalityTokens(details: JsonValue | undefined, modality: string): number | undefined {
+  if (!Array.isArray(details)) return undefined;
+  for (const entry of details) {
+    if (field(entry, "modality") !== modality) continue;
+    const count = field(entry, "tokenCount");
+    return typeof count === "number" ? count : undefined;
+  }
+  return undefined;
 }
 
 function fromGeminiResponse(call: UpstreamCall, body: JsonObject, created: number): JsonObject {

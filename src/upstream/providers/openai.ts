@@ -3,7 +3,7 @@ import { perKey } from "../per-key.js";
 import type { ProviderConfig } from "../../secrets/types.js";
 import type { Clock, JsonObject, ProviderAdapter, UpstreamCall } from "../types.js";
 import { toTokenUsage } from "../usage.js";
-import { parseEventJson, streamFailure } from "./shared.js";
+import { includeUsage, isObject, parseEventJson, streamFailure } from "./shared.js";
 
 /** OpenAI's public API; `base_url` replaces it (tests, proxies, OpenAI-compatible hosts). */
 export const openAiDefaultBaseUrl = "https://api.openai.com/v1";
@@ -77,17 +77,44 @@ export function createOpenAiAdapter(
     },
 
     async *stream(call) {
+      const callerWantsUsage = includeUsage(call.body);
+      const body: JsonObject = { ...withCap(call), stream: true, stream_options: usageOptions(call.body) };
       let done = false;
-      for await (const event of http.postEventStream(post(call, { ...withCap(call), stream: true }))) {
+      for await (const event of http.postEventStream(post(call, body))) {
         if (event.data.trim() === "[DONE]") {
           done = true;
           break;
         }
-        yield parseChunk(call, event.data);
+        const chunk = parseChunk(call, event.data);
+        if (!("usage" in chunk)) {
+          yield chunk;
+          continue;
+        }
+        const usage = toTokenUsage(chunk["usage"]);
+        if (usage !== undefined) call.onUsage?.(usage);
+        if (callerWantsUsage) {
+          yield chunk;
+          continue;
+        }
+        // The caller did not ask for usage: it sees the stream OpenAI sends without include_usage, which
+        // has neither the usage-only chunk nor the `"usage": null` on the others.
+        const { usage: _usage, ...rest } = chunk;
+        const choices = rest["choices"];
+        if (Array.isArray(choices) && choices.length === 0) continue;
+        yield rest;
       }
       if (!done) throw streamFailure(call, "event stream ended before [DONE]");
     },
   };
+}
+
+/**
+ * The caller's `stream_options` with `include_usage: true`: the server always asks for the stream's usage
+ * (it charges it), whatever the caller asked (docs/usage.md).
+ */
+function usageOptions(body: JsonObject): JsonObject {
+  const options = body["stream_options"];
+  return isObject(options) ? { ...options, include_usage: true } : { include_usage: true };
 }
 
 function parseChunk(call: UpstreamCall, data: string): JsonObject {

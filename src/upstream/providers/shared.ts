@@ -220,12 +220,6 @@ export function usageJson(usage: {
   };
 }
 
-export function tokenUsageOf(usage: JsonObject): TokenUsage {
-  const prompt = Number(usage["prompt_tokens"]);
-  const completion = Number(usage["completion_tokens"]);
-  return { promptTokens: prompt, completionTokens: completion, totalTokens: Number(usage["total_tokens"]) };
-}
-
 /** Builds `chat.completion.chunk`s of one answer (the fields OpenAI sends on every chunk). */
 export function chunkFactory(head: { id: string; created: number; model: string }) {
   return (choices: JsonValue[], extra: JsonObject = {}): JsonObject => ({
@@ -361,19 +355,22 @@ export function unsupportedPart(part: JsonObject, path: string, kind: string): A
   );
 }
 
-/** A unary call of a translating adapter: post, translate the answer, read its usage. */
+/**
+ * A unary call of a translating adapter: post, translate the answer, read its usage from the provider's own
+ * answer (`usageOf`), which keeps breakdowns OpenAI's shape has no field for (Anthropic's cache writes).
+ */
 export async function translatedComplete(
   deps: { readonly http: UpstreamHttp; readonly clock: { now(): number } },
   post: HttpPost,
   translate: (answer: JsonObject, created: number) => JsonObject,
+  usageOf: (answer: JsonObject) => TokenUsage | undefined,
 ): Promise<UpstreamResult> {
   const started = deps.clock.now();
   const { status, body } = await deps.http.postJson(post);
   const answer = translate(body, Math.floor(started / 1000));
-  const usage = answer["usage"];
   return {
     body: answer,
-    usage: isObject(usage) ? tokenUsageOf(usage) : undefined,
+    usage: usageOf(body),
     upstreamLatencyMs: deps.clock.now() - started,
     status,
   };
