@@ -61,7 +61,7 @@ export interface ProviderWire {
   readonly model: string;
 }
 
-const anthropicFrame = (e: JsonObject) =>
+export const anthropicFrame = (e: JsonObject) =>
   `event: ${JSON.stringify(e["type"]).slice(1, -1)}\ndata: ${JSON.stringify(e)}\n\n`;
 // Gemini's SSE lines end in CRLF.
 const geminiFrame = (e: JsonObject) => `data: ${JSON.stringify(e)}\r\n\r\n`;
