@@ -320,3 +320,39 @@ function estimated(text: string, direction: "in" | "out"): number {
   const labels = { direction, model: "gpt-4o-mini", product: "product-dev" };
   return value(text, "api_key_server_tokens_estimated_total", labels) ?? 0;
 }
+
+describe("a stream cut by shutdown", () => {
+  it("is charged the estimate, in the access line of the cut call", async () => {
+    const own = await startApp({
+      products: {
+        "product-dev": {
+          providers: { openai: { api_key: canaryKey, base_url: `${mock.url}/v1`, models: ["gpt-4o-mini"] } },
+        },
+      },
+    });
+    try {
+      mock.setBehavior(behaviors.sse(chunks.slice(0, 2), "stall"));
+      const requested = mock.requests.length;
+      const caller = await own.token();
+      const ownClients = createE2eClients(own.url);
+      const outcome = ownClients.stream("grpc", "product-dev", request, {
+        authorization: `Bearer ${caller}`,
+      });
+      await mock.whenRequested(requested + 1);
+      // The grace ends with the stream still open: the server cuts it.
+      await own.close(200);
+      expect((await outcome).end.code).not.toBe("OK");
+      ownClients.close();
+      const lines = own.logs.records().filter((r) => "httpRequest" in r);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        httpRequest: { status: 503 },
+        cut: "server",
+        promptTokens: 7,
+        usageEstimated: true,
+      });
+    } finally {
+      await own.close().catch(() => undefined);
+    }
+  });
+});
