@@ -1,3 +1,8 @@
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
+import { createOpenAI } from "@ai-sdk/openai";
+import { embed, embedMany } from "ai";
 import OpenAI, { APIError, AuthenticationError, BadRequestError, InternalServerError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
@@ -345,6 +350,90 @@ describe("errors", () => {
     });
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe("POST");
+  });
+});
+
+describe("Vercel AI SDK: createOpenAI({ baseURL }).embedding(model)", () => {
+  const provider = () =>
+    createOpenAI({ baseURL: `${app.url}/openai/product-dev/v1`, apiKey: token }).embedding(
+      "text-embedding-3-small",
+    );
+
+  it("embed: one value, its vector and usage", async () => {
+    const result = await embed({ model: provider(), value: "sunny day", maxRetries: 0 });
+    expect(lastRequest().path).toBe("/v1/embeddings");
+    expect(lastRequest().body).toMatchObject({ model: "text-embedding-3-small", input: ["sunny day"] });
+    expect(result.embedding).toEqual(mockVector(0));
+    expect(result.usage.tokens).toBe(5);
+  });
+
+  it("embedMany: the vectors in order, dimensions passed", async () => {
+    const result = await embedMany({
+      model: provider(),
+      values: ["a", "b", "c"],
+      maxRetries: 0,
+      providerOptions: { openai: { dimensions: 5 } },
+    });
+    expect(lastRequest().body).toMatchObject({ input: ["a", "b", "c"], dimensions: 5 });
+    expect(result.embeddings).toEqual([0, 1, 2].map((i) => mockVector(i, 5)));
+  });
+
+  it("embedMany against echo: deterministic vectors", async () => {
+    const echo = createOpenAI({ baseURL: `${app.url}/openai/product-dev/v1`, apiKey: token }).embedding(
+      "echo-embed",
+    );
+    const result = await embedMany({ model: echo, values: ["x", "y", "x"], maxRetries: 0 });
+    expect(result.embeddings[0]).toEqual(result.embeddings[2]);
+    expect(result.embeddings[0]).toHaveLength(256);
+  });
+});
+
+describe("the OpenAI endpoints not served", () => {
+  it.each([
+    ["POST", "/v1/completions"],
+    ["POST", "/v1/images/generations"],
+    ["GET", "/v1/files"],
+    ["POST", "/v1/embeddings/extra"],
+  ])("%s %s: 404 Not found (route_not_found) in OpenAI's shape", async (method, path) => {
+    const res = await fetch(`${app.url}/openai/product-dev${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(method === "POST" ? { body: "{}" } : {}),
+    });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({
+      error: { message: "Not found", type: "invalid_request_error", param: null, code: "route_not_found" },
+    });
+  });
+
+  it("a served path with another method: 405 with Allow", async () => {
+    const res = await fetch(`${app.url}/openai/product-dev/v1/models`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("GET");
+  });
+});
+
+describe("README", () => {
+  it("the Embeddings section's Node snippet works verbatim (only the port differs) against echo", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Embeddings"));
+    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(snippet).toContain("client.embeddings.create");
+    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
+    await mkdir(dir, { recursive: true });
+    const file = new URL(`embed-${process.pid}.mjs`, dir);
+    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
+        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
+      });
+      expect(stdout).toBe("2 256\n");
+    } finally {
+      await rm(file, { force: true });
+    }
   });
 });
 
