@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { createOpenAI } from "@ai-sdk/openai";
 import { embed, embedMany } from "ai";
 import OpenAI, { APIError, AuthenticationError, BadRequestError, InternalServerError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
@@ -47,15 +49,21 @@ const products = (url: string) => ({
     providers: { echo: { models: ["echo-embed"] } },
     rate_limit: { requests_per_minute: 1 },
   },
+  "product-tokens": {
+    providers: { echo: { models: ["echo-embed"] } },
+    rate_limit: { requests_per_minute: 100, tokens_per_minute: 10 },
+  },
 });
+const hmacKey = { keyId: "svc-hmac", secret: "secret-hmac-0123456789abcdef0123456789" };
 
 beforeAll(async () => {
   mock = await startMockProvider(embeddingsBehavior());
   app = await startApp({
     products: products(mock.url),
+    hmac: { [hmacKey.keyId]: { secret: hmacKey.secret, products: ["product-dev"] } },
     env: { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "2" },
   });
-  token = await app.token({ claims: { products: ["product-dev", "product-limited"] } });
+  token = await app.token({ claims: { products: ["product-dev", "product-limited", "product-tokens"] } });
 });
 afterAll(async () => {
   await app.close();
@@ -300,6 +308,46 @@ describe("errors", () => {
     expect(err.status).toBe(429);
     expect(err.error).toMatchObject({ message: "Rate limit exceeded" });
     expect(err.headers?.get("retry-after")).toMatch(/^\d+$/);
+  });
+
+  it("the usage is charged to the tokens-per-minute limit: a call over it, then 429", async () => {
+    const first = await sdk("product-tokens").embeddings.create({
+      model: "echo-embed",
+      input: "x".repeat(200),
+    });
+    expect(first.usage.total_tokens).toBeGreaterThan(10);
+    const err = await failure(sdk("product-tokens").embeddings.create({ model: "echo-embed", input: "a" }));
+    expect(err.status).toBe(429);
+    expect(err.error).toMatchObject({ message: "Rate limit exceeded" });
+  });
+
+  it("an HMAC-signed caller (signature over the /openai/... path and body) is served", async () => {
+    const signingFetch: typeof fetch = (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      const body = typeof init?.body === "string" ? init.body : "";
+      const headers = new Headers(init?.headers);
+      headers.delete("authorization");
+      const signed = signRequest({
+        ...hmacKey,
+        nonce: randomUUID(),
+        method: init?.method ?? "GET",
+        path: url.pathname,
+        query: url.search.slice(1),
+        body,
+      });
+      for (const [name, value] of Object.entries(signed)) headers.set(name, value);
+      return fetch(url, { ...init, headers });
+    };
+    const client = new OpenAI({
+      baseURL: `${app.url}/openai/product-dev/v1`,
+      apiKey: "unused",
+      maxRetries: 0,
+      fetch: signingFetch,
+    });
+    const result = await client.embeddings.create({ model: "echo-embed", input: "signed" });
+    expect(result.data[0]?.embedding).toHaveLength(256);
+    const line = app.logs.records().findLast((r) => r["surface"] === "embeddings");
+    expect(line).toMatchObject({ caller: "hmac:svc-hmac", protocol: "openai" });
   });
 
   it("a provider 5xx quoting the key: 502 Upstream service error, the key nowhere", async () => {
