@@ -265,6 +265,11 @@ describe("errors", () => {
     ],
     ["an unknown field", { model: "echo-embed", input: "a", nope: 1 }, 'Unknown field "nope"'],
     [
+      "echo dimensions over 4096",
+      { model: "echo-embed", input: "a", dimensions: 5000 },
+      'dimensions: at most 4096 for provider kind "echo"',
+    ],
+    [
       "too many inputs",
       { model: "echo-embed", input: Array.from({ length: 2049 }, () => "a") },
       "input: at most 2048 inputs per request",

@@ -1,17 +1,20 @@
 import { createHash } from "node:crypto";
 import type { AdapterDeps } from "../providers/adapter-deps.js";
 import type { EmbeddingAdapter } from "./types.js";
+import { invalid } from "../providers/shared.js";
 import { embeddingList, readEmbeddingInputs } from "./inputs.js";
 
 /** Dimensions of an echo vector when the request sets no `dimensions`. */
 export const echoEmbeddingDimensions = 256;
+/** The most dimensions an echo vector may have (real models stop at a few thousand). */
+export const echoMaxEmbeddingDimensions = 4096;
 const charsPerToken = 4;
 
 /**
  * The built-in `echo` provider's embeddings (no network, no key): a deterministic unit vector per input,
  * made from SHA-256 of the input (text, or token ids), so equal inputs get equal vectors and different
  * ones different vectors — enough for local work on retrieval code, not for meaning. `dimensions` sets the
- * length (default 256); usage is estimated at about four characters per token (one per token id).
+ * length (default 256, at most 4096); usage is estimated at about four characters per token (one per token id).
  */
 export function createEchoEmbeddings(_deps: AdapterDeps): EmbeddingAdapter {
   return {
@@ -23,6 +26,10 @@ export function createEchoEmbeddings(_deps: AdapterDeps): EmbeddingAdapter {
         const inputs = readEmbeddingInputs(body["input"]);
         const dimensions =
           typeof body["dimensions"] === "number" ? body["dimensions"] : echoEmbeddingDimensions;
+        // A caller's number sizes the answer: bounded, so one request cannot make the server build gigabytes.
+        if (dimensions > echoMaxEmbeddingDimensions) {
+          throw invalid("dimensions", `at most ${echoMaxEmbeddingDimensions} for provider kind "echo"`);
+        }
         const keys =
           inputs.kind === "texts" ? inputs.texts : inputs.tokens.map((ids) => `tokens:${ids.join(",")}`);
         const prompt =
