@@ -2,6 +2,8 @@ import { cors as connectCors, type Interceptor, type ServiceImplSpec } from "@co
 import type { Redis } from "ioredis";
 import type { Dispatcher } from "undici";
 import { ChatCompletionRequestSchema, ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
+import { EmbeddingService } from "../gen/apikeyserver/v1/embeddings_pb.js";
+import { createEmbeddingService } from "./services/embedding-service.js";
 import {
   createAuth,
   createMemoryNonceStore,
@@ -145,6 +147,9 @@ export function createApp(options: AppOptions): App {
     },
   });
 
+  // Embeddings on every protocol and the OpenAI surface, admitted by the same core (src/services/embedding-service.ts).
+  const embeddings = createEmbeddingService({ core: chatCore, upstream: forwarder });
+
   // JSON in, JSON out for the JSON surfaces (docs/architecture.md): the same core, no protobuf round trip.
   const chatJson = createJsonChat(chatCore);
 
@@ -202,8 +207,10 @@ export function createApp(options: AppOptions): App {
     precheck: auth.precheck,
     limits: { bodyLimitBytes: config.maxBodyBytes },
     chat: { impl: chat, json: chatJson },
+    embeddings,
     routes(router) {
       router.service(ChatService, chat);
+      router.service(EmbeddingService, embeddings);
       registerHealth(router, {
         readiness,
         version: options.version,

@@ -1,5 +1,6 @@
 import type { ConnectRouter, Interceptor, ServiceImpl, ServiceImplSpec } from "@connectrpc/connect";
 import type { ChatService } from "../gen/apikeyserver/v1/chat_pb.js";
+import type { EmbeddingService } from "../gen/apikeyserver/v1/embeddings_pb.js";
 import type { Auth } from "./auth/index.js";
 import { createCallPipeline } from "./call/pipeline.js";
 import {
@@ -41,6 +42,11 @@ export interface ServerOptions {
    * OpenAI-compatible surface is served under `/openai/`.
    */
   readonly chat?: { readonly impl: ServiceImpl<typeof ChatService>; readonly json: JsonChat } | undefined;
+  /**
+   * The EmbeddingService implementation registered by `routes`: with it, the OpenAI-compatible surface also
+   * serves `POST /openai/<product>/v1/embeddings` (src/protocols/openai/embeddings-route.ts).
+   */
+  readonly embeddings?: ServiceImpl<typeof EmbeddingService> | undefined;
   readonly accessLog: Omit<AccessLogEdgeOptions, "logger">;
   /**
    * Edge entries after the access log, outermost first (metrics, CORS), given the services registered
@@ -115,6 +121,7 @@ export function createServer(options: ServerOptions): Server {
             createOpenAiEdge({
               chat: chat.impl,
               chatJson: chat.json,
+              embeddings: options.embeddings,
               pipeline,
               maxBodyBytes: connectOptions.readMaxBytes,
               maxTimeoutMs: connectOptions.maxTimeoutMs,

@@ -13,6 +13,11 @@ export interface AccessRecord {
   requestId?: string;
   /** A refused CORS preflight: the origin it came from (at most 256 characters). */
   origin?: string;
+  /**
+   * The API surface of a call that is not a chat completion (`embeddings`, `responses`, …); left out for
+   * chat. Its protocol is `exchange.protocol`.
+   */
+  surface?: string;
   product?: string;
   model?: string;
   caller?: string;

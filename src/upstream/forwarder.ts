@@ -7,6 +7,8 @@ import { UpstreamFailure } from "./failure.js";
 import { createUpstreamHttp } from "./http.js";
 import { createKeyPools } from "./key-pool.js";
 import { adapterRegistry, type AdapterDeps } from "./providers/index.js";
+import { embeddingRegistry } from "./embeddings/registry.js";
+import type { EmbeddingAdapter } from "./embeddings/types.js";
 import type {
   Clock,
   JsonObject,
@@ -68,6 +70,14 @@ export interface Forwarder {
   complete(provider: ProviderConfig, body: JsonObject, options?: ForwardOptions): Promise<UpstreamResult>;
   /** A streaming call yielding `chat.completion.chunk` objects; fails like `complete`, also mid-stream. */
   stream(provider: ProviderConfig, body: JsonObject, options?: ForwardOptions): AsyncIterable<JsonObject>;
+  /** Whether the provider's kind has embeddings (src/upstream/embeddings/registry.ts). */
+  embeds(provider: ProviderConfig): boolean;
+  /**
+   * One embeddings call (an OpenAI embeddings body, answered in OpenAI's list shape); the key pool, the
+   * retry on another key, timeouts, error mapping and logging are those of `complete`. A kind without
+   * embeddings fails with `model_not_supported`.
+   */
+  embed(provider: ProviderConfig, body: JsonObject, options?: ForwardOptions): Promise<UpstreamResult>;
   /** Closes the pooled connections this forwarder created (waits for calls in flight). */
   close(): Promise<void>;
 }
@@ -158,6 +168,14 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     (typeof adapterRegistry)[ProviderKind],
   ][]) {
     adapters.set(kind, factory(deps));
+  }
+
+  const embedders = new Map<ProviderKind, EmbeddingAdapter>();
+  for (const [kind, factory] of Object.entries(embeddingRegistry) as [
+    ProviderKind,
+    (typeof embeddingRegistry)[ProviderKind],
+  ][]) {
+    if (factory !== null) embedders.set(kind, factory(deps));
   }
 
   function adapterFor(provider: ProviderConfig): ProviderAdapter {
@@ -335,7 +353,49 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return { provider, body, maxTokensCap: opts.maxTokensCap, keyIndex, signal, onUsage: opts.onUsage };
   }
 
+  /** A unary call through `send` with the timers, the key pool, one retry on another key, and one log line. */
+  async function unary(
+    provider: ProviderConfig,
+    body: JsonObject,
+    opts: ForwardOptions,
+    send: (call: UpstreamCall) => Promise<UpstreamResult>,
+  ): Promise<UpstreamResult> {
+    const timers = startClock(opts);
+    let outcome: UpstreamOutcome = "ok";
+    let keyIndex = 0;
+    try {
+      timers.signal.throwIfAborted();
+      keyIndex = pools.pick(provider);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await send(callOf(provider, body, opts, timers.signal, keyIndex));
+        } catch (err) {
+          const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
+          if (next === undefined) throw err;
+          keyIndex = next;
+        }
+      }
+    } catch (err) {
+      const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
+      outcome = outcomeOf(error);
+      throw error;
+    } finally {
+      timers.end();
+      report(provider, body, outcome, timers, undefined);
+    }
+  }
+
   return {
+    embeds: (provider) => embedders.has(provider.kind),
+
+    embed(provider, body, opts = {}) {
+      const embedder = embedders.get(provider.kind);
+      if (embedder === undefined) {
+        return Promise.reject(new AppError("model_not_supported", { param: "model" }));
+      }
+      return unary(provider, body, opts, (call) => embedder.embed(call));
+    },
+
     async complete(provider, body, opts = {}) {
       const timers = startClock(opts);
       let outcome: UpstreamOutcome = "ok";

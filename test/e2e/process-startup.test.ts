@@ -141,6 +141,7 @@ describe("a fresh clone: the example files copied into ./config (issue 3, issue 
     expect(res.code).toBe(0);
     expect(res.stdout.trim().split("\n")).toStrictEqual([
       "apikeyserver.v1.ChatService",
+      "apikeyserver.v1.EmbeddingService",
       "apikeyserver.v1.HealthService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",

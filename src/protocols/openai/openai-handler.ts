@@ -17,6 +17,8 @@ import { sendError } from "../http-write.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 import { streamJsonWriter } from "../sse.js";
 import { parseJsonBody } from "../request-body.js";
+import type { EmbeddingService } from "../../../gen/apikeyserver/v1/embeddings_pb.js";
+import { createEmbeddingsRoute } from "./embeddings-route.js";
 
 export interface OpenAiEdgeOptions {
   /** The ChatService implementation the Connect router serves (the same object), invoked in-process. */
@@ -32,16 +34,20 @@ export interface OpenAiEdgeOptions {
    * get JSON in and JSON out without protobuf messages.
    */
   readonly chatJson?: JsonChat | undefined;
+  /** The EmbeddingService implementation the router serves: with it, `POST …/v1/embeddings` is served. */
+  readonly embeddings?: ServiceImpl<typeof EmbeddingService> | undefined;
 }
 
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
 const prefix = "/openai/";
 const chatPath = "/v1/chat/completions";
 const modelsPath = "/v1/models";
+const embeddingsPath = "/v1/embeddings";
 
 type Endpoint =
   | { readonly kind: "chat" }
   | { readonly kind: "models" }
+  | { readonly kind: "embeddings" }
   | { readonly kind: "model"; readonly model: string };
 
 /**
@@ -96,8 +102,17 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       return JSON.stringify(toRestJson(ModelSchema, model));
     };
 
+  const embeddingsCall =
+    options.embeddings &&
+    createEmbeddingsRoute({ embeddings: options.embeddings, maxBodyBytes, maxTimeoutMs });
+
   /** The call of an endpoint: chat picks CreateChatCompletion or StreamChatCompletion by the body. */
   function callOf(exchange: Exchange, product: string, endpoint: Endpoint): CallWire {
+    if (endpoint.kind === "embeddings") {
+      // route() refused the path when the server has no EmbeddingService.
+      if (embeddingsCall === undefined) throw new AppError("route_not_found");
+      return embeddingsCall(exchange, product);
+    }
     if (endpoint.kind !== "chat") {
       exchange.rpc = models.rpc;
       return httpWire(exchange, {
@@ -155,6 +170,10 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
     let target: { product: string; endpoint: Endpoint };
     try {
       target = route(exchange);
+      // Served only when the server was given the EmbeddingService (src/server.ts).
+      if (target.endpoint.kind === "embeddings" && embeddingsCall === undefined) {
+        throw new AppError("route_not_found");
+      }
     } catch (thrown) {
       pipeline.refuse(exchange, thrown, (err) =>
         sendError(exchange.req, exchange.res, openAiErrorFromConnect(err)),
@@ -185,13 +204,14 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
   let endpoint: Endpoint | undefined;
   if (rest === chatPath) endpoint = { kind: "chat" };
   else if (rest === modelsPath) endpoint = { kind: "models" };
+  else if (rest === embeddingsPath) endpoint = { kind: "embeddings" };
   else if (rest.startsWith(`${modelsPath}/`)) {
     const model = decode(rest.slice(modelsPath.length + 1));
     if (model !== undefined && model !== "") endpoint = { kind: "model", model };
   }
   if (product === undefined || product === "" || endpoint === undefined)
     throw new AppError("route_not_found");
-  const allowed = endpoint.kind === "chat" ? "POST" : "GET";
+  const allowed = endpoint.kind === "chat" || endpoint.kind === "embeddings" ? "POST" : "GET";
   if (exchange.method !== allowed) throw new AppError("method_not_allowed", { headers: { allow: allowed } });
   return { product, endpoint };
 }

@@ -1,0 +1,93 @@
+import { perKey } from "../per-key.js";
+import type { ProviderConfig } from "../../secrets/types.js";
+import { azureDefaultApiVersion } from "../providers/azure-openai.js";
+import type { AdapterDeps } from "../providers/adapter-deps.js";
+import { openAiDefaultBaseUrl } from "../providers/openai.js";
+import { misconfigured } from "../providers/shared.js";
+import type { EmbeddingAdapter } from "./types.js";
+import { embeddingUsage } from "./inputs.js";
+
+interface Target {
+  readonly origin: string;
+  readonly path: (model: string) => string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** `{base}/embeddings` with a bearer key (none for keyless compatible hosts). */
+function bearerEmbeddings(base: string, key: string | undefined): Target {
+  const url = new URL(`${base.replace(/\/+$/, "")}/embeddings`);
+  const path = url.pathname;
+  return {
+    origin: url.origin,
+    path: () => path,
+    headers: Object.freeze(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+  };
+}
+
+/** `{base_url}/openai/deployments/{deployment}/embeddings?api-version=…` with an `api-key` header. */
+function azureEmbeddings(provider: ProviderConfig, key: string | undefined): Target {
+  if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
+  if (key === undefined) throw misconfigured(provider, "api_key is missing");
+  const base = new URL(provider.baseUrl);
+  const prefix = base.pathname.replace(/\/+$/, "");
+  const query = `?api-version=${encodeURIComponent(provider.apiVersion ?? azureDefaultApiVersion)}`;
+  const paths = new Map<string, string>();
+  return {
+    origin: base.origin,
+    headers: Object.freeze({ "api-key": key }),
+    path: (model) => {
+      let path = paths.get(model);
+      if (path === undefined) {
+        const deployment = provider.deployments?.get(model) ?? model;
+        path = `${prefix}/openai/deployments/${encodeURIComponent(deployment)}/embeddings${query}`;
+        paths.set(model, path);
+      }
+      return path;
+    },
+  };
+}
+
+const targets = {
+  openai: (provider: ProviderConfig, key: string | undefined) => {
+    if (key === undefined) throw misconfigured(provider, "api_key is missing");
+    return bearerEmbeddings(provider.baseUrl ?? openAiDefaultBaseUrl, key);
+  },
+  "openai-compatible": (provider: ProviderConfig, key: string | undefined) => {
+    if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
+    return bearerEmbeddings(provider.baseUrl, key);
+  },
+  "azure-openai": azureEmbeddings,
+} as const;
+
+/**
+ * OpenAI's embeddings endpoint (also Azure OpenAI's and OpenAI-compatible hosts', the same wire format at
+ * other URLs, as the chat adapter in src/upstream/providers/openai.ts): the body is sent exactly as given and
+ * the answer returned field for field.
+ */
+export function createOpenAiEmbeddings(kind: keyof typeof targets): (deps: AdapterDeps) => EmbeddingAdapter {
+  return ({ http, clock }) => {
+    const targetOf = perKey(targets[kind]);
+    return {
+      kind,
+      async embed(call) {
+        const { origin, path, headers } = targetOf(call);
+        const model = typeof call.body["model"] === "string" ? call.body["model"] : "";
+        const started = clock.now();
+        const { status, body } = await http.postJson({
+          provider: call.provider,
+          origin,
+          path: path(model),
+          headers,
+          body: call.body,
+          signal: call.signal,
+        });
+        return {
+          body,
+          usage: embeddingUsage(body["usage"]),
+          upstreamLatencyMs: clock.now() - started,
+          status,
+        };
+      },
+    };
+  };
+}
