@@ -13,6 +13,8 @@ export interface AccessRecord {
   requestId?: string;
   /** A refused CORS preflight: the origin it came from (at most 256 characters). */
   origin?: string;
+  /** The API surface a call came through when the protocol does not say it (`responses`). */
+  surface?: string;
   product?: string;
   model?: string;
   caller?: string;
