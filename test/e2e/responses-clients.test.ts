@@ -60,9 +60,9 @@ beforeAll(async () => {
 afterAll(async () => {
   // Every client called the Responses API, and every access line says so.
   const lines = app.logs.records().filter((r) => r["protocol"] === "openai");
-  expect(lines).toHaveLength(15);
+  expect(lines).toHaveLength(17);
   for (const line of lines) {
-    expect(line).toMatchObject({ surface: "responses", httpRequest: { status: 200, requestMethod: "POST" } });
+    expect(line).toMatchObject({ surface: "responses", httpRequest: { requestMethod: "POST" } });
     expect((line["httpRequest"] as { requestUrl: string }).requestUrl).toMatch(/\/v1\/responses$/);
   }
   for (const piece of canaryPieces) {
@@ -243,6 +243,23 @@ describe.each(providerCases)(
       expect(types).toContain("response.output_text.delta");
       expect(final.usage?.total_tokens).toBeGreaterThan(0);
       expect(mock.requests[0]?.path).toBe(wires[kind].path(model, true));
+    });
+
+    it("a field the provider cannot take is a 400 naming it", async () => {
+      const err = await sdk()
+        .responses.create({ model, input: "x", reasoning: { effort: "high" } })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      const { error } = err as InstanceType<typeof OpenAI.BadRequestError>;
+      expect(error).toMatchObject({
+        message: `reasoning.effort: not supported by provider kind "${kind}"`,
+        code: "invalid_argument",
+        param: "reasoning.effort",
+      });
+      expect(mock.requests).toHaveLength(0);
     });
 
     it("a function-tool round trip", async () => {

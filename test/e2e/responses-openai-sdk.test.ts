@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import OpenAI, {
   APIError,
   AuthenticationError,
@@ -518,5 +521,29 @@ describe("errors in OpenAI's shape", () => {
     const err = await failure(sdk().responses.create({ model: "gpt-4o", input: "x" }));
     expect(err.status).toBe(502);
     expect((err.error as { message: string }).message).toBe("Upstream service error");
+  });
+});
+
+describe("README", () => {
+  it("the Responses API's Node snippet works verbatim (only the port differs) against echo", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("### Responses API"));
+    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(snippet).toContain('baseURL: "http://localhost:8000/openai/product-dev/v1"');
+    expect(snippet).toContain("client.responses.create(");
+    expect(snippet).toContain("client.responses.stream(");
+    // Inside the repository, so `import "openai"` resolves as it does for a user who installed it.
+    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
+    await mkdir(dir, { recursive: true });
+    const file = new URL(`responses-${process.pid}.mjs`, dir);
+    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
+        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
+      });
+      expect(stdout).toBe("Hello\nHello again\n");
+    } finally {
+      await rm(file, { force: true });
+    }
   });
 });

@@ -7,6 +7,7 @@ import {
   type ChunkCodec,
 } from "../../chat/chat-core.js";
 import type { JsonObject, TokenUsage } from "../../chat/ports.js";
+import { AppError } from "../../errors/index.js";
 import { compileJsonPlans, readAnswer } from "../../json/index.js";
 import { isObject, responseFromCompletion } from "./answer.js";
 import { createResponseEvents } from "./events.js";
@@ -40,17 +41,23 @@ export function createJsonResponses(core: ChatCore): JsonResponses {
         if (completion === undefined) throw notAChatCompletion(provider, notA(ChatCompletionSchema.typeName));
         return responseFromCompletion(completion, request.echo);
       };
-      return core.complete(request.view, ctx, answer);
+      return core.complete(request.view, ctx, answer).catch((err: unknown) => {
+        throw inResponsesTerms(err);
+      });
     },
     async *stream(request, ctx) {
       const events = createResponseEvents(request.echo);
       let started = false;
-      for await (const chunk of core.stream(request.view, ctx, chunkCodec)) {
-        if (!started) {
-          started = true;
-          yield* events.start(chunk);
+      try {
+        for await (const chunk of core.stream(request.view, ctx, chunkCodec)) {
+          if (!started) {
+            started = true;
+            yield* events.start(chunk);
+          }
+          yield* events.chunk(chunk);
         }
-        yield* events.chunk(chunk);
+      } catch (err) {
+        throw inResponsesTerms(err);
       }
       if (!started) yield* events.start(undefined);
       yield* events.end();
@@ -73,4 +80,35 @@ function tokenUsage(usage: JsonObject[string] | undefined): TokenUsage | undefin
     completionTokens: usage["completion_tokens"] as number,
     totalTokens: usage["total_tokens"] as number,
   };
+}
+
+/** Chat request fields a provider adapter may refuse (as `<path>: <problem>`) → the Responses field sent. */
+const responsesNames: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^reasoning_effort\b/, "reasoning.effort"],
+  [/^response_format\b/, "text.format"],
+  [/^max_completion_tokens\b/, "max_output_tokens"],
+  [/^tools\[(\d+)\]\.function\b/, "tools[$1]"],
+  [/^(parallel_tool_calls|tool_choice|temperature|top_p|user)\b/, "$1"],
+];
+
+/**
+ * A provider adapter's 400 about a chat field (`reasoning_effort: not supported by provider kind
+ * "anthropic"`), reworded to name the Responses field the caller sent (`reasoning.effort: ...`), which is
+ * also its `param`. Anything else passes unchanged.
+ */
+function inResponsesTerms(err: unknown): unknown {
+  if (!(err instanceof AppError) || err.code !== "invalid_argument") return err;
+  const colon = err.message.indexOf(": ");
+  if (colon < 0) return err;
+  const path = err.message.slice(0, colon);
+  for (const [pattern, name] of responsesNames) {
+    if (!pattern.test(path)) continue;
+    const param = path.replace(pattern, name);
+    return new AppError("invalid_argument", {
+      message: param + err.message.slice(colon),
+      param,
+      cause: err.cause,
+    });
+  }
+  return err;
 }
