@@ -3,9 +3,11 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import OpenAI, {
   APIError,
+  APIUserAbortError,
   AuthenticationError,
   BadRequestError,
   NotFoundError,
+  PermissionDeniedError,
   RateLimitError,
 } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -385,6 +387,53 @@ describe("responses.stream", () => {
     expect(err.message).toContain("Upstream service error");
   });
 
+  it("a length stop ends with response.incomplete; the access line has the stream's usage", async () => {
+    const events: { type: string; response?: { status?: string; incomplete_details: unknown } }[] = [];
+    const stream = await sdk().responses.create({
+      model: "echo-1",
+      input: "one two three four five six seven eight nine ten eleven twelve",
+      max_output_tokens: 2,
+      stream: true,
+    });
+    for await (const event of stream) events.push(event);
+    const last = events.at(-1);
+    expect(last?.type).toBe("response.incomplete");
+    expect(last?.response).toMatchObject({
+      status: "incomplete",
+      incomplete_details: { reason: "max_output_tokens" },
+    });
+    const line = accessLines().at(-1);
+    expect(line).toMatchObject({
+      rpc: "apikeyserver.v1.ChatService/StreamChatCompletion",
+      surface: "responses",
+      model: "echo-1",
+      httpRequest: { status: 200 },
+    });
+    expect(line?.["totalTokens"]).toBeGreaterThan(0);
+  });
+
+  it("an abort from the SDK's AbortController mid-stream reaches the provider", async () => {
+    mock.setBehavior(behaviors.sse(chunks.slice(0, 2), "stall"));
+    const abortedBefore = mock.aborted;
+    const controller = new AbortController();
+    const stream = await sdk().responses.create(
+      { model: "gpt-4o-mini", input: "Say hello", stream: true },
+      { signal: controller.signal },
+    );
+    const received: string[] = [];
+    const reading = (async () => {
+      for await (const event of stream) {
+        received.push(event.type);
+        if (event.type === "response.output_text.delta") controller.abort();
+      }
+    })().catch((e: unknown) => e);
+    await mock.whenAborted(abortedBefore + 1);
+    expect(mock.aborted).toBe(abortedBefore + 1);
+    expect(received).not.toContain("response.completed");
+    const outcome = await reading;
+    expect(outcome === undefined || outcome instanceof APIUserAbortError).toBe(true);
+  });
+
   it("the raw stream: event lines, no [DONE]", async () => {
     const res = await fetch(`${app.url}/openai/product-dev/v1/responses`, {
       method: "POST",
@@ -484,6 +533,24 @@ describe("errors in OpenAI's shape", () => {
     expect((err.error as { message: string }).message).toBe(
       "max_output_tokens exceeds the maximum of 64 tokens",
     );
+  });
+
+  it("a product the caller may not use → 403 Forbidden; an unknown one → 404 Product not found", async () => {
+    const forbidden = await failure(sdk("product-other").responses.create({ model: "echo-1", input: "x" }));
+    expect(forbidden).toBeInstanceOf(PermissionDeniedError);
+    expect((forbidden.error as { message: string }).message).toBe("Forbidden");
+    const unknown = await failure(sdk("product-nope").responses.create({ model: "echo-1", input: "x" }));
+    expect(unknown).toBeInstanceOf(NotFoundError);
+    expect((unknown.error as { message: string; code: string }).code).toBe("product_not_found");
+  });
+
+  it("GET …/responses → 405 with Allow: POST", async () => {
+    const res = await fetch(`${app.url}/openai/product-dev/v1/responses`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
   });
 
   it("a model the product does not list → 400 Model not supported", async () => {
