@@ -47,6 +47,17 @@ beforeAll(async () => {
         max_tokens: 1024,
         providers: { anthropic: { api_key: canaryKey, base_url: mock.url, models: ["claude-sonnet-4-5"] } },
       },
+      "p-azure": {
+        providers: {
+          azure: {
+            kind: "azure-openai",
+            api_key: canaryKey,
+            base_url: mock.url,
+            models: ["gpt-4o"],
+            deployments: { "gpt-4o": "prod-gpt4o" },
+          },
+        },
+      },
       "p-gemini": {
         max_tokens: 800,
         providers: {
@@ -60,7 +71,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Every client called the Responses API, and every access line says so.
   const lines = app.logs.records().filter((r) => r["protocol"] === "openai");
-  expect(lines).toHaveLength(17);
+  expect(lines).toHaveLength(23);
   for (const line of lines) {
     expect(line).toMatchObject({ surface: "responses", httpRequest: { requestMethod: "POST" } });
     expect((line["httpRequest"] as { requestUrl: string }).requestUrl).toMatch(/\/v1\/responses$/);
@@ -187,7 +198,7 @@ describe("LangChain ChatOpenAI with useResponsesApi", () => {
 
 /** A translating provider's fixtures as the mock serves them. */
 interface ProviderCase {
-  readonly kind: "anthropic" | "gemini";
+  readonly kind: "anthropic" | "gemini" | "azure-openai";
   readonly product: string;
   readonly model: string;
 }
@@ -195,7 +206,15 @@ interface ProviderCase {
 const providerCases: ProviderCase[] = [
   { kind: "anthropic", product: "p-anthropic", model: "claude-sonnet-4-5" },
   { kind: "gemini", product: "p-gemini", model: "gemini-2.5-flash" },
+  { kind: "azure-openai", product: "p-azure", model: "gpt-4o" },
 ];
+
+/** How each provider's wire carries a tool result. */
+const toolResultMark = {
+  anthropic: "tool_result",
+  gemini: "functionResponse",
+  "azure-openai": '"role":"tool"',
+};
 
 function unary(kind: string, name: string): { behavior: Behavior; fixture: UnaryFixture } {
   const f = providerFixture<UnaryFixture>(kind, name);
@@ -245,15 +264,21 @@ describe.each(providerCases)(
       expect(mock.requests[0]?.path).toBe(wires[kind].path(model, true));
     });
 
-    it("a field the provider cannot take is a 400 naming it", async () => {
-      const err = await sdk()
+    it("reasoning.effort: reasoning_effort where the provider takes it, else a 400 naming it", async () => {
+      mock.setBehavior(unary(kind, "text.json").behavior);
+      const outcome = await sdk()
         .responses.create({ model, input: "x", reasoning: { effort: "high" } })
         .then(
-          () => undefined,
+          (r) => r,
           (e: unknown) => e,
         );
-      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-      const { error } = err as InstanceType<typeof OpenAI.BadRequestError>;
+      if (kind === "azure-openai") {
+        expect(outcome).toMatchObject({ status: "completed", reasoning: { effort: "high" } });
+        expect(mock.requests[0]?.body).toMatchObject({ reasoning_effort: "high", store: false });
+        return;
+      }
+      expect(outcome).toBeInstanceOf(OpenAI.BadRequestError);
+      const { error } = outcome as InstanceType<typeof OpenAI.BadRequestError>;
       expect(error).toMatchObject({
         message: `reasoning.effort: not supported by provider kind "${kind}"`,
         code: "invalid_argument",
@@ -297,7 +322,45 @@ describe.each(providerCases)(
       expect(second.output_text).toBe(messageText(text.fixture));
       // The provider got the tool result in its own wire format.
       expect(mock.requests[1]?.rawBody).toContain("temperature");
-      expect(mock.requests[1]?.rawBody).toContain(kind === "anthropic" ? "tool_result" : "functionResponse");
+      expect(mock.requests[1]?.rawBody).toContain(toolResultMark[kind]);
     });
   },
 );
+
+describe("a streamed tool call from Anthropic", () => {
+  it("text, then the function call's arguments as deltas, then response.completed", async () => {
+    const f = providerFixture<StreamFixture>("anthropic", "stream-tool-call.json");
+    mock.setBehavior(wires.anthropic.stream(f.provider_events));
+    const stream = new OpenAI({
+      baseURL: baseURL("p-anthropic"),
+      apiKey: token,
+      maxRetries: 0,
+    }).responses.stream({
+      model: "claude-sonnet-4-5",
+      input: "Weather in San Francisco?",
+      tools: [{ type: "function", name: "get_weather", parameters: { type: "object" }, strict: false }],
+    });
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    const final = await stream.finalResponse();
+    seen.push(JSON.stringify(final));
+    const calls = f.openai_chunks.flatMap(
+      (c) =>
+        (c["choices"] as { delta: { tool_calls?: { id?: string; function: { arguments: string } }[] } }[])[0]
+          ?.delta.tool_calls ?? [],
+    );
+    expect(final.output).toMatchObject([
+      { type: "message", content: [{ type: "output_text", text: "Okay, let's check the weather." }] },
+      {
+        type: "function_call",
+        call_id: calls[0]?.id,
+        name: "get_weather",
+        arguments: calls.map((c) => c.function.arguments).join(""),
+        status: "completed",
+      },
+    ]);
+    expect(types.filter((t) => t === "response.output_item.done")).toHaveLength(2);
+    expect(types).toContain("response.function_call_arguments.done");
+    expect(types.at(-1)).toBe("response.completed");
+  });
+});
