@@ -15,6 +15,7 @@ import type { Config } from "./config/index.js";
 import { createServer } from "./server.js";
 import { createCorsEdge, type DrainReport } from "./edge/index.js";
 import { createJsonChat } from "./services/chat-json.js";
+import { createJsonResponses } from "./services/responses/responses-json.js";
 import { toRestJson } from "./json/index.js";
 import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.js";
 import type { Logger } from "./log/index.js";
@@ -206,7 +207,7 @@ export function createApp(options: AppOptions): App {
     // Both lanes run auth's body-free checks before they read (and so parse) a request body.
     precheck: auth.precheck,
     limits: { bodyLimitBytes: config.maxBodyBytes },
-    chat: { impl: chat, json: chatJson },
+    chat: { impl: chat, json: chatJson, responses: createJsonResponses(chatCore) },
     embeddings,
     routes(router) {
       router.service(ChatService, chat);

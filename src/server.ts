@@ -16,6 +16,7 @@ import {
 import { createOpenAiEdge } from "./protocols/openai/openai-handler.js";
 import { recordServices } from "./services/record-services.js";
 import { type JsonChat } from "./services/chat-json.js";
+import type { JsonResponses } from "./services/responses/responses-json.js";
 import { createCallSignals } from "./call/call-registry.js";
 import type { Logger } from "./log/index.js";
 import { createConnectOptions, type ConnectOptionsInput } from "./protocols/connect-options.js";
@@ -41,7 +42,14 @@ export interface ServerOptions {
    * its JSON form (src/services/chat-json.ts). With it, REST's chat routes take JSON in and out, and the
    * OpenAI-compatible surface is served under `/openai/`.
    */
-  readonly chat?: { readonly impl: ServiceImpl<typeof ChatService>; readonly json: JsonChat } | undefined;
+  readonly chat?:
+    | {
+        readonly impl: ServiceImpl<typeof ChatService>;
+        readonly json: JsonChat;
+        /** OpenAI's Responses API on the same core; with it, `/openai/<product>/v1/responses` is served. */
+        readonly responses?: JsonResponses | undefined;
+      }
+    | undefined;
   /**
    * The EmbeddingService implementation registered by `routes`: with it, the OpenAI-compatible surface also
    * serves `POST /openai/<product>/v1/embeddings` (src/protocols/openai/embeddings-route.ts).
@@ -122,6 +130,7 @@ export function createServer(options: ServerOptions): Server {
               chat: chat.impl,
               chatJson: chat.json,
               embeddings: options.embeddings,
+              responses: chat.responses,
               pipeline,
               maxBodyBytes: connectOptions.readMaxBytes,
               maxTimeoutMs: connectOptions.maxTimeoutMs,

@@ -31,6 +31,11 @@ export interface ChatRequestView {
   readonly stream: boolean | undefined;
   readonly maxTokens: number | undefined;
   readonly maxCompletionTokens: number | undefined;
+  /**
+   * The caller's name of the field `maxCompletionTokens` came from, which a refusal names (default
+   * `max_completion_tokens`; the Responses API's is `max_output_tokens`).
+   */
+  readonly maxCompletionTokensField?: string;
   readonly messageCount: number;
   /** The role of message `i`, "" when it has none. */
   role(i: number): string;
@@ -250,7 +255,10 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
       product: request.product,
       model: request.model,
       maxOutputTokens: [
-        { field: "max_completion_tokens", value: request.maxCompletionTokens },
+        {
+          field: request.maxCompletionTokensField ?? "max_completion_tokens",
+          value: request.maxCompletionTokens,
+        },
         { field: "max_tokens", value: request.maxTokens },
       ],
       promptTokens: () => estimatePromptTokens(request.upstreamBody()),

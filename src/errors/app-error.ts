@@ -14,6 +14,11 @@ export const errorTable = {
   product_not_found: { code: Code.NotFound, http: 404, message: "Product not found" },
   /** A model id asked for by path (the OpenAI surface's `models/{model}`) that the product does not list. */
   model_not_found: { code: Code.NotFound, http: 404, message: "Model not found" },
+  /**
+   * A stored response asked for by id (the Responses API's `responses/{id}`): none is ever stored; the
+   * ErrorInfo metadata `hint` says to send the whole conversation.
+   */
+  response_not_found: { code: Code.NotFound, http: 404, message: "Response not found" },
   model_not_supported: { code: Code.InvalidArgument, http: 400, message: "Model not supported" },
   /** `stream: true` on the unary RPC; the ErrorInfo metadata `hint` names the RPC and REST route to use. */
   streaming_not_supported: { code: Code.InvalidArgument, http: 400, message: "Streaming not supported" },

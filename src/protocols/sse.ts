@@ -26,7 +26,11 @@ export function sseEvent(json: string, event?: string): string {
 export const sseDone = "data: [DONE]\n\n";
 
 /** Writes a chunk and waits for the socket to drain; false when the client has gone. */
-async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal): Promise<boolean> {
+export async function writeSseChunk(
+  res: NodeServerResponse,
+  chunk: string,
+  signal: AbortSignal,
+): Promise<boolean> {
   if (signal.aborted) return false;
   if (res.write(chunk)) return true;
   try {
@@ -60,7 +64,7 @@ export async function writeSse<T>(
   let next = first;
   try {
     while (next.done !== true) {
-      if (!(await write(res, sseEvent(toJson(next.value)), signal))) break;
+      if (!(await writeSseChunk(res, sseEvent(toJson(next.value)), signal))) break;
       try {
         next = await messages.next();
       } catch (err) {
@@ -68,7 +72,7 @@ export async function writeSse<T>(
         break;
       }
     }
-    if (next.done === true) await write(res, sseDone, signal);
+    if (next.done === true) await writeSseChunk(res, sseDone, signal);
   } finally {
     if (next.done !== true) await messages.return?.();
   }

@@ -10,6 +10,7 @@ const typeOf: Record<AppErrorCode, string> = {
   forbidden: "permission_error",
   product_not_found: "invalid_request_error",
   model_not_found: "invalid_request_error",
+  response_not_found: "invalid_request_error",
   route_not_found: "invalid_request_error",
   method_not_allowed: "invalid_request_error",
   unsupported_media_type: "invalid_request_error",

@@ -19,6 +19,8 @@ import { streamJsonWriter } from "../sse.js";
 import { parseJsonBody } from "../request-body.js";
 import type { EmbeddingService } from "../../../gen/apikeyserver/v1/embeddings_pb.js";
 import { createEmbeddingsRoute } from "./embeddings-route.js";
+import type { JsonResponses } from "../../services/responses/responses-json.js";
+import { responseNotStored, responsesCall } from "./responses-handler.js";
 
 export interface OpenAiEdgeOptions {
   /** The ChatService implementation the Connect router serves (the same object), invoked in-process. */
@@ -36,6 +38,8 @@ export interface OpenAiEdgeOptions {
   readonly chatJson?: JsonChat | undefined;
   /** The EmbeddingService implementation the router serves: with it, `POST …/v1/embeddings` is served. */
   readonly embeddings?: ServiceImpl<typeof EmbeddingService> | undefined;
+  /** OpenAI's Responses API on the chat core (src/services/responses/): with it, `…/responses` is served. */
+  readonly responses?: JsonResponses | undefined;
 }
 
 /** Paths under the base URL `/openai/<product>/v1`, as OpenAI's SDKs call them. */
@@ -43,11 +47,15 @@ const prefix = "/openai/";
 const chatPath = "/v1/chat/completions";
 const modelsPath = "/v1/models";
 const embeddingsPath = "/v1/embeddings";
+const responsesPath = "/v1/responses";
 
 type Endpoint =
   | { readonly kind: "chat" }
   | { readonly kind: "models" }
   | { readonly kind: "embeddings" }
+  | { readonly kind: "responses" }
+  /** A stored response by id (or its `cancel`, `input_items`): none is stored, 404 whatever the method. */
+  | { readonly kind: "stored-response" }
   | { readonly kind: "model"; readonly model: string };
 
 /**
@@ -70,7 +78,7 @@ type Endpoint =
 export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   const maxBodyBytes = nonNegativeInt("createOpenAiEdge", "maxBodyBytes", options.maxBodyBytes);
   const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
-  const { pipeline, chatJson } = options;
+  const { pipeline, chatJson, responses } = options;
   const chat = createServiceImplSpec<typeof ChatService>(ChatService, options.chat);
   const specOf = (method: DescMethod) => {
     const spec = chat.methods[method.localName];
@@ -113,7 +121,10 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       if (embeddingsCall === undefined) throw new AppError("route_not_found");
       return embeddingsCall(exchange, product);
     }
-    if (endpoint.kind !== "chat") {
+    if (endpoint.kind === "responses" && responses !== undefined) {
+      return responsesCall(exchange, { responses, product, unary, stream, maxBodyBytes, maxTimeoutMs });
+    }
+    if (endpoint.kind === "models" || endpoint.kind === "model") {
       exchange.rpc = models.rpc;
       return httpWire(exchange, {
         name,
@@ -169,7 +180,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
     exchange.protocol = "openai";
     let target: { product: string; endpoint: Endpoint };
     try {
-      target = route(exchange);
+      target = route(exchange, responses !== undefined);
       // Served only when the server was given the EmbeddingService (src/server.ts).
       if (target.endpoint.kind === "embeddings" && embeddingsCall === undefined) {
         throw new AppError("route_not_found");
@@ -196,7 +207,7 @@ function isMessage(value: unknown): value is Message {
  * `Allow` for the wrong method). Path segments are percent-decoded: the SDKs encode a model id such as
  * `meta-llama/Llama-3-8B` as one segment.
  */
-function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
+function route(exchange: Exchange, servesResponses: boolean): { product: string; endpoint: Endpoint } {
   const { path } = exchange;
   const slash = path.indexOf("/", prefix.length);
   const product = slash < 0 ? undefined : decode(path.slice(prefix.length, slash));
@@ -205,13 +216,19 @@ function route(exchange: Exchange): { product: string; endpoint: Endpoint } {
   if (rest === chatPath) endpoint = { kind: "chat" };
   else if (rest === modelsPath) endpoint = { kind: "models" };
   else if (rest === embeddingsPath) endpoint = { kind: "embeddings" };
+  else if (servesResponses && rest === responsesPath) endpoint = { kind: "responses" };
+  else if (servesResponses && rest.startsWith(`${responsesPath}/`)) endpoint = { kind: "stored-response" };
   else if (rest.startsWith(`${modelsPath}/`)) {
     const model = decode(rest.slice(modelsPath.length + 1));
     if (model !== undefined && model !== "") endpoint = { kind: "model", model };
   }
   if (product === undefined || product === "" || endpoint === undefined)
     throw new AppError("route_not_found");
-  const allowed = endpoint.kind === "chat" || endpoint.kind === "embeddings" ? "POST" : "GET";
+  if (endpoint.kind === "stored-response") throw responseNotStored();
+  const allowed =
+    endpoint.kind === "chat" || endpoint.kind === "embeddings" || endpoint.kind === "responses"
+      ? "POST"
+      : "GET";
   if (exchange.method !== allowed) throw new AppError("method_not_allowed", { headers: { allow: allowed } });
   return { product, endpoint };
 }
