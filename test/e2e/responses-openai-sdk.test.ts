@@ -504,6 +504,7 @@ describe("errors in OpenAI's shape", () => {
     "%s of a stored response → 404 Response not found, hint to send the whole conversation",
     async (_, call) => {
       const err = await failure(call(sdk()));
+      expect(accessLines().at(-1)).toMatchObject({ surface: "responses", httpRequest: { status: 404 } });
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err.error).toStrictEqual({
         message: "Response not found",

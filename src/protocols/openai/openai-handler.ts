@@ -224,6 +224,8 @@ function route(exchange: Exchange, servesResponses: boolean): { product: string;
   }
   if (product === undefined || product === "" || endpoint === undefined)
     throw new AppError("route_not_found");
+  if (endpoint.kind === "responses" || endpoint.kind === "stored-response")
+    exchange.record.surface = "responses";
   if (endpoint.kind === "stored-response") throw responseNotStored();
   const allowed =
     endpoint.kind === "chat" || endpoint.kind === "embeddings" || endpoint.kind === "responses"
