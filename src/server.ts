@@ -13,6 +13,8 @@ import {
   type EdgeEntry,
 } from "./edge/index.js";
 import { createOpenAiEdge } from "./protocols/openai/openai-handler.js";
+import { createAnthropicEdge } from "./protocols/anthropic/anthropic-handler.js";
+import type { Messages } from "./protocols/anthropic/messages.js";
 import { recordServices } from "./services/record-services.js";
 import { type JsonChat } from "./services/chat-json.js";
 import { createCallSignals } from "./call/call-registry.js";
@@ -41,6 +43,11 @@ export interface ServerOptions {
    * OpenAI-compatible surface is served under `/openai/`.
    */
   readonly chat?: { readonly impl: ServiceImpl<typeof ChatService>; readonly json: JsonChat } | undefined;
+  /**
+   * The Anthropic Messages API calls (src/protocols/anthropic/messages.ts); with `chat`, the surface is
+   * served under `/anthropic/` (README, "Anthropic Messages API").
+   */
+  readonly anthropic?: { readonly messages: Messages } | undefined;
   readonly accessLog: Omit<AccessLogEdgeOptions, "logger">;
   /**
    * Edge entries after the access log, outermost first (metrics, CORS), given the services registered
@@ -120,6 +127,10 @@ export function createServer(options: ServerOptions): Server {
               maxTimeoutMs: connectOptions.maxTimeoutMs,
             }),
           ]),
+      // Answers /anthropic/<product>/v1/... itself (README, "Anthropic Messages API") on the same pipeline.
+      ...(chat === undefined || options.anthropic === undefined
+        ? []
+        : [createAnthropicEdge({ chat: chat.impl, messages: options.anthropic.messages, pipeline })]),
     ],
     dispatch,
     cutSignal: shutdown.signal,
