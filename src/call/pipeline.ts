@@ -78,8 +78,11 @@ export interface CallWire {
    * top-level keys of bodies up to 32 MiB, src/protocols/anthropic/top-level.ts).
    */
   readonly format: "json" | "binary" | "raw";
-  /** Decodes the (authenticated, limit-checked) message bytes. */
-  decode(bytes: Uint8Array): Decoded;
+  /**
+   * Decodes the (authenticated, limit-checked) message bytes; a promise when the codec reads a large body
+   * in slices between turns of the event loop (src/protocols/anthropic/top-level.ts).
+   */
+  decode(bytes: Uint8Array): Decoded | Promise<Decoded>;
   /** Writes a unary answer. May throw an AppError about the answer (written as the call's error then). */
   unary(call: InProcessCall, answer: unknown): Promise<void> | void;
   /**
@@ -161,7 +164,7 @@ export function createCallPipeline(options: CallPipelineOptions): CallPipeline {
       // Authenticated: the decode is bounded (src/lib/message-limits.ts) before it starts.
       if (wire.format === "json") checkJsonValues(raw);
       else if (wire.format === "binary") checkBinaryValues(spec.method.input, raw);
-      decoded = wire.decode(raw);
+      decoded = await wire.decode(raw);
     } catch (thrown) {
       if (thrown instanceof RequestBodyEnded) throw thrown;
       await wire.error(call, call.fail(thrown));

@@ -70,9 +70,14 @@ export function createAnthropicEdge(options: AnthropicEdgeOptions): EdgeEntry {
   const stream = specOf(ChatService.method.streamChatCompletion);
   const models = specOf(ChatService.method.listModels);
 
-  function decodeMessages(exchange: Exchange, product: string, bytes: Uint8Array, count: boolean): Decoded {
+  async function decodeMessages(
+    exchange: Exchange,
+    product: string,
+    bytes: Uint8Array,
+    count: boolean,
+  ): Promise<Decoded> {
     checkContentType(exchange.req.headers);
-    const keys = scanTopLevel(bytes);
+    const keys = await scanTopLevel(bytes);
     if (typeof keys.model !== "string" || keys.model === "") {
       throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
     }
@@ -229,7 +234,7 @@ function wireOf(
   spec: MethodSpec,
   url: string,
   maxBodyBytes: number,
-  decode: (bytes: Uint8Array) => Decoded,
+  decode: (bytes: Uint8Array) => Decoded | Promise<Decoded>,
 ): CallWire {
   const { header, refusal } = requestHeadersOf(exchange);
   let decoded: Decoded | undefined;
@@ -255,8 +260,8 @@ function wireOf(
     format: "raw",
     read: () => readRequestBody(exchange.req, maxBodyBytes),
     message: (body) => body,
-    decode(bytes) {
-      decoded = decode(bytes);
+    async decode(bytes) {
+      decoded = await decode(bytes);
       return decoded;
     },
     unary(opened, answer) {
