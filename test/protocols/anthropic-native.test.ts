@@ -8,7 +8,9 @@ import Anthropic, {
   PermissionDeniedError,
   RateLimitError,
 } from "@anthropic-ai/sdk";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signRequest } from "../../src/auth/index.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
@@ -29,6 +31,7 @@ const frames = (events: readonly Json[]) =>
   events.map((e) => `event: ${String(e["type"])}\ndata: ${JSON.stringify(e)}\n\n`);
 
 const model = "claude-sonnet-4-5";
+const hmacKey = { keyId: "svc-hmac", secret: "secret-hmac-0123456789abcdef0123456789" };
 let mock: MockProvider;
 let app: AppHarness;
 let token: string;
@@ -47,6 +50,7 @@ beforeAll(async () => {
       },
       "product-other": { providers: { echo: { models: ["echo-1"] } } },
     },
+    hmac: { [hmacKey.keyId]: { secret: hmacKey.secret, products: ["product-claude"] } },
     env: { API_KEY_SERVER_MAX_TOKENS: "128000", API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "2" },
   });
   token = await app.token({ claims: { products: ["product-claude"] } });
@@ -252,6 +256,47 @@ describe("Anthropic SDK against an Anthropic-backed product (native)", () => {
         type: "invalid_request_error",
         message: "Ambiguous credentials (both an Authorization header and an x-api-key header are sent)",
       },
+    });
+  });
+
+  it("HMAC works too: the SDK's fetch signs each request (path, beta query and body as sent); a bad signature is 401", async () => {
+    mock.setBehavior(behaviors.sseFrames(frames(streamEvents)));
+    let tamper = false;
+    const signingFetch: typeof fetch = async (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      const body = typeof init?.body === "string" ? init.body : "";
+      const headers = new Headers(init?.headers);
+      headers.delete("authorization");
+      const signed = signRequest({
+        ...hmacKey,
+        nonce: randomUUID(),
+        method: init?.method ?? "GET",
+        path: url.pathname,
+        query: url.search.slice(1),
+        body: tamper ? `${body} ` : body,
+      });
+      for (const [name, value] of Object.entries(signed)) headers.set(name, value);
+      return fetch(url, { ...init, headers });
+    };
+    const client = sdk({ apiKey: "unused", fetch: signingFetch });
+    const before = mock.requests.length;
+    const final = await client.messages
+      .stream(
+        { model, max_tokens: 10, messages: [{ role: "user", content: "Hi" }] },
+        { query: { beta: "true" } },
+      )
+      .finalMessage();
+    expect(final.content).toEqual([{ type: "text", text: "Hello!" }]);
+    expect(mock.requests[before]?.headers["x-api-key-id"]).toBeUndefined();
+    expect(mock.requests[before]?.headers["x-api-signature"]).toBeUndefined();
+    tamper = true;
+    const err = await failure(
+      client.messages.create({ model, max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }),
+    );
+    expect(err).toBeInstanceOf(AuthenticationError);
+    expect(err.error).toEqual({
+      type: "error",
+      error: { type: "authentication_error", message: "Unauthorized" },
     });
   });
 
