@@ -449,6 +449,27 @@ describe("Anthropic SDK against an Anthropic-backed product (native)", () => {
     expect(mock.requests.length - before).toBe(2);
   });
 
+  it("Anthropic's own error event mid-stream ends the stream with our event: error, its text only in the log", async () => {
+    const error = { type: "error", error: { type: "overloaded_error", message: `Overloaded ${canaryKey}` } };
+    mock.setBehavior(behaviors.sseFrames([...frames(streamEvents.slice(0, 2)), ...frames([error])]));
+    const res = await fetch(`${app.url}/anthropic/product-claude/v1/messages`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        model,
+        max_tokens: 10,
+        stream: true,
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    });
+    const text = await res.text();
+    seen.push(text);
+    expect(text).toBe(
+      frames(streamEvents.slice(0, 2)).join("") +
+        'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"Upstream service error"}}\n\n',
+    );
+  });
+
   it("a stream that fails after it started ends with event: error", async () => {
     mock.setBehavior(behaviors.sseFrames(frames(streamEvents.slice(0, 3)), "reset"));
     const stream = sdk().messages.stream({

@@ -12,6 +12,7 @@ import type {
   TokenUsage,
   UpstreamResult,
 } from "../../upstream/index.js";
+import { UpstreamFailure } from "../../upstream/index.js";
 import { chatUsage, createStreamTranslator, toChatBody, toMessage } from "./translate.js";
 
 /** What the Anthropic surface needs of the forwarder: the native passthrough (src/upstream/forwarder.ts). */
@@ -152,6 +153,13 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
           passthroughOf(request, "/v1/messages"),
           call.options,
         )) {
+          // Anthropic's own mid-stream error (overloaded...): ended as the README's 502, its text (which
+          // may quote anything) only in the log, scrubbed (UpstreamFailure).
+          if (event.event === "error") {
+            throw new AppError("upstream_error", {
+              cause: new UpstreamFailure(call.provider, `error event mid-stream: ${event.data}`),
+            });
+          }
           usage.read(event, (text) => call.noteOutput(text));
           yield frameOf(event);
         }
