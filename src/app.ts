@@ -36,6 +36,7 @@ import { registerHealth } from "./services/health.js";
 import { registerReflection } from "./services/reflection.js";
 import type { Readiness } from "./services/health.js";
 import { createForwarder } from "./upstream/index.js";
+import { createMessages } from "./protocols/anthropic/messages.js";
 
 export interface AppOptions {
   readonly config: Config;
@@ -209,6 +210,9 @@ export function createApp(options: AppOptions): App {
     limits: { bodyLimitBytes: config.maxBodyBytes },
     chat: { impl: chat, json: chatJson, responses: createJsonResponses(chatCore) },
     embeddings,
+    // The Anthropic Messages API: native to anthropic providers (the forwarder's passthrough), translated
+    // through the same chat core for every other.
+    anthropic: { messages: createMessages(chatCore, forwarder) },
     routes(router) {
       router.service(ChatService, chat);
       router.service(EmbeddingService, embeddings);

@@ -14,6 +14,8 @@ import {
   type EdgeEntry,
 } from "./edge/index.js";
 import { createOpenAiEdge } from "./protocols/openai/openai-handler.js";
+import { createAnthropicEdge } from "./protocols/anthropic/anthropic-handler.js";
+import type { Messages } from "./protocols/anthropic/messages.js";
 import { recordServices } from "./services/record-services.js";
 import { type JsonChat } from "./services/chat-json.js";
 import type { JsonResponses } from "./services/responses/responses-json.js";
@@ -55,6 +57,11 @@ export interface ServerOptions {
    * serves `POST /openai/<product>/v1/embeddings` (src/protocols/openai/embeddings-route.ts).
    */
   readonly embeddings?: ServiceImpl<typeof EmbeddingService> | undefined;
+  /**
+   * The Anthropic Messages API calls (src/protocols/anthropic/messages.ts); with `chat`, the surface is
+   * served under `/anthropic/` (README, "Anthropic Messages API").
+   */
+  readonly anthropic?: { readonly messages: Messages } | undefined;
   readonly accessLog: Omit<AccessLogEdgeOptions, "logger">;
   /**
    * Edge entries after the access log, outermost first (metrics, CORS), given the services registered
@@ -136,6 +143,10 @@ export function createServer(options: ServerOptions): Server {
               maxTimeoutMs: connectOptions.maxTimeoutMs,
             }),
           ]),
+      // Answers /anthropic/<product>/v1/... itself (README, "Anthropic Messages API") on the same pipeline.
+      ...(chat === undefined || options.anthropic === undefined
+        ? []
+        : [createAnthropicEdge({ chat: chat.impl, messages: options.anthropic.messages, pipeline })]),
     ],
     dispatch,
     cutSignal: shutdown.signal,

@@ -72,10 +72,17 @@ export interface CallWire {
    * auth for an HMAC caller).
    */
   message(body: Uint8Array): Promise<Uint8Array | undefined> | Uint8Array | undefined;
-  /** How the message bytes are encoded, for the decode limits. */
-  readonly format: "json" | "binary";
-  /** Decodes the (authenticated, limit-checked) message bytes. */
-  decode(bytes: Uint8Array): Decoded;
+  /**
+   * How the message bytes are encoded, for the decode limits; `raw` for a codec that never decodes the
+   * whole body on the event loop and bounds what it reads itself (the Anthropic surface reads a few
+   * top-level keys of bodies up to 32 MiB, src/protocols/anthropic/top-level.ts).
+   */
+  readonly format: "json" | "binary" | "raw";
+  /**
+   * Decodes the (authenticated, limit-checked) message bytes; a promise when the codec reads a large body
+   * in slices between turns of the event loop (src/protocols/anthropic/top-level.ts).
+   */
+  decode(bytes: Uint8Array): Decoded | Promise<Decoded>;
   /** Writes a unary answer. May throw an AppError about the answer (written as the call's error then). */
   unary(call: InProcessCall, answer: unknown): Promise<void> | void;
   /**
@@ -156,8 +163,8 @@ export function createCallPipeline(options: CallPipelineOptions): CallPipeline {
       if (raw === undefined) throw new ConnectError("missing request message", Code.InvalidArgument);
       // Authenticated: the decode is bounded (src/lib/message-limits.ts) before it starts.
       if (wire.format === "json") checkJsonValues(raw);
-      else checkBinaryValues(spec.method.input, raw);
-      decoded = wire.decode(raw);
+      else if (wire.format === "binary") checkBinaryValues(spec.method.input, raw);
+      decoded = await wire.decode(raw);
     } catch (thrown) {
       if (thrown instanceof RequestBodyEnded) throw thrown;
       await wire.error(call, call.fail(thrown));

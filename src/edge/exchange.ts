@@ -12,7 +12,7 @@ export type NodeServerRequest = Parameters<NodeHandlerFn>[0];
 export type NodeServerResponse = Parameters<NodeHandlerFn>[1];
 
 /** The surfaces served on the port; `openai` is the OpenAI-compatible one (`/openai/{product}/v1/...`). */
-export type Protocol = "grpc" | "grpc-web" | "connect" | "rest" | "openai";
+export type Protocol = "grpc" | "grpc-web" | "connect" | "rest" | "openai" | "anthropic";
 
 /**
  * How a request ended, as the access line and metrics report it. `status` is the HTTP status of the error

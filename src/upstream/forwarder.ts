@@ -4,14 +4,16 @@ import { AppError, type AppErrorCode } from "../errors/index.js";
 import type { Logger } from "../log/index.js";
 import type { ProviderConfig, ProviderKind } from "../secrets/types.js";
 import { UpstreamFailure } from "./failure.js";
-import { createUpstreamHttp } from "./http.js";
+import { createUpstreamHttp, type HttpPost } from "./http.js";
 import { createKeyPools } from "./key-pool.js";
 import { adapterRegistry, type AdapterDeps } from "./providers/index.js";
 import { embeddingRegistry } from "./embeddings/registry.js";
 import type { EmbeddingAdapter } from "./embeddings/types.js";
+import type { SseEvent } from "./sse.js";
 import type {
   Clock,
   JsonObject,
+  PassthroughRequest,
   TokenUsage,
   ProviderAdapter,
   UpstreamCall,
@@ -78,6 +80,22 @@ export interface Forwarder {
    * embeddings fails with `model_not_supported`.
    */
   embed(provider: ProviderConfig, body: JsonObject, options?: ForwardOptions): Promise<UpstreamResult>;
+  /**
+   * One unary call of a provider's own API, natively (the Anthropic Messages surface): the caller's body
+   * bytes and protocol headers with the product's key, through the same key pool, retry, timeouts, logging
+   * and error mapping as `complete`. The answer is the provider's JSON object as it sent it.
+   */
+  passthrough(
+    provider: ProviderConfig,
+    request: PassthroughRequest,
+    options?: ForwardOptions,
+  ): Promise<UpstreamResult>;
+  /** The streaming form of `passthrough`: the provider's server-sent events, one by one, as they arrive. */
+  passthroughStream(
+    provider: ProviderConfig,
+    request: PassthroughRequest,
+    options?: ForwardOptions,
+  ): AsyncIterable<SseEvent>;
   /** Closes the pooled connections this forwarder created (waits for calls in flight). */
   close(): Promise<void>;
 }
@@ -471,8 +489,113 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       }
     },
 
+    async passthrough(provider, request, opts = {}) {
+      const timers = startClock(opts);
+      const body = { model: request.model };
+      let outcome: UpstreamOutcome = "ok";
+      let keyIndex = 0;
+      try {
+        timers.signal.throwIfAborted();
+        keyIndex = pools.pick(provider);
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const post = passthroughPost(
+              provider,
+              request,
+              callOf(provider, body, opts, timers.signal, keyIndex),
+            );
+            const started = clock.now();
+            const answer = await deps.http.postJson(post);
+            return { ...answer, upstreamLatencyMs: clock.now() - started };
+          } catch (err) {
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
+            if (next === undefined) throw err;
+            keyIndex = next;
+          }
+        }
+      } catch (err) {
+        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
+        outcome = outcomeOf(error);
+        throw error;
+      } finally {
+        timers.end();
+        report(provider, body, outcome, timers, undefined);
+      }
+    },
+
+    async *passthroughStream(provider, request, opts = {}) {
+      const timers = startClock(opts);
+      const body = { model: request.model };
+      let keyIndex = 0;
+      let iterator: AsyncIterator<SseEvent> | undefined;
+      let outcome: UpstreamOutcome = "abandoned";
+      let firstEventSeconds: number | undefined;
+      try {
+        timers.signal.throwIfAborted();
+        keyIndex = pools.pick(provider);
+        let first: IteratorResult<SseEvent>;
+        for (let attempt = 1; ; attempt++) {
+          const post = passthroughPost(
+            provider,
+            request,
+            callOf(provider, body, opts, timers.signal, keyIndex),
+          );
+          iterator = deps.http.postEventStream(post)[Symbol.asyncIterator]();
+          try {
+            first = await iterator.next();
+            break;
+          } catch (err) {
+            iterator = undefined;
+            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
+            if (next === undefined) throw err;
+            keyIndex = next;
+          }
+        }
+        for (let result = first; result.done !== true; result = await iterator.next()) {
+          timers.chunk();
+          firstEventSeconds ??= timers.elapsedSeconds();
+          yield result.value;
+        }
+        iterator = undefined;
+        outcome = "ok";
+      } catch (err) {
+        iterator = undefined;
+        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
+        outcome = outcomeOf(error);
+        throw error;
+      } finally {
+        timers.end();
+        if (outcome === "abandoned" && opts.signal?.aborted === true) outcome = "canceled";
+        report(provider, body, outcome, timers, firstEventSeconds);
+        await iterator?.return?.();
+      }
+    },
+
     async close() {
       if (ownsDispatcher) await dispatcher.close();
     },
   };
+
+  /** The HTTP post of a passthrough request: the adapter's target (origin, path, key) and the raw bytes. */
+  function passthroughPost(
+    provider: ProviderConfig,
+    request: PassthroughRequest,
+    call: UpstreamCall,
+  ): HttpPost {
+    const adapter = adapterFor(provider);
+    if (adapter.passthroughTarget === undefined) {
+      throw new AppError("upstream_error", {
+        cause: new UpstreamFailure(provider, "provider kind takes no passthrough requests"),
+      });
+    }
+    const target = adapter.passthroughTarget(call, request);
+    return {
+      provider,
+      origin: target.origin,
+      path: target.path,
+      headers: target.headers,
+      body: request.body,
+      signal: call.signal,
+    };
+  }
 }

@@ -13,7 +13,8 @@ export interface HttpPost {
   readonly path: string;
   /** Provider headers (auth, version); content-type and accept are added here. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: JsonObject;
+  /** A JSON object (serialised here), or bytes sent as they are (the Anthropic surface's passthrough). */
+  readonly body: JsonObject | Uint8Array;
   readonly signal: AbortSignal;
 }
 
@@ -48,7 +49,7 @@ export function createUpstreamHttp(options: UpstreamHttpOptions): UpstreamHttp {
         path: post.path,
         method: "POST",
         headers: { ...post.headers, "content-type": "application/json", accept },
-        body: JSON.stringify(post.body),
+        body: post.body instanceof Uint8Array ? post.body : JSON.stringify(post.body),
         signal: post.signal,
       });
     } catch (err) {

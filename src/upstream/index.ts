@@ -8,5 +8,7 @@ export type {
   UpstreamCallReport,
   UpstreamObserver,
   UpstreamOutcome,
+  PassthroughRequest,
 } from "./types.js";
+export type { SseEvent } from "./sse.js";
 export { UpstreamFailure } from "./failure.js";

@@ -51,6 +51,29 @@ export interface UpstreamCall {
   readonly onUsage?: ((usage: TokenUsage) => void) | undefined;
 }
 
+/**
+ * A request forwarded to the provider as the caller sent it (the Anthropic Messages surface, native to the
+ * `anthropic` kind): the body's bytes unchanged, the caller's protocol headers (never its credential).
+ */
+export interface PassthroughRequest {
+  /** The provider path below its base URL (`/v1/messages`, `/v1/messages/count_tokens`). */
+  readonly path: string;
+  /** The raw query to append (`beta=true`), "" for none. */
+  readonly query: string;
+  /** The caller's headers the provider must see (`anthropic-version`, `anthropic-beta`); no credential. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  /** The body's `model`, for logs and metrics. */
+  readonly model: string;
+}
+
+/** Where a passthrough request goes for one provider and key: origin, path and the provider's own headers. */
+export interface PassthroughTarget {
+  readonly origin: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 /** A provider's successful unary answer. */
 export interface UpstreamResult {
   /** The provider's JSON, field for field (nulls and zeros kept). */
@@ -71,6 +94,11 @@ export interface ProviderAdapter {
   complete(call: UpstreamCall): Promise<UpstreamResult>;
   /** Yields OpenAI `chat.completion.chunk` objects; ends after the provider's end-of-stream marker. */
   stream(call: UpstreamCall): AsyncIterable<JsonObject>;
+  /**
+   * Kinds whose own API a surface forwards natively (anthropic): the target of a passthrough request with
+   * the key of `call.keyIndex`, built once per provider and key. Absent: the kind takes none.
+   */
+  passthroughTarget?(call: UpstreamCall, request: PassthroughRequest): PassthroughTarget;
 }
 
 /** How an upstream call ended: `ok`, the caller went away (`canceled`), the consumer of a stream stopped

@@ -91,6 +91,13 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
     };
   });
 
+  // The native passthrough (the Anthropic Messages surface): the base URL's origin and path prefix, the key.
+  const baseOf = perKey((provider, key) => {
+    if (key === undefined) throw misconfigured(provider, "api_key is missing");
+    const url = new URL(`${(provider.baseUrl ?? anthropicDefaultBaseUrl).replace(/\/+$/, "")}/`);
+    return { origin: url.origin, prefix: url.pathname.replace(/\/+$/, ""), key };
+  });
+
   function post(call: UpstreamCall, stream: boolean): HttpPost {
     const { origin, path, headers } = targetOf(call);
     const body = toAnthropicRequest(call);
@@ -108,6 +115,20 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
 
   return {
     kind,
+
+    passthroughTarget(call, request) {
+      const { origin, prefix, key } = baseOf(call);
+      return {
+        origin,
+        path: `${prefix}${request.path}${request.query === "" ? "" : `?${request.query}`}`,
+        // The caller's anthropic-version wins over the configured one; the key is always the product's.
+        headers: {
+          "anthropic-version": call.provider.apiVersion ?? anthropicDefaultVersion,
+          ...request.headers,
+          "x-api-key": key,
+        },
+      };
+    },
 
     complete(call) {
       return translatedComplete(
