@@ -228,7 +228,12 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         settled = true;
         // The adapter's reading has the provider's breakdown; the surface's is what it decoded of the answer.
         let usage = observed ?? reported;
-        if (!usage) {
+        if (usage?.estimated === true) {
+          // A partial reading (docs/usage.md): the provider's input counts, the output estimated from the
+          // text sent, never below what the provider had counted.
+          const completion = Math.max(usage.completionTokens, estimateTextTokens(output));
+          usage = { ...usage, completionTokens: completion, totalTokens: usage.promptTokens + completion };
+        } else if (!usage) {
           let prompt = 0;
           try {
             prompt = target.promptTokens();

@@ -21,7 +21,10 @@ export interface TokenUsage {
   readonly reasoningTokens?: number | undefined;
   readonly audioInputTokens?: number | undefined;
   readonly audioOutputTokens?: number | undefined;
-  /** True when the server estimated this usage (the provider's did not arrive: the call was cut short). */
+  /**
+   * True when the server estimated this usage, in whole (the provider's did not arrive: the call was cut
+   * short) or in part (the provider's input counts arrived, its output count did not).
+   */
   readonly estimated?: boolean | undefined;
 }
 
@@ -46,7 +49,8 @@ export interface UpstreamCall {
   /**
    * Told the provider's usage of a stream as soon as it arrives. Adapters always ask their provider for it
    * (OpenAI's `stream_options.include_usage`, Anthropic's and Gemini's usage events) and yield it as a usage
-   * chunk only when the caller asked for one (docs/usage.md).
+   * chunk only when the caller asked for one (docs/usage.md). A reading marked `estimated` is partial (the
+   * provider's input counts before its final output count); a later call replaces it.
    */
   readonly onUsage?: ((usage: TokenUsage) => void) | undefined;
 }

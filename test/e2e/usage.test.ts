@@ -44,6 +44,42 @@ const reported = {
  */
 const estimatedAfterHello = { promptTokens: 7, completionTokens: 1, totalTokens: 8, usageEstimated: true };
 
+/** An Anthropic stream with cache reads and writes: 12 + 40 + 300 input tokens, 5 output. */
+const anthropicEvents = [
+  {
+    type: "message_start",
+    message: {
+      id: "msg_1",
+      type: "message",
+      role: "assistant",
+      model: "claude-sonnet-4-5",
+      content: [],
+      stop_reason: null,
+      usage: {
+        input_tokens: 12,
+        cache_creation_input_tokens: 40,
+        cache_read_input_tokens: 300,
+        output_tokens: 1,
+      },
+    },
+  },
+  { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+  { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hi there" } },
+  { type: "content_block_stop", index: 0 },
+  // The final counts, cumulative (the input fields repeated, as the Messages API now sends them).
+  {
+    type: "message_delta",
+    delta: { stop_reason: "end_turn" },
+    usage: {
+      input_tokens: 12,
+      cache_creation_input_tokens: 40,
+      cache_read_input_tokens: 300,
+      output_tokens: 5,
+    },
+  },
+  { type: "message_stop" },
+];
+
 let mock: MockProvider;
 let app: AppHarness;
 let clients: E2eClients;
@@ -174,44 +210,7 @@ describe("a stream's usage is always obtained", () => {
   );
 
   it("Anthropic stream without include_usage: message_start and message_delta usage, cache reads and writes", async () => {
-    mock.setBehavior(
-      behaviors.sseFrames(
-        [
-          {
-            type: "message_start",
-            message: {
-              id: "msg_1",
-              type: "message",
-              role: "assistant",
-              model: "claude-sonnet-4-5",
-              content: [],
-              stop_reason: null,
-              usage: {
-                input_tokens: 12,
-                cache_creation_input_tokens: 40,
-                cache_read_input_tokens: 300,
-                output_tokens: 1,
-              },
-            },
-          },
-          { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
-          { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hi there" } },
-          { type: "content_block_stop", index: 0 },
-          // The final counts, cumulative (the input fields repeated, as the Messages API now sends them).
-          {
-            type: "message_delta",
-            delta: { stop_reason: "end_turn" },
-            usage: {
-              input_tokens: 12,
-              cache_creation_input_tokens: 40,
-              cache_read_input_tokens: 300,
-              output_tokens: 5,
-            },
-          },
-          { type: "message_stop" },
-        ].map(anthropicFrame),
-      ),
-    );
+    mock.setBehavior(behaviors.sseFrames(anthropicEvents.map(anthropicFrame)));
     const mark = app.logs.lines.length;
     const outcome = await clients.stream(
       "rest",
@@ -320,6 +319,31 @@ function estimated(text: string, direction: "in" | "out"): number {
   const labels = { direction, model: "gpt-4o-mini", product: "product-dev" };
   return value(text, "api_key_server_tokens_estimated_total", labels) ?? 0;
 }
+
+describe("an Anthropic stream cut after message_start", () => {
+  it("is charged the provider's input counts and its output estimated", async () => {
+    // Cut after the text: message_start's input counts are final, the output count never came.
+    mock.setBehavior(behaviors.sseFrames(anthropicEvents.slice(0, 3).map(anthropicFrame), "reset"));
+    const mark = app.logs.lines.length;
+    const outcome = await clients.stream(
+      "rest",
+      "product-anthropic",
+      { model: "claude-sonnet-4-5", messages: hello },
+      { authorization: `Bearer ${token}` },
+    );
+    expect(outcome.end.code).toBe("UNAVAILABLE");
+    expect(await accessLineSince(mark)).toMatchObject({
+      httpRequest: { status: 502 },
+      promptTokens: 352,
+      cachedInputTokens: 300,
+      cacheWriteTokens: 40,
+      // "Hi there": two o200k tokens.
+      completionTokens: 2,
+      totalTokens: 354,
+      usageEstimated: true,
+    });
+  });
+});
 
 describe("a stream cut by shutdown", () => {
   it("is charged the estimate, in the access line of the cut call", async () => {

@@ -83,8 +83,10 @@ describe.each(kinds)("%s", (kind) => {
       }),
     );
     expect(result.error).toBeUndefined();
-    // The provider's usage reaches the core whether or not the caller asked for a usage chunk.
-    expect(usage).toStrictEqual([f.token_usage]);
+    // The provider's usage reaches the core whether or not the caller asked for a usage chunk: last the
+    // final counts, before them only partial readings, marked estimated.
+    expect(usage.at(-1)).toStrictEqual(f.token_usage);
+    for (const partial of usage.slice(0, -1)) expect(partial.estimated).toBe(true);
     const received = mock.requests[before];
     expect(received?.path).toBe(wire.path(modelOf(f.openai_request), true));
     expect(received?.headers["accept"]).toBe("text/event-stream");

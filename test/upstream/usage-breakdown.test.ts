@@ -116,6 +116,8 @@ interface Case {
   readonly unary: Behavior;
   readonly stream: Behavior;
   readonly expected: TokenUsage;
+  /** The partial readings a stream reports before its final usage (the input counts first). */
+  readonly partial: TokenUsage[];
 }
 
 const cases: Case[] = [
@@ -141,6 +143,7 @@ const cases: Case[] = [
       openAiChunk({ choices: [], usage: openAiUsage }),
     ]),
     expected: openAiExpected,
+    partial: [],
   },
   {
     name: "anthropic",
@@ -160,6 +163,8 @@ const cases: Case[] = [
       { type: "message_stop" },
     ]),
     expected: anthropicExpected,
+    // message_start: the input counts, final; one output token so far.
+    partial: [{ ...anthropicExpected, completionTokens: 1, totalTokens: 2521, estimated: true }],
   },
   {
     name: "gemini",
@@ -174,6 +179,11 @@ const cases: Case[] = [
       geminiAnswer,
     ]),
     expected: geminiExpected,
+    // The first event's counts so far, then the last event's, reported as partial before the stream ends.
+    partial: [
+      { promptTokens: 900, completionTokens: 0, totalTokens: 900, estimated: true },
+      { ...geminiExpected, estimated: true },
+    ],
   },
 ];
 
@@ -191,7 +201,8 @@ describe.each(cases)("$name", (c) => {
       forwarder.stream(c.provider(mock.url), { model: c.model, ...hello }, { onUsage: (u) => seen.push(u) }),
     );
     expect(result.error).toBeUndefined();
-    expect(seen).toStrictEqual([c.expected]);
+    expect(seen.at(-1)).toStrictEqual(c.expected);
+    expect(seen.slice(0, -1)).toStrictEqual(c.partial);
     expect(result.chunks.some((chunk) => "usage" in chunk)).toBe(false);
   });
 });

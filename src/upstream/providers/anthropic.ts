@@ -158,7 +158,12 @@ export function createAnthropicAdapter(deps: AdapterDeps): ProviderAdapter {
             model: stringField(message, "model") ?? stringField(call.body, "model") ?? "",
           });
           const started = field(message, "usage");
-          if (isObject(started)) usage = { ...started };
+          if (isObject(started)) {
+            usage = { ...started };
+            // The input counts are final here; the output is not: a stream cut before message_delta is
+            // charged these with its output estimated (docs/usage.md).
+            call.onUsage?.({ ...tokenUsageOf(usage), estimated: true });
+          }
           yield chunk([chunkChoice(0, { role: "assistant", content: "" }, null)]);
           continue;
         }

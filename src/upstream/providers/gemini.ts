@@ -132,7 +132,12 @@ export function createGeminiAdapter(deps: AdapterDeps): ProviderAdapter {
           const indexes = candidates.length > 0 ? candidates.map((c) => c.index) : [0];
           yield chunk(indexes.map((i) => chunkChoice(i, { role: "assistant", content: "" }, null)));
         }
-        if (isObject(data["usageMetadata"])) usage = data["usageMetadata"];
+        if (isObject(data["usageMetadata"])) {
+          usage = data["usageMetadata"];
+          // The counts so far (the prompt's final): a stream cut before its end is charged these with its
+          // output estimated (docs/usage.md); the last event's are final.
+          call.onUsage?.({ ...tokenUsageOf(usage), estimated: true });
+        }
         if (candidates.length === 0 && blockReasonOf(data) !== undefined) {
           yield chunk([chunkChoice(0, {}, "content_filter")]);
           finished = true;
