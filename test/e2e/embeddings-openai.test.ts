@@ -264,6 +264,12 @@ describe("errors", () => {
       'encoding_format must be "float" or "base64"',
     ],
     ["an unknown field", { model: "echo-embed", input: "a", nope: 1 }, 'Unknown field "nope"'],
+    ["a number input", { model: "echo-embed", input: 5 }, 'Invalid value for field "input"'],
+    [
+      "fractional dimensions",
+      { model: "echo-embed", input: "a", dimensions: 1.5 },
+      'Invalid value for field "dimensions"',
+    ],
     [
       "echo dimensions over 4096",
       { model: "echo-embed", input: "a", dimensions: 5000 },
