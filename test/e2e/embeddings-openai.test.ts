@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { createOpenAI } from "@ai-sdk/openai";
+import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
 import OpenAI, { APIError, AuthenticationError, BadRequestError, InternalServerError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -444,6 +445,21 @@ describe("Vercel AI SDK: createOpenAI({ baseURL }).embedding(model)", () => {
     const result = await embedMany({ model: echo, values: ["x", "y", "x"], maxRetries: 0 });
     expect(result.embeddings[0]).toEqual(result.embeddings[2]);
     expect(result.embeddings[0]).toHaveLength(256);
+  });
+});
+
+describe("LangChain: OpenAIEmbeddings with configuration.baseURL", () => {
+  it("embedQuery and embedDocuments", async () => {
+    const embeddings = new OpenAIEmbeddings({
+      model: "text-embedding-3-small",
+      apiKey: token,
+      maxRetries: 0,
+      configuration: { baseURL: `${app.url}/openai/product-dev/v1` },
+    });
+    expect(await embeddings.embedQuery("what is up")).toEqual(mockVector(0));
+    expect(lastRequest().body).toMatchObject({ model: "text-embedding-3-small", input: "what is up" });
+    expect(await embeddings.embedDocuments(["one", "two"])).toEqual([mockVector(0), mockVector(1)]);
+    expect(lastRequest().body).toMatchObject({ input: ["one", "two"] });
   });
 });
 
