@@ -62,7 +62,7 @@ beforeAll(async () => {
   app = await startApp({
     products: products(mock.url),
     hmac: { [hmacKey.keyId]: { secret: hmacKey.secret, products: ["product-dev"] } },
-    env: { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "2" },
+    env: { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "30" },
   });
   token = await app.token({ claims: { products: ["product-dev", "product-limited", "product-tokens"] } });
 });
@@ -108,7 +108,7 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(result.usage).toEqual({ prompt_tokens: 5, total_tokens: 5 });
   });
 
-  it("float with dimensions, a batch in order, and user", async () => {
+  it("float with dimensions, a batch in order, and user (the provider is asked for base64)", async () => {
     const result = await sdk().embeddings.create({
       model: "text-embedding-3-small",
       input: ["a", "b", "c"],
@@ -119,7 +119,8 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(lastRequest().body).toEqual({
       model: "text-embedding-3-small",
       input: ["a", "b", "c"],
-      encoding_format: "float",
+      // OpenAI is always asked for base64, a quarter of the bytes; the caller gets the numbers it asked.
+      encoding_format: "base64",
       dimensions: 6,
       user: "user-1",
     });
@@ -127,6 +128,18 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(result.data.map((d) => d.embedding)).toEqual([0, 1, 2].map((i) => mockVector(i, 6)));
     expect(result.usage).toEqual({ prompt_tokens: 15, total_tokens: 15 });
   });
+
+  it("a full batch (2048 inputs of 1536 dimensions, over the 10 MiB chat answer cap) is served", async () => {
+    const input = Array.from({ length: 2048 }, (_, i) => `text ${i}`);
+    mock.setBehavior(embeddingsBehavior(1536));
+    try {
+      const result = await sdk().embeddings.create({ model: "text-embedding-3-small", input });
+      expect(result.data).toHaveLength(2048);
+      expect(result.data[2047]?.embedding).toEqual(mockVector(2047, 1536));
+    } finally {
+      mock.setBehavior(embeddingsBehavior());
+    }
+  }, 60_000);
 
   it("token ids, one array and a batch of arrays, go to an OpenAI provider as sent", async () => {
     await sdk().embeddings.create({ model: "text-embedding-3-small", input: [1, 2, 3] });
