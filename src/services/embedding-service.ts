@@ -82,13 +82,7 @@ export function createEmbeddingService(
       const result = await upstream.embed(call.provider, body, call.options);
       if (record) record.upstreamLatencyMs = result.upstreamLatencyMs;
       // A provider that reports no usage (Gemini) is charged, and shown, the estimate of the input.
-      const estimate = promptTokens();
-      usage = result.usage ?? {
-        promptTokens: estimate,
-        completionTokens: 0,
-        totalTokens: estimate,
-        estimated: true,
-      };
+      usage = result.usage ?? estimatedUsage(promptTokens());
       return toResponse(result.body, format, usage, call.provider);
     } finally {
       await call.settle(usage);
@@ -140,6 +134,10 @@ function checkRequest(body: JsonObject): EmbeddingInputs {
     });
   }
   return inputs;
+}
+
+function estimatedUsage(tokens: number): TokenUsage {
+  return { promptTokens: tokens, completionTokens: 0, totalTokens: tokens, estimated: true };
 }
 
 function estimateInputs(inputs: EmbeddingInputs): number {

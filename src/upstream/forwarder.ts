@@ -37,6 +37,11 @@ export interface ForwarderOptions {
   /** Largest provider answer (or single stream event) accepted; larger is a 502. Default 10 MiB. */
   readonly maxResponseBytes?: number;
   /**
+   * Largest embeddings answer accepted; larger is a 502. Default 64 MiB: a full batch (2048 inputs) of
+   * 3072-dimension vectors in base64 is about 34 MB.
+   */
+  readonly maxEmbeddingResponseBytes?: number;
+  /**
    * The HTTP dispatcher for every provider call. Default: one keep-alive undici `Agent` created here
    * (pipelining 1, up to 2048 connections per origin) and closed by `close()`. An injected one is not closed.
    */
@@ -101,6 +106,7 @@ export interface Forwarder {
 }
 
 const defaultMaxResponseBytes = 10 * 1024 * 1024;
+const defaultMaxEmbeddingResponseBytes = 64 * 1024 * 1024;
 const defaultStreamIdleTimeoutMs = 60_000;
 
 /** The abort reason of our own timers, so a timeout is never mistaken for the caller leaving. */
@@ -188,12 +194,23 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     adapters.set(kind, factory(deps));
   }
 
+  const maxEmbeddingResponseBytes = options.maxEmbeddingResponseBytes ?? defaultMaxEmbeddingResponseBytes;
+  if (!Number.isInteger(maxEmbeddingResponseBytes) || maxEmbeddingResponseBytes <= 0) {
+    throw new Error(
+      `createForwarder: maxEmbeddingResponseBytes must be a positive integer, got ${maxEmbeddingResponseBytes}`,
+    );
+  }
+  // Embeddings answers are larger than chat answers by nature: the same pool, their own size cap.
+  const embedDeps: AdapterDeps = {
+    http: createUpstreamHttp({ dispatcher, maxResponseBytes: maxEmbeddingResponseBytes, clock }),
+    clock,
+  };
   const embedders = new Map<ProviderKind, EmbeddingAdapter>();
   for (const [kind, factory] of Object.entries(embeddingRegistry) as [
     ProviderKind,
     (typeof embeddingRegistry)[ProviderKind],
   ][]) {
-    if (factory !== null) embedders.set(kind, factory(deps));
+    if (factory !== null) embedders.set(kind, factory(embedDeps));
   }
 
   function adapterFor(provider: ProviderConfig): ProviderAdapter {

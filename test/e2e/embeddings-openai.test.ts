@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { createOpenAI } from "@ai-sdk/openai";
+import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
 import OpenAI, { APIError, AuthenticationError, BadRequestError, InternalServerError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,7 +62,7 @@ beforeAll(async () => {
   app = await startApp({
     products: products(mock.url),
     hmac: { [hmacKey.keyId]: { secret: hmacKey.secret, products: ["product-dev"] } },
-    env: { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "2" },
+    env: { API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: "30" },
   });
   token = await app.token({ claims: { products: ["product-dev", "product-limited", "product-tokens"] } });
 });
@@ -107,7 +108,7 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(result.usage).toEqual({ prompt_tokens: 5, total_tokens: 5 });
   });
 
-  it("float with dimensions, a batch in order, and user", async () => {
+  it("float with dimensions, a batch in order, and user (the provider is asked for base64)", async () => {
     const result = await sdk().embeddings.create({
       model: "text-embedding-3-small",
       input: ["a", "b", "c"],
@@ -118,7 +119,8 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(lastRequest().body).toEqual({
       model: "text-embedding-3-small",
       input: ["a", "b", "c"],
-      encoding_format: "float",
+      // OpenAI is always asked for base64, a quarter of the bytes; the caller gets the numbers it asked.
+      encoding_format: "base64",
       dimensions: 6,
       user: "user-1",
     });
@@ -126,6 +128,18 @@ describe("openai SDK embeddings.create against the mock provider", () => {
     expect(result.data.map((d) => d.embedding)).toEqual([0, 1, 2].map((i) => mockVector(i, 6)));
     expect(result.usage).toEqual({ prompt_tokens: 15, total_tokens: 15 });
   });
+
+  it("a full batch (2048 inputs of 1536 dimensions, over the 10 MiB chat answer cap) is served", async () => {
+    const input = Array.from({ length: 2048 }, (_, i) => `text ${i}`);
+    mock.setBehavior(embeddingsBehavior(1536));
+    try {
+      const result = await sdk().embeddings.create({ model: "text-embedding-3-small", input });
+      expect(result.data).toHaveLength(2048);
+      expect(result.data[2047]?.embedding).toEqual(mockVector(2047, 1536));
+    } finally {
+      mock.setBehavior(embeddingsBehavior());
+    }
+  }, 60_000);
 
   it("token ids, one array and a batch of arrays, go to an OpenAI provider as sent", async () => {
     await sdk().embeddings.create({ model: "text-embedding-3-small", input: [1, 2, 3] });
@@ -264,6 +278,12 @@ describe("errors", () => {
       'encoding_format must be "float" or "base64"',
     ],
     ["an unknown field", { model: "echo-embed", input: "a", nope: 1 }, 'Unknown field "nope"'],
+    ["a number input", { model: "echo-embed", input: 5 }, 'Invalid value for field "input"'],
+    [
+      "fractional dimensions",
+      { model: "echo-embed", input: "a", dimensions: 1.5 },
+      'Invalid value for field "dimensions"',
+    ],
     [
       "echo dimensions over 4096",
       { model: "echo-embed", input: "a", dimensions: 5000 },
@@ -438,6 +458,21 @@ describe("Vercel AI SDK: createOpenAI({ baseURL }).embedding(model)", () => {
     const result = await embedMany({ model: echo, values: ["x", "y", "x"], maxRetries: 0 });
     expect(result.embeddings[0]).toEqual(result.embeddings[2]);
     expect(result.embeddings[0]).toHaveLength(256);
+  });
+});
+
+describe("LangChain: OpenAIEmbeddings with configuration.baseURL", () => {
+  it("embedQuery and embedDocuments", async () => {
+    const embeddings = new OpenAIEmbeddings({
+      model: "text-embedding-3-small",
+      apiKey: token,
+      maxRetries: 0,
+      configuration: { baseURL: `${app.url}/openai/product-dev/v1` },
+    });
+    expect(await embeddings.embedQuery("what is up")).toEqual(mockVector(0));
+    expect(lastRequest().body).toMatchObject({ model: "text-embedding-3-small", input: "what is up" });
+    expect(await embeddings.embedDocuments(["one", "two"])).toEqual([mockVector(0), mockVector(1)]);
+    expect(lastRequest().body).toMatchObject({ input: ["one", "two"] });
   });
 });
 

@@ -1,9 +1,16 @@
-import { create, fromJson } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { ListValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreateEmbeddingsRequestSchema, EmbeddingService } from "../../gen/apikeyserver/v1/embeddings_pb.js";
+import {
+  CreateEmbeddingsRequestSchema,
+  CreateEmbeddingsResponseSchema,
+  EmbeddingService,
+  type CreateEmbeddingsRequest,
+  type CreateEmbeddingsResponse,
+} from "../../gen/apikeyserver/v1/embeddings_pb.js";
 import * as reflection from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
@@ -151,6 +158,46 @@ describe.each(transportCases.map((c) => c.name))("CreateEmbeddings over %s", (na
       expect(err.rawMessage).toBe("Upstream service error");
     } finally {
       mock.setBehavior(embeddingsBehavior());
+    }
+  });
+});
+
+describe("@grpc/grpc-js, the reference gRPC client", () => {
+  it("CreateEmbeddings: vectors, and an error's status and message", async () => {
+    const client = new grpc.Client(new URL(app.url).host, grpc.credentials.createInsecure());
+    const request = (model: string) =>
+      create(CreateEmbeddingsRequestSchema, {
+        product: "product-dev",
+        model,
+        input: { case: "text", value: "grpc-js" },
+        dimensions: 16,
+      });
+    const call = (model: string) =>
+      new Promise<CreateEmbeddingsResponse>((resolve, reject) => {
+        const md = new grpc.Metadata();
+        md.set("authorization", `Bearer ${token}`);
+        client.makeUnaryRequest(
+          "/apikeyserver.v1.EmbeddingService/CreateEmbeddings",
+          (m: CreateEmbeddingsRequest) => Buffer.from(toBinary(CreateEmbeddingsRequestSchema, m)),
+          (b: Buffer) => fromBinary(CreateEmbeddingsResponseSchema, b),
+          request(model),
+          md,
+          (err, res) => (err || res === undefined ? reject(err ?? new Error("no answer")) : resolve(res)),
+        );
+      });
+    try {
+      const answer = await call("echo-embed");
+      expect(answer.data).toHaveLength(1);
+      const vector = answer.data[0]?.embedding;
+      expect(vector?.case === "floats" ? vector.value.values.length : 0).toBe(16);
+      const err = (await call("claude-sonnet-4-5").then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.details).toBe("Model not supported");
+    } finally {
+      client.close();
     }
   });
 });

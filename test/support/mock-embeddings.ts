@@ -22,14 +22,19 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-/** Answers embeddings requests in the wire format of the path; anything else is a 404. */
-export function embeddingsBehavior(): Behavior {
+/**
+ * Answers embeddings requests in the wire format of the path (vectors of the request's `dimensions`, else
+ * `defaultDimensions`); anything else is a 404.
+ */
+export function embeddingsBehavior(defaultDimensions = 4): Behavior {
   return behaviors.handler((req: RecordedRequest, res) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
     if (req.path.includes(":batchEmbedContents")) {
       const requests = (body["requests"] ?? []) as { outputDimensionality?: number }[];
       send(res, 200, {
-        embeddings: requests.map((r, i) => ({ values: mockVector(i, r.outputDimensionality ?? 4) })),
+        embeddings: requests.map((r, i) => ({
+          values: mockVector(i, r.outputDimensionality ?? defaultDimensions),
+        })),
       });
       return;
     }
@@ -41,7 +46,7 @@ export function embeddingsBehavior(): Behavior {
           : Array.isArray(input)
             ? input.length
             : 0;
-      const dims = typeof body["dimensions"] === "number" ? body["dimensions"] : 4;
+      const dims = typeof body["dimensions"] === "number" ? body["dimensions"] : defaultDimensions;
       const base64 = body["encoding_format"] === "base64";
       send(res, 200, {
         object: "list",

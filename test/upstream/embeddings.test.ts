@@ -15,27 +15,49 @@ import { canaryPieces, failure, openAiProvider } from "./helpers.js";
 const keys = ["sk-embed-0-Qm7vT2xL9pW4rZ8nK3bY", "sk-embed-1-Hd5sF1gJ6kP0wE4uR9cV"] as const;
 let mock: MockProvider;
 let forwarder: Forwarder;
+/** For the timeout case only: a loaded machine must not turn the other cases into timeouts. */
+let short: Forwarder;
 const log = captureLog();
 const body = { model: "text-embedding-3-small", input: ["a", "b"] };
 
 beforeAll(async () => {
   mock = await startMockProvider(embeddingsBehavior());
-  forwarder = createForwarder({ timeoutMs: 300, logger: log.logger });
+  forwarder = createForwarder({ timeoutMs: 10_000, logger: log.logger });
+  short = createForwarder({ timeoutMs: 300, logger: log.logger });
 });
 afterAll(async () => {
   await forwarder.close();
+  await short.close();
   await mock.close();
 });
 
 describe("forwarder.embed", () => {
-  it("OpenAI: posts the body as sent and returns the list with its usage", async () => {
+  it("OpenAI: posts the body asking base64 and returns the list with its usage", async () => {
     const result = await forwarder.embed(openAiProvider(mock.url), body);
-    expect(mock.requests.at(-1)?.body).toEqual(body);
+    expect(mock.requests.at(-1)?.body).toEqual({ ...body, encoding_format: "base64" });
     expect(result.body["data"]).toEqual([
-      { object: "embedding", index: 0, embedding: mockVector(0) },
-      { object: "embedding", index: 1, embedding: mockVector(1) },
+      { object: "embedding", index: 0, embedding: base64Of(mockVector(0)) },
+      { object: "embedding", index: 1, embedding: base64Of(mockVector(1)) },
     ]);
     expect(result.usage).toEqual({ promptTokens: 10, completionTokens: 0, totalTokens: 10 });
+  });
+
+  it("an OpenAI-compatible host gets the body exactly as sent", async () => {
+    const compat = openAiProvider(mock.url, { kind: "openai-compatible", name: "compat" });
+    await forwarder.embed(compat, { ...body, encoding_format: "float" });
+    expect(mock.requests.at(-1)?.body).toEqual({ ...body, encoding_format: "float" });
+  });
+
+  it("an answer over the embeddings cap is a 502", async () => {
+    const small = createForwarder({ timeoutMs: 2000, maxEmbeddingResponseBytes: 1024, logger: log.logger });
+    try {
+      mock.setBehavior(embeddingsBehavior(512));
+      const err = await failure(small.embed(openAiProvider(mock.url, { name: "capped" }), body));
+      expect((err as AppError).code).toBe("upstream_error");
+    } finally {
+      mock.setBehavior(embeddingsBehavior());
+      await small.close();
+    }
   });
 
   it("a 429 on one key is retried once on another", async () => {
@@ -66,7 +88,8 @@ describe("forwarder.embed", () => {
   ])("%s: the AppError of the error table, logged without the key", async (_what, behavior, code) => {
     mock.setBehavior(behavior);
     try {
-      const err = await failure(forwarder.embed(openAiProvider(mock.url, { name: `p-${code}` }), body));
+      const f = code === "upstream_timeout" ? short : forwarder;
+      const err = await failure(f.embed(openAiProvider(mock.url, { name: `p-${code}` }), body));
       expect(err).toBeInstanceOf(AppError);
       expect((err as AppError).code).toBe(code);
       const line = log

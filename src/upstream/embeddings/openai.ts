@@ -59,12 +59,17 @@ const targets = {
   "azure-openai": azureEmbeddings,
 } as const;
 
+/** The kinds whose API documents `encoding_format: "base64"` (compatible hosts may not know it). */
+const base64Kinds: ReadonlySet<string> = new Set(["openai", "azure-openai"]);
+
 /**
  * OpenAI's embeddings endpoint (also Azure OpenAI's and OpenAI-compatible hosts', the same wire format at
- * other URLs, as the chat adapter in src/upstream/providers/openai.ts): the body is sent exactly as given and
- * the answer returned field for field.
+ * other URLs, as the chat adapter in src/upstream/providers/openai.ts): the body is sent as given, except
+ * that OpenAI and Azure OpenAI are always asked for base64 (a quarter of the bytes of float JSON; the
+ * embeddings service gives the caller the format it asked), and the answer is returned field for field.
  */
 export function createOpenAiEmbeddings(kind: keyof typeof targets): (deps: AdapterDeps) => EmbeddingAdapter {
+  const askBase64 = base64Kinds.has(kind);
   return ({ http, clock }) => {
     const targetOf = perKey(targets[kind]);
     return {
@@ -78,7 +83,7 @@ export function createOpenAiEmbeddings(kind: keyof typeof targets): (deps: Adapt
           origin,
           path: path(model),
           headers,
-          body: call.body,
+          body: askBase64 ? { ...call.body, encoding_format: "base64" } : call.body,
           signal: call.signal,
         });
         return {
