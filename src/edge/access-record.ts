@@ -20,6 +20,8 @@ export interface AccessRecord {
   promptTokens?: number;
   completionTokens?: number;
   totalTokens?: number;
+  /** The call's cost in USD at the product's `prices` (src/usage/cost.ts); absent when its model has no price. */
+  costUsd?: number;
 }
 
 export const accessRecordKey = createContextKey<AccessRecord | undefined>(undefined, {
