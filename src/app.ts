@@ -30,6 +30,8 @@ import type { JsonObject } from "./chat/ports.js";
 import { createWireErrorInterceptor } from "./call/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
 import { registerHealth } from "./services/health.js";
+import { createUsageService } from "./services/usage-service.js";
+import { UsageService } from "../gen/apikeyserver/v1/usage_pb.js";
 import { registerReflection } from "./services/reflection.js";
 import type { Readiness } from "./services/health.js";
 import { createForwarder } from "./upstream/index.js";
@@ -209,6 +211,10 @@ export function createApp(options: AppOptions): App {
     chat: { impl: chat, json: chatJson },
     routes(router) {
       router.service(ChatService, chat);
+      router.service(
+        UsageService,
+        createUsageService({ core: chatCore, caller: (ctx) => ctx.values.get(principalKey), gate }),
+      );
       registerHealth(router, {
         readiness,
         version: options.version,
