@@ -142,6 +142,7 @@ describe("a fresh clone: the example files copied into ./config (issue 3, issue 
     expect(res.stdout.trim().split("\n")).toStrictEqual([
       "apikeyserver.v1.ChatService",
       "apikeyserver.v1.HealthService",
+      "apikeyserver.v1.UsageService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
       "grpc.reflection.v1alpha.ServerReflection",
