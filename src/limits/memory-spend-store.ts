@@ -32,8 +32,15 @@ export function createMemorySpendStore(options: MemorySpendStoreOptions = {}): M
     return c;
   }
 
+  /** Drops the counters of past windows now and then, so callers of earlier days do not pile up. */
+  function sweep(): void {
+    const at = now();
+    for (const [key, c] of counters) if (c.expiresAtMs <= at) counters.delete(key);
+  }
+
   function add(windows: readonly BudgetWindow[], tokens: number, nanoUsd: number): void {
     for (const w of windows) {
+      if (!counters.has(w.key) && counters.size > 0 && counters.size % 4096 === 0) sweep();
       const c = spent(w);
       counters.set(w.key, {
         tokens: c.tokens + tokens,

@@ -28,7 +28,7 @@ const products = {
 let app: AppHarness;
 
 beforeAll(async () => {
-  app = await startApp({ products });
+  app = await startApp({ products, metrics: true });
 });
 
 afterAll(async () => {
@@ -248,6 +248,18 @@ describe("one enforcement point: every protocol and route is charged and refused
     expect(window?.limitUsd).toBeUndefined();
     const midnight = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1));
     expect(window?.resetsAt).toBe(midnight.toISOString().replace(".000Z", "Z"));
+  });
+
+  it("metrics count the refusals by product, scope and window, and the cost by product and model", async () => {
+    const text = await (await fetch(app.metricsUrl)).text();
+    expect(text).toContain(
+      `api_key_server_budget_refusals_total{product="product-dev",scope="caller",window="day"} ${routes.length}`,
+    );
+    const cost = /^api_key_server_cost_usd_total\{product="product-dev",model="echo-1"\} (\S+)$/m.exec(
+      text,
+    )?.[1];
+    const one = charges.get("route-0")?.costUsd as number;
+    expect(Number(cost)).toBeCloseTo(one * routes.length, 9);
   });
 
   it("GetUsage refuses a product the caller may not use, as the chat RPCs do", async () => {
