@@ -40,7 +40,7 @@ export function createRedisSpendStore(options: RedisSpendStoreOptions): SpendSto
   const prefix = options.keyPrefix ?? "";
   const reporter = createFailureReporter({
     logger,
-    what: "Rate limiter and budgets",
+    what: "Rate limiter",
     intervalMs: options.logIntervalMs ?? 60_000,
     now: options.now ?? Date.now,
     onFallback: options.onFallback,
