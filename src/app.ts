@@ -21,11 +21,11 @@ import { createCircuitBreaker, type BreakerState } from "./lib/circuit-breaker.j
 import type { Logger } from "./log/index.js";
 import { createMetricsEdge, type Metrics } from "./metrics/index.js";
 import {
-  createChatLimiter,
+  createCallGate,
   createConcurrencyInterceptor,
-  createMemoryLimiter,
-  createRedisLimiter,
+  createMemorySpendStore,
   createRedisNonceStore,
+  createRedisSpendStore,
   rateLimitHeaderNames,
 } from "./limits/index.js";
 import { createChatCore, createChatService } from "./services/chat-service.js";
@@ -33,6 +33,8 @@ import type { JsonObject } from "./chat/ports.js";
 import { createWireErrorInterceptor } from "./call/wire-error.js";
 import type { SecretStore } from "./secrets/index.js";
 import { registerHealth } from "./services/health.js";
+import { createUsageService } from "./services/usage-service.js";
+import { UsageService } from "../gen/apikeyserver/v1/usage_pb.js";
 import { registerReflection } from "./services/reflection.js";
 import type { Readiness } from "./services/health.js";
 import { createForwarder } from "./upstream/index.js";
@@ -114,21 +116,25 @@ export function createApp(options: AppOptions): App {
         ...(metrics ? { onFallback: metrics.redisFallback("nonce_store") } : {}),
       })
     : memoryNonces;
-  const limiter = redis
-    ? createRedisLimiter({
+  // Rate limits and budgets in one store: with Redis, one script admits a call (rate checks and the
+  // budget reservation) and one settles it (docs/budgets.md); the memory store is the fallback.
+  const spendStore = redis
+    ? createRedisSpendStore({
         client: redis,
-        fallback: createMemoryLimiter({ source: "fallback" }),
+        fallback: createMemorySpendStore({ source: "fallback" }),
         logger,
         keyPrefix: config.redisKeyPrefix,
-        ...(breaker ? { breaker } : {}),
-        ...(metrics ? { onFallback: metrics.redisFallback("rate_limiter") } : {}),
+        breaker,
+        onFallback: metrics?.redisFallback("rate_limiter"),
+        onBudgetFallback: metrics?.redisFallback("budget"),
       })
-    : createMemoryLimiter({});
-  const chatLimiter = createChatLimiter({
-    limiter,
+    : createMemorySpendStore({});
+  const gate = createCallGate({
+    store: spendStore,
     defaults: config.rateLimit,
     logger,
     onDecision: metrics?.rateLimitDecided,
+    onBudgetRefused: metrics?.budgetRefused,
   });
 
   // The chat steps, once: the protobuf service (gRPC, Connect) and the JSON surfaces (REST, OpenAI) run them.
@@ -136,7 +142,8 @@ export function createApp(options: AppOptions): App {
     secrets: () => secrets.current(),
     caller: (ctx) => ctx.values.get(principalKey),
     upstream: forwarder,
-    limiter: chatLimiter,
+    gate,
+    onCost: metrics?.costAdded,
     maxTokens: config.maxTokens,
   });
   const chat = createChatService({
@@ -216,6 +223,10 @@ export function createApp(options: AppOptions): App {
     routes(router) {
       router.service(ChatService, chat);
       router.service(EmbeddingService, embeddings);
+      router.service(
+        UsageService,
+        createUsageService({ core: chatCore, caller: (ctx) => ctx.values.get(principalKey), gate }),
+      );
       registerHealth(router, {
         readiness,
         version: options.version,

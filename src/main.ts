@@ -26,7 +26,7 @@ import {
   SecretSourceError,
   type SecretSource,
 } from "./secrets/index.js";
-import { listenProblem } from "./startup/index.js";
+import { budgetStoreProblem, listenProblem } from "./startup/index.js";
 
 /**
  * The product secret used when running from local files and `openai_api_keys.json` does not exist: one
@@ -158,6 +158,21 @@ async function main(): Promise<void> {
     await stop(1);
   }
   logger.info({ products: secrets.current()?.products.size ?? 0 }, "Secrets loaded, ready");
+  const budgetProblem = budgetStoreProblem(
+    secrets.current()?.products ?? new Map(),
+    config.cloudRun,
+    redis !== undefined,
+  );
+  if (budgetProblem !== undefined) {
+    process.stderr.write(`api-key-server: ${budgetProblem}\n`);
+    await stop(1);
+  }
+  // A later version of the product secret may add budgets: said at ERROR on every such swap (the running
+  // server keeps serving; each instance then counts its own budget).
+  secrets.onChange((current) => {
+    const problem = budgetStoreProblem(current.products, config.cloudRun, redis !== undefined);
+    if (problem !== undefined) logger.error({}, problem);
+  });
 
   // The metrics port first: when it is taken, the main port has not been opened at all.
   let metricsPort: number | undefined;

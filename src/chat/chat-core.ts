@@ -4,10 +4,11 @@ import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
 import { http } from "../../gen/google/api/annotations_pb.js";
 import { assertCanUseProduct, type Principal } from "../auth/index.js";
 import { AppError } from "../errors/index.js";
-import type { ChatLimiter } from "../limits/index.js";
+import type { CallGate } from "../limits/index.js";
 import type { ProductConfig, ProviderConfig } from "../secrets/types.js";
 import { positiveInt } from "../lib/options.js";
 import { accessRecordKey, holdAccessRecord } from "../edge/access-record.js";
+import { costNanoUsd, toUsd } from "../usage/cost.js";
 import { estimatePromptTokens, estimateTextTokens } from "../usage/estimate.js";
 import type { ChatUpstream, JsonObject, SecretsView, TokenUsage, UpstreamCallOptions } from "./ports.js";
 
@@ -16,7 +17,10 @@ export interface ChatCoreOptions {
   /** Reads the authenticated caller from the call's context (set by the auth interceptor). */
   readonly caller: (ctx: HandlerContext) => Principal | undefined;
   readonly upstream: ChatUpstream;
-  readonly limiter: ChatLimiter;
+  /** Rate limits and budgets: one admission before the upstream, one settlement after (src/limits/call-gate.ts). */
+  readonly gate: CallGate;
+  /** Sees the cost of every priced call (metrics: api_key_server_cost_usd_total). Must not throw. */
+  readonly onCost?: ((product: string, model: string, usd: number) => void) | undefined;
   /** Global cap on output tokens per request (API_KEY_SERVER_MAX_TOKENS). */
   readonly maxTokens: number;
 }
@@ -174,10 +178,9 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     }
   }
 
-  function recordUsage(ctx: HandlerContext, usage: TokenUsage, upstreamLatencyMs?: number): void {
+  function recordUsage(ctx: HandlerContext, usage: TokenUsage, costUsd: number | undefined): void {
     const record = ctx.values.get(accessRecordKey);
     if (!record) return;
-    if (upstreamLatencyMs !== undefined) record.upstreamLatencyMs = upstreamLatencyMs;
     record.promptTokens = usage.promptTokens;
     record.completionTokens = usage.completionTokens;
     record.totalTokens = usage.totalTokens;
@@ -187,6 +190,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
     if (usage.audioInputTokens !== undefined) record.audioInputTokens = usage.audioInputTokens;
     if (usage.audioOutputTokens !== undefined) record.audioOutputTokens = usage.audioOutputTokens;
     if (usage.estimated === true) record.usageEstimated = true;
+    if (costUsd !== undefined) record.costUsd = costUsd;
   }
 
   /** The steps after the model: output caps, limits; then the handle the surface settles when the call ends. */
@@ -197,7 +201,20 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
   ): Promise<AdmittedCall> {
     const { product, caller, provider } = resolved;
     const maxTokensCap = checkMaxTokens(target, product);
-    await options.limiter.admit(product, caller);
+    // The worst case the budgets reserve: the largest output cap asked for, else the one sent upstream.
+    let maxOutput = 0;
+    for (const { value } of target.maxOutputTokens)
+      if (value !== undefined) maxOutput = Math.max(maxOutput, value);
+    // CallTarget.promptTokens runs at most once per call: the reservation and the estimate share it.
+    let promptEstimate: number | undefined;
+    const promptTokens = () => (promptEstimate ??= target.promptTokens());
+    const ticket = await options.gate.admit({
+      product,
+      caller,
+      model: target.model,
+      promptTokens,
+      maxOutputTokens: maxTokensCap ?? maxOutput,
+    });
     const timeoutMs = ctx.timeoutMs();
     const record = ctx.values.get(accessRecordKey);
     const requestId = record?.requestId;
@@ -236,7 +253,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         } else if (!usage) {
           let prompt = 0;
           try {
-            prompt = target.promptTokens();
+            prompt = promptTokens();
           } catch {
             // An estimate is best effort: a prompt it cannot read counts nothing rather than fail the call.
           }
@@ -248,9 +265,12 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
             estimated: true,
           };
         }
-        recordUsage(ctx, usage);
+        const price = product.prices?.get(target.model);
+        const nanoUsd = price === undefined ? undefined : costNanoUsd(price, usage);
+        recordUsage(ctx, usage, nanoUsd === undefined ? undefined : toUsd(nanoUsd));
         release?.();
-        await options.limiter.charge(product, caller, usage.totalTokens, requestId);
+        if (nanoUsd !== undefined) options.onCost?.(product.name, target.model, toUsd(nanoUsd));
+        await ticket.settle(usage.totalTokens, nanoUsd ?? 0, requestId);
       },
     };
   }

@@ -48,6 +48,11 @@ export interface Config {
    * HMAC keys at all (docs/runbook.ja.md §6).
    */
   readonly production: boolean;
+  /**
+   * True on Cloud Run (`K_SERVICE` is set): instances are many and come and go, so state that must be
+   * shared (budgets) needs REDIS_URL (docs/budgets.md).
+   */
+  readonly cloudRun: boolean;
   /** `PORT` (default 8000). */
   readonly port: number;
   /** `API_KEY_SERVER_HOST` (default `0.0.0.0`). */
@@ -262,6 +267,7 @@ export function loadConfig(env: Env): Config {
 
   const config: Config = {
     production: read("K_SERVICE") !== undefined || read("NODE_ENV") === "production",
+    cloudRun: read("K_SERVICE") !== undefined,
     port: listenPort,
     host: read("API_KEY_SERVER_HOST") ?? "0.0.0.0",
     maxTokens: int("API_KEY_SERVER_MAX_TOKENS", 8192, 1),

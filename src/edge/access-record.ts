@@ -33,6 +33,8 @@ export interface AccessRecord {
   audioOutputTokens?: number;
   /** True when the tokens are the server's estimate (the call was cut short before the provider's usage). */
   usageEstimated?: boolean;
+  /** The call's cost in USD at the product's `prices` (src/usage/cost.ts); absent when its model has no price. */
+  costUsd?: number;
 }
 
 export const accessRecordKey = createContextKey<AccessRecord | undefined>(undefined, {

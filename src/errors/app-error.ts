@@ -46,6 +46,11 @@ export const errorTable = {
     message: "Content-Type must be application/json",
   },
   rate_limited: { code: Code.ResourceExhausted, http: 429, message: "Rate limit exceeded" },
+  /**
+   * A product or caller budget (docs/budgets.md) cannot fit the call's worst case; Retry-After is the time
+   * until the window resets, the ErrorInfo metadata `scope` and `window` say which budget.
+   */
+  budget_exceeded: { code: Code.ResourceExhausted, http: 429, message: "Budget exceeded" },
   /** One caller has too many calls open at once; the ErrorInfo metadata `limit` states the limit. */
   too_many_concurrent_calls: {
     code: Code.ResourceExhausted,

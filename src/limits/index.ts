@@ -11,3 +11,20 @@ export {
   type ChatLimiterOptions,
   type RateLimitCaller,
 } from "./chat-limiter.js";
+export {
+  createCallGate,
+  type BudgetUsage,
+  type CallGate,
+  type CallGateOptions,
+  type GateRequest,
+  type GateTicket,
+} from "./call-gate.js";
+export {
+  budgetWindows,
+  type BudgetScope,
+  type BudgetWindow,
+  type BudgetWindowName,
+} from "./budget-windows.js";
+export { createMemorySpendStore, type MemorySpendStore } from "./memory-spend-store.js";
+export { createRedisSpendStore, type RedisSpendStoreOptions } from "./redis-spend-store.js";
+export type { SpendStore } from "./spend-store.js";

@@ -1,49 +1,55 @@
 import { createHash } from "node:crypto";
 
 /**
- * GCRA in Lua, the same computation as gcra.ts, run atomically in Redis with the server's own clock
- * (TIME), so the instances' clocks do not matter. KEYS[1] = the key; ARGV = limit, windowMs, cost, mode
- * ("consume" | "charge"), and optionally a fixed "now" in µs (ARGV[5], for the parity tests only; the server
- * never sends it). Returns {allowed 0|1, remaining, resetMs, retryAfterMs}. The stored value is the
- * TAT in integer microseconds and expires by itself when it is reached (PX), so idle keys vanish.
+ * GCRA as a Lua function, the same computation as gcra.ts, for the scripts that run it atomically in
+ * Redis with the server's own clock (TIME), so the instances' clocks do not matter. Returns {allowed 0|1,
+ * remaining, resetMs, retryAfterMs}. The stored value is the TAT in integer microseconds and expires by
+ * itself when it is reached (PX), so idle keys vanish.
+ */
+export const gcraFunctionLua = `
+local function gcra(key, limit, window_ms, cost, mode, now)
+  local interval = math.ceil(window_ms * 1000 / limit)
+  local tolerance = interval * limit
+  local stored = tonumber(redis.call('GET', key))
+  local tat = now
+  if stored ~= nil and stored > now then tat = stored end
+  local allowed = 0
+  local nxt = tat
+  local retry = 0
+  if mode == 'charge' then
+    nxt = tat + math.ceil(cost * interval)
+    if nxt + interval - now <= tolerance then allowed = 1 else retry = nxt + interval - now - tolerance end
+  else
+    local candidate = tat + math.ceil(math.max(cost, 1) * interval)
+    if candidate - now <= tolerance then
+      allowed = 1
+      nxt = tat + math.ceil(cost * interval)
+    else
+      retry = candidate - now - tolerance
+    end
+  end
+  if nxt > now and nxt ~= stored then
+    redis.call('SET', key, string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000))
+  end
+  local remaining = math.floor((tolerance - (nxt - now)) / interval)
+  if remaining < 0 then remaining = 0 end
+  return {allowed, remaining, math.ceil((nxt - now) / 1000), math.ceil(retry / 1000)}
+end
+local function redis_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+`;
+
+/**
+ * One GCRA step on KEYS[1]; ARGV = limit, windowMs, cost, mode ("consume" | "charge"), and optionally a
+ * fixed "now" in µs (ARGV[5], for the parity tests only; the server never sends it).
  * Redis ≥ 5 replicates script effects, not the script, so calling TIME before a write is allowed.
  */
-export const gcraLua = `
-local limit = tonumber(ARGV[1])
-local window_ms = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local mode = ARGV[4]
+export const gcraLua = `${gcraFunctionLua}
 local now = tonumber(ARGV[5])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local interval = math.ceil(window_ms * 1000 / limit)
-local tolerance = interval * limit
-local stored = tonumber(redis.call('GET', KEYS[1]))
-local tat = now
-if stored ~= nil and stored > now then tat = stored end
-local allowed = 0
-local nxt = tat
-local retry = 0
-if mode == 'charge' then
-  nxt = tat + math.ceil(cost * interval)
-  if nxt + interval - now <= tolerance then allowed = 1 else retry = nxt + interval - now - tolerance end
-else
-  local candidate = tat + math.ceil(math.max(cost, 1) * interval)
-  if candidate - now <= tolerance then
-    allowed = 1
-    nxt = tat + math.ceil(cost * interval)
-  else
-    retry = candidate - now - tolerance
-  end
-end
-if nxt > now and nxt ~= stored then
-  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000))
-end
-local remaining = math.floor((tolerance - (nxt - now)) / interval)
-if remaining < 0 then remaining = 0 end
-return {allowed, remaining, math.ceil((nxt - now) / 1000), math.ceil(retry / 1000)}
+if now == nil then now = redis_now_us() end
+return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], now)
 `;
 
 export const gcraLuaSha = createHash("sha1").update(gcraLua).digest("hex");

@@ -2,7 +2,13 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { AuthFailureReason, AuthMethodTried } from "../auth/index.js";
 import type { Exchange, Outcome, Protocol } from "../edge/index.js";
 import type { BreakerState } from "../lib/circuit-breaker.js";
-import type { RateLimitDimension, RateLimitResult, RateLimitSource } from "../limits/index.js";
+import type {
+  BudgetScope,
+  BudgetWindowName,
+  RateLimitDimension,
+  RateLimitResult,
+  RateLimitSource,
+} from "../limits/index.js";
 import type { ProductConfig, SecretReadReport } from "../secrets/index.js";
 import type { UpstreamCallReport } from "../upstream/index.js";
 import type { CounterCell, HistogramCell } from "./families.js";
@@ -71,8 +77,15 @@ export interface Metrics {
   readonly authFailed: (method: AuthMethodTried, reason: AuthFailureReason) => void;
   /** For `createChatLimiter({ onDecision })`. */
   readonly rateLimitDecided: (dimension: RateLimitDimension, result: RateLimitResult) => void;
-  /** For the Redis limiter's and nonce store's `onFallback`. */
-  redisFallback(component: "rate_limiter" | "nonce_store"): () => void;
+  /** For the Redis limiter's and nonce store's `onFallback` (`budget`: calls with budgets checked locally). */
+  redisFallback(component: "rate_limiter" | "nonce_store" | "budget"): () => void;
+  /**
+   * For `createChatCore({ onCost })`: a priced call's cost (`api_key_server_cost_usd_total`). Product and
+   * model come from the configuration (the chat core resolved them), never from caller input.
+   */
+  readonly costAdded: (product: string, model: string, usd: number) => void;
+  /** For `createCallGate({ onBudgetRefused })` (`api_key_server_budget_refusals_total`). */
+  readonly budgetRefused: (product: string, scope: BudgetScope, window: BudgetWindowName) => void;
   /** For the Redis circuit breaker's `onStateChange` (createApp wires it when Redis is used). */
   readonly redisBreakerChanged: (state: BreakerState, previous: BreakerState) => void;
   /** For `createSecretStore({ onRead })`. */
@@ -187,6 +200,16 @@ export function createMetrics(options: MetricsOptions): Metrics {
     "redis_fallbacks_total",
     "Calls decided by the local fallback because Redis failed, by component.",
     ["component"],
+  );
+  const cost = counter(
+    "cost_usd_total",
+    "Spend in USD at the products' prices, by product and model (priced models only).",
+    ["product", "model"],
+  );
+  const budgetRefusals = counter(
+    "budget_refusals_total",
+    "Calls refused because a budget was spent, by product, scope (product or caller) and window (day or month).",
+    ["product", "scope", "window"],
   );
   let limiterSource: RateLimitSource = options.limiterSource;
   const sources = ["redis", "memory", "fallback"] as const satisfies readonly RateLimitSource[];
@@ -432,6 +455,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
       // Present at 0 from the start, so `rate()` and alerts see the series before the first outage.
       child.inc(0);
       return () => child.inc();
+    },
+
+    costAdded(product, model, usd) {
+      if (usd > 0) cost.inc({ product, model }, usd);
+    },
+
+    budgetRefused(product, scope, window) {
+      budgetRefusals.inc({ product, scope, window });
     },
 
     redisBreakerChanged(state) {

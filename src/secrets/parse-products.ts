@@ -9,9 +9,10 @@ import {
   fail,
   parseJson,
 } from "./format-error.js";
+import { parseBudgets, parsePrices } from "./parse-budgets.js";
 import { providerKinds, type ProductConfig, type ProviderConfig, type ProviderKind } from "./types.js";
 
-const productKeys = ["providers", "rate_limit", "max_tokens"] as const;
+const productKeys = ["providers", "rate_limit", "max_tokens", "prices", "budgets"] as const;
 const providerKeys = [
   "kind",
   "api_key",
@@ -88,12 +89,20 @@ function parseProduct(name: string, value: unknown, path: string): ProductConfig
     });
   }
 
+  const prices =
+    product.prices === undefined ? undefined : parsePrices(product.prices, models, childPath(path, "prices"));
+  const budgets =
+    product.budgets === undefined
+      ? undefined
+      : parseBudgets(product.budgets, models, prices, childPath(path, "budgets"));
   return Object.freeze({
     name,
     providers: Object.freeze(providers),
     models,
     rateLimit,
     maxTokens: optional(product.max_tokens, childPath(path, "max_tokens")),
+    ...(prices === undefined ? {} : { prices }),
+    ...(budgets === undefined ? {} : { budgets }),
   });
 }
 

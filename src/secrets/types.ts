@@ -47,6 +47,34 @@ export interface ProductConfig {
   readonly rateLimit: ProductRateLimit | undefined;
   /** A product cap on output tokens, lower than the global one (`max_tokens`). */
   readonly maxTokens: number | undefined;
+  /** Prices by model (`prices`), USD per million tokens; absent or empty: calls are not priced. */
+  readonly prices?: ReadonlyMap<string, ModelPrice>;
+  /** Spend caps (`budgets`, docs/budgets.md); absent: none. */
+  readonly budgets?: ProductBudgets;
+}
+
+/** One model's price in USD per million tokens (`prices.<model>`). */
+export interface ModelPrice {
+  readonly input: number;
+  /** Input read from the provider's prompt cache (`cached_input`); default: `input`. */
+  readonly cachedInput: number;
+  readonly output: number;
+  /** Input written to the provider's prompt cache (`cache_write`); default: `input`. */
+  readonly cacheWrite: number;
+}
+
+/** The caps of one scope per UTC calendar day and month; an absent key is no cap. */
+export interface BudgetLimits {
+  readonly dailyTokens?: number;
+  readonly monthlyTokens?: number;
+  readonly dailyUsd?: number;
+  readonly monthlyUsd?: number;
+}
+
+/** `budgets`: `product` caps the product as a whole, `caller` each caller (JWT `sub`, HMAC key id) within it. */
+export interface ProductBudgets {
+  readonly product?: BudgetLimits;
+  readonly caller?: BudgetLimits;
 }
 
 /** The `hmac-secrets` entry of one key id. */

@@ -6,6 +6,7 @@ describe("loadConfig", () => {
     const config = loadConfig({});
     expect(config).toEqual({
       production: false,
+      cloudRun: false,
       port: 8000,
       host: "0.0.0.0",
       maxTokens: 8192,

@@ -36,6 +36,8 @@ describe("metrics while Redis is unreachable", () => {
       "{source=redis} 1",
     ]);
     expect(series(before, "api_key_server_redis_fallbacks_total")).toEqual([
+      // Calls with budgets decided locally: none here (the product has no budgets).
+      "{component=budget} 0",
       "{component=nonce_store} 0",
       "{component=rate_limiter} 0",
     ]);
@@ -46,6 +48,7 @@ describe("metrics while Redis is unreachable", () => {
     }
     const after = await scrape(app.metricsUrl);
     expect(series(after, "api_key_server_redis_fallbacks_total")).toEqual([
+      "{component=budget} 0",
       "{component=nonce_store} 0",
       "{component=rate_limiter} 3",
     ]);

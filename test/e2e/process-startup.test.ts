@@ -143,6 +143,7 @@ describe("a fresh clone: the example files copied into ./config (issue 3, issue 
       "apikeyserver.v1.ChatService",
       "apikeyserver.v1.EmbeddingService",
       "apikeyserver.v1.HealthService",
+      "apikeyserver.v1.UsageService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
       "grpc.reflection.v1alpha.ServerReflection",

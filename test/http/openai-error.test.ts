@@ -20,6 +20,7 @@ const typeOf: Record<AppErrorCode, string> = {
   invalid_argument: "invalid_request_error",
   request_too_large: "invalid_request_error",
   rate_limited: "rate_limit_error",
+  budget_exceeded: "rate_limit_error",
   too_many_concurrent_calls: "rate_limit_error",
   upstream_error: "server_error",
   upstream_rejected: "invalid_request_error",

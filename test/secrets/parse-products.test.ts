@@ -95,7 +95,7 @@ describe("parseProducts", () => {
     [
       "an unknown product key",
       { p: { providers: { echo: { models: ["m"] } }, max_token: 5 } },
-      "$.p.max_token: unknown key (expected one of providers, rate_limit, max_tokens)",
+      "$.p.max_token: unknown key (expected one of providers, rate_limit, max_tokens, prices, budgets)",
     ],
     [
       "an unknown provider key",

@@ -20,11 +20,22 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
-/** A dedicated, throw-away redis-server child on `port`, resolved once it accepts connections. */
-export async function startRedisServer(port: number): Promise<ChildProcess> {
+/**
+ * A dedicated, throw-away redis-server child on `port`, resolved once it accepts connections. With
+ * `appendOnlyDir`, persistence is on (AOF, fsync on every write) in that folder, so a restart on the same
+ * folder reloads every write the server acknowledged.
+ */
+export async function startRedisServer(
+  port: number,
+  options: { readonly appendOnlyDir?: string } = {},
+): Promise<ChildProcess> {
+  const persistence =
+    options.appendOnlyDir === undefined
+      ? ["--appendonly", "no"]
+      : ["--appendonly", "yes", "--appendfsync", "always", "--dir", options.appendOnlyDir];
   const child = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
