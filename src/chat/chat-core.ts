@@ -64,7 +64,10 @@ export type ChunkCodec<T> = (
 export interface CallTarget {
   readonly product: string;
   readonly model: string;
-  /** The caller's output caps by wire field name (`max_tokens`, `max_output_tokens`…); undefined: not sent. */
+  /**
+   * The caller's output caps by wire field name (`max_tokens`, `max_output_tokens`…); undefined: not sent.
+   * Empty for a call that produces no output tokens (embeddings): no cap is checked, sent or reserved.
+   */
   readonly maxOutputTokens: ReadonlyArray<{ readonly field: string; readonly value: number | undefined }>;
   /** The prompt's estimated tokens (src/usage/estimate.ts); called at most once per call. */
   promptTokens(): number;
@@ -152,6 +155,8 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
 
   /** The cap for this call; throws when the caller asked for more. Returns the cap to send when it asked nothing. */
   function checkMaxTokens(target: CallTarget, product: ProductConfig): number | undefined {
+    // A call without output tokens (embeddings) has no cap to check or send, and reserves no output.
+    if (target.maxOutputTokens.length === 0) return undefined;
     const cap = Math.min(options.maxTokens, product.maxTokens ?? options.maxTokens);
     let asked = false;
     for (const { field, value } of target.maxOutputTokens) {

@@ -148,6 +148,45 @@ const routes: [string, Route][] = [
       }),
   ],
   [
+    "OpenAI responses",
+    (sub) =>
+      http(sub, "/openai/product-dev/v1/responses", {
+        method: "POST",
+        body: JSON.stringify({ model: "echo-1", input: messages, max_output_tokens: maxTokens }),
+      }),
+  ],
+  [
+    "OpenAI responses, stream: true",
+    (sub) =>
+      http(sub, "/openai/product-dev/v1/responses", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "echo-1",
+          input: messages,
+          max_output_tokens: maxTokens,
+          stream: true,
+        }),
+      }),
+  ],
+  [
+    "Anthropic messages",
+    (sub) =>
+      http(sub, "/anthropic/product-dev/v1/messages", {
+        method: "POST",
+        headers: { "anthropic-version": "2023-06-01" },
+        body: JSON.stringify({ model: "echo-1", messages, max_tokens: maxTokens }),
+      }),
+  ],
+  [
+    "Anthropic messages, stream: true",
+    (sub) =>
+      http(sub, "/anthropic/product-dev/v1/messages", {
+        method: "POST",
+        headers: { "anthropic-version": "2023-06-01" },
+        body: JSON.stringify({ model: "echo-1", messages, max_tokens: maxTokens, stream: true }),
+      }),
+  ],
+  [
     "Connect JSON, gzip request body (fallback lane)",
     (sub) =>
       http(sub, "/apikeyserver.v1.ChatService/CreateChatCompletion", {
@@ -219,6 +258,37 @@ describe("one enforcement point: every protocol and route is charged and refused
     },
   );
 
+  it.each([
+    ["OpenAI embeddings", "/openai/product-dev/v1/embeddings", "embed-openai"],
+    ["REST POST /v1/embeddings/{product}", "/v1/embeddings/product-dev", "embed-rest"],
+  ])(
+    "%s: charged through the same gate, and refused the same once the budget is spent",
+    async (_n, path, sub) => {
+      const body = JSON.stringify({ model: "echo-1", input: messages[0]?.content });
+      const outcomes: string[] = [];
+      for (let i = 0; i < 100 && !outcomes.includes("429 Budget exceeded retry-after=true"); i++) {
+        outcomes.push(await http(sub, path, { method: "POST", body }));
+      }
+      // Some calls fit, then the budget refuses, in the surface's error shape with Retry-After.
+      expect(outcomes.at(-1)).toBe("429 Budget exceeded retry-after=true");
+      expect(outcomes.slice(0, -1).every((o) => o === "ok")).toBe(true);
+      expect(outcomes.length).toBeGreaterThan(1);
+      // GetUsage shows the sum of what the access lines say the calls used.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const lines = app.logs
+        .records()
+        .filter((r) => r["caller"] === `jwt:${sub}` && r["totalTokens"] !== undefined);
+      expect(lines).toHaveLength(outcomes.length - 1);
+      const res = await fetch(`${app.url}/v1/usage/product-dev`, {
+        headers: { authorization: `Bearer ${await tokenOf(sub)}` },
+      });
+      const usage = (await res.json()) as { windows: { used_tokens: number }[] };
+      expect(usage.windows[0]?.used_tokens).toBe(
+        lines.reduce((sum, r) => sum + (r["totalTokens"] as number), 0),
+      );
+    },
+  );
+
   it("the first row's charge is the provider's usage, priced", () => {
     const charge = charges.get("route-0");
     expect(charge?.totalTokens).toBeGreaterThan(maxTokens);
@@ -253,13 +323,19 @@ describe("one enforcement point: every protocol and route is charged and refused
   it("metrics count the refusals by product, scope and window, and the cost by product and model", async () => {
     const text = await (await fetch(app.metricsUrl)).text();
     expect(text).toContain(
-      `api_key_server_budget_refusals_total{product="product-dev",scope="caller",window="day"} ${routes.length}`,
+      `api_key_server_budget_refusals_total{product="product-dev",scope="caller",window="day"} ${routes.length + 2}`,
     );
     const cost = /^api_key_server_cost_usd_total\{product="product-dev",model="echo-1"\} (\S+)$/m.exec(
       text,
     )?.[1];
     const one = charges.get("route-0")?.costUsd as number;
-    expect(Number(cost)).toBeCloseTo(one * routes.length, 9);
+    // Every chat route's call cost the same; the embeddings calls cost what their access lines say.
+    const embeddings = app.logs
+      .records()
+      .filter((r) => String(r["caller"]).startsWith("jwt:embed-") && typeof r["costUsd"] === "number")
+      .reduce((sum, r) => sum + (r["costUsd"] as number), 0);
+    expect(embeddings).toBeGreaterThan(0);
+    expect(Number(cost)).toBeCloseTo(one * routes.length + embeddings, 9);
   });
 
   it("GetUsage refuses a product the caller may not use, as the chat RPCs do", async () => {
