@@ -130,8 +130,15 @@ describe("Anthropic SDK against an OpenAI-backed product (translated)", () => {
       messages: hello,
     });
     const types: string[] = [];
-    stream.on("streamEvent", (e) => types.push(e.type));
+    let startInput: number | undefined;
+    stream.on("streamEvent", (e) => {
+      types.push(e.type);
+      if (e.type === "message_start") startInput = e.message.usage.input_tokens;
+    });
     const final = await stream.finalMessage();
+    // message_start carries the server's estimate of the input (the provider counts only at the end: 9,
+    // in message_delta); never 0, which clients that track their context would read as an empty prompt.
+    expect(startInput).toBeGreaterThan(0);
     expect(types).toEqual([
       "message_start",
       "content_block_start",

@@ -135,8 +135,11 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
     async *stream(request, ctx) {
       const provider = providerOf(request, ctx);
       if (provider?.kind !== "anthropic") {
-        const view = viewOf(request, toChatBody(parsed(request), true));
-        const translator = createStreamTranslator(request.model);
+        const chat = toChatBody(parsed(request), true);
+        const view = viewOf(request, chat);
+        // Anthropic's message_start carries the input count; the translated providers give theirs only at
+        // the end, so message_start says the server's estimate and message_delta the provider's count.
+        const translator = createStreamTranslator(request.model, () => estimatePromptTokens(chat));
         const frames = core.stream(view, ctx, (chunk) => ({
           value: translator.chunk(chunk),
           usage: chatUsage(chunk["usage"]),

@@ -311,7 +311,7 @@ export interface StreamTranslator {
   finish(): string;
 }
 
-export function createStreamTranslator(model: string): StreamTranslator {
+export function createStreamTranslator(model: string, inputTokens?: () => number): StreamTranslator {
   let started = false;
   let index = -1;
   let open: "text" | "tool" | undefined;
@@ -331,7 +331,7 @@ export function createStreamTranslator(model: string): StreamTranslator {
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: { input_tokens: 0, output_tokens: 0 },
+          usage: { input_tokens: inputTokens?.() ?? 0, output_tokens: 0 },
         },
       }) + sseFrame("ping", { type: "ping" })
     );
