@@ -23,6 +23,18 @@ export function estimateTextTokens(text: string): number {
 }
 
 /**
+ * Tokens of a UTF-8 document given as bytes (a body forwarded without being parsed): the head decoded and
+ * tokenized, the rest extrapolated by its byte length, so a 32 MiB body is never decoded whole.
+ */
+export function estimateUtf8Tokens(bytes: Uint8Array): number {
+  const headBytes = Math.min(bytes.length, TOKENIZED_CHARS);
+  if (headBytes === 0) return 0;
+  const head = Buffer.from(bytes.buffer, bytes.byteOffset, headBytes).toString("utf8");
+  const tokens = estimateTextTokens(head);
+  return headBytes === bytes.length ? tokens : Math.ceil((tokens * bytes.length) / headBytes);
+}
+
+/**
  * Prompt tokens of an OpenAI chat request body: each message's text parts (and tool calls' arguments), the
  * tool definitions and the response format, with OpenAI's per-message framing; an image part counts
  * `PER_IMAGE`. Never throws on a body of an unexpected shape: what it cannot read counts as its JSON text.

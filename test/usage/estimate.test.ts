@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { countTokens } from "gpt-tokenizer";
-import { estimatePromptTokens, estimateTextTokens } from "../../src/usage/estimate.js";
+import { estimatePromptTokens, estimateTextTokens, estimateUtf8Tokens } from "../../src/usage/estimate.js";
 
 describe("token estimates", () => {
   it("counts a short text exactly with the o200k tokenizer", () => {
@@ -13,6 +13,15 @@ describe("token estimates", () => {
     const exact = countTokens(text);
     const estimate = estimateTextTokens(text);
     expect(text.length).toBeGreaterThan(65_536);
+    expect(Math.abs(estimate - exact) / exact).toBeLessThan(0.05);
+  });
+
+  it("estimates a UTF-8 body from its head: exact when short, within 5% when long, 0 when empty", () => {
+    expect(estimateUtf8Tokens(Buffer.from("Hello, world!"))).toBe(countTokens("Hello, world!"));
+    expect(estimateUtf8Tokens(new Uint8Array(0))).toBe(0);
+    const text = Array.from({ length: 200_000 }, (_, i) => `wörd${i % 977} `).join("");
+    const exact = countTokens(text);
+    const estimate = estimateUtf8Tokens(Buffer.from(text, "utf8"));
     expect(Math.abs(estimate - exact) / exact).toBeLessThan(0.05);
   });
 

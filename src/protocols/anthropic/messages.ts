@@ -3,7 +3,7 @@ import type { ChatCore, ChatRequestView } from "../../chat/chat-core.js";
 import { AppError } from "../../errors/index.js";
 import { checkJsonValues } from "../../lib/message-limits.js";
 import type { ProviderConfig } from "../../secrets/types.js";
-import { estimatePromptTokens, estimateTextTokens } from "../../usage/estimate.js";
+import { estimatePromptTokens, estimateTextTokens, estimateUtf8Tokens } from "../../usage/estimate.js";
 import type {
   JsonObject,
   JsonValue,
@@ -81,7 +81,7 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
       model: request.model,
       maxOutputTokens: [{ field: "max_tokens", value: request.maxTokens }],
       // Only when the provider's usage never came (a call cut short): the body's text, extrapolated.
-      promptTokens: () => estimateTextTokens(Buffer.from(request.body).toString("utf8")),
+      promptTokens: () => estimateUtf8Tokens(request.body),
     };
   }
 
