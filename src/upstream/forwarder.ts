@@ -420,6 +420,61 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     }
   }
 
+  /**
+   * One streaming call through the key pool: until the first item nothing has reached the caller, so a
+   * failed attempt may be retried on another key; then the items as they come, with the timers, the outcome
+   * report and the release of the provider's stream when the consumer stops early.
+   */
+  async function* streamed<T>(
+    provider: ProviderConfig,
+    body: JsonObject,
+    opts: ForwardOptions,
+    open: (call: UpstreamCall) => AsyncIterable<T>,
+  ): AsyncGenerator<T> {
+    const timers = startClock(opts);
+    let keyIndex = 0;
+    let iterator: AsyncIterator<T> | undefined;
+    // Stays "abandoned" when the consumer stops reading early (the generator is returned, not thrown into).
+    let outcome: UpstreamOutcome = "abandoned";
+    let firstEventSeconds: number | undefined;
+    try {
+      timers.signal.throwIfAborted();
+      keyIndex = pools.pick(provider);
+      let first: IteratorResult<T>;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          iterator = open(callOf(provider, body, opts, timers.signal, keyIndex))[Symbol.asyncIterator]();
+          first = await iterator.next();
+          break;
+        } catch (err) {
+          iterator = undefined;
+          const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
+          if (next === undefined) throw err;
+          keyIndex = next;
+        }
+      }
+      for (let result = first; result.done !== true; result = await iterator.next()) {
+        timers.chunk();
+        firstEventSeconds ??= timers.elapsedSeconds();
+        yield result.value;
+      }
+      iterator = undefined;
+      outcome = "ok";
+    } catch (err) {
+      iterator = undefined;
+      const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
+      outcome = outcomeOf(error);
+      throw error;
+    } finally {
+      timers.end();
+      // A consumer that stopped because its caller went away is a cancel, like an abort seen mid-read.
+      if (outcome === "abandoned" && opts.signal?.aborted === true) outcome = "canceled";
+      report(provider, body, outcome, timers, firstEventSeconds);
+      // The consumer stopped early: let the adapter release the provider's stream.
+      await iterator?.return?.();
+    }
+  }
+
   return {
     embeds: (provider) => embedders.has(provider.kind),
 
@@ -431,161 +486,27 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       return unary(provider, body, opts, (call) => embedder.embed(call));
     },
 
-    async complete(provider, body, opts = {}) {
-      const timers = startClock(opts);
-      let outcome: UpstreamOutcome = "ok";
-      let keyIndex = 0;
-      try {
-        timers.signal.throwIfAborted();
-        const adapter = adapterFor(provider);
-        keyIndex = pools.pick(provider);
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await adapter.complete(callOf(provider, body, opts, timers.signal, keyIndex));
-          } catch (err) {
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
-            if (next === undefined) throw err;
-            keyIndex = next;
-          }
-        }
-      } catch (err) {
-        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
-        outcome = outcomeOf(error);
-        throw error;
-      } finally {
-        timers.end();
-        report(provider, body, outcome, timers, undefined);
-      }
+    complete(provider, body, opts = {}) {
+      return unary(provider, body, opts, (call) => adapterFor(provider).complete(call));
     },
 
-    async *stream(provider, body, opts = {}) {
-      const timers = startClock(opts);
-      let keyIndex = 0;
-      let iterator: AsyncIterator<JsonObject> | undefined;
-      // Stays "abandoned" when the consumer stops reading early (the generator is returned, not thrown into).
-      let outcome: UpstreamOutcome = "abandoned";
-      let firstEventSeconds: number | undefined;
-      try {
-        timers.signal.throwIfAborted();
-        const adapter = adapterFor(provider);
-        keyIndex = pools.pick(provider);
-        // Until the first chunk nothing has reached the caller, so a failed attempt may be retried.
-        let first: IteratorResult<JsonObject>;
-        for (let attempt = 1; ; attempt++) {
-          const attemptStream = adapter.stream(callOf(provider, body, opts, timers.signal, keyIndex));
-          iterator = attemptStream[Symbol.asyncIterator]();
-          try {
-            first = await iterator.next();
-            break;
-          } catch (err) {
-            iterator = undefined;
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
-            if (next === undefined) throw err;
-            keyIndex = next;
-          }
-        }
-        for (let result = first; result.done !== true; result = await iterator.next()) {
-          timers.chunk();
-          firstEventSeconds ??= timers.elapsedSeconds();
-          yield result.value;
-        }
-        iterator = undefined;
-        outcome = "ok";
-      } catch (err) {
-        iterator = undefined;
-        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
-        outcome = outcomeOf(error);
-        throw error;
-      } finally {
-        timers.end();
-        // A consumer that stopped because its caller went away is a cancel, like an abort seen mid-read.
-        if (outcome === "abandoned" && opts.signal?.aborted === true) outcome = "canceled";
-        report(provider, body, outcome, timers, firstEventSeconds);
-        // The consumer stopped early: let the adapter release the provider's stream.
-        await iterator?.return?.();
-      }
+    stream(provider, body, opts = {}) {
+      return streamed(provider, body, opts, (call) => adapterFor(provider).stream(call));
     },
 
-    async passthrough(provider, request, opts = {}) {
-      const timers = startClock(opts);
-      const body = { model: request.model };
-      let outcome: UpstreamOutcome = "ok";
-      let keyIndex = 0;
-      try {
-        timers.signal.throwIfAborted();
-        keyIndex = pools.pick(provider);
-        for (let attempt = 1; ; attempt++) {
-          try {
-            const post = passthroughPost(
-              provider,
-              request,
-              callOf(provider, body, opts, timers.signal, keyIndex),
-            );
-            const started = clock.now();
-            const answer = await deps.http.postJson(post);
-            return { ...answer, upstreamLatencyMs: clock.now() - started };
-          } catch (err) {
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
-            if (next === undefined) throw err;
-            keyIndex = next;
-          }
-        }
-      } catch (err) {
-        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
-        outcome = outcomeOf(error);
-        throw error;
-      } finally {
-        timers.end();
-        report(provider, body, outcome, timers, undefined);
-      }
+    passthrough(provider, request, opts = {}) {
+      return unary(provider, { model: request.model }, opts, async (call) => {
+        const post = passthroughPost(provider, request, call);
+        const started = clock.now();
+        const answer = await deps.http.postJson(post);
+        return { ...answer, upstreamLatencyMs: clock.now() - started };
+      });
     },
 
-    async *passthroughStream(provider, request, opts = {}) {
-      const timers = startClock(opts);
-      const body = { model: request.model };
-      let keyIndex = 0;
-      let iterator: AsyncIterator<SseEvent> | undefined;
-      let outcome: UpstreamOutcome = "abandoned";
-      let firstEventSeconds: number | undefined;
-      try {
-        timers.signal.throwIfAborted();
-        keyIndex = pools.pick(provider);
-        let first: IteratorResult<SseEvent>;
-        for (let attempt = 1; ; attempt++) {
-          const post = passthroughPost(
-            provider,
-            request,
-            callOf(provider, body, opts, timers.signal, keyIndex),
-          );
-          iterator = deps.http.postEventStream(post)[Symbol.asyncIterator]();
-          try {
-            first = await iterator.next();
-            break;
-          } catch (err) {
-            iterator = undefined;
-            const next = retryKey(provider, timers.signal, err, keyIndex, attempt, opts.requestId);
-            if (next === undefined) throw err;
-            keyIndex = next;
-          }
-        }
-        for (let result = first; result.done !== true; result = await iterator.next()) {
-          timers.chunk();
-          firstEventSeconds ??= timers.elapsedSeconds();
-          yield result.value;
-        }
-        iterator = undefined;
-        outcome = "ok";
-      } catch (err) {
-        iterator = undefined;
-        const error = settle(provider, timers.signal, err, keyIndex, opts.requestId);
-        outcome = outcomeOf(error);
-        throw error;
-      } finally {
-        timers.end();
-        if (outcome === "abandoned" && opts.signal?.aborted === true) outcome = "canceled";
-        report(provider, body, outcome, timers, firstEventSeconds);
-        await iterator?.return?.();
-      }
+    passthroughStream(provider, request, opts = {}) {
+      return streamed(provider, { model: request.model }, opts, (call) =>
+        deps.http.postEventStream(passthroughPost(provider, request, call)),
+      );
     },
 
     async close() {
