@@ -1,14 +1,9 @@
 import type { EventEmitter } from "node:events";
 import { once } from "node:events";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import type { DescMethod } from "@bufbuild/protobuf";
-import {
-  createServiceImplSpec,
-  type ConnectError,
-  type HandlerContext,
-  type ServiceImpl,
-} from "@connectrpc/connect";
-import { ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
+import { type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
+import { chatMethods } from "../chat-methods.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { CallPipeline, CallWire, Decoded, MethodSpec } from "../../call/pipeline.js";
 import { readRequestBody } from "../../call/read-body.js";
@@ -56,19 +51,7 @@ type Endpoint =
 export function createAnthropicEdge(options: AnthropicEdgeOptions): EdgeEntry {
   const { pipeline, messages } = options;
   const maxBodyBytes = options.maxBodyBytes ?? anthropicMaxBodyBytes;
-  const chat = createServiceImplSpec<typeof ChatService>(ChatService, options.chat);
-  const specOf = (method: DescMethod) => {
-    const spec = chat.methods[method.localName];
-    if (spec === undefined) throw new Error(`createAnthropicEdge: chat has no ${method.name}`);
-    return {
-      spec,
-      url: `/${method.parent.typeName}/${method.name}`,
-      rpc: `${method.parent.typeName}/${method.name}`,
-    };
-  };
-  const unary = specOf(ChatService.method.createChatCompletion);
-  const stream = specOf(ChatService.method.streamChatCompletion);
-  const models = specOf(ChatService.method.listModels);
+  const { unary, stream, models } = chatMethods("createAnthropicEdge", options.chat);
 
   async function decodeMessages(
     exchange: Exchange,

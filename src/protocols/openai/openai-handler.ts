@@ -1,12 +1,13 @@
-import type { DescMethod, Message } from "@bufbuild/protobuf";
-import { createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
+import type { Message } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
 import {
   ChatCompletionRequestSchema,
-  ChatService,
   ModelSchema,
   type ListModelsResponse,
 } from "../../../gen/apikeyserver/v1/chat_pb.js";
 import type { EdgeEntry, Exchange } from "../../edge/exchange.js";
+import { chatMethods } from "../chat-methods.js";
 import { AppError } from "../../errors/index.js";
 import { compileJsonPlans, fromRestJson, toRestJson } from "../../json/index.js";
 import { nonNegativeInt } from "../../lib/options.js";
@@ -79,19 +80,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
   const maxBodyBytes = nonNegativeInt("createOpenAiEdge", "maxBodyBytes", options.maxBodyBytes);
   const maxTimeoutMs = options.maxTimeoutMs ?? Number.MAX_SAFE_INTEGER;
   const { pipeline, chatJson, responses } = options;
-  const chat = createServiceImplSpec<typeof ChatService>(ChatService, options.chat);
-  const specOf = (method: DescMethod) => {
-    const spec = chat.methods[method.localName];
-    if (spec === undefined) throw new Error(`createOpenAiEdge: chat has no ${method.name}`);
-    return {
-      spec,
-      url: `/${method.parent.typeName}/${method.name}`,
-      rpc: `${method.parent.typeName}/${method.name}`,
-    };
-  };
-  const unary = specOf(ChatService.method.createChatCompletion);
-  const stream = specOf(ChatService.method.streamChatCompletion);
-  const models = specOf(ChatService.method.listModels);
+  const { unary, stream, models } = chatMethods("createOpenAiEdge", options.chat);
   const text = (answer: unknown): string => JSON.stringify(answer);
   const chunkText = (request: unknown): ((message: unknown) => string) =>
     isMessage(request)
