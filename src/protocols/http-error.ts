@@ -94,3 +94,18 @@ export function restErrorFromConnect(error: ConnectError): RestError {
     headers,
   };
 }
+
+/**
+ * The headers of a REST error answer plus, on 429, `retry-after-ms` from google.rpc.RetryInfo: the OpenAI
+ * and Anthropic SDKs read it before `Retry-After`, so their built-in retry waits exactly as long as asked.
+ */
+export function headersWithRetryAfterMs(error: ConnectError, rest: RestError): Record<string, string> {
+  const headers = { ...rest.headers };
+  const retry = rest.status === 429 ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
+  if (retry !== undefined) {
+    headers["retry-after-ms"] = String(
+      Math.max(0, Math.ceil(Number(retry.seconds) * 1000 + retry.nanos / 1e6)),
+    );
+  }
+  return headers;
+}

@@ -1,6 +1,10 @@
 import type { ConnectError } from "@connectrpc/connect";
-import { RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { errorDetailsOf, restErrorFromConnect, type RestError } from "../http-error.js";
+import {
+  errorDetailsOf,
+  headersWithRetryAfterMs,
+  restErrorFromConnect,
+  type RestError,
+} from "../http-error.js";
 
 /**
  * Anthropic's `error.type` by the HTTP status of the README's error table (README, "Anthropic Messages
@@ -36,13 +40,7 @@ export function anthropicErrorBody(status: number, message: string, details?: un
  */
 export function anthropicErrorFromConnect(error: ConnectError): RestError {
   const rest = restErrorFromConnect(error);
-  const headers = { ...rest.headers };
-  const retry = rest.status === 429 ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
-  if (retry !== undefined) {
-    headers["retry-after-ms"] = String(
-      Math.max(0, Math.ceil(Number(retry.seconds) * 1000 + retry.nanos / 1e6)),
-    );
-  }
+  const headers = headersWithRetryAfterMs(error, rest);
   return {
     status: rest.status,
     body: anthropicErrorBody(rest.status, error.rawMessage, errorDetailsOf(error)),

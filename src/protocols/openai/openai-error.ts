@@ -1,7 +1,13 @@
 import type { ConnectError } from "@connectrpc/connect";
-import { ErrorInfoSchema, RetryInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { codeTable, errorDomain, type AppErrorCode } from "../../errors/index.js";
-import { errorDetailsOf, restErrorFromConnect, type ErrorInfoJson, type RestError } from "../http-error.js";
+import {
+  errorDetailsOf,
+  headersWithRetryAfterMs,
+  restErrorFromConnect,
+  type ErrorInfoJson,
+  type RestError,
+} from "../http-error.js";
 
 /**
  * OpenAI's `error.type` by HTTP status, for the statuses of the README's error table. OpenAI's SDKs pick
@@ -57,13 +63,7 @@ export function openAiErrorFromConnect(error: ConnectError): RestError {
   const info = error.findDetails(ErrorInfoSchema).find((i) => i.domain === errorDomain);
   const code = info?.reason ?? codeTable[error.code].name.toLowerCase();
   const param = info?.metadata["param"] ?? paramByReason[code as AppErrorCode] ?? null;
-  const headers = { ...rest.headers };
-  const retry = rest.status === 429 ? error.findDetails(RetryInfoSchema)[0]?.retryDelay : undefined;
-  if (retry !== undefined) {
-    headers["retry-after-ms"] = String(
-      Math.max(0, Math.ceil(Number(retry.seconds) * 1000 + retry.nanos / 1e6)),
-    );
-  }
+  const headers = headersWithRetryAfterMs(error, rest);
   return {
     status: rest.status,
     body: openAiErrorBody(rest.status, error.rawMessage, code, param, errorDetailsOf(error)),
