@@ -1,3 +1,9 @@
+/** The caller as far as limits are concerned (JWT `sub` or HMAC key id). */
+export interface RateLimitCaller {
+  readonly kind: "jwt" | "hmac";
+  readonly id: string;
+}
+
 /** A limit: at most `limit` units per `windowMs`, replenished continuously (GCRA, see docs/ratelimit.md). */
 export interface RateLimitPolicy {
   /** Units per window; a positive integer. It is also the largest burst. */

@@ -75,7 +75,7 @@ export interface Metrics {
   readonly upstreamCallEnded: (report: UpstreamCallReport) => void;
   /** For `createAuthInterceptor({ onFailure })`. */
   readonly authFailed: (method: AuthMethodTried, reason: AuthFailureReason) => void;
-  /** For `createChatLimiter({ onDecision })`. */
+  /** For `createCallGate({ onDecision })`. */
   readonly rateLimitDecided: (dimension: RateLimitDimension, result: RateLimitResult) => void;
   /** For the Redis limiter's and nonce store's `onFallback` (`budget`: calls with budgets checked locally). */
   redisFallback(component: "rate_limiter" | "nonce_store" | "budget"): () => void;
