@@ -226,8 +226,8 @@ describe.each(stores)("call gate on the %s store", (_name, makeStore) => {
   });
 });
 
-// The per-minute rate limits through the gate, on both stores (they were proven on the chat limiter the
-// gate replaced; test/e2e/ratelimit-server.test.ts proves them over the wire).
+// The per-minute rate limits through the gate, on both stores; test/e2e/ratelimit-server.test.ts proves
+// them over the wire.
 describe.each(stores)("rate limits through the call gate on the %s store", (_name, makeStore) => {
   const limits = (requestsPerMinute: number | undefined, tokensPerMinute: number | undefined) =>
     createCallGate({
