@@ -8,11 +8,10 @@ import {
   type BudgetWindow,
   type BudgetWindowName,
 } from "./budget-windows.js";
-import type { RateLimitCaller } from "./chat-limiter.js";
 import { toRateLimitError } from "./headers.js";
 import { rateLimitKey, type RateLimitDimension } from "./keys.js";
 import type { AdmitPlan, RateCheck, SpendStore, WindowSpend } from "./spend-store.js";
-import type { RateLimitResult, RateLimitSource } from "./types.js";
+import type { RateLimitCaller, RateLimitResult, RateLimitSource } from "./types.js";
 
 type GatedProduct = Pick<ProductConfig, "name" | "rateLimit" | "budgets" | "prices">;
 

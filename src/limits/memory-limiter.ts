@@ -9,7 +9,7 @@ export interface MemoryLimiterOptions {
    * recently used dropped, so a flood of distinct callers cannot grow memory without bound.
    */
   readonly maxKeys?: number;
-  /** Reported in results; "memory" by default ("fallback" when used behind the Redis limiter). */
+  /** Reported in results; "memory" by default ("fallback" when the memory spend store stands in for Redis). */
   readonly source?: Extract<RateLimitSource, "memory" | "fallback">;
 }
 

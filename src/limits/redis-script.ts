@@ -1,5 +1,3 @@
-import { createHash } from "node:crypto";
-
 /**
  * GCRA as a Lua function, the same computation as gcra.ts, for the scripts that run it atomically in
  * Redis with the server's own clock (TIME), so the instances' clocks do not matter. Returns {allowed 0|1,
@@ -40,16 +38,3 @@ local function redis_now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 `;
-
-/**
- * One GCRA step on KEYS[1]; ARGV = limit, windowMs, cost, mode ("consume" | "charge"), and optionally a
- * fixed "now" in µs (ARGV[5], for the parity tests only; the server never sends it).
- * Redis ≥ 5 replicates script effects, not the script, so calling TIME before a write is allowed.
- */
-export const gcraLua = `${gcraFunctionLua}
-local now = tonumber(ARGV[5])
-if now == nil then now = redis_now_us() end
-return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], now)
-`;
-
-export const gcraLuaSha = createHash("sha1").update(gcraLua).digest("hex");

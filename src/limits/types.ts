@@ -1,3 +1,9 @@
+/** The caller as far as limits are concerned (JWT `sub` or HMAC key id). */
+export interface RateLimitCaller {
+  readonly kind: "jwt" | "hmac";
+  readonly id: string;
+}
+
 /** A limit: at most `limit` units per `windowMs`, replenished continuously (GCRA, see docs/ratelimit.md). */
 export interface RateLimitPolicy {
   /** Units per window; a positive integer. It is also the largest burst. */
@@ -23,8 +29,8 @@ export interface RateLimitResult {
 }
 
 /**
- * A rate limiter keyed by strings. Implementations: memory (one process) and Redis (shared by every
- * instance, with a memory fallback). Keys are built with `rateLimitKey`.
+ * A rate limiter keyed by strings, in one process: memory-limiter.ts, under memory-spend-store.ts (the
+ * Redis store runs the same GCRA in its scripts, spend-script.ts). Keys are built with `rateLimitKey`.
  */
 export interface RateLimiter {
   /**

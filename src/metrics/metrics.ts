@@ -75,9 +75,9 @@ export interface Metrics {
   readonly upstreamCallEnded: (report: UpstreamCallReport) => void;
   /** For `createAuthInterceptor({ onFailure })`. */
   readonly authFailed: (method: AuthMethodTried, reason: AuthFailureReason) => void;
-  /** For `createChatLimiter({ onDecision })`. */
+  /** For `createCallGate({ onDecision })`. */
   readonly rateLimitDecided: (dimension: RateLimitDimension, result: RateLimitResult) => void;
-  /** For the Redis limiter's and nonce store's `onFallback` (`budget`: calls with budgets checked locally). */
+  /** For the Redis spend store's and nonce store's `onFallback` (`budget`: calls with budgets checked locally). */
   redisFallback(component: "rate_limiter" | "nonce_store" | "budget"): () => void;
   /**
    * For `createChatCore({ onCost })`: a priced call's cost (`api_key_server_cost_usd_total`). Product and

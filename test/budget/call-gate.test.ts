@@ -225,3 +225,129 @@ describe.each(stores)("call gate on the %s store", (_name, makeStore) => {
     expect(await gate.usage(product, alice)).toStrictEqual([]);
   });
 });
+
+// The per-minute rate limits through the gate, on both stores; test/e2e/ratelimit-server.test.ts proves
+// them over the wire.
+describe.each(stores)("rate limits through the call gate on the %s store", (_name, makeStore) => {
+  const limits = (requestsPerMinute: number | undefined, tokensPerMinute: number | undefined) =>
+    createCallGate({
+      store: makeStore(),
+      defaults: { requestsPerMinute, tokensPerMinute },
+      logger: log.logger,
+      now: () => nowMs,
+    });
+  const callOf = (product: ProductConfig, caller: typeof alice | typeof bob = alice) => ({
+    product,
+    caller,
+    model: "echo-1",
+    promptTokens: () => 1,
+    maxOutputTokens: 1,
+  });
+  const hmacAlice = { kind: "hmac", id: "alice" } as const;
+
+  it("a caller over its requests per minute does not affect another caller, caller kind, or product", async () => {
+    const gate = limits(50, undefined);
+    const product = productOf(undefined, { rate_limit: { requests_per_minute: 2 } });
+    const other = productOf(undefined, { rate_limit: { requests_per_minute: 2 } });
+    await gate.admit(callOf(product));
+    await gate.admit(callOf(product));
+    const err = await refusal(gate, callOf(product));
+    expect(err.code).toBe("rate_limited");
+    expect(err.headers).toMatchObject({ "RateLimit-Limit": "2", "RateLimit-Remaining": "0" });
+    await gate.admit(callOf(product, bob));
+    await gate.admit({ ...callOf(product), caller: hmacAlice });
+    await gate.admit(callOf(other));
+  });
+
+  it("uses the default for a product without rate_limit, and no limit when there is no default", async () => {
+    const product = productOf(undefined);
+    const withDefault = limits(1, undefined);
+    await withDefault.admit(callOf(product));
+    expect((await refusal(withDefault, callOf(product))).code).toBe("rate_limited");
+
+    const noDefault = limits(undefined, undefined);
+    for (let i = 0; i < 100; i++) await noDefault.admit(callOf(product));
+  });
+
+  it("refuses once settled tokens exhaust tokens per minute, with the debt's retry delay", async () => {
+    const gate = limits(undefined, undefined);
+    const product = productOf(undefined, { rate_limit: { tokens_per_minute: 100 } });
+    await (await gate.admit(callOf(product))).settle(150, 0, undefined); // 50 over: 30 s, +0.6 s for one
+    for (let i = 0; i < 3; i++) {
+      const err = await refusal(gate, callOf(product));
+      expect(err.logFields).toMatchObject({ limit: "tokens_per_minute" });
+      // Redis decides on its own clock, so a few ms may have passed since the settlement.
+      expect(err.retryAfterMs).toBeGreaterThan(30_000);
+      expect(err.retryAfterMs).toBeLessThanOrEqual(30_600);
+      expect(err.headers?.["RateLimit-Limit"]).toBe("100");
+    }
+    await gate.admit(callOf(product, bob)); // bob's tokens are his own
+  });
+
+  it("a settlement of zero tokens charges nothing", async () => {
+    const gate = limits(undefined, undefined);
+    const product = productOf(undefined, { rate_limit: { tokens_per_minute: 1 } });
+    for (let i = 0; i < 5; i++) await (await gate.admit(callOf(product))).settle(0, 0, undefined);
+  });
+});
+
+describe("call gate failures and clock", () => {
+  it("a call refused for tokens per minute does not spend a request (memory store, moved clock)", async () => {
+    let t = nowMs;
+    const gate = createCallGate({
+      store: createMemorySpendStore({ now: () => t }),
+      defaults: { requestsPerMinute: undefined, tokensPerMinute: undefined },
+      logger: log.logger,
+      now: () => t,
+    });
+    const product = productOf(undefined, { rate_limit: { requests_per_minute: 2, tokens_per_minute: 100 } });
+    const call = { product, caller: alice, model: "echo-1", promptTokens: () => 1, maxOutputTokens: 1 };
+    await (await gate.admit(call)).settle(150, 0, undefined);
+    for (let i = 0; i < 3; i++) {
+      const err = await refusal(gate, call);
+      expect(err.logFields).toMatchObject({ limit: "tokens_per_minute" });
+      expect(err.retryAfterMs).toBe(30_600);
+    }
+    t += 30_600;
+    // Both requests of 2/min are back (the admitted call's after 30 s): had the refusals spent one, only one
+    // would be.
+    await gate.admit(call);
+    await gate.admit(call);
+    expect((await refusal(gate, call)).logFields).toMatchObject({ limit: "requests_per_minute" });
+  });
+
+  it("settle never throws, and logs the failure with the request id", async () => {
+    const capture = captureLog();
+    const store: SpendStore = {
+      admit: () => Promise.resolve({ kind: "admitted", source: "memory" }),
+      settle: () => Promise.reject(new Error("boom")),
+      read: () => Promise.resolve([]),
+    };
+    const gate = createCallGate({
+      store,
+      defaults: { requestsPerMinute: undefined, tokensPerMinute: 10 },
+      logger: capture.logger,
+    });
+    const ticket = await gate.admit({
+      product: productOf(undefined),
+      caller: alice,
+      model: "echo-1",
+      promptTokens: () => 1,
+      maxOutputTokens: 1,
+    });
+    await expect(ticket.settle(5, 0, "req-1")).resolves.toBeUndefined();
+    expect(capture.records()).toMatchObject([
+      { severity: "ERROR", message: "Failed to settle a call's usage", cause: "boom", requestId: "req-1" },
+    ]);
+  });
+
+  it.each([0, -1, 1.5])("rejects a default of %d when built", (value) => {
+    expect(() =>
+      createCallGate({
+        store: createMemorySpendStore(),
+        defaults: { requestsPerMinute: value, tokensPerMinute: undefined },
+        logger: captureLog().logger,
+      }),
+    ).toThrow(/defaults.requestsPerMinute must be a positive integer/);
+  });
+});

@@ -3,11 +3,16 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisClient } from "../../src/lib/redis.js";
 import { gcra, type GcraMode } from "../../src/limits/gcra.js";
-import { gcraLua } from "../../src/limits/redis-script.js";
+import { gcraFunctionLua } from "../../src/limits/redis-script.js";
 import { captureLog } from "../support/log-capture.js";
 import { requireSharedRedis, sharedRedisUrl } from "./redis-support.js";
 
 const redisUp = await requireSharedRedis();
+
+/** One GCRA step on KEYS[1] at a fixed "now" in µs (ARGV[5]); ARGV = limit, windowMs, cost, mode. */
+const gcraLua = `${gcraFunctionLua}
+return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]))
+`;
 
 /**
  * The Lua script and gcra.ts must make the same decisions. Both run the same operations at the same

@@ -4,7 +4,14 @@ import { describe, expect, it } from "vitest";
 import { createCircuitBreaker, type BreakerState } from "../../src/lib/circuit-breaker.js";
 import { createRedisClient } from "../../src/lib/redis.js";
 import { createMemoryNonceStore } from "../../src/auth/index.js";
-import { createMemoryLimiter, createRedisLimiter, createRedisNonceStore } from "../../src/limits/index.js";
+import {
+  createCallGate,
+  createMemorySpendStore,
+  createRedisNonceStore,
+  createRedisSpendStore,
+  type RateLimitSource,
+} from "../../src/limits/index.js";
+import { parseProducts } from "../../src/secrets/index.js";
 import { captureLog } from "../support/log-capture.js";
 import { freePort, killRedisServer, requireRedisServerBinary, startRedisServer } from "./redis-support.js";
 
@@ -44,13 +51,36 @@ describe.skipIf(!redisServerBinary)("Redis circuit breaker on a hung redis-serve
       logger: log.logger,
       onStateChange: (state: BreakerState, previous: BreakerState) => changes.push(`${previous}->${state}`),
     });
-    const limiter = createRedisLimiter({
-      client,
-      fallback: createMemoryLimiter({ source: "fallback" }),
+    // The call gate on the Redis store, as createApp (src/app.ts) builds it; onDecision says where each
+    // call was decided.
+    let source: RateLimitSource | undefined;
+    const gate = createCallGate({
+      store: createRedisSpendStore({
+        client,
+        fallback: createMemorySpendStore({ source: "fallback" }),
+        logger: log.logger,
+        keyPrefix: `breaker-test-${port}:`,
+        breaker,
+      }),
+      defaults: { requestsPerMinute: 1_000, tokensPerMinute: undefined },
       logger: log.logger,
-      keyPrefix: `breaker-test-${port}:`,
-      breaker,
+      onDecision: (_dimension, result) => void (source = result.source),
     });
+    const product = parseProducts(JSON.stringify({ p: { providers: { echo: { models: ["echo-1"] } } } })).get(
+      "p",
+    );
+    if (product === undefined) throw new Error("no product");
+    const admit = async (id: string) => {
+      source = undefined;
+      await gate.admit({
+        product,
+        caller: { kind: "hmac", id },
+        model: "echo-1",
+        promptTokens: () => 1,
+        maxOutputTokens: 1,
+      });
+      return source;
+    };
     const nonces = createRedisNonceStore({
       client,
       fallback: createMemoryNonceStore({}),
@@ -58,13 +88,12 @@ describe.skipIf(!redisServerBinary)("Redis circuit breaker on a hung redis-serve
       keyPrefix: `breaker-test-${port}:`,
       breaker,
     });
-    const policy = { limit: 1_000, windowMs: 60_000 };
-    /** One rate-limit call and one nonce call, as an HMAC request makes: where decided and how long it took. */
+    /** One admission and one nonce call, as an HMAC request makes: where decided and how long it took. */
     const call = async (i: number) => {
       const started = performance.now();
-      const result = await limiter.consume("caller", policy);
+      const decided = await admit("svc");
       await nonces.remember("svc", `nonce-${i}-0123`, 60_000);
-      return { source: result.source, ms: performance.now() - started };
+      return { source: decided, ms: performance.now() - started };
     };
     try {
       await ready(client);
@@ -89,7 +118,7 @@ describe.skipIf(!redisServerBinary)("Redis circuit breaker on a hung redis-serve
       // Recovery: the probe (one at a time, in the background) closes the breaker; calls use Redis again.
       server.kill("SIGCONT");
       await until(() => {
-        void limiter.consume("poke", policy);
+        void admit("poke");
         return breaker.state === "closed";
       }, "the breaker to close");
       expect((await call(100)).source).toBe("redis");

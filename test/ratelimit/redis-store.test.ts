@@ -1,18 +1,21 @@
-import { fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedisClient } from "../../src/lib/redis.js";
 import type { NonceStore } from "../../src/lib/nonce-store.js";
+import type { Logger } from "../../src/log/index.js";
 import {
-  createMemoryLimiter,
-  createRedisLimiter,
+  createCallGate,
+  createMemorySpendStore,
   createRedisNonceStore,
+  createRedisSpendStore,
   rateLimitKey,
-  type RateLimiter,
+  type RateLimitResult,
+  type RedisSpendStoreOptions,
 } from "../../src/limits/index.js";
+import { parseProducts } from "../../src/secrets/index.js";
+import { AppError } from "../../src/errors/index.js";
 import { captureLog } from "../support/log-capture.js";
 import {
   freePort,
@@ -25,7 +28,59 @@ import {
 
 const redisUp = await requireSharedRedis();
 const redisServerBinary = requireRedisServerBinary();
-const minute = { limit: 5, windowMs: 60_000 };
+
+/**
+ * The call gate on the Redis store as createApp (src/app.ts) builds it, with `perMinute` requests per
+ * minute for every caller of product "p"; `decide(id)` returns the decision, `sources(id, n)` n decisions as "ok:source" or "no:source".
+ */
+function gateOn(
+  client: Redis,
+  logger: Logger,
+  perMinute: number,
+  options: Partial<Omit<RedisSpendStoreOptions, "client" | "logger" | "fallback">> = {},
+) {
+  let last: RateLimitResult | undefined;
+  const gate = createCallGate({
+    store: createRedisSpendStore({
+      client,
+      fallback: createMemorySpendStore({ source: "fallback" }),
+      logger,
+      ...options,
+    }),
+    defaults: { requestsPerMinute: perMinute, tokensPerMinute: undefined },
+    logger,
+    onDecision: (_dimension, result) => void (last = result),
+  });
+  const product = parseProducts(JSON.stringify({ p: { providers: { echo: { models: ["echo-1"] } } } })).get(
+    "p",
+  );
+  if (product === undefined) throw new Error("no product");
+  const decide = async (id: string): Promise<RateLimitResult> => {
+    last = undefined;
+    try {
+      await gate.admit({
+        product,
+        caller: { kind: "jwt", id },
+        model: "echo-1",
+        promptTokens: () => 1,
+        maxOutputTokens: 1,
+      });
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== "rate_limited") throw err;
+    }
+    if (last === undefined) throw new Error("no decision");
+    return last;
+  };
+  const sources = async (id: string, n: number): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = await decide(id);
+      out.push(`${r.allowed ? "ok" : "no"}:${r.source}`);
+    }
+    return out;
+  };
+  return { decide, sources, key: (id: string) => rateLimitKey("p", { kind: "jwt", id }, "requests") };
+}
 
 /** Resolves on the client's next "ready" (events.once would reject on the "error" events of an outage). */
 async function ready(client: Redis): Promise<void> {
@@ -45,142 +100,45 @@ function memoryNonces(): NonceStore {
   };
 }
 
-describe.skipIf(!redisUp)("Redis limiter on the shared Redis", () => {
+describe.skipIf(!redisUp)("the call gate's Redis store on the shared Redis", () => {
   const log = captureLog();
   const prefix = `test:rl:${randomUUID()}:`;
   let client: Redis;
-  let limiter: RateLimiter;
+  let limits: ReturnType<typeof gateOn>;
   let fallbacks = 0;
 
   beforeAll(async () => {
     client = createRedisClient({ url: sharedRedisUrl, logger: log.logger });
     await ready(client);
-    limiter = createRedisLimiter({
-      client,
-      fallback: createMemoryLimiter({ source: "fallback" }),
-      logger: log.logger,
-      keyPrefix: prefix,
-      onFallback: () => void (fallbacks += 1),
-    });
+    limits = gateOn(client, log.logger, 5, { keyPrefix: prefix, onFallback: () => void (fallbacks += 1) });
   });
 
   afterAll(async () => {
     // Remove only this run's keys: other test runs may share the server.
     const keys = await client.keys(`${prefix}*`);
     if (keys.length > 0) await client.del(...keys);
-    await limiter.close();
     await client.quit();
   });
 
   it("admits exactly the limit in a concurrent burst and refuses the next with the retry delay", async () => {
-    const results = await Promise.all(
-      Array.from({ length: minute.limit }, () => limiter.consume("burst", minute)),
-    );
+    const results = await Promise.all(Array.from({ length: 5 }, () => limits.decide("burst")));
     expect(results.every((r) => r.allowed && r.source === "redis")).toBe(true);
-    expect(results.map((r) => r.remaining).sort()).toEqual([0, 1, 2, 3, 4]);
-    const refused = await limiter.consume("burst", minute);
+    const refused = await limits.decide("burst");
     expect(refused).toMatchObject({ allowed: false, limit: 5, remaining: 0, source: "redis" });
     // One unit every 12 s; the burst took a few ms of Redis time, so the wait is just under 12 s.
     expect(refused.retryAfterMs).toBeGreaterThan(11_000);
     expect(refused.retryAfterMs).toBeLessThanOrEqual(12_000);
-    expect(refused.resetMs).toBeGreaterThan(59_000);
-    expect(refused.resetMs).toBeLessThanOrEqual(60_000);
     // The key expires by itself when the budget is full again.
-    const ttl = await client.pttl(`${prefix}burst`);
+    const ttl = await client.pttl(prefix + limits.key("burst"));
     expect(ttl).toBeGreaterThan(59_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     expect(fallbacks).toBe(0);
   });
 
-  it("admits one more after the retry delay has passed (Redis server time)", async () => {
-    const policy = { limit: 2, windowMs: 400 };
-    await limiter.consume("short", policy);
-    await limiter.consume("short", policy);
-    const refused = await limiter.consume("short", policy);
-    expect(refused.allowed).toBe(false);
-    expect(refused.retryAfterMs).toBeGreaterThan(0);
-    expect(refused.retryAfterMs).toBeLessThanOrEqual(200);
-    await new Promise((resolve) => setTimeout(resolve, refused.retryAfterMs));
-    expect(await limiter.consume("short", policy)).toMatchObject({
-      allowed: true,
-      remaining: 0,
-      source: "redis",
-    });
-  });
-
-  it("charges tokens into debt exactly as the memory limiter does", async () => {
-    const tokens = { limit: 100, windowMs: 60_000 };
-    expect(await limiter.consume("tok", tokens, 0)).toMatchObject({
-      allowed: true,
-      remaining: 100,
-      resetMs: 0,
-    });
-    expect(await client.exists(`${prefix}tok`)).toBe(0); // a check writes nothing
-    const charged = await limiter.charge("tok", tokens, 150);
-    expect(charged).toEqual({
-      allowed: false,
-      limit: 100,
-      remaining: 0,
-      resetMs: 90_000,
-      retryAfterMs: 30_600,
-      source: "redis",
-    });
-    const check = await limiter.consume("tok", tokens, 0);
-    expect(check.allowed).toBe(false);
-    expect(check.retryAfterMs).toBeLessThanOrEqual(30_600);
-  });
-
-  it("a caller over its limit does not affect another caller or another product", async () => {
-    const one = { limit: 1, windowMs: 60_000 };
-    const alice = { kind: "jwt", id: "ali:ce" } as const;
-    expect((await limiter.consume(rateLimitKey("p", alice, "requests"), one)).allowed).toBe(true);
-    expect((await limiter.consume(rateLimitKey("p", alice, "requests"), one)).allowed).toBe(false);
-    expect(
-      (await limiter.consume(rateLimitKey("p", { kind: "jwt", id: "bob" }, "requests"), one)).allowed,
-    ).toBe(true);
-    expect(
-      (await limiter.consume(rateLimitKey("p", { kind: "hmac", id: "ali:ce" }, "requests"), one)).allowed,
-    ).toBe(true);
-    expect((await limiter.consume(rateLimitKey("q", alice, "requests"), one)).allowed).toBe(true);
-  });
-
-  it("two processes sharing one Redis admit one limit in total, not two", async () => {
-    const worker = fileURLToPath(new URL("./fixtures/limiter-worker.ts", import.meta.url));
-    const hooks = new URL("../support/ts-hooks.mjs", import.meta.url).href;
-    const env = {
-      ...process.env,
-      REDIS_URL: sharedRedisUrl,
-      KEY: `${prefix}two`,
-      LIMIT: "10",
-      ATTEMPTS: "15",
-    };
-    const children = [0, 1].map(() =>
-      fork(worker, [], { execArgv: ["--import", hooks, "--no-warnings"], env, stdio: "inherit" }),
-    );
-    try {
-      const message = (child: (typeof children)[number], type: string) =>
-        new Promise<Record<string, unknown>>((resolve, reject) => {
-          child.on("message", (m: Record<string, unknown>) => m.type === type && resolve(m));
-          child.once("exit", (code) =>
-            reject(new Error(`worker exited with ${String(code)} before "${type}"`)),
-          );
-        });
-      await Promise.all(children.map((c) => message(c, "ready")));
-      const done = children.map((c) => message(c, "done"));
-      for (const c of children) c.send("go");
-      const results = await Promise.all(done);
-      expect(results.map((r) => r.sources)).toEqual([["redis"], ["redis"]]);
-      const admitted = results.reduce((sum, r) => sum + Number(r.admitted), 0);
-      expect(admitted).toBe(10);
-    } finally {
-      for (const c of children) if (c.exitCode === null) c.kill();
-    }
-  });
-
   it("falls back on a Redis error reply (wrong key type) and logs it without throwing", async () => {
-    await client.hset(`${prefix}wrongtype`, "x", "1");
+    await client.hset(prefix + limits.key("wrongtype"), "x", "1");
     const before = fallbacks;
-    const r = await limiter.consume("wrongtype", minute);
+    const r = await limits.decide("wrongtype");
     expect(r).toMatchObject({ allowed: true, source: "fallback" });
     expect(fallbacks).toBe(before + 1);
     const errors = log.records().filter((l) => l.severity === "ERROR");
@@ -188,7 +146,7 @@ describe.skipIf(!redisUp)("Redis limiter on the shared Redis", () => {
     expect(errors[0]).toMatchObject({ message: "Rate limiter: Redis unavailable, using the local fallback" });
     expect(String(errors[0]?.cause)).toContain("WRONGTYPE");
     // The next good call is served by Redis again and says so once.
-    expect((await limiter.consume("after-wrongtype", minute)).source).toBe("redis");
+    expect((await limits.decide("after-wrongtype")).source).toBe("redis");
     expect(log.records().filter((l) => l.message === "Rate limiter: Redis is back")).toHaveLength(1);
   });
 
@@ -242,25 +200,11 @@ describe.skipIf(!redisServerBinary)("Redis outage on a dedicated redis-server", 
     const clientA = createRedisClient({ url, logger: logA.logger, commandTimeoutMs: 200 });
     const clientB = createRedisClient({ url, logger: logB.logger, commandTimeoutMs: 200 });
     let fallbacksA = 0;
-    const make = (client: Redis, logger: typeof logA.logger, onFallback?: () => void) =>
-      createRedisLimiter({
-        client,
-        fallback: createMemoryLimiter({ source: "fallback" }),
-        logger,
-        ...(onFallback ? { onFallback } : {}),
-      });
-    const a = make(clientA, logA.logger, () => void (fallbacksA += 1));
-    const b = make(clientB, logB.logger);
+    // Two instances: each its own client and gate, sharing only the Redis.
+    const a = gateOn(clientA, logA.logger, 3, { onFallback: () => void (fallbacksA += 1) });
+    const b = gateOn(clientB, logB.logger, 3);
     const nonces = createRedisNonceStore({ client: clientA, fallback: memoryNonces(), logger: logA.logger });
-    const policy = { limit: 3, windowMs: 60_000 };
-    const sources = async (limiter: RateLimiter, key: string, n: number) => {
-      const out: string[] = [];
-      for (let i = 0; i < n; i++) {
-        const r = await limiter.consume(key, policy);
-        out.push(`${r.allowed ? "ok" : "no"}:${r.source}`);
-      }
-      return out;
-    };
+    const sources = (instance: ReturnType<typeof gateOn>, id: string, n: number) => instance.sources(id, n);
     try {
       await Promise.all([ready(clientA), ready(clientB)]);
       // Shared: A uses the whole limit, B is refused.
@@ -319,18 +263,12 @@ describe.skipIf(!redisServerBinary)("Redis outage on a dedicated redis-server", 
     let t = 0;
     const client = createRedisClient({ url: `redis://127.0.0.1:${port}`, logger: log.logger });
     try {
-      const limiter = createRedisLimiter({
-        client,
-        fallback: createMemoryLimiter({ source: "fallback" }),
-        logger: log.logger,
-        logIntervalMs: 1_000,
-        now: () => t,
-      });
-      for (let i = 0; i < 3; i++) expect((await limiter.consume("k", minute)).source).toBe("fallback");
+      const limits = gateOn(client, log.logger, 5, { logIntervalMs: 1_000, now: () => t });
+      for (let i = 0; i < 3; i++) expect((await limits.decide("k")).source).toBe("fallback");
       t += 999;
-      await limiter.consume("k", minute);
+      await limits.decide("k");
       t += 1;
-      await limiter.consume("k", minute);
+      await limits.decide("k");
       const errors = log.records().filter((l) => l.severity === "ERROR");
       expect(errors).toMatchObject([{ fallbacks: 1 }, { fallbacks: 4 }]);
       expect(String(errors[0]?.cause)).toMatch(/Redis connection is (?!ready)\w+/);
