@@ -1,6 +1,6 @@
 import { perKey } from "../per-key.js";
 import type { ProviderConfig } from "../../secrets/types.js";
-import { azureDefaultApiVersion } from "../providers/azure-openai.js";
+import { azureTarget } from "../providers/azure-openai.js";
 import type { AdapterDeps } from "../providers/adapter-deps.js";
 import { openAiDefaultBaseUrl } from "../providers/openai.js";
 import { misconfigured } from "../providers/shared.js";
@@ -24,29 +24,6 @@ function bearerEmbeddings(base: string, key: string | undefined): Target {
   };
 }
 
-/** `{base_url}/openai/deployments/{deployment}/embeddings?api-version=…` with an `api-key` header. */
-function azureEmbeddings(provider: ProviderConfig, key: string | undefined): Target {
-  if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
-  if (key === undefined) throw misconfigured(provider, "api_key is missing");
-  const base = new URL(provider.baseUrl);
-  const prefix = base.pathname.replace(/\/+$/, "");
-  const query = `?api-version=${encodeURIComponent(provider.apiVersion ?? azureDefaultApiVersion)}`;
-  const paths = new Map<string, string>();
-  return {
-    origin: base.origin,
-    headers: Object.freeze({ "api-key": key }),
-    path: (model) => {
-      let path = paths.get(model);
-      if (path === undefined) {
-        const deployment = provider.deployments?.get(model) ?? model;
-        path = `${prefix}/openai/deployments/${encodeURIComponent(deployment)}/embeddings${query}`;
-        paths.set(model, path);
-      }
-      return path;
-    },
-  };
-}
-
 const targets = {
   openai: (provider: ProviderConfig, key: string | undefined) => {
     if (key === undefined) throw misconfigured(provider, "api_key is missing");
@@ -56,7 +33,8 @@ const targets = {
     if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
     return bearerEmbeddings(provider.baseUrl, key);
   },
-  "azure-openai": azureEmbeddings,
+  "azure-openai": (provider: ProviderConfig, key: string | undefined): Target =>
+    azureTarget(provider, key, "embeddings"),
 } as const;
 
 /** The kinds whose API documents `encoding_format: "base64"` (compatible hosts may not know it). */

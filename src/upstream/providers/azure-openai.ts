@@ -1,3 +1,4 @@
+import type { ProviderConfig } from "../../secrets/types.js";
 import type { ProviderAdapter } from "../types.js";
 import type { AdapterDeps } from "./adapter-deps.js";
 import { createOpenAiAdapter } from "./openai.js";
@@ -16,27 +17,33 @@ export function createAzureOpenAiAdapter(deps: AdapterDeps): ProviderAdapter {
   return createOpenAiAdapter(deps, {
     kind: "azure-openai",
     capField: "max_tokens",
-    target: (provider, key) => {
-      if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
-      if (key === undefined) throw misconfigured(provider, "api_key is missing");
-      const base = new URL(provider.baseUrl);
-      const prefix = base.pathname.replace(/\/+$/, "");
-      const query = `?api-version=${encodeURIComponent(provider.apiVersion ?? azureDefaultApiVersion)}`;
-      // One path per model, worked out on first use (a provider has a handful of models).
-      const paths = new Map<string, string>();
-      return {
-        origin: base.origin,
-        headers: Object.freeze({ "api-key": key }),
-        path: (model) => {
-          let path = paths.get(model);
-          if (path === undefined) {
-            const deployment = provider.deployments?.get(model) ?? model;
-            path = `${prefix}/openai/deployments/${encodeURIComponent(deployment)}/chat/completions${query}`;
-            paths.set(model, path);
-          }
-          return path;
-        },
-      };
-    },
+    target: (provider, key) => azureTarget(provider, key, "chat/completions"),
   });
+}
+
+/**
+ * Where an Azure OpenAI operation (`chat/completions`, `embeddings`) is sent:
+ * `{base_url}/openai/deployments/{deployment}/{operation}?api-version=…` with the key in `api-key`. One path
+ * per model, worked out on first use (a provider has a handful of models).
+ */
+export function azureTarget(provider: ProviderConfig, key: string | undefined, operation: string) {
+  if (provider.baseUrl === undefined) throw misconfigured(provider, "base_url is required");
+  if (key === undefined) throw misconfigured(provider, "api_key is missing");
+  const base = new URL(provider.baseUrl);
+  const prefix = base.pathname.replace(/\/+$/, "");
+  const query = `?api-version=${encodeURIComponent(provider.apiVersion ?? azureDefaultApiVersion)}`;
+  const paths = new Map<string, string>();
+  return {
+    origin: base.origin,
+    headers: Object.freeze({ "api-key": key }) as Readonly<Record<string, string>>,
+    path: (model: string): string => {
+      let path = paths.get(model);
+      if (path === undefined) {
+        const deployment = provider.deployments?.get(model) ?? model;
+        path = `${prefix}/openai/deployments/${encodeURIComponent(deployment)}/${operation}${query}`;
+        paths.set(model, path);
+      }
+      return path;
+    },
+  };
 }
