@@ -1,4 +1,4 @@
-import { countTokens } from "gpt-tokenizer";
+import { countTokens, setMergeCacheSize } from "gpt-tokenizer";
 import type { JsonObject, JsonValue } from "../upstream/types.js";
 
 /**
@@ -14,11 +14,26 @@ const PRIMING = 3;
 /** An image part, whatever its size: the price of one high-detail 512 px tile plus the base (OpenAI's rule). */
 const PER_IMAGE = 255;
 
+/**
+ * Special tokens spelled out in a prompt or an answer ("<|endoftext|>") are text to a provider, and counted as
+ * text here; the tokenizer's default would throw on them, and an estimate must never fail a call.
+ */
+const asText = { disallowedSpecial: new Set<string>() };
+
+/**
+ * The tokenizer's merge cache is off. Its keys are pieces of the texts counted, and V8 keeps a long piece as
+ * a slice of its text: with the default 100,000 entries, each prompt a cached piece came from would stay in
+ * memory (its 64 KiB head, for one long word of it), so memory grew with the prompts seen. Without the cache
+ * a 64 KiB head takes about 14 ms to count instead of 6 (the same text counted again); a prompt of a few KiB,
+ * well under a millisecond. test/usage/estimate-memory.test.ts shows nothing is kept.
+ */
+setMergeCacheSize(0);
+
 /** Tokens of one text, extrapolated past the first `TOKENIZED_CHARS` characters. */
 export function estimateTextTokens(text: string): number {
   if (text.length === 0) return 0;
-  if (text.length <= TOKENIZED_CHARS) return countTokens(text);
-  const head = countTokens(text.slice(0, TOKENIZED_CHARS));
+  if (text.length <= TOKENIZED_CHARS) return countTokens(text, asText);
+  const head = countTokens(text.slice(0, TOKENIZED_CHARS), asText);
   return Math.ceil((head * text.length) / TOKENIZED_CHARS);
 }
 

@@ -1,3 +1,4 @@
+import { countTokens } from "gpt-tokenizer";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
@@ -311,6 +312,35 @@ describe("a call cut short is charged what it used", () => {
     const line = await accessLineSince(mark);
     expect(line).toMatchObject(expected);
     if (expected["usageEstimated"] === undefined) expect(line).not.toHaveProperty("usageEstimated");
+  });
+});
+
+describe("an estimate over text that spells a tokenizer's special tokens", () => {
+  // "<|endoftext|>" in a prompt or an answer is text to a provider; the tokenizer's default refuses it.
+  const special = "<|endoftext|> and <|im_start|>";
+  const plainTokens = countTokens(special, { disallowedSpecial: new Set() });
+
+  it("counts it as text: a stream cut short is charged its estimate, the caller sees the provider's error", async () => {
+    const cut = structuredClone(chunks.slice(0, 2));
+    const delta = (cut[1] as { choices: { delta: { content: string } }[] }).choices[0]!.delta;
+    delta.content = special;
+    mock.setBehavior(behaviors.sse(cut, "reset"));
+    const mark = app.logs.lines.length;
+    const outcome = await clients.stream(
+      "rest",
+      "product-dev",
+      { ...request, messages: [{ role: "user", content: special }] },
+      { authorization: `Bearer ${token}` },
+    );
+    expect(outcome.end.code).toBe("UNAVAILABLE");
+    const line = await accessLineSince(mark);
+    expect(line).toMatchObject({
+      httpRequest: { status: 502 },
+      promptTokens: 3 + 3 + plainTokens,
+      completionTokens: plainTokens,
+      totalTokens: 6 + 2 * plainTokens,
+      usageEstimated: true,
+    });
   });
 });
 

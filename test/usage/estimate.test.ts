@@ -8,6 +8,15 @@ describe("token estimates", () => {
     expect(estimateTextTokens("")).toBe(0);
   });
 
+  it("counts special tokens spelled out in a text as text, never throws on them", () => {
+    const special = "see <|endoftext|> and <|im_start|>";
+    const asText = countTokens(special, { disallowedSpecial: new Set() });
+    expect(() => countTokens(special)).toThrow(/special token/);
+    expect(estimateTextTokens(special)).toBe(asText);
+    expect(estimateUtf8Tokens(Buffer.from(special))).toBe(asText);
+    expect(estimatePromptTokens({ messages: [{ role: "user", content: special }] })).toBe(3 + 3 + asText);
+  });
+
   it("extrapolates a long text from its tokenized head, within 5% of the full count", () => {
     const text = Array.from({ length: 40_000 }, (_, i) => `word${i % 977} `).join("");
     const exact = countTokens(text);
