@@ -25,7 +25,7 @@ RUN npm run build
 FROM node:24-bookworm-slim
 # V8 sizes its young generation from the instance's memory: on Cloud Run's default 512 MiB that is a 1 MiB
 # semi-space, and under load the server then spends a large share of its CPU in scavenges (bench/RESULTS.md).
-# 8 MiB removes most of that cost and keeps the resident set under 200 MB with 512 calls in flight. The
+# 8 MiB removes most of that cost (512 calls in flight peak at 250-265 MB resident in the benchmark). The
 # benchmark reads this line, so it measures what this image runs. Override with --update-env-vars NODE_OPTIONS=...
 ENV NODE_ENV=production \
     PORT=8080 \
