@@ -1,4 +1,7 @@
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import Anthropic, { BadRequestError, type APIError } from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
@@ -39,9 +42,13 @@ beforeAll(async () => {
         providers: { gemini: { api_key: canaryKey, base_url: mock.url, models: ["gemini-2.5-flash"] } },
       },
       "product-echo": { providers: { echo: { models: ["echo-1"] } } },
+      // The README snippet's product.
+      "product-dev": { providers: { echo: { models: ["echo-1"] } } },
     },
   });
-  token = await app.token({ claims: { products: ["product-openai", "product-gemini", "product-echo"] } });
+  token = await app.token({
+    claims: { products: ["product-openai", "product-gemini", "product-echo", "product-dev"] },
+  });
 });
 afterAll(async () => {
   await app.close();
@@ -364,5 +371,30 @@ describe("Anthropic SDK against Gemini- and echo-backed products (translated)", 
       .finalMessage();
     expect(final.content[0]?.type).toBe("text");
     expect(final.usage.output_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe("README", () => {
+  it("the Anthropic Messages API's Node snippet works verbatim (only the port differs) against echo", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.slice(readme.indexOf("## Anthropic Messages API"));
+    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+    expect(snippet).toContain('baseURL: "http://localhost:8000/anthropic/product-dev"');
+    expect(snippet).toContain("client.messages.create(");
+    // Inside the repository, so `import "@anthropic-ai/sdk"` resolves as it does for a user who installed it;
+    // one line added to show what the snippet got.
+    const dir = new URL("../../node_modules/.cache/anthropic-readme/", import.meta.url);
+    await mkdir(dir, { recursive: true });
+    const file = new URL(`messages-${process.pid}.mjs`, dir);
+    const program = `${snippet.replace("http://localhost:8000", app.url)}\nconsole.log(JSON.stringify([message.type, message.model, message.content]));\n`;
+    await writeFile(file, program);
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
+        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
+      });
+      expect(JSON.parse(stdout)).toEqual(["message", "echo-1", [{ type: "text", text: "Hello" }]]);
+    } finally {
+      await rm(file, { force: true });
+    }
   });
 });
