@@ -38,7 +38,7 @@ import { UsageService } from "../gen/apikeyserver/v1/usage_pb.js";
 import { registerReflection } from "./services/reflection.js";
 import type { Readiness } from "./services/health.js";
 import { createForwarder } from "./upstream/index.js";
-import { createMessages } from "./protocols/anthropic/messages.js";
+import { createMessages, tokenCountHeader } from "./protocols/anthropic/messages.js";
 
 export interface AppOptions {
   readonly config: Config;
@@ -293,9 +293,22 @@ const webClientHeaders = {
     "x-stainless-retry-count",
     "x-stainless-timeout",
     "x-stainless-helper-method",
+    // The official @anthropic-ai/sdk in a browser (`dangerouslyAllowBrowser`): the caller's JWT travels in
+    // x-api-key on the Anthropic surface (src/protocols/anthropic/).
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
   ],
-  // x-request-id: the id of the request, to quote when reporting a problem (README, Logs).
-  exposedHeaders: [...connectCors.exposedHeaders, ...rateLimitHeaderNames, "x-request-id"],
+  // x-request-id: the id of the request, to quote when reporting a problem (README, Logs); retry-after-ms:
+  // the delay both SDKs prefer to Retry-After; x-token-count: whether count_tokens is an estimate.
+  exposedHeaders: [
+    ...connectCors.exposedHeaders,
+    ...rateLimitHeaderNames,
+    "x-request-id",
+    "retry-after-ms",
+    tokenCountHeader,
+  ],
 } as const;
 
 /** `package.Service/Method` of every registered streaming RPC (as `Exchange.rpc` names them). */

@@ -127,6 +127,11 @@ describe("preflight", () => {
       "x-api-timestamp",
       "x-api-nonce",
       "x-api-signature",
+      // The official Anthropic SDK in a browser.
+      "x-api-key",
+      "anthropic-version",
+      "anthropic-beta",
+      "anthropic-dangerous-direct-browser-access",
     ]) {
       expect(allowed).toContain(header);
     }
@@ -195,6 +200,9 @@ const expose = [
   "ratelimit-reset",
   // The request id, to quote when reporting a problem.
   "x-request-id",
+  // The delay the OpenAI and Anthropic SDKs prefer; whether count_tokens is an estimate.
+  "retry-after-ms",
+  "x-token-count",
 ];
 
 describe("answers to an allowed origin", () => {

@@ -47,6 +47,8 @@ export async function bundleForBrowser(entry: string): Promise<string> {
       minify: false,
       emptyOutDir: false,
       lib: { entry, formats: ["es"], fileName: "bundle" },
+      // One file: the page server answers only the entry (the Anthropic SDK imports some modules lazily).
+      rolldownOptions: { output: { codeSplitting: false } },
     },
   });
   const outputs = (Array.isArray(result) ? result : [result]) as Rollup.RollupOutput[];

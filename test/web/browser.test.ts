@@ -158,6 +158,21 @@ describe("a page on an allowed origin", () => {
     expect(deltas.length).toBeGreaterThan(1);
   });
 
+  it("(f) calls the Anthropic base URL with the official @anthropic-ai/sdk, unary, streaming and an error", async () => {
+    expect(await run(page, "anthropicUnary", {}, "hello anthropic")).toEqual(["hello anthropic"]);
+    const streamed = await run(page, "anthropicStream", {}, "streamed through the anthropic sdk");
+    expect(streamed.deltas.join("")).toBe("streamed through the anthropic sdk");
+    expect(streamed.deltas.length).toBeGreaterThan(1);
+    expect(streamed.stop).toBe("end_turn");
+    // The runbook's message in Anthropic's error shape reaches the page (the answer is readable cross-origin).
+    expect(await run(page, "anthropicError", { model: "no-such-model" }, "hi")).toEqual({
+      ok: false,
+      status: 400,
+      type: "invalid_request_error",
+      message: "Model not supported",
+    });
+  });
+
   it("(c) calls with @connectrpc/connect-web's Connect transport, unary and server streaming", async () => {
     expect(await run(page, "connectUnary", {}, "connect unary")).toEqual({
       ok: true,

@@ -7,6 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { ChatCompletionRequestSchema, ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
 
@@ -97,6 +98,54 @@ async function openaiStream(target: Target, text: string): Promise<string[]> {
   return deltas;
 }
 
+function anthropic(target: Target): Anthropic {
+  return new Anthropic({
+    apiKey: target.token,
+    baseURL: `${target.server}/anthropic/${target.product}`,
+    dangerouslyAllowBrowser: true,
+    maxRetries: 0,
+  });
+}
+
+/** The text blocks of a Message. */
+async function anthropicUnary(target: Target, text: string): Promise<string[]> {
+  const message = await anthropic(target).messages.create({
+    model: target.model,
+    max_tokens: 100,
+    messages: [{ role: "user", content: text }],
+  });
+  return message.content.flatMap((block) => (block.type === "text" ? [block.text] : []));
+}
+
+/** The text deltas of a streamed Message, then its stop reason. */
+async function anthropicStream(
+  target: Target,
+  text: string,
+): Promise<{ deltas: string[]; stop: string | null }> {
+  const stream = anthropic(target).messages.stream({
+    model: target.model,
+    max_tokens: 100,
+    messages: [{ role: "user", content: text }],
+  });
+  const deltas: string[] = [];
+  stream.on("text", (delta) => deltas.push(delta));
+  const final = await stream.finalMessage();
+  return { deltas, stop: final.stop_reason };
+}
+
+/** What a page reads of an Anthropic SDK error: the status, the error type and the message. */
+async function anthropicError(target: Target, text: string): Promise<unknown> {
+  try {
+    await anthropicUnary(target, text);
+    return { ok: true };
+  } catch (err) {
+    if (!(err instanceof Anthropic.APIError)) return { ok: false, name: String(err) };
+    const body = err.error as { error?: { type?: string; message?: string } } | undefined;
+    const status: unknown = err.status;
+    return { ok: false, status, type: body?.error?.type, message: body?.error?.message };
+  }
+}
+
 function transport(kind: "connect" | "grpc-web", target: Target): Transport {
   return kind === "connect"
     ? createConnectTransport({ baseUrl: target.server })
@@ -137,6 +186,9 @@ export const clients = {
   restStream,
   openaiUnary,
   openaiStream,
+  anthropicUnary,
+  anthropicStream,
+  anthropicError,
   connectUnary: (target: Target, text: string) => rpc("connect", false, target, text),
   connectStream: (target: Target, text: string) => rpc("connect", true, target, text),
   grpcWebUnary: (target: Target, text: string) => rpc("grpc-web", false, target, text),
