@@ -14,7 +14,7 @@ import { AppError } from "../errors/index.js";
 import { compileJsonPlans, toRestJson } from "../json/index.js";
 import type { ProviderConfig } from "../secrets/types.js";
 import { readEmbeddingInputs, type EmbeddingInputs } from "../upstream/embeddings/inputs.js";
-import { estimateTextTokens } from "../usage/estimate.js";
+import { estimateTextsTokens } from "../usage/estimate.js";
 
 /** What the embeddings service needs of the upstream forwarder (src/upstream/forwarder.ts). */
 export interface EmbeddingUpstream {
@@ -142,7 +142,7 @@ function estimatedUsage(tokens: number): TokenUsage {
 
 function estimateInputs(inputs: EmbeddingInputs): number {
   return inputs.kind === "texts"
-    ? inputs.texts.reduce((sum, text) => sum + estimateTextTokens(text), 0)
+    ? estimateTextsTokens(inputs.texts)
     : inputs.tokens.reduce((sum, ids) => sum + ids.length, 0);
 }
 

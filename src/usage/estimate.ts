@@ -4,8 +4,8 @@ import type { JsonObject, JsonValue } from "../upstream/types.js";
 /**
  * Token estimates for what a provider did not report: the prompt of a call admitted before its usage is
  * known, the output of a call cut short. Counted with OpenAI's o200k tokenizer (gpt-tokenizer), an estimate
- * for other providers' models. Text past `TOKENIZED_CHARS` is extrapolated from the tokenized part, so a
- * 2 MiB body costs the event loop a bounded slice of tokenizing, never the whole document.
+ * for other providers' models. At most `TOKENIZED_CHARS` characters of one estimate are tokenized and the rest
+ * is extrapolated from them (`Tally`), so a prompt of any size costs the event loop a bounded slice.
  */
 const TOKENIZED_CHARS = 65_536;
 /** OpenAI's documented framing per chat message and the priming of the answer. */
@@ -29,12 +29,40 @@ const asText = { disallowedSpecial: new Set<string>() };
  */
 setMergeCacheSize(0);
 
+/**
+ * Counts the texts of one estimate under one budget: the first `TOKENIZED_CHARS` characters of them all are
+ * tokenized, the rest extrapolated (a text cut by the budget at its own head's rate, later texts at the rate
+ * of all that was tokenized). An estimate therefore costs the event loop the same bounded slice whatever the
+ * size of the prompt: a 32 MiB Anthropic body or 2 MiB of chat messages are not tokenized whole.
+ */
+class Tally {
+  private budget = TOKENIZED_CHARS;
+  private chars = 0;
+  private tokens = 0;
+
+  count(text: string): number {
+    if (text.length === 0) return 0;
+    if (this.budget === 0) return Math.ceil((text.length * this.tokens) / this.chars);
+    const headChars = Math.min(text.length, this.budget);
+    const head = countTokens(headChars === text.length ? text : text.slice(0, headChars), asText);
+    this.budget -= headChars;
+    this.chars += headChars;
+    this.tokens += head;
+    return headChars === text.length ? head : Math.ceil((head * text.length) / headChars);
+  }
+}
+
 /** Tokens of one text, extrapolated past the first `TOKENIZED_CHARS` characters. */
 export function estimateTextTokens(text: string): number {
-  if (text.length === 0) return 0;
-  if (text.length <= TOKENIZED_CHARS) return countTokens(text, asText);
-  const head = countTokens(text.slice(0, TOKENIZED_CHARS), asText);
-  return Math.ceil((head * text.length) / TOKENIZED_CHARS);
+  return new Tally().count(text);
+}
+
+/** Tokens of several texts (embedding inputs), under one tokenizing budget. */
+export function estimateTextsTokens(texts: readonly string[]): number {
+  const tally = new Tally();
+  let tokens = 0;
+  for (const text of texts) tokens += tally.count(text);
+  return tokens;
 }
 
 /**
@@ -55,38 +83,39 @@ export function estimateUtf8Tokens(bytes: Uint8Array): number {
  * `PER_IMAGE`. Never throws on a body of an unexpected shape: what it cannot read counts as its JSON text.
  */
 export function estimatePromptTokens(body: JsonObject): number {
+  const tally = new Tally();
   let tokens = PRIMING;
   const messages = body["messages"];
   if (Array.isArray(messages)) {
     for (const message of messages) {
       tokens += PER_MESSAGE;
       if (typeof message !== "object" || message === null || Array.isArray(message)) continue;
-      tokens += contentTokens(message["content"]);
+      tokens += contentTokens(message["content"], tally);
       const calls = message["tool_calls"];
-      if (calls !== undefined && calls !== null) tokens += estimateTextTokens(JSON.stringify(calls));
+      if (calls !== undefined && calls !== null) tokens += tally.count(JSON.stringify(calls));
       const name = message["name"];
-      if (typeof name === "string") tokens += estimateTextTokens(name);
+      if (typeof name === "string") tokens += tally.count(name);
     }
   }
   for (const field of ["tools", "functions", "response_format"]) {
     const value = body[field];
-    if (value !== undefined && value !== null) tokens += estimateTextTokens(JSON.stringify(value));
+    if (value !== undefined && value !== null) tokens += tally.count(JSON.stringify(value));
   }
   return tokens;
 }
 
-function contentTokens(content: JsonValue | undefined): number {
-  if (typeof content === "string") return estimateTextTokens(content);
+function contentTokens(content: JsonValue | undefined, tally: Tally): number {
+  if (typeof content === "string") return tally.count(content);
   if (!Array.isArray(content)) return 0;
   let tokens = 0;
   for (const part of content) {
     if (typeof part === "string") {
-      tokens += estimateTextTokens(part);
+      tokens += tally.count(part);
     } else if (typeof part === "object" && part !== null && !Array.isArray(part)) {
       const text = part["text"];
-      if (typeof text === "string") tokens += estimateTextTokens(text);
+      if (typeof text === "string") tokens += tally.count(text);
       else if (part["type"] === "image_url" || part["type"] === "input_image") tokens += PER_IMAGE;
-      else tokens += estimateTextTokens(JSON.stringify(part));
+      else tokens += tally.count(JSON.stringify(part));
     }
   }
   return tokens;
