@@ -1,7 +1,4 @@
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { promisify } from "node:util";
 import { createOpenAI } from "@ai-sdk/openai";
 import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
@@ -12,6 +9,7 @@ import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
 import { embeddingsBehavior, mockVector } from "../support/mock-embeddings.js";
+import { readmeSnippet, runSnippet } from "../support/readme-snippet.js";
 
 // Embeddings on the OpenAI surface (`POST /openai/<product>/v1/embeddings`) with the official `openai` SDK,
 // unchanged: every provider kind against the mock provider's embeddings wire formats (OpenAI, Azure
@@ -506,22 +504,9 @@ describe("the OpenAI endpoints not served", () => {
 
 describe("README", () => {
   it("the Embeddings section's Node snippet works verbatim (only the port differs) against echo", async () => {
-    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
-    const section = readme.slice(readme.indexOf("## Embeddings"));
-    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    const snippet = await readmeSnippet("## Embeddings");
     expect(snippet).toContain("client.embeddings.create");
-    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
-    await mkdir(dir, { recursive: true });
-    const file = new URL(`embed-${process.pid}.mjs`, dir);
-    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
-    try {
-      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
-        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
-      });
-      expect(stdout).toBe("2 256\n");
-    } finally {
-      await rm(file, { force: true });
-    }
+    expect(await runSnippet(snippet, app.url, { TOKEN: token })).toBe("2 256\n");
   });
 });
 

@@ -1,9 +1,6 @@
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import * as http2 from "node:http2";
-import { promisify } from "node:util";
 import OpenAI, {
   APIError,
   APIUserAbortError,
@@ -26,6 +23,7 @@ import {
   type RecordedRequest,
 } from "../support/mock-provider.js";
 import { fixture } from "../upstream/helpers.js";
+import { readmeSnippet, runSnippet } from "../support/readme-snippet.js";
 
 // The official `openai` npm SDK, unchanged, against the OpenAI-compatible base URL `/openai/<product>/v1`
 // of the composed server (README, "OpenAI-compatible base URL"): the mock provider behind `product-dev`'s
@@ -687,23 +685,9 @@ describe("the surface itself", () => {
   });
 
   it("the README's Node snippet works verbatim (only the port differs) against echo", async () => {
-    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
-    const section = readme.slice(readme.indexOf("## OpenAI-compatible base URL"));
-    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    const snippet = await readmeSnippet("## OpenAI-compatible base URL");
     expect(snippet).toContain('baseURL: "http://localhost:8000/openai/product-dev/v1"');
-    // Inside the repository, so `import "openai"` resolves as it does for a user who installed it.
-    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
-    await mkdir(dir, { recursive: true });
-    const file = new URL(`hello-${process.pid}.mjs`, dir);
-    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
-    try {
-      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
-        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
-      });
-      expect(stdout).toBe("Hello\n");
-    } finally {
-      await rm(file, { force: true });
-    }
+    expect(await runSnippet(snippet, app.url, { TOKEN: token })).toBe("Hello\n");
   });
 
   it("no answer, header or log line contained the canary key or its first/last 4 characters", () => {

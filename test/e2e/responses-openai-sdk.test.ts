@@ -1,6 +1,3 @@
-import { execFile } from "node:child_process";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { promisify } from "node:util";
 import OpenAI, {
   APIError,
   APIUserAbortError,
@@ -20,6 +17,7 @@ import {
   type MockProvider,
 } from "../support/mock-provider.js";
 import { fixture } from "../upstream/helpers.js";
+import { readmeSnippet, runSnippet } from "../support/readme-snippet.js";
 
 // OpenAI's Responses API (`POST /openai/<product>/v1/responses`) with the official `openai` SDK unchanged:
 // against the echo provider and the mock speaking OpenAI's chat completions behind `product-dev`'s OpenAI
@@ -594,24 +592,10 @@ describe("errors in OpenAI's shape", () => {
 
 describe("README", () => {
   it("the Responses API's Node snippet works verbatim (only the port differs) against echo", async () => {
-    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
-    const section = readme.slice(readme.indexOf("### Responses API"));
-    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    const snippet = await readmeSnippet("### Responses API");
     expect(snippet).toContain('baseURL: "http://localhost:8000/openai/product-dev/v1"');
     expect(snippet).toContain("client.responses.create(");
     expect(snippet).toContain("client.responses.stream(");
-    // Inside the repository, so `import "openai"` resolves as it does for a user who installed it.
-    const dir = new URL("../../node_modules/.cache/openai-readme/", import.meta.url);
-    await mkdir(dir, { recursive: true });
-    const file = new URL(`responses-${process.pid}.mjs`, dir);
-    await writeFile(file, (snippet ?? "").replace("http://localhost:8000", app.url));
-    try {
-      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
-        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
-      });
-      expect(stdout).toBe("Hello\nHello again\n");
-    } finally {
-      await rm(file, { force: true });
-    }
+    expect(await runSnippet(snippet, app.url, { TOKEN: token })).toBe("Hello\nHello again\n");
   });
 });

@@ -1,7 +1,4 @@
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { promisify } from "node:util";
 import Anthropic, { BadRequestError, type APIError } from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type AppHarness } from "../support/app-harness.js";
@@ -13,6 +10,7 @@ import {
   type MockProvider,
 } from "../support/mock-provider.js";
 import { fixture } from "../upstream/helpers.js";
+import { readmeSnippet, runSnippet } from "../support/readme-snippet.js";
 
 // The official @anthropic-ai/sdk, unchanged, against products served by other providers (README,
 // "Anthropic Messages API", translation rules): the Messages request goes through the chat core as an
@@ -376,25 +374,12 @@ describe("Anthropic SDK against Gemini- and echo-backed products (translated)", 
 
 describe("README", () => {
   it("the Anthropic Messages API's Node snippet works verbatim (only the port differs) against echo", async () => {
-    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
-    const section = readme.slice(readme.indexOf("## Anthropic Messages API"));
-    const snippet = /```js\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+    const snippet = await readmeSnippet("## Anthropic Messages API");
     expect(snippet).toContain('baseURL: "http://localhost:8000/anthropic/product-dev"');
     expect(snippet).toContain("client.messages.create(");
-    // Inside the repository, so `import "@anthropic-ai/sdk"` resolves as it does for a user who installed it;
-    // one line added to show what the snippet got.
-    const dir = new URL("../../node_modules/.cache/anthropic-readme/", import.meta.url);
-    await mkdir(dir, { recursive: true });
-    const file = new URL(`messages-${process.pid}.mjs`, dir);
-    const program = `${snippet.replace("http://localhost:8000", app.url)}\nconsole.log(JSON.stringify([message.type, message.model, message.content]));\n`;
-    await writeFile(file, program);
-    try {
-      const { stdout } = await promisify(execFile)(process.execPath, [file.pathname], {
-        env: { PATH: process.env["PATH"] ?? "", TOKEN: token },
-      });
-      expect(JSON.parse(stdout)).toEqual(["message", "echo-1", [{ type: "text", text: "Hello" }]]);
-    } finally {
-      await rm(file, { force: true });
-    }
+    // One line added to show what the snippet got.
+    const shown = `${snippet}\nconsole.log(JSON.stringify([message.type, message.model, message.content]));\n`;
+    const stdout = await runSnippet(shown, app.url, { TOKEN: token });
+    expect(JSON.parse(stdout)).toEqual(["message", "echo-1", [{ type: "text", text: "Hello" }]]);
   });
 });
