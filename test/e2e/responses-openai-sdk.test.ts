@@ -14,6 +14,7 @@ import {
   behaviors,
   defaultCompletion,
   startMockProvider,
+  toolArgumentChunks,
   type MockProvider,
 } from "../support/mock-provider.js";
 import { fixture } from "../upstream/helpers.js";
@@ -325,27 +326,7 @@ describe("responses.stream", () => {
             },
           ],
         },
-        {
-          ...base,
-          choices: [
-            {
-              index: 0,
-              delta: { tool_calls: [{ index: 0, function: { arguments: '{"a":' } }] },
-              finish_reason: null,
-            },
-          ],
-        },
-        {
-          ...base,
-          choices: [
-            {
-              index: 0,
-              delta: { tool_calls: [{ index: 0, function: { arguments: "1}" } }] },
-              finish_reason: null,
-            },
-          ],
-        },
-        { ...base, choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }] },
+        ...toolArgumentChunks(base),
       ]),
     );
     const stream = sdk().responses.stream({

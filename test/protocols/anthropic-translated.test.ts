@@ -7,6 +7,7 @@ import {
   behaviors,
   defaultCompletion,
   startMockProvider,
+  toolArgumentChunks,
   type MockProvider,
 } from "../support/mock-provider.js";
 import { fixture } from "../upstream/helpers.js";
@@ -243,27 +244,7 @@ describe("Anthropic SDK against an OpenAI-backed product (translated)", () => {
             },
           ],
         },
-        {
-          ...base,
-          choices: [
-            {
-              index: 0,
-              delta: { tool_calls: [{ index: 0, function: { arguments: '{"a":' } }] },
-              finish_reason: null,
-            },
-          ],
-        },
-        {
-          ...base,
-          choices: [
-            {
-              index: 0,
-              delta: { tool_calls: [{ index: 0, function: { arguments: "1}" } }] },
-              finish_reason: null,
-            },
-          ],
-        },
-        { ...base, choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }] },
+        ...toolArgumentChunks(base),
         { ...base, choices: [], usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 } },
       ]),
     );

@@ -160,6 +160,24 @@ export function openAiChunks(
     .map(({ usage: _usage, ...rest }) => rest);
 }
 
+/**
+ * The chunks of a streamed tool call after the one that opens it (`id`, `function.name`): the arguments
+ * `{"a":1}` in two deltas, then `finish_reason: "tool_calls"`. `base` carries the id, object and model.
+ */
+export function toolArgumentChunks(base: Record<string, unknown>): Record<string, unknown>[] {
+  const argument = (text: string) => ({
+    ...base,
+    choices: [
+      { index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: text } }] }, finish_reason: null },
+    ],
+  });
+  return [
+    argument('{"a":'),
+    argument("1}"),
+    { ...base, choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }] },
+  ];
+}
+
 /** One request as the mock received it. */
 export interface RecordedRequest {
   readonly method: string;
