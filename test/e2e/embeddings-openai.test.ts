@@ -1,10 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { createOpenAI } from "@ai-sdk/openai";
 import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
 import OpenAI, { APIError, AuthenticationError, BadRequestError, InternalServerError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signRequest } from "../../src/auth/index.js";
+import { hmacSigningFetch } from "../support/hmac-fetch.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
@@ -345,22 +344,7 @@ describe("errors", () => {
   });
 
   it("an HMAC-signed caller (signature over the /openai/... path and body) is served", async () => {
-    const signingFetch: typeof fetch = (input, init) => {
-      const url = new URL(input instanceof Request ? input.url : String(input));
-      const body = typeof init?.body === "string" ? init.body : "";
-      const headers = new Headers(init?.headers);
-      headers.delete("authorization");
-      const signed = signRequest({
-        ...hmacKey,
-        nonce: randomUUID(),
-        method: init?.method ?? "GET",
-        path: url.pathname,
-        query: url.search.slice(1),
-        body,
-      });
-      for (const [name, value] of Object.entries(signed)) headers.set(name, value);
-      return fetch(url, { ...init, headers });
-    };
+    const signingFetch = hmacSigningFetch(hmacKey);
     const client = new OpenAI({
       baseURL: `${app.url}/openai/product-dev/v1`,
       apiKey: "unused",

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import * as http2 from "node:http2";
 import OpenAI, {
@@ -12,7 +11,7 @@ import OpenAI, {
   RateLimitError,
 } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signRequest } from "../../src/auth/index.js";
+import { hmacSigningFetch } from "../support/hmac-fetch.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces, e2eProducts, relayedChunks } from "../support/e2e-clients.js";
 import {
@@ -498,23 +497,7 @@ describe("the openai SDK against the mock provider", () => {
 
   it("HMAC works too: the SDK's fetch signs each request", async () => {
     mock.setBehavior(behaviors.json(200, defaultCompletion));
-    const signingFetch: typeof fetch = async (input, init) => {
-      const url = new URL(input instanceof Request ? input.url : String(input));
-      const body = typeof init?.body === "string" ? init.body : "";
-      const headers = new Headers(init?.headers);
-      headers.delete("authorization");
-      const signed = signRequest({
-        ...hmacKey,
-        // A fresh nonce per request: the server requires one by default (docs/auth.md).
-        nonce: randomUUID(),
-        method: init?.method ?? "GET",
-        path: url.pathname,
-        query: url.search.slice(1),
-        body,
-      });
-      for (const [name, value] of Object.entries(signed)) headers.set(name, value);
-      return fetch(url, { ...init, headers });
-    };
+    const signingFetch = hmacSigningFetch(hmacKey);
     const client = sdk("product-dev", { apiKey: "unused", fetch: signingFetch });
     expect(await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello })).toStrictEqual(
       defaultCompletion,

@@ -8,9 +8,8 @@ import Anthropic, {
   PermissionDeniedError,
   RateLimitError,
 } from "@anthropic-ai/sdk";
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signRequest } from "../../src/auth/index.js";
+import { hmacSigningFetch } from "../support/hmac-fetch.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
 import { behaviors, startMockProvider, type MockProvider } from "../support/mock-provider.js";
@@ -262,22 +261,7 @@ describe("Anthropic SDK against an Anthropic-backed product (native)", () => {
   it("HMAC works too: the SDK's fetch signs each request (path, beta query and body as sent); a bad signature is 401", async () => {
     mock.setBehavior(behaviors.sseFrames(frames(streamEvents)));
     let tamper = false;
-    const signingFetch: typeof fetch = async (input, init) => {
-      const url = new URL(input instanceof Request ? input.url : String(input));
-      const body = typeof init?.body === "string" ? init.body : "";
-      const headers = new Headers(init?.headers);
-      headers.delete("authorization");
-      const signed = signRequest({
-        ...hmacKey,
-        nonce: randomUUID(),
-        method: init?.method ?? "GET",
-        path: url.pathname,
-        query: url.search.slice(1),
-        body: tamper ? `${body} ` : body,
-      });
-      for (const [name, value] of Object.entries(signed)) headers.set(name, value);
-      return fetch(url, { ...init, headers });
-    };
+    const signingFetch = hmacSigningFetch(hmacKey, () => tamper);
     const client = sdk({ apiKey: "unused", fetch: signingFetch });
     const before = mock.requests.length;
     const final = await client.messages
