@@ -18,12 +18,7 @@ export {
   type GateRequest,
   type GateTicket,
 } from "./call-gate.js";
-export {
-  budgetWindows,
-  type BudgetScope,
-  type BudgetWindow,
-  type BudgetWindowName,
-} from "./budget-windows.js";
-export { createMemorySpendStore, type MemorySpendStore } from "./memory-spend-store.js";
+export type { BudgetScope, BudgetWindow, BudgetWindowName } from "./budget-windows.js";
+export { createMemorySpendStore } from "./memory-spend-store.js";
 export { createRedisSpendStore, type RedisSpendStoreOptions } from "./redis-spend-store.js";
 export type { SpendStore } from "./spend-store.js";

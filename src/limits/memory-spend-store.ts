@@ -11,12 +11,7 @@ export interface MemorySpendStoreOptions {
 }
 
 /** A spend store for one process, also the Redis store's fallback. Budget counters are a Map by key. */
-export interface MemorySpendStore extends SpendStore {
-  /** Adds spend counted elsewhere (never refuses). */
-  add(windows: readonly BudgetWindow[], tokens: number, nanoUsd: number): void;
-}
-
-export function createMemorySpendStore(options: MemorySpendStoreOptions = {}): MemorySpendStore {
+export function createMemorySpendStore(options: MemorySpendStoreOptions = {}): SpendStore {
   const now = options.now ?? Date.now;
   const source = options.source ?? "memory";
   const limiter: RateLimiter = createMemoryLimiter({ now, source });
@@ -53,7 +48,6 @@ export function createMemorySpendStore(options: MemorySpendStoreOptions = {}): M
   const check = (plan: AdmitPlan) => overBudget(plan, plan.windows.map(spent));
 
   return {
-    add,
     async admit(plan) {
       if (plan.tokensRate !== undefined) {
         const result = await limiter.consume(plan.tokensRate.key, plan.tokensRate.policy, 0);

@@ -3,7 +3,6 @@ import type { CircuitBreaker } from "../lib/circuit-breaker.js";
 import type { Logger } from "../log/index.js";
 import type { BudgetWindow } from "./budget-windows.js";
 import { createFailureReporter } from "./failure-reporter.js";
-import type { MemorySpendStore } from "./memory-spend-store.js";
 import { admitLua, admitLuaSha, settleLua, settleLuaSha } from "./spend-script.js";
 import type { AdmitOutcome, AdmitPlan, SettlePlan, SpendStore, WindowSpend } from "./spend-store.js";
 
@@ -11,7 +10,7 @@ export interface RedisSpendStoreOptions {
   /** A fail-fast client (see `createRedisClient`); the store does not close it. */
   readonly client: Redis;
   /** Decides a call whenever Redis fails: a memory store created with `source: "fallback"`. */
-  readonly fallback: MemorySpendStore;
+  readonly fallback: SpendStore;
   readonly logger: Logger;
   /** Prefix of every key (API_KEY_SERVER_REDIS_KEY_PREFIX). */
   readonly keyPrefix?: string;

@@ -74,7 +74,9 @@ export function createEmbeddingService(
     const { product: _product, ...body } = toRestJson(CreateEmbeddingsRequestSchema, request) as JsonObject;
     const inputs = checkRequest(body);
     const format = typeof body["encoding_format"] === "string" ? body["encoding_format"] : "float";
-    const promptTokens = () => estimateInputs(inputs);
+    // Counted at most once: for the budget's reservation and, with no provider usage, for the charge.
+    let estimate: number | undefined;
+    const promptTokens = () => (estimate ??= estimateInputs(inputs));
 
     const call = await core.admitCall({ product: name, model, maxOutputTokens: [], promptTokens }, ctx);
     let usage: TokenUsage | undefined;

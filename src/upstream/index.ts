@@ -12,3 +12,5 @@ export type {
 } from "./types.js";
 export type { SseEvent } from "./sse.js";
 export { UpstreamFailure } from "./failure.js";
+/** A JSON value that is an object (not null, not an array). */
+export { isObject } from "./providers/shared.js";

@@ -141,10 +141,12 @@ export function createAnthropicEdge(options: AnthropicEdgeOptions): EdgeEntry {
   };
 }
 
+const forwardedHeaders = ["anthropic-version", "anthropic-beta"] as const;
+
 /** The caller's Anthropic protocol headers that go upstream on the native path (never its credential). */
 function anthropicHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const header of ["anthropic-version", "anthropic-beta"]) {
+  for (const header of forwardedHeaders) {
     const value = headerValue(headers[header]);
     if (value !== undefined) out[header] = value;
   }

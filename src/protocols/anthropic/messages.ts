@@ -12,7 +12,7 @@ import type {
   TokenUsage,
   UpstreamResult,
 } from "../../upstream/index.js";
-import { UpstreamFailure } from "../../upstream/index.js";
+import { UpstreamFailure, isObject } from "../../upstream/index.js";
 import { chatUsage, createStreamTranslator, toChatBody, toMessage } from "./translate.js";
 
 /** What the Anthropic surface needs of the forwarder: the native passthrough (src/upstream/forwarder.ts). */
@@ -225,10 +225,6 @@ function frameOf(event: SseEvent): string {
 
 function numberOf(value: JsonValue | undefined): number {
   return typeof value === "number" ? value : 0;
-}
-
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Anthropic's `usage` (input apart from cache reads and writes) as TokenUsage. */

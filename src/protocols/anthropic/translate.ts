@@ -1,13 +1,9 @@
 import { AppError } from "../../errors/index.js";
-import type { JsonObject, JsonValue, TokenUsage } from "../../upstream/index.js";
+import { isObject, type JsonObject, type JsonValue, type TokenUsage } from "../../upstream/index.js";
 
 // Anthropic Messages ↔ OpenAI chat, for the providers that do not speak Messages (README, "Anthropic
 // Messages API", the translation rules). The chat core takes the OpenAI body; the provider's OpenAI answer
 // comes back as a Message or as Anthropic's event sequence.
-
-function isObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function invalid(param: string, what: string): AppError {
   return new AppError("invalid_argument", { message: `${param}: ${what}`, param });

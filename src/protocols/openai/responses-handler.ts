@@ -50,7 +50,6 @@ export function responseNotStored(): AppError {
  */
 export function responsesCall(exchange: Exchange, options: ResponsesCallOptions): CallWire {
   const { responses, product, unary, stream } = options;
-  exchange.record.surface = "responses";
   exchange.rpc = unary.rpc;
   const base = httpWire(exchange, {
     name: "OpenAI surface",

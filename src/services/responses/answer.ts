@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { JsonObject, JsonValue } from "../../upstream/index.js";
+import { isObject, type JsonObject, type JsonValue } from "../../upstream/index.js";
 import type { ResponseEcho } from "./request.js";
 
 /** An id in OpenAI's form: its prefix (`resp`, `msg`, `fc`) and 32 hex digits. */
@@ -159,8 +159,4 @@ function num(v: JsonValue | undefined): number {
 
 function str(v: JsonValue | undefined): string {
   return typeof v === "string" ? v : "";
-}
-
-export function isObject(v: JsonValue | undefined): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -1,8 +1,7 @@
-import type { JsonObject, JsonValue } from "../../upstream/index.js";
+import { isObject, type JsonObject, type JsonValue } from "../../upstream/index.js";
 import {
   endOf,
   functionCallItem,
-  isObject,
   messageItem,
   newId,
   outputText,

@@ -1,6 +1,6 @@
 import { ChatCompletionRequestSchema } from "../../../gen/apikeyserver/v1/chat_pb.js";
 import type { ChatRequestView } from "../../chat/chat-core.js";
-import type { JsonObject, JsonValue } from "../../upstream/index.js";
+import { isObject, type JsonObject, type JsonValue } from "../../upstream/index.js";
 import { AppError } from "../../errors/index.js";
 import { readRequest } from "../../json/index.js";
 
@@ -237,9 +237,11 @@ const roles: Readonly<Record<string, string>> = {
   developer: "system",
 };
 
+const messageKeys: ReadonlySet<string> = new Set(["type", "role", "content", "id", "status"]);
+
 function messageOf(item: JsonObject, path: string): JsonObject {
   for (const key of Object.keys(item)) {
-    if (!["type", "role", "content", "id", "status"].includes(key) && item[key] !== null) {
+    if (!messageKeys.has(key) && item[key] !== null) {
       throw invalid(`${path}.${key}`, "not supported");
     }
   }
@@ -409,10 +411,6 @@ function requiredString(json: JsonObject, key: string, path: string): string {
   const v = json[key];
   if (typeof v !== "string") throw invalid(`${path}.${key}`, "is required (a string)");
   return v;
-}
-
-function isObject(v: JsonValue | undefined): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function invalid(param: string, what: string): AppError {

@@ -9,7 +9,8 @@ import {
 import type { JsonObject, TokenUsage } from "../../chat/ports.js";
 import { AppError } from "../../errors/index.js";
 import { compileJsonPlans, readAnswer } from "../../json/index.js";
-import { isObject, responseFromCompletion } from "./answer.js";
+import { responseFromCompletion } from "./answer.js";
+import { isObject } from "../../upstream/index.js";
 import { createResponseEvents } from "./events.js";
 import { takeResponsesRequest, type ResponsesRequest } from "./request.js";
 
