@@ -8,7 +8,7 @@ import type { Exchange } from "../edge/exchange.js";
 import { isRequestTooLarge } from "../call/wire-error.js";
 import { headerValue } from "../compat/node-headers.js";
 import type { RestError } from "./http-error.js";
-import { sseEvent, writeSse } from "./sse.js";
+import { sseDone, sseEvent, writeSse } from "./sse.js";
 import { callError, copyHeaders, sendError, sendJson } from "./http-write.js";
 
 // The codec the HTTP surfaces share (the REST transcoder, rest-handler.ts, and the OpenAI-compatible
@@ -138,7 +138,18 @@ export function httpWire(exchange: Exchange, call: HttpCall): CallWire {
       }
       const headers = copyHeaders(context.responseHeader, {});
       const text = call.stream(decoded?.request);
-      await writeSse(exchange.res, headers, first, messages, text, errorOf, context.signal);
+      await writeSse(
+        exchange.res,
+        headers,
+        first,
+        messages,
+        {
+          frame: (message) => sseEvent(text(message)),
+          errorFrame: (err) => sseEvent(errorOf(err).body, "error"),
+          done: sseDone,
+        },
+        context.signal,
+      );
     },
     error(opened, err) {
       const kind = (decoded?.spec ?? call.spec).kind;

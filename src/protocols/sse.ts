@@ -11,7 +11,6 @@ import {
 } from "../../gen/apikeyserver/v1/chat_pb.js";
 import type { NodeServerResponse } from "../edge/exchange.js";
 import { toRestJson } from "../json/index.js";
-import type { RestError } from "./http-error.js";
 import { isJsonObject } from "./http-write.js";
 
 /** One Server-Sent Event: `data: <json>`, or `event: <name>` and its data (OpenAI's framing). */
@@ -41,21 +40,30 @@ export async function writeSseChunk(
   }
 }
 
+/** How a surface frames its stream as Server-Sent Events. */
+export interface SseFraming<T> {
+  /** The SSE text of one message. */
+  readonly frame: (message: T) => string;
+  /** The SSE text of the error that ends a failed stream. */
+  readonly errorFrame: (err: ConnectError) => string;
+  /** The last event of a stream that finished well (OpenAI's `[DONE]`), where the surface sends one. */
+  readonly done?: string;
+}
+
 /**
- * Writes a server stream as Server-Sent Events: `data: <json>` per message, waiting for the socket to
- * drain, then OpenAI's `data: [DONE]` when the stream finished; a failure as `event: error` with the
- * surface's error body (`errorOf`) and no `[DONE]`. Every stream that fails ends with its error event; a
- * stream cut at the end of the shutdown grace too (its signal is aborted then, its connection not yet), so
- * the client retries rather than taking a truncated answer for a complete one. Only a client that left
- * gets none. `messages` throws wire errors (src/call/in-process-call.ts).
+ * Writes a server stream as Server-Sent Events, each message framed by the surface and written after the
+ * socket drained, then the surface's `done` event when the stream finished; a failure as the surface's
+ * error event and nothing after it. Every stream that fails ends with its error event; a stream cut at the
+ * end of the shutdown grace too (its signal is aborted then, its connection not yet), so the client retries
+ * rather than taking a truncated answer for a complete one. Only a client that left gets none. `messages`
+ * throws wire errors (src/call/in-process-call.ts).
  */
 export async function writeSse<T>(
   res: NodeServerResponse,
   headers: OutgoingHttpHeaders,
   first: IteratorResult<T>,
   messages: AsyncIterator<T>,
-  toJson: (message: T) => string,
-  errorOf: (err: ConnectError) => RestError,
+  framing: SseFraming<T>,
   signal: AbortSignal,
 ): Promise<void> {
   headers["content-type"] = "text/event-stream; charset=utf-8";
@@ -64,15 +72,15 @@ export async function writeSse<T>(
   let next = first;
   try {
     while (next.done !== true) {
-      if (!(await writeSseChunk(res, sseEvent(toJson(next.value)), signal))) break;
+      if (!(await writeSseChunk(res, framing.frame(next.value), signal))) break;
       try {
         next = await messages.next();
       } catch (err) {
-        if (!res.destroyed) res.write(sseEvent(errorOf(err as ConnectError).body, "error"));
+        if (!res.destroyed) res.write(framing.errorFrame(err as ConnectError));
         break;
       }
     }
-    if (next.done === true) await writeSseChunk(res, sseDone, signal);
+    if (next.done === true && framing.done !== undefined) await writeSseChunk(res, framing.done, signal);
   } finally {
     if (next.done !== true) await messages.return?.();
   }

@@ -1,5 +1,3 @@
-import type { EventEmitter } from "node:events";
-import { once } from "node:events";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { type ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { ChatService } from "../../../gen/apikeyserver/v1/chat_pb.js";
@@ -9,9 +7,10 @@ import type { CallPipeline, CallWire, Decoded, MethodSpec } from "../../call/pip
 import { readRequestBody } from "../../call/read-body.js";
 import { isRequestTooLarge } from "../../call/wire-error.js";
 import { headerValue } from "../../compat/node-headers.js";
-import type { EdgeEntry, Exchange, NodeServerResponse } from "../../edge/exchange.js";
+import type { EdgeEntry, Exchange } from "../../edge/exchange.js";
 import { AppError, toConnectError } from "../../errors/index.js";
 import { callError, copyHeaders, sendError, sendJson } from "../http-write.js";
+import { sseEvent, writeSse } from "../sse.js";
 import { anthropicErrorFromConnect } from "./anthropic-error.js";
 import type { Messages, MessagesRequest } from "./messages.js";
 import { scanTopLevel } from "./top-level.js";
@@ -195,16 +194,9 @@ function requestHeadersOf(exchange: Exchange): { header: Record<string, string>;
   return { header };
 }
 
-/** Writes a chunk and waits for the socket to drain; false when the client has gone. */
-async function write(res: NodeServerResponse, chunk: string, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return false;
-  if (res.write(chunk)) return true;
-  try {
-    await once(res as unknown as EventEmitter, "drain", { signal });
-    return true;
-  } catch {
-    return false;
-  }
+/** The event that ends a stream failing after it started, in Anthropic's shape. */
+function errorFrame(err: ConnectError): string {
+  return sseEvent(anthropicErrorFromConnect(err).body, "error");
 }
 
 /**
@@ -226,7 +218,7 @@ function wireOf(
   const fail = (opened: InProcessCall, err: ConnectError, unaryCall: boolean): void => {
     const { req, res } = exchange;
     if (res.headersSent) {
-      if (!res.writableEnded) res.end(`event: error\ndata: ${anthropicErrorFromConnect(err).body}\n\n`);
+      if (!res.writableEnded) res.end(errorFrame(err));
       return;
     }
     sendError(
@@ -268,25 +260,15 @@ function wireOf(
         fail(opened, err as ConnectError, false);
         return;
       }
-      const headers = copyHeaders(context.responseHeader, {});
-      headers["content-type"] = "text/event-stream; charset=utf-8";
-      headers["cache-control"] = "no-cache";
-      res.writeHead(200, headers);
-      try {
-        while (next.done !== true) {
-          if (!(await write(res, next.value as string, context.signal))) break;
-          try {
-            next = await messages.next();
-          } catch (err) {
-            if (!res.destroyed)
-              res.write(`event: error\ndata: ${anthropicErrorFromConnect(err as ConnectError).body}\n\n`);
-            break;
-          }
-        }
-      } finally {
-        if (next.done !== true) await messages.return?.();
-      }
-      res.end();
+      await writeSse(
+        res,
+        copyHeaders(context.responseHeader, {}),
+        next,
+        messages,
+        // Each message of the stream is its frames, already framed (src/protocols/anthropic/messages.ts).
+        { frame: (frames) => frames as string, errorFrame },
+        context.signal,
+      );
     },
     error(opened, err) {
       fail(opened, err, (decoded?.spec ?? spec).kind === "unary");

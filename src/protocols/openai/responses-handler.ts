@@ -1,4 +1,3 @@
-import type { OutgoingHttpHeaders } from "node:http";
 import type { ConnectError } from "@connectrpc/connect";
 import type { CallWire, MethodSpec } from "../../call/pipeline.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
@@ -9,7 +8,7 @@ import type { JsonResponses } from "../../services/responses/responses-json.js";
 import { httpWire } from "../http-wire.js";
 import { copyHeaders } from "../http-write.js";
 import { parseJsonBody } from "../request-body.js";
-import { sseEvent, writeSseChunk } from "../sse.js";
+import { sseEvent, writeSse } from "../sse.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 
 /** A ChatService method as the OpenAI surface calls it in-process (openai-handler.ts). */
@@ -101,29 +100,21 @@ async function writeEvents(
   messages: AsyncIterator<JsonObject>,
 ): Promise<void> {
   const { context } = opened;
-  const headers: OutgoingHttpHeaders = copyHeaders(context.responseHeader, {});
-  headers["content-type"] = "text/event-stream; charset=utf-8";
-  headers["cache-control"] = "no-cache";
-  res.writeHead(200, headers);
   let sequence = 0;
-  let next = first;
-  try {
-    while (next.done !== true) {
-      const event = next.value;
-      const type = typeof event["type"] === "string" ? event["type"] : "message";
-      const frame = sseEvent(JSON.stringify({ ...event, sequence_number: sequence++ }), type);
-      if (!(await writeSseChunk(res, frame, context.signal))) break;
-      try {
-        next = await messages.next();
-      } catch (err) {
-        if (!res.destroyed) res.write(errorEvent(err as ConnectError, sequence++));
-        break;
-      }
-    }
-  } finally {
-    if (next.done !== true) await messages.return?.();
-  }
-  res.end();
+  await writeSse(
+    res,
+    copyHeaders(context.responseHeader, {}),
+    first,
+    messages,
+    {
+      frame(event) {
+        const type = typeof event["type"] === "string" ? event["type"] : "message";
+        return sseEvent(JSON.stringify({ ...event, sequence_number: sequence++ }), type);
+      },
+      errorFrame: (err) => errorEvent(err, sequence++),
+    },
+    context.signal,
+  );
 }
 
 function errorEvent(err: ConnectError, sequence: number): string {
