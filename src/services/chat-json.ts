@@ -93,13 +93,14 @@ function includeUsage(json: JsonObject): boolean {
  * place as the REST JSON writer would write it (fields the contract does not know are dropped); an answer
  * that does not fit is a 502 (chat-core.ts, notAChatCompletion).
  */
-const jsonAnswer: AnswerCodec<JsonObject> = (body, provider) => {
+export const jsonAnswer: AnswerCodec<JsonObject> = (body, provider) => {
   const value = readAnswer(ChatCompletionSchema, body);
   if (value === undefined) throw notAChatCompletion(provider, notA(ChatCompletionSchema.typeName));
   return value;
 };
 
-const jsonChunk: ChunkCodec<JsonObject> = (chunk, provider) => {
+/** A chunk of the provider's stream for a JSON caller, checked and normalized as `jsonAnswer`, and its usage. */
+export const jsonChunk: ChunkCodec<JsonObject> = (chunk, provider) => {
   const value = readAnswer(ChatCompletionChunkSchema, chunk);
   if (value === undefined) throw notAChatCompletion(provider, notA(ChatCompletionChunkSchema.typeName));
   return { value, usage: usageOf(value["usage"]) };

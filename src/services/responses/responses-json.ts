@@ -1,16 +1,11 @@
 import type { HandlerContext } from "@connectrpc/connect";
 import { ChatCompletionChunkSchema, ChatCompletionSchema } from "../../../gen/apikeyserver/v1/chat_pb.js";
-import {
-  notAChatCompletion,
-  type AnswerCodec,
-  type ChatCore,
-  type ChunkCodec,
-} from "../../chat/chat-core.js";
-import type { JsonObject, TokenUsage } from "../../chat/ports.js";
+import type { AnswerCodec, ChatCore } from "../../chat/chat-core.js";
+import type { JsonObject } from "../../chat/ports.js";
 import { AppError } from "../../errors/index.js";
-import { compileJsonPlans, readAnswer } from "../../json/index.js";
+import { compileJsonPlans } from "../../json/index.js";
+import { jsonAnswer, jsonChunk } from "../chat-json.js";
 import { responseFromCompletion } from "./answer.js";
-import { isObject } from "../../upstream/index.js";
 import { createResponseEvents } from "./events.js";
 import { takeResponsesRequest, type ResponsesRequest } from "./request.js";
 
@@ -37,11 +32,8 @@ export function createJsonResponses(core: ChatCore): JsonResponses {
   return {
     take: takeResponsesRequest,
     complete(request, ctx) {
-      const answer: AnswerCodec<JsonObject> = (body, provider) => {
-        const completion = readAnswer(ChatCompletionSchema, body);
-        if (completion === undefined) throw notAChatCompletion(provider, notA(ChatCompletionSchema.typeName));
-        return responseFromCompletion(completion, request.echo);
-      };
+      const answer: AnswerCodec<JsonObject> = (body, provider) =>
+        responseFromCompletion(jsonAnswer(body, provider), request.echo);
       return core.complete(request.view, ctx, answer).catch((err: unknown) => {
         throw inResponsesTerms(err);
       });
@@ -50,7 +42,7 @@ export function createJsonResponses(core: ChatCore): JsonResponses {
       const events = createResponseEvents(request.echo);
       let started = false;
       try {
-        for await (const chunk of core.stream(request.view, ctx, chunkCodec)) {
+        for await (const chunk of core.stream(request.view, ctx, jsonChunk)) {
           if (!started) {
             started = true;
             yield* events.start(chunk);
@@ -63,23 +55,6 @@ export function createJsonResponses(core: ChatCore): JsonResponses {
       if (!started) yield* events.start(undefined);
       yield* events.end();
     },
-  };
-}
-
-const chunkCodec: ChunkCodec<JsonObject> = (chunk, provider) => {
-  const value = readAnswer(ChatCompletionChunkSchema, chunk);
-  if (value === undefined) throw notAChatCompletion(provider, notA(ChatCompletionChunkSchema.typeName));
-  return { value, usage: tokenUsage(value["usage"]) };
-};
-
-const notA = (typeName: string): Error => new Error(`the JSON does not fit ${typeName}`);
-
-function tokenUsage(usage: JsonObject[string] | undefined): TokenUsage | undefined {
-  if (!isObject(usage)) return undefined;
-  return {
-    promptTokens: usage["prompt_tokens"] as number,
-    completionTokens: usage["completion_tokens"] as number,
-    totalTokens: usage["total_tokens"] as number,
   };
 }
 
