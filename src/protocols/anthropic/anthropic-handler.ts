@@ -10,6 +10,7 @@ import { headerValue } from "../../compat/node-headers.js";
 import type { EdgeEntry, Exchange } from "../../edge/exchange.js";
 import { AppError, toConnectError } from "../../errors/index.js";
 import { callError, copyHeaders, sendError, sendJson } from "../http-write.js";
+import { checkJsonContentType } from "../request-body.js";
 import { sseEvent, writeSse } from "../sse.js";
 import { anthropicErrorFromConnect } from "./anthropic-error.js";
 import type { Messages, MessagesRequest } from "./messages.js";
@@ -58,7 +59,7 @@ export function createAnthropicEdge(options: AnthropicEdgeOptions): EdgeEntry {
     bytes: Uint8Array,
     count: boolean,
   ): Promise<Decoded> {
-    checkContentType(exchange.req.headers);
+    checkJsonContentType(exchange.req.headers);
     const keys = await scanTopLevel(bytes);
     if (typeof keys.model !== "string" || keys.model === "") {
       throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
@@ -150,14 +151,6 @@ function anthropicHeaders(headers: IncomingHttpHeaders): Record<string, string> 
     if (value !== undefined) out[header] = value;
   }
   return out;
-}
-
-function checkContentType(headers: IncomingHttpHeaders): void {
-  const mime = headerValue(headers["content-type"])?.split(";")[0]?.trim().toLowerCase();
-  const encoding = headerValue(headers["content-encoding"]);
-  if (mime !== "application/json" || (encoding !== undefined && encoding !== "identity")) {
-    throw new AppError("unsupported_media_type");
-  }
 }
 
 /**

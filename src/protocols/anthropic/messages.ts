@@ -2,6 +2,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import type { ChatCore, ChatRequestView } from "../../chat/chat-core.js";
 import { AppError } from "../../errors/index.js";
 import { checkJsonValues } from "../../lib/message-limits.js";
+import { parseJsonBytes } from "../request-body.js";
 import type { ProviderConfig } from "../../secrets/types.js";
 import { estimatePromptTokens, estimateTextTokens, estimateUtf8Tokens } from "../../usage/estimate.js";
 import type {
@@ -54,8 +55,6 @@ export const tokenCountHeader = "x-token-count";
  */
 export const translatedMaxValues = 200_000;
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 /** The Messages API calls: native to `anthropic` providers, translated through the chat core otherwise. */
 export interface Messages {
   readonly create: (request: MessagesRequest, ctx: HandlerContext) => Promise<string>;
@@ -87,13 +86,7 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
 
   function parsed(request: MessagesRequest): JsonObject {
     checkJsonValues(request.body, translatedMaxValues);
-    let json: unknown;
-    try {
-      json = JSON.parse(utf8.decode(request.body));
-    } catch {
-      throw new AppError("invalid_argument", { message: "Malformed JSON body" });
-    }
-    return json as JsonObject;
+    return parseJsonBytes(request.body) as JsonObject;
   }
 
   function viewOf(request: MessagesRequest, chat: JsonObject): ChatRequestView {

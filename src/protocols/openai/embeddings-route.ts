@@ -5,11 +5,10 @@ import {
   EmbeddingService,
 } from "../../../gen/apikeyserver/v1/embeddings_pb.js";
 import type { Exchange } from "../../edge/exchange.js";
-import { AppError } from "../../errors/index.js";
 import { fromRestJson, toRestJson } from "../../json/index.js";
 import type { CallWire } from "../../call/pipeline.js";
 import { httpWire } from "../http-wire.js";
-import { parseJsonBody } from "../request-body.js";
+import { parseJsonObjectBody } from "../request-body.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 
 export interface EmbeddingsRouteOptions {
@@ -45,10 +44,7 @@ export function createEmbeddingsRoute(
       maxBodyBytes,
       maxTimeoutMs,
       decode(body) {
-        const json = parseJsonBody(exchange.req, body);
-        if (typeof json !== "object" || json === null || Array.isArray(json)) {
-          throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
-        }
+        const json = parseJsonObjectBody(exchange.req, body);
         return { request: fromRestJson(CreateEmbeddingsRequestSchema, { ...json, product }) };
       },
       unary: text,

@@ -17,7 +17,7 @@ import { httpWire } from "../http-wire.js";
 import { sendError } from "../http-write.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 import { streamJsonWriter } from "../sse.js";
-import { parseJsonBody } from "../request-body.js";
+import { parseJsonObjectBody } from "../request-body.js";
 import type { EmbeddingService } from "../../../gen/apikeyserver/v1/embeddings_pb.js";
 import { createEmbeddingsRoute } from "./embeddings-route.js";
 import type { JsonResponses } from "../../services/responses/responses-json.js";
@@ -136,10 +136,7 @@ export function createOpenAiEdge(options: OpenAiEdgeOptions): EdgeEntry {
       maxBodyBytes,
       maxTimeoutMs,
       decode(body) {
-        const json = parseJsonBody(exchange.req, body);
-        if (typeof json !== "object" || json === null || Array.isArray(json)) {
-          throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
-        }
+        const json = parseJsonObjectBody(exchange.req, body);
         const withProduct = { ...json, product };
         if (chatJson !== undefined) {
           // The JSON chat checks the request against the contract (its 400s) and normalizes it.

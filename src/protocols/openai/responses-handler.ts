@@ -7,7 +7,7 @@ import type { JsonObject } from "../../chat/ports.js";
 import type { JsonResponses } from "../../services/responses/responses-json.js";
 import { httpWire } from "../http-wire.js";
 import { copyHeaders } from "../http-write.js";
-import { parseJsonBody } from "../request-body.js";
+import { parseJsonObjectBody } from "../request-body.js";
 import { sseEvent, writeSse } from "../sse.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 
@@ -57,10 +57,7 @@ export function responsesCall(exchange: Exchange, options: ResponsesCallOptions)
     maxBodyBytes: options.maxBodyBytes,
     maxTimeoutMs: options.maxTimeoutMs,
     decode(body) {
-      const json = parseJsonBody(exchange.req, body);
-      if (typeof json !== "object" || json === null || Array.isArray(json)) {
-        throw new AppError("invalid_argument", { message: "Request body must be a JSON object" });
-      }
+      const json = parseJsonObjectBody(exchange.req, body);
       const request = responses.take(json, product);
       exchange.rpc = request.stream ? stream.rpc : unary.rpc;
       return request.stream
