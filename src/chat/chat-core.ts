@@ -94,13 +94,23 @@ export interface AdmittedCall {
   settle(usage: TokenUsage | undefined): Promise<void>;
 }
 
+/** The product, the caller and the provider of the model, after the product and model steps. */
+export interface ResolvedModel {
+  readonly product: ProductConfig;
+  readonly caller: Principal;
+  readonly provider: ProviderConfig;
+}
+
 /** The chat steps, once, for every protocol. */
 export interface ChatCore {
   /**
    * The per-call steps every surface runs before going upstream (src/chat/chat-core.ts is the one
-   * enforcement point of products, models, output caps, limits and usage).
+   * enforcement point of products, models, output caps, limits and usage). `resolved`: the product and model
+   * steps a surface already ran with `model` for this call (they are not run twice).
    */
-  admitCall(target: CallTarget, ctx: HandlerContext): Promise<AdmittedCall>;
+  admitCall(target: CallTarget, ctx: HandlerContext, resolved?: ResolvedModel): Promise<AdmittedCall>;
+  /** The product and model steps alone (the product exists, the caller may use it, it lists the model). */
+  model(product: string, model: string, ctx: HandlerContext): ResolvedModel;
   complete<T>(request: ChatRequestView, ctx: HandlerContext, answer: AnswerCodec<T>): Promise<T>;
   stream<T>(request: ChatRequestView, ctx: HandlerContext, chunk: ChunkCodec<T>): AsyncGenerator<T>;
   /** The product's configuration after the product steps (it exists, the caller may use it). */
@@ -122,7 +132,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
   const streamRoute = routeHint(ChatService.method.streamChatCompletion);
 
   /** The product, the caller and the model's provider; fills the access record's product, caller and model. */
-  function resolveModel(productName: string, model: string, ctx: HandlerContext) {
+  function resolveModel(productName: string, model: string, ctx: HandlerContext): ResolvedModel {
     const { product, caller } = resolveProduct(productName, ctx);
     const record = ctx.values.get(accessRecordKey);
     if (record) record.model = model;
@@ -202,7 +212,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
   async function admitResolved(
     target: CallTarget,
     ctx: HandlerContext,
-    resolved: ReturnType<typeof resolveModel>,
+    resolved: ResolvedModel,
   ): Promise<AdmittedCall> {
     const { product, caller, provider } = resolved;
     const maxTokensCap = checkMaxTokens(target, product);
@@ -296,9 +306,11 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
   }
 
   return {
-    admitCall(target, ctx) {
-      return admitResolved(target, ctx, resolveModel(target.product, target.model, ctx));
+    admitCall(target, ctx, resolved) {
+      return admitResolved(target, ctx, resolved ?? resolveModel(target.product, target.model, ctx));
     },
+
+    model: resolveModel,
 
     async complete(request, ctx, answer) {
       const resolved = resolveModel(request.product, request.model, ctx);

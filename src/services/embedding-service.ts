@@ -62,15 +62,8 @@ export function createEmbeddingService(
     const record = ctx.values.get(accessRecordKey);
     if (record) record.surface = "embeddings";
     const { product: name, model } = request;
-    const product = core.product(name, ctx);
-    if (record) record.model = model;
-    if (model === "") {
-      throw new AppError("invalid_argument", { message: 'Missing required field "model"', param: "model" });
-    }
-    const provider = product.models.get(model);
-    if (provider === undefined || !upstream.embeds(provider)) {
-      throw new AppError("model_not_supported", { param: "model" });
-    }
+    const resolved = core.model(name, model, ctx);
+    if (!upstream.embeds(resolved.provider)) throw new AppError("model_not_supported", { param: "model" });
     const { product: _product, ...body } = toRestJson(CreateEmbeddingsRequestSchema, request) as JsonObject;
     const inputs = checkRequest(body);
     const format = typeof body["encoding_format"] === "string" ? body["encoding_format"] : "float";
@@ -78,7 +71,11 @@ export function createEmbeddingService(
     let estimate: number | undefined;
     const promptTokens = () => (estimate ??= estimateInputs(inputs));
 
-    const call = await core.admitCall({ product: name, model, maxOutputTokens: [], promptTokens }, ctx);
+    const call = await core.admitCall(
+      { product: name, model, maxOutputTokens: [], promptTokens },
+      ctx,
+      resolved,
+    );
     let usage: TokenUsage | undefined;
     try {
       const result = await upstream.embed(call.provider, body, call.options);
