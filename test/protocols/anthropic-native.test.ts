@@ -8,7 +8,7 @@ import Anthropic, {
   PermissionDeniedError,
   RateLimitError,
 } from "@anthropic-ai/sdk";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { hmacSigningFetch } from "../support/hmac-fetch.js";
 import { startApp, type AppHarness } from "../support/app-harness.js";
 import { canaryKey, canaryPieces } from "../support/e2e-clients.js";
@@ -469,6 +469,34 @@ describe("Anthropic SDK against an Anthropic-backed product (native)", () => {
     expect((err as APIError).error).toEqual({
       type: "error",
       error: { type: "api_error", message: "Upstream service error" },
+    });
+  });
+
+  it("a stream cut after its text is charged Anthropic's input count and the text relayed, estimated", async () => {
+    // message_start (25 in, 1 out so far), the block start, a ping, "Hello" and "!", then the reset.
+    mock.setBehavior(behaviors.sseFrames(frames(streamEvents.slice(0, 5)), "reset"));
+    const mark = app.logs.lines.length;
+    const stream = sdk().messages.stream({
+      model,
+      max_tokens: 10,
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    await stream.finalMessage().catch(() => undefined);
+    const line = await vi.waitFor(() => {
+      const found = app.logs
+        .records()
+        .slice(mark)
+        .find((l) => l["protocol"] === "anthropic" && "httpRequest" in l);
+      if (found === undefined) throw new Error("no access line yet");
+      return found;
+    });
+    // "Hello!" is two o200k tokens, more than the 1 Anthropic had counted.
+    expect(line).toMatchObject({
+      product: "product-claude",
+      promptTokens: 25,
+      completionTokens: 2,
+      totalTokens: 27,
+      usageEstimated: true,
     });
   });
 });

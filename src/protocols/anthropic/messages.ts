@@ -4,7 +4,7 @@ import { AppError } from "../../errors/index.js";
 import { checkJsonValues } from "../../lib/message-limits.js";
 import { parseJsonBytes } from "../request-body.js";
 import type { ProviderConfig } from "../../secrets/types.js";
-import { estimatePromptTokens, estimateTextTokens, estimateUtf8Tokens } from "../../usage/estimate.js";
+import { estimatePromptTokens, estimateUtf8Tokens } from "../../usage/estimate.js";
 import type {
   JsonObject,
   JsonValue,
@@ -238,13 +238,13 @@ function messageUsage(usage: JsonValue | undefined): TokenUsage | undefined {
 
 /**
  * Reads usage from a native stream as it passes: `message_start` (input, cache), `message_delta` (output,
- * and input where the API version reports it there); text and tool input noted for the estimate of a
- * stream cut short. Only the events that carry usage or output are parsed; the others (`ping`) are not.
+ * and input where the API version reports it there); text and tool input noted (`note`) for the core's
+ * estimate of a stream cut short. Only the events that carry usage or output are parsed; the others
+ * (`ping`) are not.
  */
 function createUsageReader() {
   let usage: JsonObject | undefined;
   let finished = false;
-  let output = "";
   return {
     read(event: SseEvent, note: (text: string) => void): void {
       const type = event.event;
@@ -260,10 +260,7 @@ function createUsageReader() {
         const delta = data["delta"];
         if (!isObject(delta)) return;
         const text = typeof delta["text"] === "string" ? delta["text"] : delta["partial_json"];
-        if (typeof text === "string") {
-          output += text;
-          note(text);
-        }
+        if (typeof text === "string") note(text);
         return;
       }
       const reported =
@@ -272,17 +269,14 @@ function createUsageReader() {
       usage = { ...usage, ...reported };
       if (type === "message_delta") finished = true;
     },
-    /** The provider's usage once `message_delta` came; before it, its input and an output estimate. */
+    /**
+     * The provider's usage once `message_delta` came; before it, a partial reading (its input counts),
+     * which the core completes with the estimate of the noted output (src/chat/chat-core.ts, settle).
+     */
     result(): TokenUsage | undefined {
       const read = messageUsage(usage);
       if (read === undefined || finished) return read;
-      const completion = estimateTextTokens(output);
-      return {
-        ...read,
-        completionTokens: completion,
-        totalTokens: read.promptTokens + completion,
-        estimated: true,
-      };
+      return { ...read, estimated: true };
     },
   };
 }
