@@ -45,6 +45,11 @@ export interface ChatRequestView {
   role(i: number): string;
   /** The OpenAI body for the provider, without `product`; throws AppError `invalid_argument` when it cannot be built. */
   upstreamBody(): JsonObject;
+  /**
+   * The prompt's token estimate, where the surface needs it too (the Anthropic surface's message_start):
+   * one count for both. Default: estimatePromptTokens over `upstreamBody()`.
+   */
+  readonly promptTokens?: () => number;
 }
 
 /** The provider's unary answer in the caller's form; throws AppError `upstream_error` when it is no chat completion. */
@@ -301,7 +306,7 @@ export function createChatCore(options: ChatCoreOptions): ChatCore {
         },
         { field: "max_tokens", value: request.maxTokens },
       ],
-      promptTokens: () => estimatePromptTokens(request.upstreamBody()),
+      promptTokens: request.promptTokens ?? (() => estimatePromptTokens(request.upstreamBody())),
     };
   }
 

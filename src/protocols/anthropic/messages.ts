@@ -89,9 +89,10 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
     return parseJsonBytes(request.body) as JsonObject;
   }
 
-  function viewOf(request: MessagesRequest, chat: JsonObject): ChatRequestView {
+  function viewOf(request: MessagesRequest, chat: JsonObject, promptTokens?: () => number): ChatRequestView {
     const messages = chat["messages"] as JsonObject[];
     return {
+      ...(promptTokens === undefined ? {} : { promptTokens }),
       product: request.product,
       model: request.model,
       stream: request.stream,
@@ -129,10 +130,13 @@ export function createMessages(core: ChatCore, upstream: AnthropicUpstream): Mes
       const provider = providerOf(request, ctx);
       if (provider?.kind !== "anthropic") {
         const chat = toChatBody(parsed(request), true);
-        const view = viewOf(request, chat);
         // Anthropic's message_start carries the input count; the translated providers give theirs only at
-        // the end, so message_start says the server's estimate and message_delta the provider's count.
-        const translator = createStreamTranslator(request.model, () => estimatePromptTokens(chat));
+        // the end, so message_start says the server's estimate and message_delta the provider's count. The
+        // core's budget reservation and the charge of a stream cut short use the same count.
+        let estimate: number | undefined;
+        const promptTokens = () => (estimate ??= estimatePromptTokens(chat));
+        const view = viewOf(request, chat, promptTokens);
+        const translator = createStreamTranslator(request.model, promptTokens);
         const frames = core.stream(view, ctx, (chunk) => ({
           value: translator.chunk(chunk),
           usage: chatUsage(chunk["usage"]),
