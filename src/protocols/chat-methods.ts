@@ -1,12 +1,28 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ServiceImpl } from "@connectrpc/connect";
 import { ChatService } from "../../gen/apikeyserver/v1/chat_pb.js";
+import type { MethodSpec } from "../call/pipeline.js";
 
-/** One ChatService method as the HTTP surfaces run it on the pipeline: its handler, path and access-line name. */
+/** One method as the HTTP surfaces run it on the pipeline: its handler, path and access-line name. */
 export interface ChatMethod {
-  readonly spec: ReturnType<typeof createServiceImplSpec<typeof ChatService>>["methods"][string];
+  readonly spec: MethodSpec;
   readonly url: string;
   readonly rpc: string;
+}
+
+/**
+ * `method` of a service implementation (`createServiceImplSpec(...).methods`), as the HTTP surfaces call it
+ * in-process; `surface` names the caller in the wiring error of a missing method.
+ */
+export function inProcessMethod(
+  methods: Readonly<Record<string, MethodSpec>>,
+  method: DescMethod,
+  surface: string,
+): ChatMethod {
+  const spec = methods[method.localName];
+  if (spec === undefined) throw new Error(`${surface}: ${method.parent.name} has no ${method.name}`);
+  const rpc = `${method.parent.typeName}/${method.name}`;
+  return { spec, url: `/${rpc}`, rpc };
 }
 
 /**
@@ -17,16 +33,8 @@ export function chatMethods(
   surface: string,
   impl: ServiceImpl<typeof ChatService>,
 ): { readonly unary: ChatMethod; readonly stream: ChatMethod; readonly models: ChatMethod } {
-  const chat = createServiceImplSpec<typeof ChatService>(ChatService, impl);
-  const specOf = (method: DescMethod): ChatMethod => {
-    const spec = chat.methods[method.localName];
-    if (spec === undefined) throw new Error(`${surface}: chat has no ${method.name}`);
-    return {
-      spec,
-      url: `/${method.parent.typeName}/${method.name}`,
-      rpc: `${method.parent.typeName}/${method.name}`,
-    };
-  };
+  const { methods } = createServiceImplSpec<typeof ChatService>(ChatService, impl);
+  const specOf = (method: DescMethod) => inProcessMethod(methods, method, surface);
   return {
     unary: specOf(ChatService.method.createChatCompletion),
     stream: specOf(ChatService.method.streamChatCompletion),

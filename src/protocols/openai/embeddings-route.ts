@@ -7,6 +7,7 @@ import {
 import type { Exchange } from "../../edge/exchange.js";
 import { fromRestJson, toRestJson } from "../../json/index.js";
 import type { CallWire } from "../../call/pipeline.js";
+import { inProcessMethod } from "../chat-methods.js";
 import { httpWire } from "../http-wire.js";
 import { parseJsonObjectBody } from "../request-body.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
@@ -28,10 +29,7 @@ export function createEmbeddingsRoute(
 ): (exchange: Exchange, product: string) => CallWire {
   const impl = createServiceImplSpec<typeof EmbeddingService>(EmbeddingService, options.embeddings);
   const method = EmbeddingService.method.createEmbeddings;
-  const spec = impl.methods[method.localName];
-  if (spec === undefined) throw new Error("createEmbeddingsRoute: embeddings has no CreateEmbeddings");
-  const rpc = `${EmbeddingService.typeName}/${method.name}`;
-  const url = `/${rpc}`;
+  const { spec, url, rpc } = inProcessMethod(impl.methods, method, "createEmbeddingsRoute");
   const { maxBodyBytes, maxTimeoutMs } = options;
   const text = (answer: unknown) =>
     JSON.stringify(toRestJson(method.output, answer as CreateEmbeddingsResponse));

@@ -1,5 +1,6 @@
 import type { ConnectError } from "@connectrpc/connect";
-import type { CallWire, MethodSpec } from "../../call/pipeline.js";
+import type { CallWire } from "../../call/pipeline.js";
+import type { ChatMethod } from "../chat-methods.js";
 import type { InProcessCall } from "../../call/in-process-call.js";
 import type { Exchange, NodeServerResponse } from "../../edge/exchange.js";
 import { AppError } from "../../errors/index.js";
@@ -11,19 +12,12 @@ import { parseJsonObjectBody } from "../request-body.js";
 import { sseEvent, writeSse } from "../sse.js";
 import { openAiErrorFromConnect } from "./openai-error.js";
 
-/** A ChatService method as the OpenAI surface calls it in-process (openai-handler.ts). */
-export interface CalledMethod {
-  readonly spec: MethodSpec;
-  readonly url: string;
-  readonly rpc: string;
-}
-
 export interface ResponsesCallOptions {
   readonly responses: JsonResponses;
   readonly product: string;
   /** The chat RPCs whose interceptors, limits and access line a Responses call shares. */
-  readonly unary: CalledMethod;
-  readonly stream: CalledMethod;
+  readonly unary: ChatMethod;
+  readonly stream: ChatMethod;
   readonly maxBodyBytes: number;
   readonly maxTimeoutMs: number;
 }
